@@ -94,7 +94,10 @@ fn harness_access_log_counts_requests() {
         pairs,
         vec![
             ("GET".to_string(), "/v2/log/repo/manifests/v1".to_string()),
-            ("GET".to_string(), format!("/v2/log/repo/blobs/{}", img.layers[0])),
+            (
+                "GET".to_string(),
+                format!("/v2/log/repo/blobs/{}", img.layers[0])
+            ),
         ]
     );
     // Calling requests() again does not consume them.
@@ -128,7 +131,10 @@ fn harness_registry_is_stopped_and_removed_on_drop() {
     assert!(dir.exists());
     drop(reg);
     assert!(!dir.exists(), "temp dir not removed");
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "still listening");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still listening"
+    );
 }
 
 #[test]
@@ -244,5 +250,8 @@ fn harness_access_log_parser() {
     assert_eq!(base64(b"alice:pw"), "YWxpY2U6cHc=");
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"abc"), "YWJj");
-    assert_eq!(Run::failed_count_in("x\nSynchronization finished, 3 tasks failed, cost 2s\n"), Some(3));
+    assert_eq!(
+        Run::failed_count_in("x\nSynchronization finished, 3 tasks failed, cost 2s\n"),
+        Some(3)
+    );
 }

@@ -168,7 +168,10 @@ impl TestDir {
                 return TestDir { path };
             }
         }
-        panic!("cannot create a temporary directory under {}", base.display());
+        panic!(
+            "cannot create a temporary directory under {}",
+            base.display()
+        );
     }
 
     pub fn path(&self) -> &Path {
@@ -358,7 +361,10 @@ impl Registry {
             let text = fs::read(&self.log_path).unwrap_or_default();
             let text = String::from_utf8_lossy(&text);
             if let Some(pos) = text.find(&needle) {
-                let end = text[pos..].find('\n').map(|e| pos + e + 1).unwrap_or(text.len());
+                let end = text[pos..]
+                    .find('\n')
+                    .map(|e| pos + e + 1)
+                    .unwrap_or(text.len());
                 // Give any request whose log line is being written concurrently a moment.
                 thread::sleep(Duration::from_millis(50));
                 return end as u64;
@@ -580,7 +586,9 @@ impl Client {
     /// Uploads a blob (monolithic POST + PUT) and returns its digest.
     pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = sha256_digest(bytes);
-        let mut post = self.agent.post(&self.url(&format!("/v2/{repo}/blobs/uploads/")));
+        let mut post = self
+            .agent
+            .post(&self.url(&format!("/v2/{repo}/blobs/uploads/")));
         if let Some(a) = &self.auth {
             post = post.header("Authorization", a);
         }
@@ -608,7 +616,13 @@ impl Client {
     }
 
     /// PUTs a manifest under `reference` (tag or digest) and returns its digest.
-    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> String {
         let mut put = self
             .agent
             .put(&self.url(&format!("/v2/{repo}/manifests/{reference}")))
@@ -1025,13 +1039,25 @@ pub fn index_entries(bytes: &[u8]) -> Vec<(String, Platform)> {
 
 /// Asserts that `dst` holds `img` in `repo` under `reference` with identical digest and bytes, and
 /// that the config and every layer blob have identical bytes.
-pub fn assert_image_copied(src: &Client, dst: &Client, img: &Image, dst_repo: &str, reference: &str) {
+pub fn assert_image_copied(
+    src: &Client,
+    dst: &Client,
+    img: &Image,
+    dst_repo: &str,
+    reference: &str,
+) {
     let m = dst
         .get_manifest(dst_repo, reference)
         .unwrap_or_else(|| panic!("{dst_repo}:{reference} missing at destination"));
     assert_eq!(m.digest, img.digest, "{dst_repo}:{reference} digest");
-    assert!(m.bytes == img.bytes, "{dst_repo}:{reference} manifest bytes differ");
-    assert_eq!(m.content_type, img.media_type, "{dst_repo}:{reference} content type");
+    assert!(
+        m.bytes == img.bytes,
+        "{dst_repo}:{reference} manifest bytes differ"
+    );
+    assert_eq!(
+        m.content_type, img.media_type,
+        "{dst_repo}:{reference} content type"
+    );
     for blob in img.blobs() {
         let want = src
             .get_blob(&img.repo, &blob)
@@ -1051,7 +1077,10 @@ pub fn assert_index_copied(src: &Client, dst: &Client, idx: &Index, dst_repo: &s
         .unwrap_or_else(|| panic!("{dst_repo}:{tag} missing at destination"));
     assert_eq!(m.digest, idx.digest, "{dst_repo}:{tag} index digest");
     assert!(m.bytes == idx.bytes, "{dst_repo}:{tag} index bytes differ");
-    assert_eq!(m.content_type, idx.media_type, "{dst_repo}:{tag} content type");
+    assert_eq!(
+        m.content_type, idx.media_type,
+        "{dst_repo}:{tag} content type"
+    );
     for child in &idx.children {
         assert_image_copied(src, dst, child, dst_repo, &child.digest);
     }
@@ -1095,7 +1124,11 @@ pub fn auth_yaml(entries: &[AuthEntry]) -> String {
     for e in entries {
         out.push_str(&format!("{}:\n", yaml_str(&e.key)));
         if let Some((u, p)) = &e.creds {
-            out.push_str(&format!("  username: {}\n  password: {}\n", yaml_str(u), yaml_str(p)));
+            out.push_str(&format!(
+                "  username: {}\n  password: {}\n",
+                yaml_str(u),
+                yaml_str(p)
+            ));
         }
         out.push_str(&format!("  insecure: {}\n", e.insecure));
     }
@@ -1228,7 +1261,8 @@ impl Run {
         let line = text
             .lines()
             .find(|l| l.contains("Synchronization finished"))?;
-        let rest = &line[line.find("Synchronization finished,")? + "Synchronization finished,".len()..];
+        let rest =
+            &line[line.find("Synchronization finished,")? + "Synchronization finished,".len()..];
         rest.split_whitespace().next()?.parse().ok()
     }
 
@@ -1240,7 +1274,12 @@ impl Run {
 
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "command: {} {}", syncer_bin().display(), self.args.join(" "))?;
+        writeln!(
+            f,
+            "command: {} {}",
+            syncer_bin().display(),
+            self.args.join(" ")
+        )?;
         writeln!(f, "exit code: {:?}", self.code)?;
         writeln!(f, "--- stdout ---\n{}", self.stdout)?;
         write!(f, "--- stderr ---\n{}", self.stderr)
@@ -1603,7 +1642,11 @@ fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
     };
     let status = resp.status().as_u16();
     let hs = forwarded_headers(&resp);
-    let body = if head { Vec::new() } else { read_body(&mut resp) };
+    let body = if head {
+        Vec::new()
+    } else {
+        read_body(&mut resp)
+    };
     if head {
         write_response(&mut stream, status, &hs, &[], true);
     } else {
@@ -1633,4 +1676,16 @@ fn forwarded_headers(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, St
         }
     }
     out
+}
+
+/// A job whose auth file covers `regs` (insecure, with their credentials) and whose images file
+/// holds `rules`.
+pub fn job(regs: &[&Registry], rules: &[(&str, &[&str])]) -> Job {
+    Job::new(&auth_for(regs), &images_yaml(rules))
+}
+
+/// Lower-cased text contains any of `needles`.
+pub fn contains_any_ci(text: &str, needles: &[&str]) -> bool {
+    let t = text.to_lowercase();
+    needles.iter().any(|n| t.contains(&n.to_lowercase()))
 }

@@ -1,0 +1,237 @@
+//! Failures: bad credentials, malformed or missing files, invalid rules, missing images and
+//! unreachable registries. Each must give a non-zero exit code, a clear line naming what is at
+//! fault, no panic, and no secret in the output.
+
+mod common;
+
+use common::*;
+
+const WRONG: &str = "Wr0ng-P4ss-xyzzy";
+
+fn assert_auth_failure(run: &Run, reg: &Registry) {
+    run.assert_failed();
+    let err = &run.stderr;
+    assert!(
+        err.contains(&reg.addr()),
+        "stderr should name {}:\n{run}",
+        reg.addr()
+    );
+    assert!(
+        contains_any_ci(err, &["unauthorized", "authentication"]),
+        "stderr should say unauthorized/authentication:\n{run}"
+    );
+    let out = run.output();
+    assert!(!out.contains(WRONG), "password leaked:\n{run}");
+    for user in ["syncer", "reader"] {
+        let b64 = base64(format!("{user}:{WRONG}").as_bytes());
+        assert!(!out.contains(&b64), "encoded credentials leaked:\n{run}");
+    }
+    assert!(
+        run.failed_count().is_some_and(|n| n > 0),
+        "summary line should count failures:\n{run}"
+    );
+}
+
+#[test]
+fn wrong_password_on_destination() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd("syncer", "right-pass"));
+    push_simple(src.api(), "app/x", "v1");
+    let auth = vec![
+        src.auth_entry(),
+        AuthEntry::insecure(&dst.addr()).with_creds("syncer", WRONG),
+    ];
+    let job = Job::new(
+        &auth,
+        &images_yaml(&[(&src.repo("app/x:v1"), &[&dst.repo("app/x")])]),
+    );
+    let run = job.run(&["--retries", "0"]);
+    assert_auth_failure(&run, &dst);
+    assert_eq!(dst.api().head_manifest("app/x", "v1"), None);
+}
+
+#[test]
+fn wrong_password_on_source() {
+    let src = Registry::start_with(RegistryOpts::htpasswd("reader", "right-pass"));
+    let dst = Registry::start();
+    push_simple(src.api(), "app/y", "v1");
+    let auth = vec![
+        AuthEntry::insecure(&src.addr()).with_creds("reader", WRONG),
+        dst.auth_entry(),
+    ];
+    let job = Job::new(
+        &auth,
+        &images_yaml(&[(&src.repo("app/y:v1"), &[&dst.repo("app/y")])]),
+    );
+    let run = job.run(&["--retries", "0"]);
+    assert_auth_failure(&run, &src);
+    assert!(dst.api().tags("app/y").is_empty());
+}
+
+#[test]
+fn wrong_password_with_log_file_keeps_secret_out_of_the_log() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd("syncer", "right-pass"));
+    push_simple(src.api(), "app/z", "v1");
+    let auth = vec![
+        src.auth_entry(),
+        AuthEntry::insecure(&dst.addr()).with_creds("syncer", WRONG),
+    ];
+    let job = Job::new(
+        &auth,
+        &images_yaml(&[(&src.repo("app/z:v1"), &[&dst.repo("app/z")])]),
+    );
+    let log = job.dir.join("sync.log");
+    let run = job.run(&["--log", p(&log), "--retries", "0"]);
+    run.assert_failed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let all = format!("{text}{}", run.output());
+    assert!(!all.contains(WRONG), "password leaked:\n{all}");
+    assert!(
+        contains_any_ci(&all, &["unauthorized", "authentication"]),
+        "log should say unauthorized/authentication:\n{all}"
+    );
+    assert!(
+        Run::failed_count_in(&all).is_some_and(|n| n > 0),
+        "summary line missing:\n{all}"
+    );
+}
+
+fn assert_names_file(run: &Run, path: &std::path::Path) {
+    run.assert_failed();
+    assert!(
+        run.stderr.contains(p(path)),
+        "stderr should name {}:\n{run}",
+        path.display()
+    );
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
+    assert!(
+        lines <= 5,
+        "a config error should be reported in a line or two:\n{run}"
+    );
+}
+
+#[test]
+fn malformed_images_file() {
+    let src = Registry::start();
+    let job = job(&[&src], &[]);
+    let bad = job
+        .dir
+        .write("broken-images.yaml", "a: [unclosed\n  - : : {\n");
+    let run = run_syncer(&["--auth", p(&job.auth), "--images", p(&bad)]);
+    assert_names_file(&run, &bad);
+}
+
+#[test]
+fn images_file_with_wrong_shape() {
+    let src = Registry::start();
+    let job = job(&[&src], &[]);
+    let bad = job.dir.write("shape-images.yaml", "- just\n- a list\n");
+    let run = run_syncer(&["--auth", p(&job.auth), "--images", p(&bad)]);
+    assert_names_file(&run, &bad);
+}
+
+#[test]
+fn malformed_auth_file() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let job = job(&[&src, &dst], &[(&src.repo("a/b:v1"), &[&dst.repo("a/b")])]);
+    let bad = job
+        .dir
+        .write("broken-auth.json", "{\"127.0.0.1\": {\"insecure\": tru");
+    let run = run_syncer(&["--auth", p(&bad), "--images", p(&job.images)]);
+    assert_names_file(&run, &bad);
+}
+
+#[test]
+fn missing_images_file() {
+    let src = Registry::start();
+    let job = job(&[&src], &[]);
+    let missing = job.dir.join("no-such-images.yaml");
+    let run = run_syncer(&["--auth", p(&job.auth), "--images", p(&missing)]);
+    assert_names_file(&run, &missing);
+}
+
+#[test]
+fn rename_with_mismatched_tag_counts() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    for t in ["a", "b", "c"] {
+        push_simple(src.api(), "mm/source", t);
+    }
+    let job = job(
+        &[&src, &dst],
+        &[(&src.repo("mm/source:a,b,c"), &[&dst.repo("mm/target:x,y")])],
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    assert!(
+        run.stderr.contains("mm/source") || run.stderr.contains("mm/target"),
+        "the error should name the rule:\n{run}"
+    );
+    assert!(dst.api().tags("mm/target").is_empty());
+}
+
+#[test]
+fn missing_source_tag_fails_but_other_rules_complete() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let good = push_simple(src.api(), "ok/app", "v1");
+    push_simple(src.api(), "bad/app", "v1");
+    let job = job(
+        &[&src, &dst],
+        &[
+            (&src.repo("bad/app:does-not-exist"), &[&dst.repo("bad/app")]),
+            (&src.repo("ok/app:v1"), &[&dst.repo("ok/app")]),
+        ],
+    );
+    let run = job.run(&["--retries", "1"]);
+    run.assert_failed();
+    assert!(
+        run.stderr.contains("bad/app") && run.stderr.contains("does-not-exist"),
+        "the error should name the missing reference:\n{run}"
+    );
+    assert!(run.failed_count().is_some_and(|n| n > 0), "{run}");
+    assert_image_copied(src.api(), dst.api(), &good, "ok/app", "v1");
+    assert!(dst.api().tags("bad/app").is_empty());
+}
+
+#[test]
+fn missing_source_repository_fails() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let job = job(
+        &[&src, &dst],
+        &[(&src.repo("ghost/repo"), &[&dst.repo("ghost/repo")])],
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    assert!(run.stderr.contains("ghost/repo"), "{run}");
+}
+
+#[test]
+fn unreachable_source_registry() {
+    let dst = Registry::start();
+    // A port nothing listens on.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let auth = vec![AuthEntry::insecure(&dead), dst.auth_entry()];
+    let job = Job::new(
+        &auth,
+        &images_yaml(&[(&format!("{dead}/some/app:v1"), &[&dst.repo("some/app")])]),
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    assert!(
+        run.stderr.contains(&dead),
+        "stderr should name {dead}:\n{run}"
+    );
+    assert!(run.failed_count().is_some_and(|n| n > 0), "{run}");
+}
+
+#[test]
+fn unknown_flag_is_rejected() {
+    let run = run_syncer(&["--no-such-flag"]);
+    run.assert_failed();
+    assert!(run.output().contains("no-such-flag"), "{run}");
+}

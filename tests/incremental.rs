@@ -1,0 +1,239 @@
+//! Re-runs: unchanged images are skipped without writes or blob downloads, `--force` re-copies,
+//! moved tags are updated, and the success-images output can be fed back as `--images`.
+
+mod common;
+
+use common::*;
+
+struct Fixture {
+    src: Registry,
+    dst: Registry,
+    img: Image,
+    oci: Image,
+    list: Index,
+    index: Index,
+    job: Job,
+}
+
+fn fixture() -> Fixture {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let s = src.api();
+    let img = push_simple(s, "inc/app", "docker");
+    let oci = push_image(s, "inc/app", "oci", ImageKind::Oci, "linux", "amd64", "");
+    let list = push_index(
+        s,
+        "inc/app",
+        "list",
+        IndexKind::List,
+        &[("linux", "amd64", ""), ("linux", "arm64", "v8")],
+    );
+    let index = push_index(
+        s,
+        "inc/app",
+        "index",
+        IndexKind::OciIndex,
+        &[("linux", "amd64", ""), ("linux", "arm", "v7")],
+    );
+    let job = job(
+        &[&src, &dst],
+        &[(&src.repo("inc/app"), &[&dst.repo("inc/app")])],
+    );
+    Fixture {
+        src,
+        dst,
+        img,
+        oci,
+        list,
+        index,
+        job,
+    }
+}
+
+fn assert_all_copied(f: &Fixture, dst: &Registry, repo: &str) {
+    let s = f.src.api();
+    assert_image_copied(s, dst.api(), &f.img, repo, "docker");
+    assert_image_copied(s, dst.api(), &f.oci, repo, "oci");
+    assert_index_copied(s, dst.api(), &f.list, repo, "list");
+    assert_index_copied(s, dst.api(), &f.index, repo, "index");
+}
+
+#[test]
+fn rerun_copies_nothing() {
+    let f = fixture();
+    f.job.run(&[]).assert_ok();
+    assert_all_copied(&f, &f.dst, "inc/app");
+
+    f.src.clear_requests();
+    f.dst.clear_requests();
+    let run = f.job.run(&[]);
+    run.assert_ok();
+
+    let dst_writes: Vec<Request> = f
+        .dst
+        .requests()
+        .into_iter()
+        .filter(Request::is_write)
+        .collect();
+    assert!(
+        dst_writes.is_empty(),
+        "writes at the destination on re-run: {dst_writes:?}\n{run}"
+    );
+    let src_blob_gets: Vec<Request> = f
+        .src
+        .requests()
+        .into_iter()
+        .filter(Request::is_blob_get)
+        .collect();
+    assert!(
+        src_blob_gets.is_empty(),
+        "blob downloads from the source on re-run: {src_blob_gets:?}\n{run}"
+    );
+    assert!(
+        run.output().to_lowercase().contains("unchanged"),
+        "skips should be logged as unchanged:\n{run}"
+    );
+    assert_eq!(run.failed_count(), Some(0), "{run}");
+    assert_all_copied(&f, &f.dst, "inc/app");
+}
+
+#[test]
+fn rerun_with_platform_filter_copies_nothing() {
+    let f = fixture();
+    let filter = ["--os", "linux", "--arch", "arm64"];
+    f.job.run(&filter).assert_ok();
+    let filtered = f
+        .dst
+        .api()
+        .head_manifest("inc/app", "list")
+        .expect("filtered list");
+    assert_ne!(filtered, f.list.digest);
+
+    f.src.clear_requests();
+    f.dst.clear_requests();
+    let run = f.job.run(&filter);
+    run.assert_ok();
+    let dst_writes: Vec<Request> = f
+        .dst
+        .requests()
+        .into_iter()
+        .filter(Request::is_write)
+        .collect();
+    assert!(
+        dst_writes.is_empty(),
+        "a filtered index must compare equal to its earlier copy: {dst_writes:?}\n{run}"
+    );
+    assert!(!f.src.requests().iter().any(Request::is_blob_get), "{run}");
+    assert_eq!(f.dst.api().head_manifest("inc/app", "list"), Some(filtered));
+}
+
+#[test]
+fn force_copies_again() {
+    let f = fixture();
+    f.job.run(&[]).assert_ok();
+    f.dst.clear_requests();
+    let run = f.job.run(&["--force"]);
+    run.assert_ok();
+    let reqs = f.dst.requests();
+    for tag in ["docker", "oci", "list", "index"] {
+        let path = format!("/v2/inc/app/manifests/{tag}");
+        assert!(
+            reqs.iter().any(|r| r.is_manifest_put() && r.path == path),
+            "no manifest PUT for {tag} with --force: {reqs:?}\n{run}"
+        );
+    }
+    assert_all_copied(&f, &f.dst, "inc/app");
+}
+
+#[test]
+fn moved_source_tag_is_updated() {
+    let f = fixture();
+    f.job.run(&[]).assert_ok();
+    // Move "docker" to a new image and "list" to a new list with other children.
+    let moved = push_simple(f.src.api(), "inc/app", "docker");
+    let moved_list = push_index(
+        f.src.api(),
+        "inc/app",
+        "list",
+        IndexKind::List,
+        &[("linux", "amd64", ""), ("linux", "riscv64", "")],
+    );
+    f.dst.clear_requests();
+    f.job.run(&[]).assert_ok();
+    assert_image_copied(f.src.api(), f.dst.api(), &moved, "inc/app", "docker");
+    assert_index_copied(f.src.api(), f.dst.api(), &moved_list, "inc/app", "list");
+    // The unchanged tags were not pushed again.
+    let reqs = f.dst.requests();
+    for tag in ["oci", "index"] {
+        let path = format!("/v2/inc/app/manifests/{tag}");
+        assert!(
+            !reqs.iter().any(|r| r.is_manifest_put() && r.path == path),
+            "unchanged {tag} was pushed again: {reqs:?}"
+        );
+    }
+}
+
+fn success_file_roundtrip(format: Option<&str>) {
+    let f = fixture();
+    let third = Registry::start();
+    let out = f.job.dir.join("success.out");
+    let mut extra = vec!["--output-success-images", p(&out)];
+    if let Some(fmt) = format {
+        extra.extend(["--output-images-format", fmt]);
+    }
+    f.job.run(&extra).assert_ok();
+    let text = std::fs::read_to_string(&out).expect("success-images file written");
+
+    // It is a map from source reference to destination reference, one entry per synced tag.
+    let map: serde_json::Value = if format == Some("json") {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+    } else {
+        let v: serde_yaml::Value =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"));
+        serde_json::to_value(v).expect("yaml to json")
+    };
+    let obj = map
+        .as_object()
+        .unwrap_or_else(|| panic!("not a map:\n{text}"));
+    for tag in ["docker", "oci", "list", "index"] {
+        let key = format!("{}:{tag}", f.src.repo("inc/app"));
+        let val = &obj
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} missing from success images:\n{text}"));
+        let want = format!("{}:{tag}", f.dst.repo("inc/app"));
+        let ok = val.as_str() == Some(&want[..])
+            || val
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&want[..])));
+        assert!(ok, "{key} -> {val}, expected {want}:\n{text}");
+    }
+
+    // Fed back as --images with the destination swapped for a third registry.
+    let rewritten = text.replace(&f.dst.addr(), &third.addr());
+    let images = f.job.dir.write("from-success.images", &rewritten);
+    let images = if format == Some("json") {
+        let json = f.job.dir.join("from-success.json");
+        std::fs::rename(&images, &json).unwrap();
+        json
+    } else {
+        let yaml = f.job.dir.join("from-success.yaml");
+        std::fs::rename(&images, &yaml).unwrap();
+        yaml
+    };
+    let auth = f.job.dir.write(
+        "auth3.yaml",
+        &auth_yaml(&auth_for(&[&f.src, &f.dst, &third])),
+    );
+    run_syncer(&["--auth", p(&auth), "--images", p(&images)]).assert_ok();
+    assert_all_copied(&f, &third, "inc/app");
+}
+
+#[test]
+fn success_images_yaml_feeds_back_as_images() {
+    success_file_roundtrip(None);
+}
+
+#[test]
+fn success_images_json_feeds_back_as_images() {
+    success_file_roundtrip(Some("json"));
+}
