@@ -1,0 +1,128 @@
+//! Command-line flags, named and defaulted exactly as in the Go image-syncer.
+//!
+//! argh only understands `--flag value`, while the Go tool's users write `--proc=6` and
+//! `--os=linux,windows` (pflag string slices split on commas), so [`normalize`] rewrites the
+//! arguments before argh sees them.
+
+use argh::FromArgs;
+
+/// Synchronise container images between Docker Registry V2 / OCI registries.
+#[derive(FromArgs, Debug, Default)]
+pub struct Args {
+    /// auth file (yaml or json): registry or registry/namespace -> username, password, insecure
+    #[argh(option)]
+    pub auth: Option<String>,
+
+    /// images file (yaml or json): source image -> destination image(s)
+    #[argh(option)]
+    pub images: Option<String>,
+
+    /// legacy config file holding both "auth" and "images"
+    #[argh(option)]
+    pub config: Option<String>,
+
+    /// number of worker threads (default 5)
+    #[argh(option, short = 'p', default = "5")]
+    pub proc: usize,
+
+    /// times to retry failed tasks after a pass (default 2)
+    #[argh(option, short = 'r', default = "2")]
+    pub retries: usize,
+
+    /// only sync these operating systems from multi-platform images (repeatable, os[:osversion])
+    #[argh(option)]
+    pub os: Vec<String>,
+
+    /// only sync these architectures from multi-platform images (repeatable, arch[:variant])
+    #[argh(option)]
+    pub arch: Vec<String>,
+
+    /// copy images even when the destination already has the same digest
+    #[argh(switch)]
+    pub force: bool,
+
+    /// log file (default: stderr)
+    #[argh(option)]
+    pub log: Option<String>,
+
+    /// write the successfully synced images to this file, in the images-file format
+    #[argh(option)]
+    pub output_success_images: Option<String>,
+
+    /// format of --output-success-images: yaml or json (default yaml)
+    #[argh(option, default = "String::from(\"yaml\")")]
+    pub output_images_format: String,
+
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+}
+
+/// Split `--flag=value` into `--flag value` (and `-p=3` into `-p 3`); leave everything else.
+pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((flag, value)) if flag.starts_with('-') && flag.len() > 1 && !flag.contains(' ') => {
+                out.push(flag.to_string());
+                out.push(value.to_string());
+            }
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
+/// pflag string slices accept `a,b`: split every value on commas and drop empty pieces.
+pub fn split_commas(values: &[String]) -> Vec<String> {
+    values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// Parse the process arguments; on `--help` or a bad flag, argh's message and exit code.
+pub fn parse(raw: Vec<String>) -> Result<Args, argh::EarlyExit> {
+    let raw = normalize(raw);
+    let cmd = raw.first().map(String::as_str).unwrap_or("image-syncer");
+    let cmd = std::path::Path::new(cmd).file_name().and_then(|s| s.to_str()).unwrap_or("image-syncer");
+    let rest: Vec<&str> = raw.iter().skip(1).map(String::as_str).collect();
+    Args::from_args(&[cmd], &rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Args {
+        let mut v = vec!["image-syncer".to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        parse(v).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let a = p(&[]);
+        assert_eq!((a.proc, a.retries, a.output_images_format.as_str()), (5, 2, "yaml"));
+        assert!(!a.force);
+    }
+
+    #[test]
+    fn equals_form_and_short_flags() {
+        let a = p(&["--proc=6", "-r", "4", "--auth=a.yaml", "--images", "i.yaml", "--force"]);
+        assert_eq!((a.proc, a.retries), (6, 4));
+        assert_eq!(a.auth.as_deref(), Some("a.yaml"));
+        let a = p(&["-p=3"]);
+        assert_eq!(a.proc, 3);
+    }
+
+    #[test]
+    fn platform_lists() {
+        let a = p(&["--os=linux,windows", "--arch", "amd64", "--arch=arm:v7"]);
+        assert_eq!(split_commas(&a.os), ["linux", "windows"]);
+        assert_eq!(split_commas(&a.arch), ["amd64", "arm:v7"]);
+    }
+
+    #[test]
+    fn value_with_equals_is_kept() {
+        let n = normalize(["x".to_string(), "--log=/tmp/a=b".to_string()]);
+        assert_eq!(n, ["x", "--log", "/tmp/a=b"]);
+    }
+}

@@ -1,0 +1,73 @@
+//! `${VAR}` / `$VAR` expansion, as the Go tool's `os.ExpandEnv` does for usernames, passwords and
+//! destinations — so users can keep secrets out of their files. Unlike Go, a `$` that starts no
+//! variable name stays a literal `$` (Go silently drops it, which mangles passwords).
+
+/// Expand variables from the process environment. Returns the names of unset variables, which
+/// expand to the empty string (as in Go), so the caller can warn about them.
+pub fn expand(s: &str) -> (String, Vec<String>) {
+    expand_with(s, |k| std::env::var(k).ok())
+}
+
+pub fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(s.len());
+    let mut unset = Vec::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let (name, consumed) = if let Some(body) = after.strip_prefix('{') {
+            match body.find('}') {
+                Some(end) if is_name(&body[..end]) => (&body[..end], end + 2),
+                _ => ("", 0),
+            }
+        } else {
+            let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        match lookup(name) {
+            Some(v) => out.push_str(&v),
+            None => unset.push(name.to_string()),
+        }
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    (out, unset)
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "USER" => Some("alice".into()),
+            "NS" => Some("team".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_both_forms() {
+        assert_eq!(expand_with("${USER}-$NS/x", env).0, "alice-team/x");
+        assert_eq!(expand_with("reg/${NS}/app:v1", env).0, "reg/team/app:v1");
+    }
+
+    #[test]
+    fn unset_and_literals() {
+        let (s, unset) = expand_with("a${NOPE}b$MISSING", env);
+        assert_eq!(s, "ab");
+        assert_eq!(unset, ["NOPE", "MISSING"]);
+        assert_eq!(expand_with("pa$$!%$", env).0, "pa$$!%$");
+        assert_eq!(expand_with("x${bad-name}", env).0, "x${bad-name}");
+        assert_eq!(expand_with("no vars", env), ("no vars".to_string(), vec![]));
+    }
+}

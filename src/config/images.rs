@@ -1,0 +1,170 @@
+//! The images file: `source → destination` or `source → [destinations]`, in file order.
+//!
+//! Each pair becomes a validated [`Rule`] here, so a mistake (a bad name, a rename whose tag
+//! counts differ, a digest that cannot match) is reported before any network traffic, naming
+//! the file and the rule.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::{env, ConfigError};
+use crate::reference::{parse_rule_ref, RuleRef, Selector};
+
+/// A destination or a list of destinations.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum Dests {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The file's pairs, in the order written (serde maps would sort or shuffle them).
+#[derive(Clone, Debug, Default)]
+pub struct ImagesFile(pub Vec<(String, Dests)>);
+
+impl<'de> Deserialize<'de> for ImagesFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ImagesFile;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of source image to destination image(s)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ImagesFile, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Dests>()? {
+                    out.push((k, v));
+                }
+                Ok(ImagesFile(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// One validated source → destination pair.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// `source: destination` as written, for messages.
+    pub text: String,
+    pub src: RuleRef,
+    pub dst: RuleRef,
+}
+
+/// Turn the file into rules; `origin` (the file path) goes into every error.
+pub fn rules(file: ImagesFile, origin: &Path) -> Result<Vec<Rule>, ConfigError> {
+    let mut out = Vec::new();
+    if file.0.is_empty() {
+        return Err(ConfigError::Parse { path: origin.to_path_buf(), message: "no images to synchronise".into() });
+    }
+    for (src_text, dests) in file.0 {
+        let dests = match dests {
+            Dests::One(d) => vec![d],
+            Dests::Many(v) => v,
+        };
+        if dests.is_empty() {
+            return Err(rule_err(origin, &src_text, "", "the destination list is empty"));
+        }
+        for dst_text in dests {
+            out.push(rule(&src_text, &dst_text, origin)?);
+        }
+    }
+    Ok(out)
+}
+
+fn rule_err(origin: &Path, src: &str, dst: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Rule { path: origin.to_path_buf(), rule: format!("{src}: {dst}"), message: message.into() }
+}
+
+fn rule(src_text: &str, dst_text: &str, origin: &Path) -> Result<Rule, ConfigError> {
+    let fail = |m: String| rule_err(origin, src_text, dst_text, m);
+    let (dst_expanded, unset) = env::expand(dst_text);
+    if let Some(var) = unset.first() {
+        return Err(fail(format!("environment variable {var} is not set")));
+    }
+    if dst_expanded.trim().is_empty() {
+        return Err(fail("the destination is empty".into()));
+    }
+    let src = parse_rule_ref(src_text).map_err(|e| fail(format!("source: {e}")))?;
+    let dst = parse_rule_ref(&dst_expanded).map_err(|e| fail(format!("destination: {e}")))?;
+    match (&src.selector, &dst.selector) {
+        (_, Selector::Regex(_)) => return Err(fail("a destination cannot be a tag regex".into())),
+        (Selector::Tags(s), Selector::Tags(d)) if s.len() != d.len() => {
+            return Err(fail(format!(
+                "the destination renames {} tag(s) but the source names {}; the counts must match",
+                d.len(),
+                s.len()
+            )))
+        }
+        (Selector::Digest(_), Selector::Tags(d)) if d.len() != 1 => {
+            return Err(fail("a source digest can be given exactly one destination tag".into()))
+        }
+        (Selector::All | Selector::Regex(_), Selector::Tags(_)) => {
+            return Err(fail("renaming tags needs an explicit source tag list (repo:a,b)".into()))
+        }
+        (Selector::Digest(s), Selector::Digest(d)) if s != d => {
+            return Err(fail("the destination digest differs from the source digest".into()))
+        }
+        (Selector::Tags(_) | Selector::All | Selector::Regex(_), Selector::Digest(_)) => {
+            return Err(fail("a destination digest needs the same source digest".into()))
+        }
+        _ => {}
+    }
+    Ok(Rule { text: format!("{src_text}: {dst_text}"), src, dst })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Vec<Rule>, ConfigError> {
+        rules(serde_yaml::from_str(yaml).unwrap(), Path::new("images.yaml"))
+    }
+
+    #[test]
+    fn keeps_order_and_lists() {
+        let r = parse("z.io/a/z: y.io/b/z\na.io/a/a: [y.io/b/a1, y.io/b/a2]\n").unwrap();
+        let names: Vec<_> = r.iter().map(|r| r.dst.repo.name.clone()).collect();
+        assert_eq!(names, ["b/z", "b/a1", "b/a2"]);
+    }
+
+    #[test]
+    fn json_too() {
+        let f: ImagesFile = serde_json::from_str(r#"{"b.io/x:v1": "c.io/x", "a.io/y": ["c.io/y"]}"#).unwrap();
+        let r = rules(f, Path::new("i.json")).unwrap();
+        assert_eq!(r[0].src.repo.registry, "b.io");
+        assert_eq!(r[1].src.repo.registry, "a.io");
+    }
+
+    #[test]
+    fn rename_counts_must_match() {
+        assert!(parse("a.io/x:v1,v2: b.io/x:w1,w2\n").is_ok());
+        let e = parse("a.io/x:v1,v2: b.io/x:w1\n").unwrap_err().to_string();
+        assert!(e.contains("images.yaml") && e.contains("a.io/x:v1,v2"), "{e}");
+        assert!(parse("a.io/x: b.io/x:w1\n").is_err());
+        assert!(parse("a.io/x:/v.*/: b.io/x:/w/\n").is_err());
+    }
+
+    #[test]
+    fn env_in_destination() {
+        std::env::set_var("IMAGE_SYNCER_TEST_NS", "team");
+        let r = parse("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_NS}/x\n").unwrap();
+        assert_eq!(r[0].dst.repo.name, "team/x");
+        let e = parse("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_UNSET_VAR}/x\n").unwrap_err().to_string();
+        assert!(e.contains("IMAGE_SYNCER_TEST_UNSET_VAR"), "{e}");
+    }
+
+    #[test]
+    fn digests() {
+        let d = format!("sha256:{}", "c".repeat(64));
+        assert!(parse(&format!("a.io/x@{d}: b.io/x\n")).is_ok());
+        assert!(parse(&format!("a.io/x@{d}: b.io/x:v1\n")).is_ok());
+        assert!(parse(&format!("a.io/x@{d}: b.io/x@{d}\n")).is_ok());
+        let other = format!("sha256:{}", "d".repeat(64));
+        assert!(parse(&format!("a.io/x@{d}: b.io/x@{other}\n")).is_err());
+        assert!(parse(&format!("a.io/x:v1: b.io/x@{d}\n")).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Image references: parsing and normalisation.
+//!
+//! Every other layer works on already-normalised references, so the rules that users rely on
+//! (`docker.io` is really `registry-1.docker.io`, a one-part name is `library/NAME`, a host is
+//! only a host when it looks like one) live here and nowhere else. The images file adds two
+//! selectors that plain references do not have — a tag list `repo:a,b` and a tag regex
+//! `repo:/re/` — so parsing returns a repository plus a [`Selector`].
+
+use std::fmt;
+
+use regex::Regex;
+
+/// The registry Docker Hub images really live on.
+pub const DOCKER_HUB: &str = "registry-1.docker.io";
+
+/// A repository on a registry, normalised: `registry` is `host[:port]` and `name` the path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repository {
+    pub registry: String,
+    pub name: String,
+}
+
+impl Repository {
+    /// The name users know: `docker.io/library/x` is shown as written by Docker.
+    pub fn display_registry(&self) -> &str {
+        if self.registry == DOCKER_HUB {
+            "docker.io"
+        } else {
+            &self.registry
+        }
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.display_registry(), self.name)
+    }
+}
+
+/// Which images of a repository a rule side names.
+#[derive(Clone, Debug)]
+pub enum Selector {
+    /// No tag: every tag of the repository.
+    All,
+    /// `repo:a,b,c`.
+    Tags(Vec<String>),
+    /// `repo:/regex/`: the tags the regex matches (anywhere in the tag, as in the Go tool).
+    Regex(Regex),
+    /// `repo@sha256:…`.
+    Digest(String),
+}
+
+/// One side of an images-file rule.
+#[derive(Clone, Debug)]
+pub struct RuleRef {
+    pub repo: Repository,
+    pub selector: Selector,
+}
+
+/// One concrete image: a repository plus a tag or a digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ImageRef {
+    pub repo: Repository,
+    /// A tag, or a digest (`sha256:…`).
+    pub reference: String,
+}
+
+impl ImageRef {
+    pub fn is_digest(&self) -> bool {
+        is_digest(&self.reference)
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sep = if self.is_digest() { '@' } else { ':' };
+        write!(f, "{}{}{}", self.repo, sep, self.reference)
+    }
+}
+
+/// Why a reference was refused; the caller adds which rule it came from.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(msg.into()))
+}
+
+/// `true` for `algorithm:hex` digests we can verify (sha256 only).
+pub fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+}
+
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// A path component: `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`.
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+        return false;
+    }
+    if b.iter().any(|c| c.is_ascii_uppercase()) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // A run of separators: one '.', one or two '_', or any number of '-'.
+        let start = i;
+        while i < b.len() && matches!(b[i], b'.' | b'_' | b'-') {
+            i += 1;
+        }
+        let sep = &c_slice(b, start, i);
+        let ok = *sep == "." || *sep == "_" || *sep == "__" || sep.bytes().all(|c| c == b'-');
+        if !ok {
+            return false;
+        }
+        if i < b.len() && !(b[i].is_ascii_lowercase() || b[i].is_ascii_digit()) {
+            return false;
+        }
+    }
+    true
+}
+
+fn c_slice(b: &[u8], s: usize, e: usize) -> &str {
+    std::str::from_utf8(&b[s..e]).unwrap_or("")
+}
+
+fn looks_like_host(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
+}
+
+/// Split `[host/]path` into a normalised repository.
+pub fn parse_repository(s: &str) -> Result<Repository, ParseError> {
+    if s.is_empty() {
+        return err("empty repository name");
+    }
+    let (registry, path) = match s.split_once('/') {
+        Some((first, rest)) if looks_like_host(first) => (first.to_string(), rest.to_string()),
+        _ => ("docker.io".to_string(), s.to_string()),
+    };
+    let registry = normalize_registry(&registry);
+    if registry.is_empty() || registry.contains(char::is_whitespace) {
+        return err(format!("invalid registry host {registry:?}"));
+    }
+    if path.is_empty() {
+        return err(format!("missing repository name after registry {registry:?}"));
+    }
+    if let Some(bad) = path.split('/').find(|c| !valid_component(c)) {
+        return err(format!(
+            "invalid repository name {path:?}: component {bad:?} must be lowercase letters, digits and separators"
+        ));
+    }
+    let name = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
+    Ok(Repository { registry, name })
+}
+
+/// `docker.io` and `index.docker.io` are aliases of the registry Docker Hub really serves from.
+pub fn normalize_registry(host: &str) -> String {
+    match host {
+        "docker.io" | "index.docker.io" | DOCKER_HUB => DOCKER_HUB.to_string(),
+        h => h.to_ascii_lowercase(),
+    }
+}
+
+/// Parse one side of an images-file rule: `repo`, `repo:t1,t2`, `repo:/re/`, `repo@sha256:…`.
+pub fn parse_rule_ref(s: &str) -> Result<RuleRef, ParseError> {
+    let s = s.trim();
+    if let Some((repo, digest)) = s.split_once('@') {
+        if !is_digest(digest) {
+            return err(format!("invalid digest {digest:?} (expected sha256:<64 lowercase hex>)"));
+        }
+        return Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Digest(digest.to_string()) });
+    }
+    // A regex may contain '/' and ':', so it is found first: "repo:/re/".
+    if let Some(pos) = s.find(":/") {
+        let (repo, rest) = (&s[..pos], &s[pos + 2..]);
+        let Some(re) = rest.strip_suffix('/') else {
+            return err(format!("tag regex {:?} must end with '/'", &s[pos + 1..]));
+        };
+        let re = Regex::new(re).map_err(|e| ParseError(format!("invalid tag regex /{re}/: {e}")))?;
+        return Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Regex(re) });
+    }
+    let last_slash = s.rfind('/').map_or(0, |p| p + 1);
+    match s[last_slash..].find(':') {
+        None => Ok(RuleRef { repo: parse_repository(s)?, selector: Selector::All }),
+        Some(p) => {
+            let (repo, tags) = (&s[..last_slash + p], &s[last_slash + p + 1..]);
+            let tags: Vec<String> = tags.split(',').map(|t| t.trim().to_string()).collect();
+            if let Some(bad) = tags.iter().find(|t| !valid_tag(t)) {
+                return err(format!("invalid tag {bad:?}"));
+            }
+            Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Tags(tags) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(s: &str) -> Vec<String> {
+        match parse_rule_ref(s).unwrap().selector {
+            Selector::Tags(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn docker_hub_normalisation() {
+        let r = parse_repository("nginx").unwrap();
+        assert_eq!((r.registry.as_str(), r.name.as_str()), (DOCKER_HUB, "library/nginx"));
+        let r = parse_repository("docker.io/nginx").unwrap();
+        assert_eq!(r.name, "library/nginx");
+        let r = parse_repository("docker.io/bitnami/redis").unwrap();
+        assert_eq!(r.name, "bitnami/redis");
+        assert_eq!(r.to_string(), "docker.io/bitnami/redis");
+        let r = parse_repository("user/app").unwrap();
+        assert_eq!((r.registry.as_str(), r.name.as_str()), (DOCKER_HUB, "user/app"));
+    }
+
+    #[test]
+    fn hosts_and_ports() {
+        let r = parse_repository("127.0.0.1:5000/a/b/c/repo").unwrap();
+        assert_eq!((r.registry.as_str(), r.name.as_str()), ("127.0.0.1:5000", "a/b/c/repo"));
+        let r = parse_repository("localhost/x").unwrap();
+        assert_eq!(r.registry, "localhost");
+        let r = parse_repository("quay.io/coreos/kube-rbac-proxy").unwrap();
+        assert_eq!(r.name, "coreos/kube-rbac-proxy");
+    }
+
+    #[test]
+    fn rule_selectors() {
+        assert!(matches!(parse_rule_ref("quay.io/a/b").unwrap().selector, Selector::All));
+        assert_eq!(tags("quay.io/a/b:v1"), ["v1"]);
+        assert_eq!(tags("127.0.0.1:5000/a/b:v1,v2, v3"), ["v1", "v2", "v3"]);
+        let r = parse_rule_ref("127.0.0.1:5000/a/b").unwrap();
+        assert_eq!(r.repo.registry, "127.0.0.1:5000");
+        assert!(matches!(r.selector, Selector::All));
+        let d = format!("sha256:{}", "a".repeat(64));
+        match parse_rule_ref(&format!("quay.io/a/b@{d}")).unwrap().selector {
+            Selector::Digest(x) => assert_eq!(x, d),
+            other => panic!("{other:?}"),
+        }
+        match parse_rule_ref("host:5000/a/b:/^v1\\.[0-9]+/$/").unwrap().selector {
+            Selector::Regex(re) => {
+                assert!(re.is_match("v1.2/"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_rule_ref("quay.io/a/b:/a+/").unwrap().selector {
+            Selector::Regex(re) => assert!(re.is_match("xaax") && !re.is_match("b")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(parse_rule_ref("quay.io/Upper/b").is_err());
+        assert!(parse_rule_ref("quay.io/a/b:").is_err());
+        assert!(parse_rule_ref("quay.io/a/b:bad tag").is_err());
+        assert!(parse_rule_ref("quay.io/a/b@sha256:abc").is_err());
+        assert!(parse_rule_ref("quay.io/a/b:/(/").is_err());
+        assert!(parse_rule_ref("quay.io/a/b:/x").is_err());
+        assert!(parse_rule_ref("quay.io/").is_err());
+        assert!(parse_rule_ref("quay.io/a//b").is_err());
+        assert!(parse_rule_ref("quay.io/a-/b").is_err());
+        assert!(parse_rule_ref("").is_err());
+    }
+
+    #[test]
+    fn components() {
+        for ok in ["a", "a.b", "a_b", "a__b", "a--b", "a-b-c", "0x"] {
+            assert!(valid_component(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a..b", "a___b", "a._b", "A"] {
+            assert!(!valid_component(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn display() {
+        let d = format!("sha256:{}", "b".repeat(64));
+        let r = ImageRef { repo: parse_repository("h:1/x").unwrap(), reference: d.clone() };
+        assert_eq!(r.to_string(), format!("h:1/x@{d}"));
+        let r = ImageRef { repo: parse_repository("h:1/x").unwrap(), reference: "v1".into() };
+        assert_eq!(r.to_string(), "h:1/x:v1");
+    }
+}

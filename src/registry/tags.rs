@@ -1,0 +1,74 @@
+//! Tag listing, following `Link: <…>; rel="next"` pagination to the end.
+
+use super::{header, pull_scope, Body, Client, Error, ErrorKind};
+
+/// Page size asked for; registries may ignore it or cap it.
+const PAGE: usize = 1000;
+/// A safety stop against a registry whose `Link` never ends.
+const MAX_PAGES: usize = 100_000;
+
+#[derive(serde::Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+impl Client {
+    /// Every tag of `repo`, in the order the registry returns them.
+    pub fn list_tags(&self, repo: &str) -> Result<Vec<String>, Error> {
+        let what = format!("list tags of {repo}");
+        let scopes = [pull_scope(repo)];
+        let mut url = self.url(&format!("/v2/{repo}/tags/list?n={PAGE}"));
+        let mut tags = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let mut r = self.send("GET", &url, &scopes, &[("Accept", "application/json")], Body::Empty, &what)?;
+            let status = r.status().as_u16();
+            if status != 200 {
+                return Err(Error::status(&self.registry, what, status, r.body_mut()));
+            }
+            let next = header(&r, "link").and_then(|l| next_link(&l));
+            let body = r
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024 * 1024)
+                .read_to_vec()
+                .map_err(|e| Error::transport(&self.registry, &what, e))?;
+            let page: TagList = serde_json::from_slice(&body)
+                .map_err(|e| Error::new(&self.registry, &what, ErrorKind::Invalid(format!("invalid tag list: {e}"))))?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) => url = self.resolve(&n),
+                None => return Ok(tags),
+            }
+        }
+        Err(Error::new(&self.registry, what, ErrorKind::Invalid("tag list pagination does not end".into())))
+    }
+}
+
+/// The target of the `rel="next"` entry of a `Link` header.
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        let t = target.trim();
+        is_next.then(|| t.trim_start_matches('<').trim_end_matches('>').to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header() {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(r#"<https://x/y>; rel="prev", <https://x/z>; rel=next"#).as_deref(), Some("https://x/z"));
+        assert_eq!(next_link(r#"<https://x/y>; rel="prev""#), None);
+    }
+}
