@@ -53,6 +53,18 @@ pub struct Args {
     #[argh(option, default = "String::from(\"yaml\")")]
     pub output_images_format: String,
 
+    /// default destination registry for rules whose destination is empty (env DEFAULT_REGISTRY)
+    #[argh(option)]
+    pub registry: Option<String>,
+
+    /// default destination namespace for rules whose destination is empty (env DEFAULT_NAMESPACE)
+    #[argh(option)]
+    pub namespace: Option<String>,
+
+    /// accepted for compatibility with old Go releases and ignored
+    #[argh(option)]
+    pub records: Option<String>,
+
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,

@@ -172,10 +172,10 @@ pub fn parse_repository(s: &str) -> Result<Repository, ParseError> {
     Ok(Repository { registry, name })
 }
 
-/// `docker.io` and `index.docker.io` are aliases of the registry Docker Hub really serves from.
+/// `docker.io`, `index.docker.io` and `registry.hub.docker.com` are aliases of the registry Docker Hub really serves from.
 pub fn normalize_registry(host: &str) -> String {
     match host {
-        "docker.io" | "index.docker.io" | DOCKER_HUB => DOCKER_HUB.to_string(),
+        "docker.io" | "index.docker.io" | "registry.hub.docker.com" | DOCKER_HUB => DOCKER_HUB.to_string(),
         h => h.to_ascii_lowercase(),
     }
 }

@@ -54,8 +54,24 @@ pub struct Rule {
     pub dst: RuleRef,
 }
 
+/// Where a rule with an empty destination goes (`--registry`/`--namespace`, as in the Go tool).
+#[derive(Clone, Debug, Default)]
+pub struct DefaultDest {
+    pub registry: Option<String>,
+    pub namespace: Option<String>,
+}
+
+impl DefaultDest {
+    /// `registry/namespace/<last part of the source repository>`, keeping the source tags.
+    fn destination(&self, src: &RuleRef) -> Option<String> {
+        let (Some(reg), Some(ns)) = (&self.registry, &self.namespace) else { return None };
+        let last = src.repo.name.rsplit('/').next().unwrap_or(&src.repo.name);
+        Some(format!("{}/{}/{last}", reg.trim_end_matches('/'), ns.trim_matches('/')))
+    }
+}
+
 /// Turn the file into rules; `origin` (the file path) goes into every error.
-pub fn rules(file: ImagesFile, origin: &Path) -> Result<Vec<Rule>, ConfigError> {
+pub fn rules(file: ImagesFile, origin: &Path, defaults: &DefaultDest) -> Result<Vec<Rule>, ConfigError> {
     let mut out = Vec::new();
     if file.0.is_empty() {
         return Err(ConfigError::Parse { path: origin.to_path_buf(), message: "no images to synchronise".into() });
@@ -69,7 +85,7 @@ pub fn rules(file: ImagesFile, origin: &Path) -> Result<Vec<Rule>, ConfigError> 
             return Err(rule_err(origin, &src_text, "", "the destination list is empty"));
         }
         for dst_text in dests {
-            out.push(rule(&src_text, &dst_text, origin)?);
+            out.push(rule(&src_text, &dst_text, origin, defaults)?);
         }
     }
     Ok(out)
@@ -79,16 +95,18 @@ fn rule_err(origin: &Path, src: &str, dst: &str, message: impl Into<String>) -> 
     ConfigError::Rule { path: origin.to_path_buf(), rule: format!("{src}: {dst}"), message: message.into() }
 }
 
-fn rule(src_text: &str, dst_text: &str, origin: &Path) -> Result<Rule, ConfigError> {
+fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest) -> Result<Rule, ConfigError> {
     let fail = |m: String| rule_err(origin, src_text, dst_text, m);
-    let (dst_expanded, unset) = env::expand(dst_text);
+    let (mut dst_expanded, unset) = env::expand(dst_text);
     if let Some(var) = unset.first() {
         return Err(fail(format!("environment variable {var} is not set")));
     }
-    if dst_expanded.trim().is_empty() {
-        return Err(fail("the destination is empty".into()));
-    }
     let src = parse_rule_ref(src_text).map_err(|e| fail(format!("source: {e}")))?;
+    if dst_expanded.trim().is_empty() {
+        dst_expanded = defaults.destination(&src).ok_or_else(|| {
+            fail("the destination is empty and no default is set (--registry and --namespace)".into())
+        })?;
+    }
     let dst = parse_rule_ref(&dst_expanded).map_err(|e| fail(format!("destination: {e}")))?;
     match (&src.selector, &dst.selector) {
         (_, Selector::Regex(_)) => return Err(fail("a destination cannot be a tag regex".into())),
@@ -121,7 +139,7 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Result<Vec<Rule>, ConfigError> {
-        rules(serde_yaml::from_str(yaml).unwrap(), Path::new("images.yaml"))
+        rules(serde_yaml::from_str(yaml).unwrap(), Path::new("images.yaml"), &DefaultDest::default())
     }
 
     #[test]
@@ -134,7 +152,7 @@ mod tests {
     #[test]
     fn json_too() {
         let f: ImagesFile = serde_json::from_str(r#"{"b.io/x:v1": "c.io/x", "a.io/y": ["c.io/y"]}"#).unwrap();
-        let r = rules(f, Path::new("i.json")).unwrap();
+        let r = rules(f, Path::new("i.json"), &DefaultDest::default()).unwrap();
         assert_eq!(r[0].src.repo.registry, "b.io");
         assert_eq!(r[1].src.repo.registry, "a.io");
     }
@@ -155,6 +173,16 @@ mod tests {
         assert_eq!(r[0].dst.repo.name, "team/x");
         let e = parse("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_UNSET_VAR}/x\n").unwrap_err().to_string();
         assert!(e.contains("IMAGE_SYNCER_TEST_UNSET_VAR"), "{e}");
+    }
+
+    #[test]
+    fn empty_destination_uses_defaults() {
+        assert!(parse("a.io/x/app:v1: \"\"\n").is_err());
+        let d = DefaultDest { registry: Some("r.io".into()), namespace: Some("team".into()) };
+        let f: ImagesFile = serde_yaml::from_str("a.io/x/app:v1,v2: \"\"\n").unwrap();
+        let r = rules(f, Path::new("i.yaml"), &d).unwrap();
+        assert_eq!((r[0].dst.repo.registry.as_str(), r[0].dst.repo.name.as_str()), ("r.io", "team/app"));
+        assert!(matches!(r[0].dst.selector, Selector::All));
     }
 
     #[test]

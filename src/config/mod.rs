@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 pub use auth::{Auth, AuthFile, AuthRule, Credentials};
 pub use file::Format;
-pub use images::{ImagesFile, Rule};
+pub use images::{DefaultDest, ImagesFile, Rule};
 
 use crate::cli::{split_commas, Args};
 use crate::manifest::PlatformFilter;
@@ -70,6 +70,21 @@ struct LegacyFile {
 
 impl Config {
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
+        let defaults = DefaultDest {
+            registry: args
+                .registry
+                .clone()
+                .or_else(|| std::env::var("DEFAULT_REGISTRY").ok())
+                .filter(|s| !s.is_empty()),
+            namespace: args
+                .namespace
+                .clone()
+                .or_else(|| std::env::var("DEFAULT_NAMESPACE").ok())
+                .filter(|s| !s.is_empty()),
+        };
+        if args.records.is_some() {
+            log::warn!("--records is ignored: blobs are checked at the destination instead");
+        }
         let (auth_file, rules) = match (&args.config, &args.images) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Usage("--config and --images cannot be used together".into()))
@@ -77,11 +92,11 @@ impl Config {
             (Some(c), None) => {
                 let path = Path::new(c);
                 let legacy: LegacyFile = file::load(path)?;
-                (legacy.auth, images::rules(legacy.images, path)?)
+                (legacy.auth, images::rules(legacy.images, path, &defaults)?)
             }
             (None, Some(i)) => {
                 let path = Path::new(i);
-                let rules = images::rules(file::load(path)?, path)?;
+                let rules = images::rules(file::load(path)?, path, &defaults)?;
                 let auth = match &args.auth {
                     Some(a) => file::load(Path::new(a))?,
                     None => {

@@ -191,14 +191,17 @@ impl Client {
         mut body: Body<'_>,
         what: &str,
     ) -> Result<Response<ureq::Body>, Error> {
+        // Redirects are followed for reads only; a body that was streamed cannot be re-sent, so
+        // only requests without a streamed body are retried here (the engine retries the rest).
         let idempotent = matches!(method, "GET" | "HEAD");
+        let resendable = !matches!(body, Body::Stream(..));
         let mut auth_retried = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let authz = self.auth.header(&self.agent, scopes)?;
             let result = self.send_once(method, url, headers, authz.as_deref(), &mut body);
-            let retry_left = idempotent && attempt < TRANSIENT_ATTEMPTS;
+            let retry_left = resendable && attempt < TRANSIENT_ATTEMPTS;
             let resp = match result {
                 Err(e) if retry_left => {
                     log::debug!("{}: {what}: {e}; retrying", self.registry);
@@ -209,7 +212,7 @@ impl Client {
                 Ok(r) => r,
             };
             let status = resp.status().as_u16();
-            if status == 401 && !auth_retried && !matches!(body, Body::Stream(..)) {
+            if status == 401 && !auth_retried && resendable {
                 auth_retried = true;
                 let challenge = header(&resp, "www-authenticate");
                 self.auth.on_unauthorized(challenge.as_deref(), scopes, authz.as_deref()).map_err(|mut e| {
