@@ -21,33 +21,11 @@ fn fixture() -> Fixture {
     let s = src.api();
     let img = push_simple(s, "inc/app", "docker");
     let oci = push_image(s, "inc/app", "oci", ImageKind::Oci, "linux", "amd64", "");
-    let list = push_index(
-        s,
-        "inc/app",
-        "list",
-        IndexKind::List,
-        &[("linux", "amd64", ""), ("linux", "arm64", "v8")],
-    );
-    let index = push_index(
-        s,
-        "inc/app",
-        "index",
-        IndexKind::OciIndex,
-        &[("linux", "amd64", ""), ("linux", "arm", "v7")],
-    );
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("inc/app"), &[&dst.repo("inc/app")])],
-    );
-    Fixture {
-        src,
-        dst,
-        img,
-        oci,
-        list,
-        index,
-        job,
-    }
+    let list = push_index(s, "inc/app", "list", IndexKind::List, &[("linux", "amd64", ""), ("linux", "arm64", "v8")]);
+    let index =
+        push_index(s, "inc/app", "index", IndexKind::OciIndex, &[("linux", "amd64", ""), ("linux", "arm", "v7")]);
+    let job = job(&[&src, &dst], &[(&src.repo("inc/app"), &[&dst.repo("inc/app")])]);
+    Fixture { src, dst, img, oci, list, index, job }
 }
 
 fn assert_all_copied(f: &Fixture, dst: &Registry, repo: &str) {
@@ -69,30 +47,11 @@ fn rerun_copies_nothing() {
     let run = f.job.run(&[]);
     run.assert_ok();
 
-    let dst_writes: Vec<Request> = f
-        .dst
-        .requests()
-        .into_iter()
-        .filter(Request::is_write)
-        .collect();
-    assert!(
-        dst_writes.is_empty(),
-        "writes at the destination on re-run: {dst_writes:?}\n{run}"
-    );
-    let src_blob_gets: Vec<Request> = f
-        .src
-        .requests()
-        .into_iter()
-        .filter(Request::is_blob_get)
-        .collect();
-    assert!(
-        src_blob_gets.is_empty(),
-        "blob downloads from the source on re-run: {src_blob_gets:?}\n{run}"
-    );
-    assert!(
-        run.output().to_lowercase().contains("unchanged"),
-        "skips should be logged as unchanged:\n{run}"
-    );
+    let dst_writes: Vec<Request> = f.dst.requests().into_iter().filter(Request::is_write).collect();
+    assert!(dst_writes.is_empty(), "writes at the destination on re-run: {dst_writes:?}\n{run}");
+    let src_blob_gets: Vec<Request> = f.src.requests().into_iter().filter(Request::is_blob_get).collect();
+    assert!(src_blob_gets.is_empty(), "blob downloads from the source on re-run: {src_blob_gets:?}\n{run}");
+    assert!(run.output().to_lowercase().contains("unchanged"), "skips should be logged as unchanged:\n{run}");
     assert_eq!(run.failed_count(), Some(0), "{run}");
     assert_all_copied(&f, &f.dst, "inc/app");
 }
@@ -102,28 +61,25 @@ fn rerun_with_platform_filter_copies_nothing() {
     let f = fixture();
     let filter = ["--os", "linux", "--arch", "arm64"];
     f.job.run(&filter).assert_ok();
-    let filtered = f
-        .dst
-        .api()
-        .head_manifest("inc/app", "list")
-        .expect("filtered list");
+    let filtered = f.dst.api().head_manifest("inc/app", "list").expect("filtered list");
     assert_ne!(filtered, f.list.digest);
 
     f.src.clear_requests();
     f.dst.clear_requests();
     let run = f.job.run(&filter);
     run.assert_ok();
-    let dst_writes: Vec<Request> = f
-        .dst
+    let dst_writes: Vec<Request> = f.dst.requests().into_iter().filter(Request::is_write).collect();
+    assert!(dst_writes.is_empty(), "a filtered index must compare equal to its earlier copy: {dst_writes:?}\n{run}");
+    // With a platform filter a single image's platform lives in its config blob, so reading the
+    // config blobs is allowed; no layer may be downloaded.
+    let configs: Vec<String> = [&f.img, &f.oci].iter().map(|i| i.config_digest.clone()).collect();
+    let layer_gets: Vec<Request> = f
+        .src
         .requests()
         .into_iter()
-        .filter(Request::is_write)
+        .filter(|r| r.is_blob_get() && !configs.iter().any(|c| r.path.ends_with(c)))
         .collect();
-    assert!(
-        dst_writes.is_empty(),
-        "a filtered index must compare equal to its earlier copy: {dst_writes:?}\n{run}"
-    );
-    assert!(!f.src.requests().iter().any(Request::is_blob_get), "{run}");
+    assert!(layer_gets.is_empty(), "layer downloads on re-run: {layer_gets:?}\n{run}");
     assert_eq!(f.dst.api().head_manifest("inc/app", "list"), Some(filtered));
 }
 
@@ -160,10 +116,10 @@ fn moved_source_tag_is_updated() {
     );
     f.dst.clear_requests();
     f.job.run(&[]).assert_ok();
+    let reqs = f.dst.requests();
     assert_image_copied(f.src.api(), f.dst.api(), &moved, "inc/app", "docker");
     assert_index_copied(f.src.api(), f.dst.api(), &moved_list, "inc/app", "list");
     // The unchanged tags were not pushed again.
-    let reqs = f.dst.requests();
     for tag in ["oci", "index"] {
         let path = format!("/v2/inc/app/manifests/{tag}");
         assert!(
@@ -188,23 +144,16 @@ fn success_file_roundtrip(format: Option<&str>) {
     let map: serde_json::Value = if format == Some("json") {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
     } else {
-        let v: serde_yaml::Value =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"));
+        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"));
         serde_json::to_value(v).expect("yaml to json")
     };
-    let obj = map
-        .as_object()
-        .unwrap_or_else(|| panic!("not a map:\n{text}"));
+    let obj = map.as_object().unwrap_or_else(|| panic!("not a map:\n{text}"));
     for tag in ["docker", "oci", "list", "index"] {
         let key = format!("{}:{tag}", f.src.repo("inc/app"));
-        let val = &obj
-            .get(&key)
-            .unwrap_or_else(|| panic!("{key} missing from success images:\n{text}"));
+        let val = &obj.get(&key).unwrap_or_else(|| panic!("{key} missing from success images:\n{text}"));
         let want = format!("{}:{tag}", f.dst.repo("inc/app"));
         let ok = val.as_str() == Some(&want[..])
-            || val
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&want[..])));
+            || val.as_array().is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&want[..])));
         assert!(ok, "{key} -> {val}, expected {want}:\n{text}");
     }
 
@@ -220,10 +169,7 @@ fn success_file_roundtrip(format: Option<&str>) {
         std::fs::rename(&images, &yaml).unwrap();
         yaml
     };
-    let auth = f.job.dir.write(
-        "auth3.yaml",
-        &auth_yaml(&auth_for(&[&f.src, &f.dst, &third])),
-    );
+    let auth = f.job.dir.write("auth3.yaml", &auth_yaml(&auth_for(&[&f.src, &f.dst, &third])));
     run_syncer(&["--auth", p(&auth), "--images", p(&images)]).assert_ok();
     assert_all_copied(&f, &third, "inc/app");
 }
@@ -236,4 +182,40 @@ fn success_images_yaml_feeds_back_as_images() {
 #[test]
 fn success_images_json_feeds_back_as_images() {
     success_file_roundtrip(Some("json"));
+}
+
+#[test]
+fn only_missing_children_are_uploaded() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let idx =
+        push_index(src.api(), "part/app", "v1", IndexKind::OciIndex, &[("linux", "amd64", ""), ("linux", "arm64", "")]);
+    let job = job(&[&src, &dst], &[(&src.repo("part/app:v1"), &[&dst.repo("part/app")])]);
+    job.run(&["--arch", "arm64"]).assert_ok();
+    let present = idx.child("linux", "arm64", "");
+    assert_image_copied(src.api(), dst.api(), present, "part/app", &present.digest);
+
+    dst.clear_requests();
+    src.clear_requests();
+    let run = job.run(&[]);
+    run.assert_ok();
+    // Snapshot the logs before the checks below read blobs themselves.
+    let dst_reqs = dst.requests();
+    let src_reqs = src.requests();
+    assert_index_copied(src.api(), dst.api(), &idx, "part/app", "v1");
+    // The blobs already at the destination are neither uploaded nor downloaded again.
+    for blob in present.blobs() {
+        let uploads: Vec<&Request> = dst_reqs.iter().filter(|r| r.is_write() && r.query.contains(&blob[7..])).collect();
+        assert!(uploads.is_empty(), "{blob} uploaded again: {uploads:?}\n{run}");
+        let downloads: Vec<&Request> = src_reqs.iter().filter(|r| r.is_blob_get() && r.path.ends_with(&blob)).collect();
+        assert!(downloads.is_empty(), "{blob} downloaded again: {downloads:?}\nsource requests: {src_reqs:?}\n{run}");
+    }
+    // The missing child's blobs were uploaded (the check above is not vacuous).
+    let missing = idx.child("linux", "amd64", "");
+    for blob in missing.blobs() {
+        assert!(
+            dst_reqs.iter().any(|r| r.is_write() && r.query.contains(&blob[7..])),
+            "no upload of {blob} seen: {dst_reqs:?}"
+        );
+    }
 }

@@ -55,10 +55,7 @@ static UNIQUE: AtomicU64 = AtomicU64::new(0);
 /// processes never produce the same fixture content or directory names.
 pub fn unique_seed() -> u64 {
     let n = UNIQUE.fetch_add(1, Ordering::SeqCst);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     splitmix64(nanos ^ ((std::process::id() as u64) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
@@ -92,24 +89,12 @@ pub fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
     }
     out
 }
@@ -136,18 +121,11 @@ fn agent() -> ureq::Agent {
 }
 
 fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> Vec<u8> {
-    resp.body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_vec()
-        .expect("read response body")
+    resp.body_mut().with_config().limit(u64::MAX).read_to_vec().expect("read response body")
 }
 
 fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,10 +146,7 @@ impl TestDir {
                 return TestDir { path };
             }
         }
-        panic!(
-            "cannot create a temporary directory under {}",
-            base.display()
-        );
+        panic!("cannot create a temporary directory under {}", base.display());
     }
 
     pub fn path(&self) -> &Path {
@@ -217,9 +192,7 @@ pub struct RegistryOpts {
 
 impl RegistryOpts {
     pub fn htpasswd(user: &str, pass: &str) -> RegistryOpts {
-        RegistryOpts {
-            htpasswd: Some((user.to_string(), pass.to_string())),
-        }
+        RegistryOpts { htpasswd: Some((user.to_string(), pass.to_string())) }
     }
 }
 
@@ -329,11 +302,7 @@ impl Registry {
 
     /// The auth-file entry for this registry: `insecure: true` plus its credentials if any.
     pub fn auth_entry(&self) -> AuthEntry {
-        AuthEntry {
-            key: self.addr(),
-            creds: self.creds.clone(),
-            insecure: true,
-        }
+        AuthEntry { key: self.addr(), creds: self.creds.clone(), insecure: true }
     }
 
     pub fn log_path(&self) -> &Path {
@@ -350,21 +319,14 @@ impl Registry {
     fn sync_log(&self) -> u64 {
         let n = self.sentinel.fetch_add(1, Ordering::SeqCst);
         let marker = format!("/v2/?{SENTINEL}={n}");
-        let _ = self
-            .anonymous()
-            .agent
-            .get(&format!("http://{}{marker}", self.addr()))
-            .call();
+        let _ = self.anonymous().agent.get(&format!("http://{}{marker}", self.addr())).call();
         let needle = format!(" {marker} HTTP/");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = fs::read(&self.log_path).unwrap_or_default();
             let text = String::from_utf8_lossy(&text);
             if let Some(pos) = text.find(&needle) {
-                let end = text[pos..]
-                    .find('\n')
-                    .map(|e| pos + e + 1)
-                    .unwrap_or(text.len());
+                let end = text[pos..].find('\n').map(|e| pos + e + 1).unwrap_or(text.len());
                 // Give any request whose log line is being written concurrently a moment.
                 thread::sleep(Duration::from_millis(50));
                 return end as u64;
@@ -383,10 +345,7 @@ impl Registry {
         let start = *self.log_offset.lock().unwrap() as usize;
         let bytes = fs::read(&self.log_path).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes[start.min(bytes.len())..]).to_string();
-        text.lines()
-            .filter_map(parse_access_line)
-            .filter(|r| !r.query.starts_with(SENTINEL))
-            .collect()
+        text.lines().filter_map(parse_access_line).filter(|r| !r.query.starts_with(SENTINEL)).collect()
     }
 
     /// Forgets the requests logged so far.
@@ -398,10 +357,7 @@ impl Registry {
 
     /// (method, path) pairs, as in the brief.
     pub fn request_pairs(&self) -> Vec<(String, String)> {
-        self.requests()
-            .into_iter()
-            .map(|r| (r.method, r.path))
-            .collect()
+        self.requests().into_iter().map(|r| (r.method, r.path)).collect()
     }
 }
 
@@ -429,12 +385,7 @@ pub fn parse_access_line(line: &str) -> Option<Request> {
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (uri.to_string(), String::new()),
     };
-    Some(Request {
-        method,
-        path,
-        query,
-        status,
-    })
+    Some(Request { method, path, query, status })
 }
 
 /// One attempt to start a registry on a free port: (process, port, log path), or the log text.
@@ -452,17 +403,11 @@ fn start_process(dir: &TestDir, opts: &RegistryOpts) -> Result<(Child, u16, Path
         data.display()
     );
     if let Some((user, pass)) = &opts.htpasswd {
-        let out = Command::new("htpasswd")
-            .args(["-Bbn", user, pass])
-            .output()
-            .expect("run htpasswd (apache2-utils)");
+        let out = Command::new("htpasswd").args(["-Bbn", user, pass]).output().expect("run htpasswd (apache2-utils)");
         assert!(out.status.success(), "htpasswd failed: {out:?}");
         let entry = String::from_utf8(out.stdout).expect("htpasswd output");
         let htpasswd = dir.write("htpasswd", entry.trim());
-        config.push_str(&format!(
-            "auth:\n  htpasswd: {{realm: test, path: \"{}\"}}\n",
-            htpasswd.display()
-        ));
+        config.push_str(&format!("auth:\n  htpasswd: {{realm: test, path: \"{}\"}}\n", htpasswd.display()));
     }
     let config_path = dir.write("config.yml", &config);
     let log_path = dir.join(&format!("registry-{port}.log"));
@@ -543,10 +488,7 @@ impl Client {
 
     pub fn with_creds(&self, user: &str, pass: &str) -> Client {
         let mut c = self.clone();
-        c.auth = Some(format!(
-            "Basic {}",
-            base64(format!("{user}:{pass}").as_bytes())
-        ));
+        c.auth = Some(format!("Basic {}", base64(format!("{user}:{pass}").as_bytes())));
         c
     }
 
@@ -576,35 +518,22 @@ impl Client {
 
     /// Status of `GET /v2/`.
     pub fn ping(&self) -> u16 {
-        self.get_req("/v2/")
-            .call()
-            .expect("GET /v2/")
-            .status()
-            .as_u16()
+        self.get_req("/v2/").call().expect("GET /v2/").status().as_u16()
     }
 
     /// Uploads a blob (monolithic POST + PUT) and returns its digest.
     pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = sha256_digest(bytes);
-        let mut post = self
-            .agent
-            .post(&self.url(&format!("/v2/{repo}/blobs/uploads/")));
+        let mut post = self.agent.post(&self.url(&format!("/v2/{repo}/blobs/uploads/")));
         if let Some(a) = &self.auth {
             post = post.header("Authorization", a);
         }
         let resp = post.send_empty().expect("POST blob upload");
-        assert_eq!(
-            resp.status().as_u16(),
-            202,
-            "POST /v2/{repo}/blobs/uploads/ failed"
-        );
+        assert_eq!(resp.status().as_u16(), 202, "POST /v2/{repo}/blobs/uploads/ failed");
         let location = header(&resp, "Location").expect("upload Location header");
         let sep = if location.contains('?') { '&' } else { '?' };
         let url = format!("{}{sep}digest={digest}", self.url(&location));
-        let mut put = self
-            .agent
-            .put(&url)
-            .header("Content-Type", "application/octet-stream");
+        let mut put = self.agent.put(&url).header("Content-Type", "application/octet-stream");
         if let Some(a) = &self.auth {
             put = put.header("Authorization", a);
         }
@@ -616,17 +545,9 @@ impl Client {
     }
 
     /// PUTs a manifest under `reference` (tag or digest) and returns its digest.
-    pub fn put_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-        media_type: &str,
-        bytes: &[u8],
-    ) -> String {
-        let mut put = self
-            .agent
-            .put(&self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .header("Content-Type", media_type);
+    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
+        let mut put =
+            self.agent.put(&self.url(&format!("/v2/{repo}/manifests/{reference}"))).header("Content-Type", media_type);
         if let Some(a) = &self.auth {
             put = put.header("Authorization", a);
         }
@@ -652,20 +573,11 @@ impl Client {
         if status == 404 {
             return None;
         }
-        assert_eq!(
-            status,
-            200,
-            "GET manifest {repo}:{reference}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
+        assert_eq!(status, 200, "GET manifest {repo}:{reference}: {}", String::from_utf8_lossy(&bytes));
         let content_type = header(&resp, "Content-Type").unwrap_or_default();
         let digest = header(&resp, "Docker-Content-Digest").unwrap_or_default();
         assert_eq!(digest, sha256_digest(&bytes), "served digest matches bytes");
-        Some(Manifest {
-            bytes,
-            content_type,
-            digest,
-        })
+        Some(Manifest { bytes, content_type, digest })
     }
 
     /// HEADs a manifest; returns `Docker-Content-Digest`, `None` on 404.
@@ -684,10 +596,7 @@ impl Client {
 
     /// GETs a blob's bytes, `None` on 404.
     pub fn get_blob(&self, repo: &str, digest: &str) -> Option<Vec<u8>> {
-        let mut resp = self
-            .get_req(&format!("/v2/{repo}/blobs/{digest}"))
-            .call()
-            .expect("GET blob");
+        let mut resp = self.get_req(&format!("/v2/{repo}/blobs/{digest}")).call().expect("GET blob");
         let status = resp.status().as_u16();
         let bytes = read_body(&mut resp);
         match status {
@@ -699,10 +608,7 @@ impl Client {
 
     /// Whether a blob exists in `repo` (HEAD).
     pub fn blob_exists(&self, repo: &str, digest: &str) -> bool {
-        let resp = self
-            .head_req(&format!("/v2/{repo}/blobs/{digest}"))
-            .call()
-            .expect("HEAD blob");
+        let resp = self.head_req(&format!("/v2/{repo}/blobs/{digest}")).call().expect("HEAD blob");
         match resp.status().as_u16() {
             200 => true,
             404 => false,
@@ -712,10 +618,7 @@ impl Client {
 
     /// All tags of a repository, sorted; empty when the repository is unknown.
     pub fn tags(&self, repo: &str) -> Vec<String> {
-        let mut resp = self
-            .get_req(&format!("/v2/{repo}/tags/list"))
-            .call()
-            .expect("GET tags");
+        let mut resp = self.get_req(&format!("/v2/{repo}/tags/list")).call().expect("GET tags");
         let status = resp.status().as_u16();
         let bytes = read_body(&mut resp);
         if status == 404 {
@@ -725,22 +628,14 @@ impl Client {
         let v: serde_json::Value = serde_json::from_slice(&bytes).expect("tags JSON");
         let mut tags: Vec<String> = v["tags"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         tags.sort();
         tags
     }
 
     /// A raw GET (path or absolute URL) with extra headers: (status, headers, body).
-    pub fn raw_get(
-        &self,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    pub fn raw_get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
         let mut r = self.get_req(path);
         for (k, v) in headers {
             r = r.header(*k, *v);
@@ -749,10 +644,7 @@ impl Client {
         let status = resp.status().as_u16();
         let mut hs = BTreeMap::new();
         for (k, v) in resp.headers() {
-            hs.insert(
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().unwrap_or("").to_string(),
-            );
+            hs.insert(k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_string());
         }
         (status, hs, read_body(&mut resp))
     }
@@ -786,11 +678,7 @@ pub struct Platform {
 
 impl Platform {
     pub fn new(os: &str, arch: &str, variant: &str) -> Platform {
-        Platform {
-            os: os.into(),
-            arch: arch.into(),
-            variant: variant.into(),
-        }
+        Platform { os: os.into(), arch: arch.into(), variant: variant.into() }
     }
 }
 
@@ -828,10 +716,7 @@ pub struct Index {
 impl Index {
     pub fn child(&self, os: &str, arch: &str, variant: &str) -> &Image {
         let want = Platform::new(os, arch, variant);
-        self.children
-            .iter()
-            .find(|c| c.platform == want)
-            .unwrap_or_else(|| panic!("no child {os}/{arch}/{variant}"))
+        self.children.iter().find(|c| c.platform == want).unwrap_or_else(|| panic!("no child {os}/{arch}/{variant}"))
     }
 }
 
@@ -887,15 +772,7 @@ fn build_and_push_image(
     let reference = reference.unwrap_or(&digest).to_string();
     let pushed = c.put_manifest(repo, &reference, mt, &bytes);
     assert_eq!(pushed, digest);
-    Image {
-        repo: repo.to_string(),
-        digest,
-        bytes,
-        media_type: mt.to_string(),
-        config_digest,
-        layers,
-        platform,
-    }
+    Image { repo: repo.to_string(), digest, bytes, media_type: mt.to_string(), config_digest, layers, platform }
 }
 
 fn small_layers() -> Vec<Vec<u8>> {
@@ -909,23 +786,8 @@ fn small_layers() -> Vec<Vec<u8>> {
 
 /// Pushes a single-platform image with two random layers (a few KiB each) and a config blob.
 /// `variant` may be empty.
-pub fn push_image(
-    c: &Client,
-    repo: &str,
-    tag: &str,
-    kind: ImageKind,
-    os: &str,
-    arch: &str,
-    variant: &str,
-) -> Image {
-    build_and_push_image(
-        c,
-        repo,
-        Some(tag),
-        kind,
-        Platform::new(os, arch, variant),
-        small_layers(),
-    )
+pub fn push_image(c: &Client, repo: &str, tag: &str, kind: ImageKind, os: &str, arch: &str, variant: &str) -> Image {
+    build_and_push_image(c, repo, Some(tag), kind, Platform::new(os, arch, variant), small_layers())
 }
 
 /// Pushes a linux/amd64 docker image under `tag` (the common case).
@@ -939,47 +801,20 @@ pub fn tag_image(c: &Client, img: &Image, tag: &str) {
 }
 
 /// Pushes an image by digest only (no tag).
-pub fn push_image_untagged(
-    c: &Client,
-    repo: &str,
-    kind: ImageKind,
-    os: &str,
-    arch: &str,
-    variant: &str,
-) -> Image {
-    build_and_push_image(
-        c,
-        repo,
-        None,
-        kind,
-        Platform::new(os, arch, variant),
-        small_layers(),
-    )
+pub fn push_image_untagged(c: &Client, repo: &str, kind: ImageKind, os: &str, arch: &str, variant: &str) -> Image {
+    build_and_push_image(c, repo, None, kind, Platform::new(os, arch, variant), small_layers())
 }
 
 /// Pushes an image whose first layer is `mib` MiB of pseudo-random bytes (plus a small layer).
 pub fn push_big_image(c: &Client, repo: &str, tag: &str, mib: usize) -> Image {
     let big = random_bytes(unique_seed(), mib * 1024 * 1024);
     let small = random_bytes(unique_seed(), 3000);
-    build_and_push_image(
-        c,
-        repo,
-        Some(tag),
-        ImageKind::Docker,
-        Platform::new("linux", "amd64", ""),
-        vec![big, small],
-    )
+    build_and_push_image(c, repo, Some(tag), ImageKind::Docker, Platform::new("linux", "amd64", ""), vec![big, small])
 }
 
 /// Pushes one child image per platform (by digest), then the list / index under `tag`.
 /// Platforms are `(os, arch, variant)`, variant may be empty.
-pub fn push_index(
-    c: &Client,
-    repo: &str,
-    tag: &str,
-    kind: IndexKind,
-    platforms: &[(&str, &str, &str)],
-) -> Index {
+pub fn push_index(c: &Client, repo: &str, tag: &str, kind: IndexKind, platforms: &[(&str, &str, &str)]) -> Index {
     let (mt, child_kind) = match kind {
         IndexKind::List => (DOCKER_LIST, ImageKind::Docker),
         IndexKind::OciIndex => (OCI_INDEX, ImageKind::Oci),
@@ -1007,13 +842,7 @@ pub fn push_index(
     });
     let bytes = docker_json(&index);
     let digest = c.put_manifest(repo, tag, mt, &bytes);
-    Index {
-        repo: repo.to_string(),
-        digest,
-        bytes,
-        media_type: mt.to_string(),
-        children,
-    }
+    Index { repo: repo.to_string(), digest, bytes, media_type: mt.to_string(), children }
 }
 
 /// `(digest, os, arch, variant)` of each entry of a list / index.
@@ -1039,32 +868,16 @@ pub fn index_entries(bytes: &[u8]) -> Vec<(String, Platform)> {
 
 /// Asserts that `dst` holds `img` in `repo` under `reference` with identical digest and bytes, and
 /// that the config and every layer blob have identical bytes.
-pub fn assert_image_copied(
-    src: &Client,
-    dst: &Client,
-    img: &Image,
-    dst_repo: &str,
-    reference: &str,
-) {
+pub fn assert_image_copied(src: &Client, dst: &Client, img: &Image, dst_repo: &str, reference: &str) {
     let m = dst
         .get_manifest(dst_repo, reference)
         .unwrap_or_else(|| panic!("{dst_repo}:{reference} missing at destination"));
     assert_eq!(m.digest, img.digest, "{dst_repo}:{reference} digest");
-    assert!(
-        m.bytes == img.bytes,
-        "{dst_repo}:{reference} manifest bytes differ"
-    );
-    assert_eq!(
-        m.content_type, img.media_type,
-        "{dst_repo}:{reference} content type"
-    );
+    assert!(m.bytes == img.bytes, "{dst_repo}:{reference} manifest bytes differ");
+    assert_eq!(m.content_type, img.media_type, "{dst_repo}:{reference} content type");
     for blob in img.blobs() {
-        let want = src
-            .get_blob(&img.repo, &blob)
-            .unwrap_or_else(|| panic!("source blob {blob} missing"));
-        let got = dst
-            .get_blob(dst_repo, &blob)
-            .unwrap_or_else(|| panic!("blob {blob} missing in {dst_repo}"));
+        let want = src.get_blob(&img.repo, &blob).unwrap_or_else(|| panic!("source blob {blob} missing"));
+        let got = dst.get_blob(dst_repo, &blob).unwrap_or_else(|| panic!("blob {blob} missing in {dst_repo}"));
         assert_eq!(got.len(), want.len(), "blob {blob} length");
         assert!(got == want, "blob {blob} bytes differ");
     }
@@ -1072,15 +885,10 @@ pub fn assert_image_copied(
 
 /// Asserts an index and all its children were copied unchanged into `dst_repo` under `tag`.
 pub fn assert_index_copied(src: &Client, dst: &Client, idx: &Index, dst_repo: &str, tag: &str) {
-    let m = dst
-        .get_manifest(dst_repo, tag)
-        .unwrap_or_else(|| panic!("{dst_repo}:{tag} missing at destination"));
+    let m = dst.get_manifest(dst_repo, tag).unwrap_or_else(|| panic!("{dst_repo}:{tag} missing at destination"));
     assert_eq!(m.digest, idx.digest, "{dst_repo}:{tag} index digest");
     assert!(m.bytes == idx.bytes, "{dst_repo}:{tag} index bytes differ");
-    assert_eq!(
-        m.content_type, idx.media_type,
-        "{dst_repo}:{tag} content type"
-    );
+    assert_eq!(m.content_type, idx.media_type, "{dst_repo}:{tag} content type");
     for child in &idx.children {
         assert_image_copied(src, dst, child, dst_repo, &child.digest);
     }
@@ -1101,11 +909,7 @@ pub struct AuthEntry {
 impl AuthEntry {
     /// An `insecure: true` entry without credentials.
     pub fn insecure(key: &str) -> AuthEntry {
-        AuthEntry {
-            key: key.to_string(),
-            creds: None,
-            insecure: true,
-        }
+        AuthEntry { key: key.to_string(), creds: None, insecure: true }
     }
 
     pub fn with_creds(mut self, user: &str, pass: &str) -> AuthEntry {
@@ -1124,11 +928,7 @@ pub fn auth_yaml(entries: &[AuthEntry]) -> String {
     for e in entries {
         out.push_str(&format!("{}:\n", yaml_str(&e.key)));
         if let Some((u, p)) = &e.creds {
-            out.push_str(&format!(
-                "  username: {}\n  password: {}\n",
-                yaml_str(u),
-                yaml_str(p)
-            ));
+            out.push_str(&format!("  username: {}\n  password: {}\n", yaml_str(u), yaml_str(p)));
         }
         out.push_str(&format!("  insecure: {}\n", e.insecure));
     }
@@ -1244,10 +1044,7 @@ impl Run {
 
     pub fn assert_no_panic(&self) -> &Run {
         let all = format!("{}{}", self.stdout, self.stderr);
-        assert!(
-            !all.contains("panicked") && !all.contains("RUST_BACKTRACE"),
-            "panic output:\n{self}"
-        );
+        assert!(!all.contains("panicked") && !all.contains("RUST_BACKTRACE"), "panic output:\n{self}");
         self
     }
 
@@ -1258,11 +1055,8 @@ impl Run {
 
     /// The number N of `Synchronization finished, N tasks failed` in `text`.
     pub fn failed_count_in(text: &str) -> Option<u64> {
-        let line = text
-            .lines()
-            .find(|l| l.contains("Synchronization finished"))?;
-        let rest =
-            &line[line.find("Synchronization finished,")? + "Synchronization finished,".len()..];
+        let line = text.lines().find(|l| l.contains("Synchronization finished"))?;
+        let rest = &line[line.find("Synchronization finished,")? + "Synchronization finished,".len()..];
         rest.split_whitespace().next()?.parse().ok()
     }
 
@@ -1274,12 +1068,7 @@ impl Run {
 
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "command: {} {}",
-            syncer_bin().display(),
-            self.args.join(" ")
-        )?;
+        writeln!(f, "command: {} {}", syncer_bin().display(), self.args.join(" "))?;
         writeln!(f, "exit code: {:?}", self.code)?;
         writeln!(f, "--- stdout ---\n{}", self.stdout)?;
         write!(f, "--- stderr ---\n{}", self.stderr)
@@ -1296,27 +1085,15 @@ pub fn run_syncer(args: &[&str]) -> Run {
 /// binary fails the test instead of hanging the suite.
 pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(syncer_bin());
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for k in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
         cmd.env_remove(k);
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost");
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", syncer_bin().display()));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", syncer_bin().display()));
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let t_out = thread::spawn(move || {
@@ -1343,12 +1120,8 @@ pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     };
     let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).to_string();
     let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).to_string();
-    let run = Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        code: status.and_then(|s| s.code()),
-        stdout,
-        stderr,
-    };
+    let run =
+        Run { args: args.iter().map(|s| s.to_string()).collect(), code: status.and_then(|s| s.code()), stdout, stderr };
     assert!(status.is_some(), "image-syncer hung and was killed:\n{run}");
     run
 }
@@ -1359,41 +1132,82 @@ pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
 
 const MAX_PROXY_HANDLERS: usize = 8;
 
-/// A GET/HEAD HTTP/1.1 proxy in front of a registry that paginates `/v2/NAME/tags/list`:
-/// it fetches the full list upstream, sorts it, returns the tags after `last`, at most
-/// `min(n, page_size)` of them, with `Link: </v2/NAME/tags/list?n=N&last=LAST>; rel="next"`
-/// when more remain. Every other request is forwarded. `Connection: close` on every response.
+/// Options for [`PagingProxy::start_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOpts {
+    /// Largest page of tags returned (the client's `n` is honoured when smaller). 0 = no paging:
+    /// tag lists are forwarded as they are.
+    pub page_size: usize,
+    /// Answer the first N blob GETs with `503 Service Unavailable`.
+    pub fail_blob_gets: usize,
+    /// Cut the first N blob GET bodies in half (full `Content-Length`, then the connection
+    /// closes), like a connection reset in the middle of a download.
+    pub truncate_blob_gets: usize,
+    /// Answer blob GETs with `307 Temporary Redirect` to `http://HOST:PORT<same path>`.
+    pub redirect_blobs_to: Option<String>,
+    /// Send these Basic credentials upstream instead of the client's `Authorization` header
+    /// (a stand-in for pre-signed object-storage URLs).
+    pub upstream_creds: Option<(String, String)>,
+}
+
+/// One request received by the proxy.
+#[derive(Clone, Debug)]
+pub struct ProxyRequest {
+    pub method: String,
+    pub uri: String,
+    /// The `Authorization` header received, if any.
+    pub authorization: Option<String>,
+}
+
+/// A GET/HEAD HTTP/1.1 proxy in front of a registry. It paginates `/v2/NAME/tags/list`: it
+/// fetches the full list upstream, sorts it, returns the tags after `last`, at most
+/// `min(n, page_size)` of them, with `Link: </v2/NAME/tags/list?n=N&last=LAST>; rel="next"` when
+/// more remain. Every other request is forwarded (status, Content-Type, Docker-Content-Digest,
+/// Content-Length, Www-Authenticate, Location, body). It can also inject blob failures and
+/// redirects ([`ProxyOpts`]). `Connection: close` on every response. Stops on drop.
 pub struct PagingProxy {
     port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
-    tag_requests: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<(String, String)>>>,
+    shared: Arc<ProxyShared>,
+}
+
+#[derive(Default)]
+struct ProxyShared {
+    tag_requests: AtomicUsize,
+    blob_gets: AtomicUsize,
+    requests: Mutex<Vec<ProxyRequest>>,
 }
 
 struct ProxyState {
     upstream: String,
-    page_size: usize,
+    opts: ProxyOpts,
+    upstream_auth: Option<String>,
     agent: ureq::Agent,
-    tag_requests: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<(String, String)>>>,
+    shared: Arc<ProxyShared>,
 }
 
 impl PagingProxy {
     /// A proxy in front of `upstream` ("host:port") with pages of at most `page_size` tags.
     pub fn start(upstream: &str, page_size: usize) -> PagingProxy {
         assert!(page_size > 0);
+        PagingProxy::start_with(upstream, ProxyOpts { page_size, ..ProxyOpts::default() })
+    }
+
+    pub fn start_with(upstream: &str, opts: ProxyOpts) -> PagingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let tag_requests = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::new(ProxyShared::default());
         let state = Arc::new(ProxyState {
             upstream: upstream.to_string(),
-            page_size,
+            upstream_auth: opts
+                .upstream_creds
+                .as_ref()
+                .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
+            opts,
             agent: agent(),
-            tag_requests: tag_requests.clone(),
-            requests: requests.clone(),
+            shared: shared.clone(),
         });
         let stop2 = stop.clone();
         let thread = thread::spawn(move || {
@@ -1422,18 +1236,16 @@ impl PagingProxy {
                 let _ = h.join();
             }
         });
-        PagingProxy {
-            port,
-            stop,
-            thread: Some(thread),
-            tag_requests,
-            requests,
-        }
+        PagingProxy { port, stop, thread: Some(thread), shared }
     }
 
     /// "127.0.0.1:PORT"
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn repo(&self, repo: &str) -> String {
@@ -1442,12 +1254,17 @@ impl PagingProxy {
 
     /// How many `/tags/list` requests were answered.
     pub fn tag_list_requests(&self) -> usize {
-        self.tag_requests.load(Ordering::SeqCst)
+        self.shared.tag_requests.load(Ordering::SeqCst)
     }
 
-    /// Every (method, uri) received, in order.
-    pub fn requests(&self) -> Vec<(String, String)> {
-        self.requests.lock().unwrap().clone()
+    /// How many blob GETs were received (including failed / redirected ones).
+    pub fn blob_gets(&self) -> usize {
+        self.shared.blob_gets.load(Ordering::SeqCst)
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<ProxyRequest> {
+        self.shared.requests.lock().unwrap().clone()
     }
 }
 
@@ -1487,17 +1304,8 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn write_response(
-    stream: &mut TcpStream,
-    status: u16,
-    headers: &[(String, String)],
-    body: &[u8],
-    head: bool,
-) {
-    let reason = ureq::http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Status");
+fn write_head(stream: &mut TcpStream, status: u16, headers: &[(String, String)], len: usize) {
+    let reason = ureq::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Status");
     let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
     let mut has_len = false;
     for (k, v) in headers {
@@ -1507,14 +1315,19 @@ fn write_response(
         out.push_str(&format!("{k}: {v}\r\n"));
     }
     if !has_len {
-        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        out.push_str(&format!("Content-Length: {len}\r\n"));
     }
     out.push_str("Connection: close\r\n\r\n");
     let _ = stream.write_all(out.as_bytes());
+}
+
+fn write_response(stream: &mut TcpStream, status: u16, headers: &[(String, String)], body: &[u8], head: bool) {
+    write_head(stream, status, headers, body.len());
     if !head {
         let _ = stream.write_all(body);
     }
     let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Write);
 }
 
 fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
@@ -1541,34 +1354,29 @@ fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let uri = parts.next().unwrap_or("").to_string();
-    st.requests
-        .lock()
-        .unwrap()
-        .push((method.clone(), uri.clone()));
+    let get_all = |name: &str| -> Option<String> {
+        let vals: Vec<&str> =
+            headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
+        (!vals.is_empty()).then(|| vals.join(", "))
+    };
+    let authorization = get_all("Authorization");
+    let accept = get_all("Accept");
+    st.shared.requests.lock().unwrap().push(ProxyRequest {
+        method: method.clone(),
+        uri: uri.clone(),
+        authorization: authorization.clone(),
+    });
     let head = method == "HEAD";
     if method != "GET" && !head {
         write_response(&mut stream, 405, &[], b"only GET and HEAD", false);
         return;
     }
-    let get_all = |name: &str| -> Option<String> {
-        let vals: Vec<&str> = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        (!vals.is_empty()).then(|| vals.join(", "))
-    };
-    let authorization = get_all("Authorization");
-    let accept = get_all("Accept");
     let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
+    let upstream_auth = st.upstream_auth.clone().or(authorization);
 
     let upstream_req = |url: &str, is_head: bool| {
-        let mut r = if is_head {
-            st.agent.head(url)
-        } else {
-            st.agent.get(url)
-        };
-        if let Some(a) = &authorization {
+        let mut r = if is_head { st.agent.head(url) } else { st.agent.get(url) };
+        if let Some(a) = &upstream_auth {
             r = r.header("Authorization", a);
         }
         if let Some(a) = &accept {
@@ -1577,8 +1385,26 @@ fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
         r.call()
     };
 
-    if path.starts_with("/v2/") && path.ends_with("/tags/list") && !head {
-        st.tag_requests.fetch_add(1, Ordering::SeqCst);
+    let is_blob_get = !head && path.starts_with("/v2/") && path.contains("/blobs/sha256:");
+    let mut truncate = false;
+    if is_blob_get {
+        let n = st.shared.blob_gets.fetch_add(1, Ordering::SeqCst);
+        if n < st.opts.fail_blob_gets {
+            let body = br#"{"errors":[{"code":"UNAVAILABLE","message":"injected failure"}]}"#;
+            let hs = vec![("Content-Type".to_string(), "application/json".to_string())];
+            write_response(&mut stream, 503, &hs, body, false);
+            return;
+        }
+        truncate = n < st.opts.fail_blob_gets + st.opts.truncate_blob_gets;
+        if let Some(target) = &st.opts.redirect_blobs_to {
+            let hs = vec![("Location".to_string(), format!("http://{target}{uri}"))];
+            write_response(&mut stream, 307, &hs, b"", false);
+            return;
+        }
+    }
+
+    if st.opts.page_size > 0 && path.starts_with("/v2/") && path.ends_with("/tags/list") && !head {
+        st.shared.tag_requests.fetch_add(1, Ordering::SeqCst);
         let name = &path["/v2/".len()..path.len() - "/tags/list".len()];
         let url = format!("http://{}{path}", st.upstream);
         let mut resp = match upstream_req(&url, false) {
@@ -1591,41 +1417,26 @@ fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
         let status = resp.status().as_u16();
         let body = read_body(&mut resp);
         if status != 200 {
-            let hs = forwarded_headers(&resp);
+            let hs = forwarded_headers(&resp, false);
             write_response(&mut stream, status, &hs, &body, false);
             return;
         }
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let mut tags: Vec<String> = v["tags"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         tags.sort();
-        let n: usize = query_param(query, "n")
-            .and_then(|n| n.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(st.page_size);
-        let page = n.min(st.page_size);
+        let n: usize =
+            query_param(query, "n").and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(st.opts.page_size);
+        let page = n.min(st.opts.page_size);
         let last = query_param(query, "last");
-        let rest: Vec<String> = tags
-            .into_iter()
-            .filter(|t| last.as_ref().is_none_or(|l| t > l))
-            .collect();
+        let rest: Vec<String> = tags.into_iter().filter(|t| last.as_ref().is_none_or(|l| t > l)).collect();
         let chunk: Vec<String> = rest.iter().take(page).cloned().collect();
-        let mut hs = vec![(
-            "Content-Type".to_string(),
-            "application/json; charset=utf-8".to_string(),
-        )];
+        let mut hs = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
         if rest.len() > chunk.len() {
             let last = chunk.last().cloned().unwrap_or_default();
-            hs.push((
-                "Link".to_string(),
-                format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\""),
-            ));
+            hs.push(("Link".to_string(), format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\"")));
         }
         let out = serde_json::to_vec(&serde_json::json!({"name": name, "tags": chunk})).unwrap();
         write_response(&mut stream, 200, &hs, &out, false);
@@ -1641,25 +1452,26 @@ fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
         }
     };
     let status = resp.status().as_u16();
-    let hs = forwarded_headers(&resp);
-    let body = if head {
-        Vec::new()
-    } else {
-        read_body(&mut resp)
-    };
     if head {
+        let hs = forwarded_headers(&resp, true);
         write_response(&mut stream, status, &hs, &[], true);
-    } else {
-        let hs: Vec<(String, String)> = hs
-            .into_iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
-            .collect();
-        write_response(&mut stream, status, &hs, &body, false);
+        return;
     }
-    let _ = stream.shutdown(Shutdown::Write);
+    let hs = forwarded_headers(&resp, false);
+    let body = read_body(&mut resp);
+    if truncate && status == 200 && body.len() > 1 {
+        write_head(&mut stream, status, &hs, body.len());
+        let _ = stream.write_all(&body[..body.len() / 2]);
+        let _ = stream.flush();
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
+    write_response(&mut stream, status, &hs, &body, false);
 }
 
-fn forwarded_headers(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, String)> {
+/// The upstream headers worth forwarding; Content-Length only for HEAD (GET bodies are
+/// re-framed with their real length).
+fn forwarded_headers(resp: &ureq::http::Response<ureq::Body>, keep_length: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for name in [
         "Content-Type",
@@ -1669,6 +1481,9 @@ fn forwarded_headers(resp: &ureq::http::Response<ureq::Body>) -> Vec<(String, St
         "Location",
         "Docker-Distribution-Api-Version",
     ] {
+        if name == "Content-Length" && !keep_length {
+            continue;
+        }
         for v in resp.headers().get_all(name) {
             if let Ok(v) = v.to_str() {
                 out.push((name.to_string(), v.to_string()));

@@ -1,0 +1,72 @@
+//! Faults between the syncer and a source registry, injected by the harness proxy: transient
+//! 503s, a download cut in the middle, and blob redirects to another host (which must not
+//! receive the registry credentials).
+
+mod common;
+
+use common::*;
+
+#[test]
+fn transient_503_on_blob_download_is_retried() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "flaky/app", "v1");
+    let proxy = PagingProxy::start_with(&src.addr(), ProxyOpts { fail_blob_gets: 2, ..ProxyOpts::default() });
+    let mut auth = auth_for(&[&src, &dst]);
+    auth.push(AuthEntry::insecure(&proxy.addr()));
+    let job = Job::new(&auth, &images_yaml(&[(&proxy.repo("flaky/app:v1"), &[&dst.repo("flaky/app")])]));
+    job.run(&[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "flaky/app", "v1");
+    assert!(proxy.blob_gets() >= img.blobs().len() + 2, "blob GETs: {:?}", proxy.requests());
+}
+
+#[test]
+fn download_cut_in_the_middle_is_retried() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_big_image(src.api(), "cut/app", "v1", 2);
+    let proxy = PagingProxy::start_with(&src.addr(), ProxyOpts { truncate_blob_gets: 1, ..ProxyOpts::default() });
+    let mut auth = auth_for(&[&src, &dst]);
+    auth.push(AuthEntry::insecure(&proxy.addr()));
+    let job = Job::new(&auth, &images_yaml(&[(&proxy.repo("cut/app:v1"), &[&dst.repo("cut/app")])]));
+    // One worker so that the big layer's download is the one that gets cut... or the config's:
+    // either way one blob download fails half-way and must be retried, never stored corrupt.
+    job.run(&["--proc", "1"]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "cut/app", "v1");
+    assert!(proxy.blob_gets() > img.blobs().len(), "{:?}", proxy.requests());
+}
+
+#[test]
+fn blob_redirect_to_another_host_gets_no_credentials() {
+    let src = Registry::start_with(RegistryOpts::htpasswd("owner", "redirect-secret"));
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "redir/app", "v1");
+    let idx = push_index(
+        src.api(),
+        "redir/app",
+        "multi",
+        IndexKind::OciIndex,
+        &[("linux", "amd64", ""), ("linux", "arm64", "")],
+    );
+    // The "object storage": fetches from the registry with its own credentials.
+    let storage = PagingProxy::start_with(
+        &src.addr(),
+        ProxyOpts { upstream_creds: Some(("owner".into(), "redirect-secret".into())), ..ProxyOpts::default() },
+    );
+    // The registry front: every blob GET is redirected to the storage under another host name.
+    let front = PagingProxy::start_with(
+        &src.addr(),
+        ProxyOpts { redirect_blobs_to: Some(format!("localhost:{}", storage.port())), ..ProxyOpts::default() },
+    );
+    let auth = vec![AuthEntry::insecure(&front.addr()).with_creds("owner", "redirect-secret"), dst.auth_entry()];
+    let job = Job::new(&auth, &images_yaml(&[(&front.repo("redir/app"), &[&dst.repo("redir/app")])]));
+    let run = job.run(&[]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "redir/app", "v1");
+    assert_index_copied(src.api(), dst.api(), &idx, "redir/app", "multi");
+    assert!(front.blob_gets() > 0, "{:?}", front.requests());
+    assert!(storage.blob_gets() > 0, "redirects not followed: {:?}", storage.requests());
+    let leaked: Vec<ProxyRequest> = storage.requests().into_iter().filter(|r| r.authorization.is_some()).collect();
+    assert!(leaked.is_empty(), "credentials sent to the redirect target: {leaked:?}");
+    assert!(!run.output().contains("redirect-secret"), "{run}");
+}
