@@ -138,22 +138,25 @@ fn copy_blob(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
         }
     }
     let result = transfer(ctx, task);
-    let others = match ctx.blobs.lock().remove(&key) {
-        Some(BlobState::InFlight(o)) => o,
-        _ => Vec::new(),
+    // Settle the entry in one critical section, so no other task can start a second copy.
+    let others = {
+        let mut blobs = ctx.blobs.lock();
+        let others = match blobs.remove(&key) {
+            Some(BlobState::InFlight(o)) => o,
+            _ => Vec::new(),
+        };
+        if result.is_ok() {
+            blobs.insert(key, BlobState::Done);
+        }
+        others
     };
     let mut waiters = task.waiters.lock();
+    // On failure the waiters stay with this task, which is retried after the pass.
     waiters.extend(others);
-    match result {
-        Ok(()) => {
-            ctx.blobs.lock().insert(key, BlobState::Done);
-            ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
-            waiters.drain(..).for_each(|n| complete(ctx, &n));
-            Ok(())
-        }
-        // The waiters stay with this task, which is retried after the pass.
-        Err(e) => Err(e),
-    }
+    result?;
+    ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
+    waiters.drain(..).for_each(|n| complete(ctx, &n));
+    Ok(())
 }
 
 /// Make the blob exist at the destination: already there, mounted, or streamed from the source.
