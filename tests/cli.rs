@@ -10,15 +10,11 @@ fn summary_line_on_success() {
     let src = Registry::start();
     let dst = Registry::start();
     let img = push_simple(src.api(), "sum/app", "v1");
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("sum/app:v1"), &[&dst.repo("sum/app")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("sum/app:v1"), &[&dst.repo("sum/app")])]);
     let run = job.run(&[]);
     run.assert_ok();
     assert!(
-        run.stderr
-            .contains("Synchronization finished, 0 tasks failed, cost"),
+        run.stderr.contains("Synchronization finished, 0 tasks failed, cost"),
         "summary line missing from stderr:\n{run}"
     );
     assert_image_copied(src.api(), dst.api(), &img, "sum/app", "v1");
@@ -29,10 +25,7 @@ fn log_file_receives_the_summary() {
     let src = Registry::start();
     let dst = Registry::start();
     let img = push_simple(src.api(), "log/app", "v1");
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("log/app:v1"), &[&dst.repo("log/app")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("log/app:v1"), &[&dst.repo("log/app")])]);
     let log = job.dir.join("out.log");
     let arg = format!("--log={}", p(&log));
     job.run(&[&arg]).assert_ok();
@@ -50,10 +43,8 @@ fn json_auth_and_images_files() {
     let dst = Registry::start();
     let img = push_simple(src.api(), "js/app", "v1");
     let dir = TestDir::new("json");
-    let auth = dir.write(
-        "auth.json",
-        &serde_json::to_string_pretty(&auth_json_value(&auth_for(&[&src, &dst]))).unwrap(),
-    );
+    let auth =
+        dir.write("auth.json", &serde_json::to_string_pretty(&auth_json_value(&auth_for(&[&src, &dst]))).unwrap());
     let images = serde_json::json!({
         src.repo("js/app:v1"): [dst.repo("js/app"), dst.repo("js/other:w")],
     });
@@ -70,10 +61,7 @@ fn yml_extension_is_accepted() {
     let img = push_simple(src.api(), "yml/app", "v1");
     let dir = TestDir::new("yml");
     let auth = dir.write("auth.yml", &auth_yaml(&auth_for(&[&src, &dst])));
-    let images = dir.write(
-        "images.yml",
-        &images_yaml(&[(&src.repo("yml/app:v1"), &[&dst.repo("yml/app")])]),
-    );
+    let images = dir.write("images.yml", &images_yaml(&[(&src.repo("yml/app:v1"), &[&dst.repo("yml/app")])]));
     run_syncer(&["--auth", p(&auth), "--images", p(&images)]).assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "yml/app", "v1");
 }
@@ -95,15 +83,14 @@ fn legacy_config(json: bool) {
         "images": { src.repo("legacy/app"): dst.repo("legacy/copy") },
     });
     let path = if json {
-        dir.write(
-            "config.json",
-            &serde_json::to_string_pretty(&config).unwrap(),
-        )
+        dir.write("config.json", &serde_json::to_string_pretty(&config).unwrap())
     } else {
         let yaml = serde_yaml::to_string(&config).unwrap();
         dir.write("config.yaml", &yaml)
     };
-    run_syncer(&["--config", p(&path)]).assert_ok();
+    let run = run_syncer(&["--config", p(&path)]);
+    run.assert_ok();
+    assert!(!run.output().contains("legacy-pass"), "{run}");
     assert_image_copied(src.api(), dst.api(), &img, "legacy/copy", "v1");
     assert_index_copied(src.api(), dst.api(), &idx, "legacy/copy", "multi");
 }
@@ -124,10 +111,7 @@ fn images_without_auth_file_uses_http_for_localhost() {
     let dst = Registry::start();
     let img = push_simple(src.api(), "noauth/app", "v1");
     let dir = TestDir::new("noauth");
-    let images = dir.write(
-        "images.yaml",
-        &images_yaml(&[(&src.repo("noauth/app:v1"), &[&dst.repo("noauth/app")])]),
-    );
+    let images = dir.write("images.yaml", &images_yaml(&[(&src.repo("noauth/app:v1"), &[&dst.repo("noauth/app")])]));
     let arg = format!("--images={}", p(&images));
     run_syncer(&[&arg]).assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "noauth/app", "v1");
@@ -137,18 +121,7 @@ fn images_without_auth_file_uses_http_for_localhost() {
 fn help_exits_cleanly() {
     let run = run_syncer(&["--help"]);
     assert!(run.success(), "{run}");
-    for flag in [
-        "--auth",
-        "--images",
-        "--proc",
-        "--retries",
-        "--os",
-        "--arch",
-        "--force",
-    ] {
-        assert!(
-            run.output().contains(flag),
-            "--help should mention {flag}:\n{run}"
-        );
+    for flag in ["--auth", "--images", "--proc", "--retries", "--os", "--arch", "--force"] {
+        assert!(run.output().contains(flag), "--help should mention {flag}:\n{run}");
     }
 }

@@ -11,11 +11,7 @@ const WRONG: &str = "Wr0ng-P4ss-xyzzy";
 fn assert_auth_failure(run: &Run, reg: &Registry) {
     run.assert_failed();
     let err = &run.stderr;
-    assert!(
-        err.contains(&reg.addr()),
-        "stderr should name {}:\n{run}",
-        reg.addr()
-    );
+    assert!(err.contains(&reg.addr()), "stderr should name {}:\n{run}", reg.addr());
     assert!(
         contains_any_ci(err, &["unauthorized", "authentication"]),
         "stderr should say unauthorized/authentication:\n{run}"
@@ -26,10 +22,7 @@ fn assert_auth_failure(run: &Run, reg: &Registry) {
         let b64 = base64(format!("{user}:{WRONG}").as_bytes());
         assert!(!out.contains(&b64), "encoded credentials leaked:\n{run}");
     }
-    assert!(
-        run.failed_count().is_some_and(|n| n > 0),
-        "summary line should count failures:\n{run}"
-    );
+    assert!(run.failed_count().is_some_and(|n| n > 0), "summary line should count failures:\n{run}");
 }
 
 #[test]
@@ -37,14 +30,8 @@ fn wrong_password_on_destination() {
     let src = Registry::start();
     let dst = Registry::start_with(RegistryOpts::htpasswd("syncer", "right-pass"));
     push_simple(src.api(), "app/x", "v1");
-    let auth = vec![
-        src.auth_entry(),
-        AuthEntry::insecure(&dst.addr()).with_creds("syncer", WRONG),
-    ];
-    let job = Job::new(
-        &auth,
-        &images_yaml(&[(&src.repo("app/x:v1"), &[&dst.repo("app/x")])]),
-    );
+    let auth = vec![src.auth_entry(), AuthEntry::insecure(&dst.addr()).with_creds("syncer", WRONG)];
+    let job = Job::new(&auth, &images_yaml(&[(&src.repo("app/x:v1"), &[&dst.repo("app/x")])]));
     let run = job.run(&["--retries", "0"]);
     assert_auth_failure(&run, &dst);
     assert_eq!(dst.api().head_manifest("app/x", "v1"), None);
@@ -55,14 +42,8 @@ fn wrong_password_on_source() {
     let src = Registry::start_with(RegistryOpts::htpasswd("reader", "right-pass"));
     let dst = Registry::start();
     push_simple(src.api(), "app/y", "v1");
-    let auth = vec![
-        AuthEntry::insecure(&src.addr()).with_creds("reader", WRONG),
-        dst.auth_entry(),
-    ];
-    let job = Job::new(
-        &auth,
-        &images_yaml(&[(&src.repo("app/y:v1"), &[&dst.repo("app/y")])]),
-    );
+    let auth = vec![AuthEntry::insecure(&src.addr()).with_creds("reader", WRONG), dst.auth_entry()];
+    let job = Job::new(&auth, &images_yaml(&[(&src.repo("app/y:v1"), &[&dst.repo("app/y")])]));
     let run = job.run(&["--retries", "0"]);
     assert_auth_failure(&run, &src);
     assert!(dst.api().tags("app/y").is_empty());
@@ -73,14 +54,8 @@ fn wrong_password_with_log_file_keeps_secret_out_of_the_log() {
     let src = Registry::start();
     let dst = Registry::start_with(RegistryOpts::htpasswd("syncer", "right-pass"));
     push_simple(src.api(), "app/z", "v1");
-    let auth = vec![
-        src.auth_entry(),
-        AuthEntry::insecure(&dst.addr()).with_creds("syncer", WRONG),
-    ];
-    let job = Job::new(
-        &auth,
-        &images_yaml(&[(&src.repo("app/z:v1"), &[&dst.repo("app/z")])]),
-    );
+    let auth = vec![src.auth_entry(), AuthEntry::insecure(&dst.addr()).with_creds("syncer", WRONG)];
+    let job = Job::new(&auth, &images_yaml(&[(&src.repo("app/z:v1"), &[&dst.repo("app/z")])]));
     let log = job.dir.join("sync.log");
     let run = job.run(&["--log", p(&log), "--retries", "0"]);
     run.assert_failed();
@@ -91,34 +66,22 @@ fn wrong_password_with_log_file_keeps_secret_out_of_the_log() {
         contains_any_ci(&all, &["unauthorized", "authentication"]),
         "log should say unauthorized/authentication:\n{all}"
     );
-    assert!(
-        Run::failed_count_in(&all).is_some_and(|n| n > 0),
-        "summary line missing:\n{all}"
-    );
+    assert!(Run::failed_count_in(&all).is_some_and(|n| n > 0), "summary line missing:\n{all}");
 }
 
 fn assert_names_file(run: &Run, path: &std::path::Path) {
     run.assert_failed();
-    assert!(
-        run.stderr.contains(p(path)),
-        "stderr should name {}:\n{run}",
-        path.display()
-    );
+    assert!(run.stderr.contains(p(path)), "stderr should name {}:\n{run}", path.display());
     assert!(!run.stderr.contains("panicked"), "{run}");
     let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
-    assert!(
-        lines <= 5,
-        "a config error should be reported in a line or two:\n{run}"
-    );
+    assert!(lines <= 5, "a config error should be reported in a line or two:\n{run}");
 }
 
 #[test]
 fn malformed_images_file() {
     let src = Registry::start();
     let job = job(&[&src], &[]);
-    let bad = job
-        .dir
-        .write("broken-images.yaml", "a: [unclosed\n  - : : {\n");
+    let bad = job.dir.write("broken-images.yaml", "a: [unclosed\n  - : : {\n");
     let run = run_syncer(&["--auth", p(&job.auth), "--images", p(&bad)]);
     assert_names_file(&run, &bad);
 }
@@ -137,9 +100,7 @@ fn malformed_auth_file() {
     let src = Registry::start();
     let dst = Registry::start();
     let job = job(&[&src, &dst], &[(&src.repo("a/b:v1"), &[&dst.repo("a/b")])]);
-    let bad = job
-        .dir
-        .write("broken-auth.json", "{\"127.0.0.1\": {\"insecure\": tru");
+    let bad = job.dir.write("broken-auth.json", "{\"127.0.0.1\": {\"insecure\": tru");
     let run = run_syncer(&["--auth", p(&bad), "--images", p(&job.images)]);
     assert_names_file(&run, &bad);
 }
@@ -160,10 +121,7 @@ fn rename_with_mismatched_tag_counts() {
     for t in ["a", "b", "c"] {
         push_simple(src.api(), "mm/source", t);
     }
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("mm/source:a,b,c"), &[&dst.repo("mm/target:x,y")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("mm/source:a,b,c"), &[&dst.repo("mm/target:x,y")])]);
     let run = job.run(&["--retries", "0"]);
     run.assert_failed();
     assert!(
@@ -186,8 +144,14 @@ fn missing_source_tag_fails_but_other_rules_complete() {
             (&src.repo("ok/app:v1"), &[&dst.repo("ok/app")]),
         ],
     );
-    let run = job.run(&["--retries", "1"]);
+    let success = job.dir.join("success.yaml");
+    let run = job.run(&["--retries", "1", "--output-success-images", p(&success)]);
     run.assert_failed();
+    let text = std::fs::read_to_string(&success).unwrap_or_default();
+    assert!(
+        text.contains(&src.repo("ok/app:v1")) && !text.contains("bad/app"),
+        "the success-images file lists exactly the synced images:\n{text}"
+    );
     assert!(
         run.stderr.contains("bad/app") && run.stderr.contains("does-not-exist"),
         "the error should name the missing reference:\n{run}"
@@ -201,10 +165,7 @@ fn missing_source_tag_fails_but_other_rules_complete() {
 fn missing_source_repository_fails() {
     let src = Registry::start();
     let dst = Registry::start();
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("ghost/repo"), &[&dst.repo("ghost/repo")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("ghost/repo"), &[&dst.repo("ghost/repo")])]);
     let run = job.run(&["--retries", "0"]);
     run.assert_failed();
     assert!(run.stderr.contains("ghost/repo"), "{run}");
@@ -216,16 +177,10 @@ fn unreachable_source_registry() {
     // A port nothing listens on.
     let dead = format!("127.0.0.1:{}", free_port());
     let auth = vec![AuthEntry::insecure(&dead), dst.auth_entry()];
-    let job = Job::new(
-        &auth,
-        &images_yaml(&[(&format!("{dead}/some/app:v1"), &[&dst.repo("some/app")])]),
-    );
+    let job = Job::new(&auth, &images_yaml(&[(&format!("{dead}/some/app:v1"), &[&dst.repo("some/app")])]));
     let run = job.run(&["--retries", "0"]);
     run.assert_failed();
-    assert!(
-        run.stderr.contains(&dead),
-        "stderr should name {dead}:\n{run}"
-    );
+    assert!(run.stderr.contains(&dead), "stderr should name {dead}:\n{run}");
     assert!(run.failed_count().is_some_and(|n| n > 0), "{run}");
 }
 
@@ -234,4 +189,41 @@ fn unknown_flag_is_rejected() {
     let run = run_syncer(&["--no-such-flag"]);
     run.assert_failed();
     assert!(run.output().contains("no-such-flag"), "{run}");
+}
+
+#[test]
+fn secrets_absent_at_trace_log_level() {
+    let src = Registry::start_with(RegistryOpts::htpasswd("tr-reader", "trace-src-secret"));
+    let dst = Registry::start_with(RegistryOpts::htpasswd("tr-writer", "trace-dst-secret"));
+    push_simple(src.api(), "trace/app", "v1");
+    push_index(src.api(), "trace/app", "multi", IndexKind::List, &[("linux", "amd64", ""), ("linux", "arm64", "")]);
+    let secrets = [
+        "trace-src-secret".to_string(),
+        "trace-dst-secret".to_string(),
+        WRONG.to_string(),
+        base64(b"tr-reader:trace-src-secret"),
+        base64(b"tr-writer:trace-dst-secret"),
+        base64(format!("tr-writer:{WRONG}").as_bytes()),
+    ];
+    let check = |run: &Run, log: &std::path::Path| {
+        let all = format!("{}{}", run.output(), std::fs::read_to_string(log).unwrap_or_default());
+        for s in &secrets {
+            assert!(!all.contains(s.as_str()), "secret {s} leaked:\n{all}");
+        }
+    };
+    let rules = [(src.repo("trace/app"), dst.repo("trace/app"))];
+    let images = images_yaml(&[(&rules[0].0, &[&rules[0].1])]);
+
+    // A successful run.
+    let ok = Job::new(&auth_for(&[&src, &dst]), &images);
+    let log = ok.dir.join("trace.log");
+    let run = run_syncer_env(&ok.args(&["--log", p(&log)]), &[("RUST_LOG", "trace")]);
+    run.assert_ok();
+    check(&run, &log);
+
+    // A run with a wrong destination password.
+    let bad = Job::new(&[src.auth_entry(), AuthEntry::insecure(&dst.addr()).with_creds("tr-writer", WRONG)], &images);
+    let run = run_syncer_env(&bad.args(&["--retries", "0"]), &[("RUST_LOG", "trace")]);
+    run.assert_failed();
+    check(&run, &bad.dir.join("none"));
 }

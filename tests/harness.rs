@@ -38,13 +38,7 @@ fn harness_pushes_and_reads_back_images_and_indexes() {
     assert_ne!(a.digest, b.digest);
 
     for kind in [IndexKind::List, IndexKind::OciIndex] {
-        let idx = push_index(
-            c,
-            "self/idx",
-            "multi",
-            kind,
-            &[("linux", "amd64", ""), ("linux", "arm64", "v8")],
-        );
+        let idx = push_index(c, "self/idx", "multi", kind, &[("linux", "amd64", ""), ("linux", "arm64", "v8")]);
         let m = c.get_manifest("self/idx", "multi").expect("index");
         assert_eq!(m.digest, idx.digest);
         assert_eq!(m.content_type, idx.media_type);
@@ -53,10 +47,7 @@ fn harness_pushes_and_reads_back_images_and_indexes() {
         assert_eq!(entries[1].0, idx.child("linux", "arm64", "v8").digest);
         assert_eq!(entries[1].1, Platform::new("linux", "arm64", "v8"));
         for child in &idx.children {
-            assert_eq!(
-                c.head_manifest("self/idx", &child.digest),
-                Some(child.digest.clone())
-            );
+            assert_eq!(c.head_manifest("self/idx", &child.digest), Some(child.digest.clone()));
         }
     }
     assert!(c.get_manifest("self/idx", "nope").is_none());
@@ -81,9 +72,7 @@ fn harness_access_log_counts_requests() {
     assert_eq!(reqs.iter().filter(|r| r.method == "POST").count(), 3);
     assert_eq!(reqs.iter().filter(|r| r.is_manifest_put()).count(), 1);
     assert_eq!(reqs.iter().filter(|r| r.method == "PUT").count(), 4);
-    assert!(reqs
-        .iter()
-        .any(|r| r.path == "/v2/log/repo/manifests/v1" && r.status == 201));
+    assert!(reqs.iter().any(|r| r.path == "/v2/log/repo/manifests/v1" && r.status == 201));
 
     reg.clear_requests();
     assert!(reg.requests().is_empty());
@@ -94,10 +83,7 @@ fn harness_access_log_counts_requests() {
         pairs,
         vec![
             ("GET".to_string(), "/v2/log/repo/manifests/v1".to_string()),
-            (
-                "GET".to_string(),
-                format!("/v2/log/repo/blobs/{}", img.layers[0])
-            ),
+            ("GET".to_string(), format!("/v2/log/repo/blobs/{}", img.layers[0])),
         ]
     );
     // Calling requests() again does not consume them.
@@ -112,10 +98,7 @@ fn harness_htpasswd_registry() {
     assert_eq!(reg.anonymous().with_creds("alice", "wrong").ping(), 401);
     assert_eq!(reg.api().ping(), 200);
     let img = push_simple(reg.api(), "auth/repo", "v1");
-    assert_eq!(
-        reg.api().head_manifest("auth/repo", "v1"),
-        Some(img.digest.clone())
-    );
+    assert_eq!(reg.api().head_manifest("auth/repo", "v1"), Some(img.digest.clone()));
     let auth = auth_yaml(&[reg.auth_entry()]);
     assert!(auth.contains("username: \"alice\""), "{auth}");
     assert!(auth.contains("insecure: true"), "{auth}");
@@ -131,10 +114,7 @@ fn harness_registry_is_stopped_and_removed_on_drop() {
     assert!(dir.exists());
     drop(reg);
     assert!(!dir.exists(), "temp dir not removed");
-    assert!(
-        std::net::TcpStream::connect(&addr).is_err(),
-        "still listening"
-    );
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "still listening");
 }
 
 #[test]
@@ -148,13 +128,7 @@ fn harness_paging_proxy_pages_tags_and_forwards() {
         tag_image(c, &img, &t);
         expected.push(t);
     }
-    let idx = push_index(
-        c,
-        "pg/repo",
-        "oci",
-        IndexKind::OciIndex,
-        &[("linux", "amd64", "")],
-    );
+    let idx = push_index(c, "pg/repo", "oci", IndexKind::OciIndex, &[("linux", "amd64", "")]);
     expected.push("oci".into());
     expected.sort();
 
@@ -169,12 +143,7 @@ fn harness_paging_proxy_pages_tags_and_forwards() {
         assert_eq!(status, 200);
         pages += 1;
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        let tags: Vec<String> = v["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_string())
-            .collect();
+        let tags: Vec<String> = v["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
         assert!(tags.len() <= 3);
         got.extend(tags);
         match headers.get("link") {
@@ -193,10 +162,7 @@ fn harness_paging_proxy_pages_tags_and_forwards() {
     let (_, headers, body) = pc.raw_get("/v2/pg/repo/tags/list?n=1", &[]);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["tags"], serde_json::json!(["oci"]));
-    assert_eq!(
-        headers.get("link").map(String::as_str),
-        Some("</v2/pg/repo/tags/list?n=1&last=oci>; rel=\"next\"")
-    );
+    assert_eq!(headers.get("link").map(String::as_str), Some("</v2/pg/repo/tags/list?n=1&last=oci>; rel=\"next\""));
     // The high-level helper sees one page only (it does not follow Link).
     assert_eq!(pc.tags("pg/repo").len(), 3);
 
@@ -208,10 +174,7 @@ fn harness_paging_proxy_pages_tags_and_forwards() {
     assert_eq!(pc.head_manifest("pg/repo", "oci"), Some(idx.digest.clone()));
     let m = pc.get_manifest("pg/repo", "oci").unwrap();
     assert_eq!(m.content_type, OCI_INDEX);
-    assert_eq!(
-        pc.get_blob("pg/repo", &img.layers[1]),
-        c.get_blob("pg/repo", &img.layers[1])
-    );
+    assert_eq!(pc.get_blob("pg/repo", &img.layers[1]), c.get_blob("pg/repo", &img.layers[1]));
     assert!(!pc.blob_exists("pg/repo", &sha256_digest(b"nope")));
     assert!(pc.get_manifest("pg/repo", "missing").is_none());
     assert!(pc.tags("pg/missing").is_empty());
@@ -227,9 +190,7 @@ fn harness_paging_proxy_forwards_auth_challenges() {
     let anon = Client::new(&proxy.addr(), None);
     let (status, headers, _) = anon.raw_get("/v2/p/r/tags/list", &[]);
     assert_eq!(status, 401);
-    assert!(headers
-        .get("www-authenticate")
-        .is_some_and(|v| v.starts_with("Basic")));
+    assert!(headers.get("www-authenticate").is_some_and(|v| v.starts_with("Basic")));
     let authed = anon.with_creds("bob", "pw-123");
     let (status, headers, _) = authed.raw_get("/v2/p/r/tags/list", &[]);
     assert_eq!(status, 200);
@@ -239,7 +200,8 @@ fn harness_paging_proxy_forwards_auth_challenges() {
 
 #[test]
 fn harness_access_log_parser() {
-    let line = r#"127.0.0.1 - alice [26/Nov/2026:16:10:41 +0000] "PUT /v2/a/b/manifests/v1?x=1 HTTP/1.1" 201 0 "" "ureq""#;
+    let line =
+        r#"127.0.0.1 - alice [26/Nov/2026:16:10:41 +0000] "PUT /v2/a/b/manifests/v1?x=1 HTTP/1.1" 201 0 "" "ureq""#;
     let r = parse_access_line(line).unwrap();
     assert_eq!(r.method, "PUT");
     assert_eq!(r.path, "/v2/a/b/manifests/v1");
@@ -250,8 +212,5 @@ fn harness_access_log_parser() {
     assert_eq!(base64(b"alice:pw"), "YWxpY2U6cHc=");
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"abc"), "YWJj");
-    assert_eq!(
-        Run::failed_count_in("x\nSynchronization finished, 3 tasks failed, cost 2s\n"),
-        Some(3)
-    );
+    assert_eq!(Run::failed_count_in("x\nSynchronization finished, 3 tasks failed, cost 2s\n"), Some(3));
 }

@@ -13,24 +13,12 @@ fn all_tags_when_source_has_no_tag() {
     let v1 = push_simple(s, "lib/app", "v1");
     tag_image(s, &v1, "latest");
     let v2 = push_image(s, "lib/app", "v2", ImageKind::Oci, "linux", "amd64", "");
-    let multi = push_index(
-        s,
-        "lib/app",
-        "multi",
-        IndexKind::List,
-        &[("linux", "amd64", ""), ("linux", "arm64", "")],
-    );
+    let multi = push_index(s, "lib/app", "multi", IndexKind::List, &[("linux", "amd64", ""), ("linux", "arm64", "")]);
 
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("lib/app"), &[&dst.repo("mirror/app")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("lib/app"), &[&dst.repo("mirror/app")])]);
     job.run(&[]).assert_ok();
 
-    assert_eq!(
-        dst.api().tags("mirror/app"),
-        vec!["latest", "multi", "v1", "v2"]
-    );
+    assert_eq!(dst.api().tags("mirror/app"), vec!["latest", "multi", "v1", "v2"]);
     assert_image_copied(s, dst.api(), &v1, "mirror/app", "v1");
     assert_image_copied(s, dst.api(), &v1, "mirror/app", "latest");
     assert_image_copied(s, dst.api(), &v2, "mirror/app", "v2");
@@ -46,10 +34,7 @@ fn tag_list_copies_only_listed_tags() {
     push_simple(s, "team/svc", "b");
     let c = push_image(s, "team/svc", "c", ImageKind::Oci, "linux", "amd64", "");
 
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("team/svc:a,c"), &[&dst.repo("team/svc")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("team/svc:a,c"), &[&dst.repo("team/svc")])]);
     job.run(&[]).assert_ok();
 
     assert_eq!(dst.api().tags("team/svc"), vec!["a", "c"]);
@@ -64,10 +49,7 @@ fn single_tag_keeps_its_name_when_destination_has_no_tag() {
     let img = push_simple(src.api(), "one/repo", "1.2.3");
     push_simple(src.api(), "one/repo", "other");
 
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("one/repo:1.2.3"), &[&dst.repo("two/repo")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("one/repo:1.2.3"), &[&dst.repo("two/repo")])]);
     job.run(&[]).assert_ok();
 
     assert_eq!(dst.api().tags("two/repo"), vec!["1.2.3"]);
@@ -80,32 +62,18 @@ fn digest_source_is_pushed_by_digest_or_under_a_given_tag() {
     let dst = Registry::start();
     let s = src.api();
     let img = push_simple(s, "pin/img", "moving");
-    let idx = push_index(
-        s,
-        "pin/idx",
-        "moving",
-        IndexKind::OciIndex,
-        &[("linux", "amd64", ""), ("linux", "arm64", "")],
-    );
+    let idx =
+        push_index(s, "pin/idx", "moving", IndexKind::OciIndex, &[("linux", "amd64", ""), ("linux", "arm64", "")]);
     // The tag moves away from the pinned digests: the digest rules must not follow it.
     push_simple(s, "pin/img", "moving");
-    push_index(
-        s,
-        "pin/idx",
-        "moving",
-        IndexKind::OciIndex,
-        &[("linux", "amd64", "")],
-    );
+    push_index(s, "pin/idx", "moving", IndexKind::OciIndex, &[("linux", "amd64", "")]);
 
     let img_src = format!("{}@{}", src.repo("pin/img"), img.digest);
     let idx_src = format!("{}@{}", src.repo("pin/idx"), idx.digest);
     let pinned = dst.repo("pinned/img:stable");
     let job = job(
         &[&src, &dst],
-        &[
-            (&img_src, &[&dst.repo("bydigest/img"), &pinned]),
-            (&idx_src, &[&dst.repo("bydigest/idx")]),
-        ],
+        &[(&img_src, &[&dst.repo("bydigest/img"), &pinned]), (&idx_src, &[&dst.repo("bydigest/idx")])],
     );
     job.run(&[]).assert_ok();
 
@@ -171,29 +139,13 @@ fn list_of_destinations_across_registries() {
     let dst2 = Registry::start();
     let s = src.api();
     let img = push_simple(s, "fan/out", "v1");
-    let idx = push_index(
-        s,
-        "fan/list",
-        "v1",
-        IndexKind::List,
-        &[("linux", "amd64", ""), ("linux", "arm", "v7")],
-    );
+    let idx = push_index(s, "fan/list", "v1", IndexKind::List, &[("linux", "amd64", ""), ("linux", "arm", "v7")]);
 
     let job = job(
         &[&src, &dst1, &dst2],
         &[
-            (
-                &src.repo("fan/out:v1"),
-                &[
-                    &dst1.repo("a/out"),
-                    &dst2.repo("b/out:v9"),
-                    &dst1.repo("c/out:renamed"),
-                ],
-            ),
-            (
-                &src.repo("fan/list:v1"),
-                &[&dst1.repo("fan/list"), &dst2.repo("fan/list")],
-            ),
+            (&src.repo("fan/out:v1"), &[&dst1.repo("a/out"), &dst2.repo("b/out:v9"), &dst1.repo("c/out:renamed")]),
+            (&src.repo("fan/list:v1"), &[&dst1.repo("fan/list"), &dst2.repo("fan/list")]),
         ],
     );
     job.run(&[]).assert_ok();
@@ -214,19 +166,12 @@ fn environment_variables_expand_in_destinations() {
 
     let job = job(
         &[&src, &dst],
-        &[(
-            &src.repo("env/src:v1"),
-            &["${IMGSYNC_TEST_DST_REGISTRY}/${IMGSYNC_TEST_NS}/app:${IMGSYNC_TEST_TAG}"],
-        )],
+        &[(&src.repo("env/src:v1"), &["${IMGSYNC_TEST_DST_REGISTRY}/${IMGSYNC_TEST_NS}/app:${IMGSYNC_TEST_TAG}"])],
     );
     let addr = dst.addr();
     run_syncer_env(
         &job.args(&[]),
-        &[
-            ("IMGSYNC_TEST_DST_REGISTRY", &addr),
-            ("IMGSYNC_TEST_NS", "from-env"),
-            ("IMGSYNC_TEST_TAG", "expanded"),
-        ],
+        &[("IMGSYNC_TEST_DST_REGISTRY", &addr), ("IMGSYNC_TEST_NS", "from-env"), ("IMGSYNC_TEST_TAG", "expanded")],
     )
     .assert_ok();
 
@@ -240,18 +185,9 @@ fn nested_namespaces() {
     let dst = Registry::start();
     let s = src.api();
     let img = push_image(s, "a/b/c/repo", "v1", ImageKind::Oci, "linux", "amd64", "");
-    let idx = push_index(
-        s,
-        "a/b/c/repo",
-        "multi",
-        IndexKind::List,
-        &[("linux", "amd64", ""), ("linux", "s390x", "")],
-    );
+    let idx = push_index(s, "a/b/c/repo", "multi", IndexKind::List, &[("linux", "amd64", ""), ("linux", "s390x", "")]);
 
-    let job = job(
-        &[&src, &dst],
-        &[(&src.repo("a/b/c/repo"), &[&dst.repo("x/y/z/w/repo")])],
-    );
+    let job = job(&[&src, &dst], &[(&src.repo("a/b/c/repo"), &[&dst.repo("x/y/z/w/repo")])]);
     job.run(&[]).assert_ok();
 
     assert_eq!(dst.api().tags("x/y/z/w/repo"), vec!["multi", "v1"]);
@@ -277,10 +213,7 @@ fn tag_list_longer_than_one_page_through_paging_proxy() {
 
     let mut auth = auth_for(&[&src, &dst]);
     auth.push(AuthEntry::insecure(&proxy.addr()));
-    let job = Job::new(
-        &auth,
-        &images_yaml(&[(&proxy.repo("paged/repo"), &[&dst.repo("paged/copy")])]),
-    );
+    let job = Job::new(&auth, &images_yaml(&[(&proxy.repo("paged/repo"), &[&dst.repo("paged/copy")])]));
     job.run(&[]).assert_ok();
 
     let mut want: Vec<String> = images.iter().map(|(t, _)| t.clone()).collect();
@@ -288,11 +221,7 @@ fn tag_list_longer_than_one_page_through_paging_proxy() {
     want.sort();
     assert_eq!(dst.api().tags("paged/copy"), want);
     for (tag, img) in &images {
-        assert_eq!(
-            dst.api().head_manifest("paged/copy", tag),
-            Some(img.digest.clone()),
-            "tag {tag}"
-        );
+        assert_eq!(dst.api().head_manifest("paged/copy", tag), Some(img.digest.clone()), "tag {tag}");
     }
     assert_image_copied(s, dst.api(), base, "paged/copy", "alias-b");
     // 9 tags, at most 2 per page: at least 5 pages were requested.

@@ -28,14 +28,8 @@ fn e2e_static_binary_smoke() {
     run.assert_ok();
     assert_eq!(run.failed_count(), Some(0), "{run}");
 
-    assert_eq!(
-        dst.api().head_manifest("smoke/app", "v1"),
-        Some(img.digest.clone())
-    );
+    assert_eq!(dst.api().head_manifest("smoke/app", "v1"), Some(img.digest.clone()));
     assert_image_copied(src.api(), dst.api(), &img, "smoke/app", "v1");
-    assert_eq!(
-        dst.api().head_manifest("smoke/multi", "v1"),
-        Some(idx.digest.clone())
-    );
+    assert_eq!(dst.api().head_manifest("smoke/multi", "v1"), Some(idx.digest.clone()));
     assert_index_copied(src.api(), dst.api(), &idx, "smoke/multi", "v1");
 }

@@ -812,6 +812,46 @@ pub fn push_big_image(c: &Client, repo: &str, tag: &str, mib: usize) -> Image {
     build_and_push_image(c, repo, Some(tag), ImageKind::Docker, Platform::new("linux", "amd64", ""), vec![big, small])
 }
 
+/// Pushes an OCI artifact shaped like a Helm chart: an OCI manifest whose config and layer have
+/// non-image media types (and a config without platform fields) plus annotations.
+pub fn push_artifact(c: &Client, repo: &str, tag: &str) -> Image {
+    let config_bytes = serde_json::to_vec(&serde_json::json!({
+        "name": "chart",
+        "version": format!("0.1.{}", unique_seed() % 1000),
+        "apiVersion": "v2",
+    }))
+    .unwrap();
+    let config_digest = c.push_blob(repo, &config_bytes);
+    let content = random_bytes(unique_seed(), 5000);
+    let layer = c.push_blob(repo, &content);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.cncf.helm.config.v1+json",
+            "size": config_bytes.len(),
+            "digest": config_digest,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+            "size": content.len(),
+            "digest": layer,
+        }],
+        "annotations": {"org.opencontainers.image.title": "chart"},
+    });
+    let bytes = docker_json(&manifest);
+    let digest = c.put_manifest(repo, tag, OCI_MANIFEST, &bytes);
+    Image {
+        repo: repo.to_string(),
+        digest,
+        bytes,
+        media_type: OCI_MANIFEST.to_string(),
+        config_digest,
+        layers: vec![layer],
+        platform: Platform::new("", "", ""),
+    }
+}
+
 /// Pushes one child image per platform (by digest), then the list / index under `tag`.
 /// Platforms are `(os, arch, variant)`, variant may be empty.
 pub fn push_index(c: &Client, repo: &str, tag: &str, kind: IndexKind, platforms: &[(&str, &str, &str)]) -> Index {
@@ -1080,8 +1120,8 @@ pub fn run_syncer(args: &[&str]) -> Run {
     run_syncer_env(args, &[])
 }
 
-/// Runs the syncer with `args` and extra environment variables. Proxy variables are removed
-/// (everything is on 127.0.0.1). A watchdog kills the process after 10 minutes so that a hung
+/// Runs the syncer with `args` and extra environment variables. Proxy variables and `RUST_LOG`
+/// are removed (everything is on 127.0.0.1; the default log level is tested). A watchdog kills the process after 10 minutes so that a hung
 /// binary fails the test instead of hanging the suite.
 pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(syncer_bin());
@@ -1090,6 +1130,9 @@ pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
         cmd.env_remove(k);
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost");
+    // The default log level is part of the contract (summary line, "unchanged"): do not let the
+    // caller's environment change it.
+    cmd.env_remove("RUST_LOG");
     for (k, v) in envs {
         cmd.env(k, v);
     }
