@@ -22,16 +22,17 @@ note() { printf '%s%s%s\n' "$D" "$*" "$R"; }
 die() { printf 'demo.sh: %s\n' "$*" >&2; exit 1; }
 
 if ! command -v docker-registry >/dev/null 2>&1; then
-    cat >&2 <<'EOF'
-demo.sh needs `docker-registry` (the CNCF distribution registry, packaged by Debian and Ubuntu)
-to run two local registries. Install it, then run ./examples/demo.sh again:
-
-    apt-get install -y docker-registry        (as root; otherwise with sudo in front)
-
-(On a systemd machine the package also starts a system-wide registry on port 5000; the demo
-does not use it, and `systemctl disable --now docker-registry` stops it.)
-EOF
-    exit 1
+    # A fresh Debian/Ubuntu machine: install the CNCF distribution registry (as root, or with
+    # sudo). Elsewhere, say what is missing.
+    if command -v apt-get >/dev/null 2>&1 && { [[ $(id -u) == 0 ]] || command -v sudo >/dev/null 2>&1; }; then
+        SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
+        step "installing docker-registry (the CNCF distribution registry) with apt-get"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-registry >/dev/null
+        # The package may start a system-wide registry on port 5000; the demo runs its own.
+        $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
+    command -v docker-registry >/dev/null 2>&1 || die "needs docker-registry: apt-get install -y docker-registry"
 fi
 command -v cargo >/dev/null 2>&1 || die "needs Rust's cargo (https://rustup.rs)"
 

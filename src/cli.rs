@@ -53,6 +53,14 @@ pub struct Args {
     #[argh(option, default = "String::from(\"yaml\")")]
     pub output_images_format: String,
 
+    /// PEM bundle of extra CAs trusted for every https registry (in addition to the system roots)
+    #[argh(option)]
+    pub ca_file: Option<String>,
+
+    /// do not verify TLS certificates of any registry (insecure; logged as a warning)
+    #[argh(switch)]
+    pub skip_tls_verify: bool,
+
     /// default destination registry for rules whose destination is empty (env DEFAULT_REGISTRY)
     #[argh(option)]
     pub registry: Option<String>,

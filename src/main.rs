@@ -39,7 +39,7 @@ fn main() -> ExitCode {
 fn run(args: &cli::Args) -> Result<bool, String> {
     let config = Config::from_args(args).map_err(|e| e.to_string())?;
     let output = config.output.clone();
-    let report = engine::run(config);
+    let report = engine::run(config)?;
     if let Some((path, format)) = output {
         report::write_success(&path, format, &report.synced)?;
     }

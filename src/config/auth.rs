@@ -1,15 +1,19 @@
 //! The auth file: `registry` or `registry/namespace` → credentials and transport options.
 //!
 //! Keys keep the Go tool's meaning: the longest key that matches a repository wins, `docker.io`
-//! covers Docker Hub, and `insecure: true` means plain http. Credentials never reach `Debug`
-//! output, so a stray `{:?}` cannot leak them.
+//! covers Docker Hub, and `insecure: true` means plain http. Optional TLS keys (`ca_file`,
+//! `cert_file`/`key_file`, `skip_tls_verify`) are ours. Credentials never reach `Debug` output,
+//! so a stray `{:?}` cannot leak them; when the file has none for a registry, docker's (or
+//! podman's) credential files are asked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::{Path, PathBuf};
 
+use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::env;
+use super::{docker, env, ConfigError};
 use crate::reference::{normalize_registry, Repository};
 
 /// A scalar that users write unquoted (`password: 123456`) still reads as text.
@@ -42,6 +46,41 @@ pub struct AuthEntry {
     /// Plain http instead of https.
     #[serde(default)]
     pub insecure: bool,
+    /// PEM bundle of CAs trusted for this registry, in addition to the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Client certificate chain (PEM) for mutual TLS; needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    /// Private key (PEM) of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// https without certificate verification (logged as a warning).
+    #[serde(default)]
+    pub skip_tls_verify: bool,
+}
+
+/// TLS settings of a registry; registries with equal settings share one connection pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsOptions {
+    /// Extra trusted CA bundles.
+    pub ca_files: Vec<PathBuf>,
+    /// Client certificate and key files.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub skip_verify: bool,
+}
+
+impl TlsOptions {
+    /// These options, plus the global ones (`--ca-file`, `--skip-tls-verify`).
+    pub fn merged(&self, global: &TlsOptions) -> TlsOptions {
+        let mut ca_files = global.ca_files.clone();
+        ca_files.extend(self.ca_files.iter().cloned());
+        TlsOptions {
+            ca_files,
+            client_cert: self.client_cert.clone().or_else(|| global.client_cert.clone()),
+            skip_verify: self.skip_verify || global.skip_verify,
+        }
+    }
 }
 
 /// The whole file: key → entry.
@@ -69,20 +108,60 @@ pub struct AuthRule {
     pub namespace: Option<String>,
     pub credentials: Option<Credentials>,
     pub insecure: bool,
+    pub tls: TlsOptions,
+}
+
+impl AuthRule {
+    /// `true` when this key covers `repo`.
+    pub fn matches(&self, repo: &Repository) -> bool {
+        self.registry == repo.registry
+            && match &self.namespace {
+                None => true,
+                Some(ns) => repo.name == *ns || repo.name.starts_with(&format!("{ns}/")),
+            }
+    }
 }
 
 /// All auth rules, looked up by repository.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Auth {
     rules: Vec<AuthRule>,
+    /// Credentials found in docker/podman files, per registry (looked up once).
+    fallback: Mutex<HashMap<String, Option<Credentials>>>,
+}
+
+/// A path from the auth file, relative to the file's own folder.
+fn resolve(origin: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        origin.parent().unwrap_or(Path::new("")).join(p)
+    }
 }
 
 impl Auth {
     /// Build from the file's entries, expanding `${VAR}` in usernames and passwords.
-    pub fn from_file(file: AuthFile) -> Auth {
+    /// `origin` is the file, for messages and relative paths.
+    pub fn from_file(file: AuthFile, origin: &Path) -> Result<Auth, ConfigError> {
         let rules = file
             .into_iter()
             .map(|(key, e)| {
+                let fail =
+                    |message: String| ConfigError::Rule { path: origin.to_path_buf(), rule: key.clone(), message };
+                let client_cert = match (&e.cert_file, &e.key_file) {
+                    (Some(c), Some(k)) => Some((resolve(origin, c), resolve(origin, k))),
+                    (None, None) => None,
+                    _ => return Err(fail("cert_file and key_file must be given together".into())),
+                };
+                let tls = TlsOptions {
+                    ca_files: e.ca_file.iter().map(|c| resolve(origin, c)).collect(),
+                    client_cert,
+                    skip_verify: e.skip_tls_verify,
+                };
+                if e.insecure && (tls.skip_verify || !tls.ca_files.is_empty() || tls.client_cert.is_some()) {
+                    log::warn!("auth key {key:?}: insecure (plain http) makes its TLS settings unused");
+                }
                 let trimmed = key.trim().trim_end_matches('/');
                 let (host, ns) = match trimmed.split_once('/') {
                     Some((h, n)) => (h, Some(n.to_string())),
@@ -95,26 +174,39 @@ impl Auth {
                 }
                 let credentials =
                     (!username.is_empty() || !password.is_empty()).then_some(Credentials { username, password });
-                AuthRule { registry: normalize_registry(host), namespace: ns, credentials, insecure: e.insecure, key }
+                Ok(AuthRule {
+                    registry: normalize_registry(host),
+                    namespace: ns,
+                    credentials,
+                    insecure: e.insecure,
+                    tls,
+                    key,
+                })
             })
-            .collect();
-        Auth { rules }
+            .collect::<Result<_, _>>()?;
+        Ok(Auth { rules, fallback: Mutex::new(HashMap::new()) })
     }
 
     /// The longest key matching `repo`: `registry/namespace` beats `registry`.
     pub fn lookup(&self, repo: &Repository) -> Option<&AuthRule> {
-        self.rules
-            .iter()
-            .filter(|r| r.registry == repo.registry)
-            .filter(|r| match &r.namespace {
-                None => true,
-                Some(ns) => repo.name == *ns || repo.name.starts_with(&format!("{ns}/")),
-            })
-            .max_by_key(|r| r.namespace.as_ref().map_or(0, |n| n.len() + 1))
+        self.rules.iter().filter(|r| r.matches(repo)).max_by_key(|r| r.namespace.as_ref().map_or(0, |n| n.len() + 1))
+    }
+
+    /// Credentials for `repo`: the auth file's, else docker's/podman's credential files'.
+    pub fn credentials(&self, repo: &Repository) -> Option<Credentials> {
+        if let Some(c) = self.lookup(repo).and_then(|r| r.credentials.clone()) {
+            return Some(c);
+        }
+        self.fallback.lock().entry(repo.registry.clone()).or_insert_with(|| docker::credentials(&repo.registry)).clone()
     }
 
     pub fn rules(&self) -> &[AuthRule] {
         &self.rules
+    }
+
+    /// Keys that cover none of `repos`: most likely typos (the Go tool silently went anonymous).
+    pub fn unused_keys<'a>(&self, repos: impl Iterator<Item = &'a Repository> + Clone) -> Vec<&str> {
+        self.rules.iter().filter(|r| !repos.clone().any(|repo| r.matches(repo))).map(|r| r.key.as_str()).collect()
     }
 }
 
@@ -124,7 +216,28 @@ mod tests {
     use crate::reference::parse_repository;
 
     fn auth(yaml: &str) -> Auth {
-        Auth::from_file(serde_yaml::from_str(yaml).unwrap())
+        Auth::from_file(serde_yaml::from_str(yaml).unwrap(), Path::new("/etc/x/auth.yaml")).unwrap()
+    }
+
+    #[test]
+    fn tls_keys() {
+        let a = auth("r.io: {ca_file: ca.pem, cert_file: /abs/c.pem, key_file: k.pem, skip_tls_verify: true}\n");
+        let t = &a.rules()[0].tls;
+        assert_eq!(t.ca_files, [PathBuf::from("/etc/x/ca.pem")]);
+        assert_eq!(t.client_cert, Some((PathBuf::from("/abs/c.pem"), PathBuf::from("/etc/x/k.pem"))));
+        assert!(t.skip_verify);
+        let global = TlsOptions { ca_files: vec!["/g.pem".into()], client_cert: None, skip_verify: false };
+        assert_eq!(t.merged(&global).ca_files.len(), 2);
+        let bad: AuthFile = serde_yaml::from_str("r.io: {cert_file: c.pem}\n").unwrap();
+        let e = Auth::from_file(bad, Path::new("auth.yaml")).unwrap_err().to_string();
+        assert!(e.contains("auth.yaml") && e.contains("r.io") && e.contains("key_file"), "{e}");
+    }
+
+    #[test]
+    fn unused_keys_are_found() {
+        let a = auth("quay.io: {}\nquay.io/typo: {}\nr.io: {}\n");
+        let repos = [parse_repository("quay.io/team/app").unwrap()];
+        assert_eq!(a.unused_keys(repos.iter()), ["quay.io/typo", "r.io"]);
     }
 
     #[test]

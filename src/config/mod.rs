@@ -3,6 +3,7 @@
 //! network traffic, and reported naming the file and rule at fault.
 
 mod auth;
+mod docker;
 mod env;
 mod file;
 mod images;
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use auth::{Auth, AuthFile, AuthRule, Credentials};
+pub use auth::{Auth, AuthFile, AuthRule, Credentials, TlsOptions};
 pub use file::Format;
 pub use images::{DefaultDest, ImagesFile, Rule};
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub platforms: PlatformFilter,
     pub force: bool,
     pub output: Option<(PathBuf, Format)>,
+    /// `--ca-file` / `--skip-tls-verify`, applied to every registry.
+    pub tls: TlsOptions,
 }
 
 /// The legacy `--config` file: both maps in one.
@@ -85,14 +88,14 @@ impl Config {
         if args.records.is_some() {
             log::warn!("--records is ignored: blobs are checked at the destination instead");
         }
-        let (auth_file, rules) = match (&args.config, &args.images) {
+        let (auth_file, auth_path, rules) = match (&args.config, &args.images) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Usage("--config and --images cannot be used together".into()))
             }
             (Some(c), None) => {
                 let path = Path::new(c);
                 let legacy: LegacyFile = file::load(path)?;
-                (legacy.auth, images::rules(legacy.images, path, &defaults)?)
+                (legacy.auth, path.to_path_buf(), images::rules(legacy.images, path, &defaults)?)
             }
             (None, Some(i)) => {
                 let path = Path::new(i);
@@ -100,11 +103,11 @@ impl Config {
                 let auth = match &args.auth {
                     Some(a) => file::load(Path::new(a))?,
                     None => {
-                        log::warn!("no --auth file given: all registries are accessed anonymously");
+                        log::warn!("no --auth file given: registries are accessed anonymously unless docker's credentials have them");
                         AuthFile::new()
                     }
                 };
-                (auth, rules)
+                (auth, PathBuf::from(args.auth.clone().unwrap_or_default()), rules)
             }
             (None, None) => {
                 return Err(ConfigError::Usage(
@@ -132,14 +135,16 @@ impl Config {
                 Some((PathBuf::from(p), format))
             }
         };
-        Ok(Config {
-            auth: Auth::from_file(auth_file),
-            rules,
-            proc: args.proc,
-            retries: args.retries,
-            platforms,
-            force: args.force,
-            output,
-        })
+        let auth = Auth::from_file(auth_file, &auth_path)?;
+        let repos = rules.iter().flat_map(|r| [&r.src.repo, &r.dst.repo]);
+        for key in auth.unused_keys(repos) {
+            log::warn!("{}: auth key {key:?} matches no image in the rules; is it mistyped?", auth_path.display());
+        }
+        let tls = TlsOptions {
+            ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
+            client_cert: None,
+            skip_verify: args.skip_tls_verify,
+        };
+        Ok(Config { auth, tls, rules, proc: args.proc, retries: args.retries, platforms, force: args.force, output })
     }
 }

@@ -75,11 +75,12 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-/// Run every rule of `config` to completion, with retries.
-pub fn run(config: Config) -> Report {
+/// Run every rule of `config` to completion, with retries. `Err` when the TLS files of the
+/// configuration cannot be used (nothing has been sent then).
+pub fn run(config: Config) -> Result<Report, String> {
     let start = Instant::now();
     let ctx = Ctx {
-        regs: Registries::new(config.auth, config.proc),
+        regs: Registries::new(config.auth, config.tls, config.proc)?,
         filter: config.platforms,
         force: config.force,
         blobs: Mutex::new(HashMap::new()),
@@ -113,7 +114,7 @@ pub fn run(config: Config) -> Report {
     let mut synced = std::mem::take(&mut *ctx.synced.lock());
     synced.sort();
     synced.dedup();
-    Report { failed: failures.len(), synced, elapsed: start.elapsed() }
+    Ok(Report { failed: failures.len(), synced, elapsed: start.elapsed() })
 }
 
 /// Images of a rule that exist only as a user's expectation: used in messages.

@@ -25,7 +25,7 @@ pub use blobs::BlobReader;
 pub use blobs::Upload;
 pub use manifests::{Access, Fetched, Head};
 
-use crate::config::Auth;
+use crate::config::{Auth, TlsOptions};
 use crate::reference::Repository;
 
 /// What went wrong, where.
@@ -40,10 +40,21 @@ pub struct Error {
 #[derive(Debug)]
 pub enum ErrorKind {
     Transport(String),
-    Status { status: u16, detail: String },
+    /// The TLS handshake failed (unknown CA, bad or missing client certificate…).
+    Tls(String),
+    Status {
+        status: u16,
+        detail: String,
+    },
     Unauthorized(String),
-    DigestMismatch { expected: String, actual: String },
-    SizeMismatch { expected: u64, actual: u64 },
+    DigestMismatch {
+        expected: String,
+        actual: String,
+    },
+    SizeMismatch {
+        expected: u64,
+        actual: u64,
+    },
     TooLarge(u64),
     Invalid(String),
 }
@@ -58,7 +69,9 @@ impl Error {
             ureq::Error::Io(io) => io.to_string(),
             other => other.to_string(),
         };
-        Error::new(registry, what, ErrorKind::Transport(msg))
+        let lower = msg.to_ascii_lowercase();
+        let tls = ["certificate", "tls", "handshake", "alert", "rustls"].iter().any(|w| lower.contains(w));
+        Error::new(registry, what, if tls { ErrorKind::Tls(msg) } else { ErrorKind::Transport(msg) })
     }
 
     /// An unexpected status; the body's `errors[]` (distribution spec) becomes the detail.
@@ -100,6 +113,11 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ErrorKind::Transport(m) => write!(f, "connection failed: {m}"),
+            ErrorKind::Tls(m) => write!(
+                f,
+                "TLS failed: {m} (trust its CA with ca_file in the auth file or --ca-file, give a client \
+                 certificate with cert_file/key_file, or use skip_tls_verify)"
+            ),
             ErrorKind::Status { status, detail } if detail.is_empty() => write!(f, "HTTP {status}"),
             ErrorKind::Status { status, detail } => write!(f, "HTTP {status}: {detail}"),
             ErrorKind::Unauthorized(m) => write!(f, "unauthorized: {m}"),
@@ -342,45 +360,63 @@ type ClientMap = HashMap<(String, Option<String>), Arc<Client>>;
 /// All clients of a run, created on first use.
 pub struct Registries {
     auth: Auth,
-    agent: ureq::Agent,
+    global_tls: TlsOptions,
+    /// One agent per distinct TLS setting, built up front so bad TLS files fail the run early.
+    agents: HashMap<TlsOptions, ureq::Agent>,
     clients: Mutex<ClientMap>,
     anonymous_logged: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Registries {
-    pub fn new(auth: Auth, workers: usize) -> Registries {
-        Registries {
+    /// Fails when a CA, certificate or key file cannot be used.
+    pub fn new(auth: Auth, global_tls: TlsOptions, workers: usize) -> Result<Registries, String> {
+        let mut agents = HashMap::new();
+        let profiles = std::iter::once(global_tls.clone())
+            .chain(auth.rules().iter().filter(|r| !r.insecure).map(|r| r.tls.merged(&global_tls)));
+        for tls in profiles {
+            if let std::collections::hash_map::Entry::Vacant(slot) = agents.entry(tls) {
+                let agent = transport::agent(workers, slot.key())?;
+                slot.insert(agent);
+            }
+        }
+        Ok(Registries {
             auth,
-            agent: transport::agent(workers),
+            global_tls,
+            agents,
             clients: Mutex::new(HashMap::new()),
             anonymous_logged: Mutex::new(Default::default()),
-        }
+        })
     }
 
     /// The client for `repo`, chosen by the longest matching auth key.
     pub fn client(&self, repo: &Repository) -> Arc<Client> {
         let rule = self.auth.lookup(repo);
-        if rule.is_none_or(|r| r.credentials.is_none()) && self.anonymous_logged.lock().insert(repo.to_string()) {
-            log::info!("no credentials for {repo}: accessing it anonymously");
-        }
         let key = (repo.registry.clone(), rule.map(|r| r.key.clone()));
         let mut clients = self.clients.lock();
-        clients
-            .entry(key)
-            .or_insert_with(|| {
-                let insecure = match rule {
-                    Some(r) => r.insecure,
-                    None => is_loopback(&repo.registry),
-                };
-                let scheme = if insecure { "http" } else { "https" };
-                Arc::new(Client {
-                    registry: repo.registry.clone(),
-                    base: format!("{scheme}://{}", repo.registry),
-                    agent: self.agent.clone(),
-                    auth: auth::Authenticator::new(&repo.registry, rule.and_then(|r| r.credentials.clone())),
-                })
-            })
-            .clone()
+        if let Some(c) = clients.get(&key) {
+            return c.clone();
+        }
+        let credentials = self.auth.credentials(repo);
+        if credentials.is_none() && self.anonymous_logged.lock().insert(repo.to_string()) {
+            log::info!("no credentials for {repo}: accessing it anonymously");
+        }
+        let insecure = match rule {
+            Some(r) => r.insecure,
+            None => is_loopback(&repo.registry),
+        };
+        let tls = rule.map_or_else(|| self.global_tls.clone(), |r| r.tls.merged(&self.global_tls));
+        if tls.skip_verify && !insecure {
+            log::warn!("{}: TLS certificates are not verified (skip_tls_verify)", repo.registry);
+        }
+        let scheme = if insecure { "http" } else { "https" };
+        let client = Arc::new(Client {
+            registry: repo.registry.clone(),
+            base: format!("{scheme}://{}", repo.registry),
+            agent: self.agents.get(&tls).or_else(|| self.agents.get(&self.global_tls)).cloned().expect("agents built"),
+            auth: auth::Authenticator::new(&repo.registry, credentials),
+        });
+        clients.insert(key, client.clone());
+        client
     }
 }
 
