@@ -43,6 +43,7 @@ fn run(args: &cli::Args) -> Result<bool, String> {
     if let Some((path, format)) = output {
         report::write_success(&path, format, &report.synced)?;
     }
+    log::info!("{}", report.totals.summary());
     log::info!("Synchronization finished, {} tasks failed, cost {:.2?}", report.failed, report.elapsed);
     Ok(report.failed == 0)
 }

@@ -27,6 +27,7 @@ fn bad(image: &ImageRef, message: impl Into<String>) -> SyncError {
 
 fn unchanged(ctx: &Ctx, src: &ImageRef, dst: &ImageRef) {
     log::info!("unchanged {src} -> {dst}: destination has the same digest");
+    ctx.event(super::progress::Event::ImageUnchanged);
     ctx.synced.lock().push((src.clone(), dst.clone()));
 }
 

@@ -11,6 +11,7 @@
 //! partial image.
 
 mod image;
+mod progress;
 mod queue;
 mod tasks;
 
@@ -27,6 +28,9 @@ use crate::reference::ImageRef;
 use crate::registry::{self, Registries};
 use queue::Queue;
 use tasks::{BlobState, Task};
+
+/// How often a progress line is logged while a run goes on.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Why a task failed.
 #[derive(Debug)]
@@ -66,11 +70,20 @@ pub(crate) struct Ctx {
     /// Pairs that are in sync at the end (copied or already unchanged).
     synced: Mutex<Vec<(ImageRef, ImageRef)>>,
     queue: Queue<Task, SyncError>,
+    events: crossbeam_channel::Sender<progress::Event>,
+}
+
+impl Ctx {
+    /// Tell the progress reporter (it outlives every worker, so a send cannot fail in practice).
+    fn event(&self, e: progress::Event) {
+        let _ = self.events.send(e);
+    }
 }
 
 /// What a run did.
 pub struct Report {
     pub failed: usize,
+    pub totals: progress::Totals,
     pub synced: Vec<(ImageRef, ImageRef)>,
     pub elapsed: Duration,
 }
@@ -79,6 +92,7 @@ pub struct Report {
 /// configuration cannot be used (nothing has been sent then).
 pub fn run(config: Config) -> Result<Report, String> {
     let start = Instant::now();
+    let (events, reporter) = progress::start(PROGRESS_INTERVAL);
     let ctx = Ctx {
         regs: Registries::new(config.auth, config.tls, config.proc)?,
         filter: config.platforms,
@@ -87,6 +101,7 @@ pub fn run(config: Config) -> Result<Report, String> {
         known: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),
         queue: Queue::new(),
+        events,
     };
     for rule in config.rules {
         ctx.queue.push(Task::Rule(Arc::new(rule)));
@@ -114,10 +129,14 @@ pub fn run(config: Config) -> Result<Report, String> {
     let mut synced = std::mem::take(&mut *ctx.synced.lock());
     synced.sort();
     synced.dedup();
-    Ok(Report { failed: failures.len(), synced, elapsed: start.elapsed() })
+    drop(ctx); // the last sender: the reporter finishes
+    let totals = reporter.join().unwrap_or_default();
+    Ok(Report { failed: failures.len(), totals, synced, elapsed: start.elapsed() })
 }
 
 /// Images of a rule that exist only as a user's expectation: used in messages.
+pub use progress::Totals;
+
 pub(crate) fn describe_rule(rule: &Rule) -> String {
     format!("rule \"{}\"", rule.text)
 }

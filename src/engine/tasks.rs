@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::progress::Event;
 use super::{describe_rule, Ctx, SyncError};
 use crate::config::Rule;
 use crate::manifest::BlobRef;
@@ -107,10 +108,12 @@ fn expand_rule(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
 fn push_manifest(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
     let client = ctx.regs.client(&node.dst.repo);
     client.put_manifest(&node.dst.repo.name, &node.dst.reference, &node.bytes, &node.media_type)?;
+    ctx.event(Event::ManifestPushed);
     match &node.parent {
         Some(parent) => complete(ctx, parent),
         None => {
             log::info!("synced {} -> {}", node.src, node.dst);
+            ctx.event(Event::ImageSynced);
             ctx.synced.lock().push((node.src.clone(), node.dst.clone()));
         }
     }
@@ -165,6 +168,7 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let dc = ctx.regs.client(dst);
     if dc.blob_exists(&dst.name, digest, Access::Push)? {
         log::debug!("blob {digest} already in {dst}");
+        ctx.event(Event::BlobPresent);
         return Ok(());
     }
     let mount_from = ctx
@@ -187,6 +191,7 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let location = match upload {
         Upload::Mounted => {
             log::debug!("blob {digest} mounted into {dst}");
+            ctx.event(Event::BlobMounted);
             return Ok(());
         }
         Upload::Location(l) => l,
@@ -197,5 +202,6 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     dc.put_blob(&dst.name, &location, digest, &mut reader, length)?;
     reader.verify(&sc.registry, &format!("GET blob {}@{digest}", src.name), digest, task.blob.size)?;
     log::debug!("blob {digest} copied {src} -> {dst}");
+    ctx.event(Event::BlobCopied(length.unwrap_or(0)));
     Ok(())
 }

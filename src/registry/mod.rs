@@ -334,15 +334,6 @@ impl Client {
         }
         Err(Error::new(&self.registry, what, ErrorKind::Invalid("too many redirects".into())))
     }
-
-    /// `GET /v2/`: check reachability and credentials.
-    pub fn ping(&self) -> Result<(), Error> {
-        let mut r = self.send("GET", &self.url("/v2/"), &[], &[], Body::Empty, "ping /v2/")?;
-        match r.status().as_u16() {
-            200 => Ok(()),
-            s => Err(Error::status(&self.registry, "ping /v2/", s, r.body_mut())),
-        }
-    }
 }
 
 fn backoff(attempt: u32, hint: Option<Duration>) {
