@@ -1121,7 +1121,8 @@ pub fn run_syncer(args: &[&str]) -> Run {
 }
 
 /// Runs the syncer with `args` and extra environment variables. Proxy variables and `RUST_LOG`
-/// are removed (everything is on 127.0.0.1; the default log level is tested). A watchdog kills the process after 10 minutes so that a hung
+/// are removed (everything is on 127.0.0.1; the default log level is tested) and docker / podman
+/// credential files point to a path that does not exist. A watchdog kills the process after 10 minutes so that a hung
 /// binary fails the test instead of hanging the suite.
 pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(syncer_bin());
@@ -1133,6 +1134,9 @@ pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     // The default log level is part of the contract (summary line, "unchanged"): do not let the
     // caller's environment change it.
     cmd.env_remove("RUST_LOG");
+    // Hermetic credentials: never pick up the developer's docker / podman logins.
+    let no_creds = std::env::temp_dir().join("image-syncer-tests-no-credentials");
+    cmd.env("DOCKER_CONFIG", &no_creds).env("REGISTRY_AUTH_FILE", no_creds.join("auth.json"));
     for (k, v) in envs {
         cmd.env(k, v);
     }
