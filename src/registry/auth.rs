@@ -134,13 +134,9 @@ impl Authenticator {
                 return Err(self.unauthorized("Bearer challenge without a realm"));
             };
             let scheme = Scheme::Bearer { realm, service: param("service") };
-            let rejected_token = sent.is_some_and(|s| s.starts_with("Bearer "));
+            // A rejected token (expired early, too narrow) is dropped; the caller retries once
+            // with a fresh one and reports the second 401.
             st.tokens.remove(&scopes.join(" "));
-            if rejected_token && st.scheme == scheme {
-                if let Some(err) = param("error") {
-                    return Err(self.unauthorized(format!("token rejected: {err} ({who})")));
-                }
-            }
             st.scheme = scheme;
             return Ok(());
         }
@@ -182,7 +178,8 @@ impl Authenticator {
         let mut resp = req.call().map_err(|e| Error::transport(&self.registry, what, e))?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
-            return Err(self.unauthorized(format!("the token server refused the credentials (HTTP {status})")));
+            let who = if self.credentials.is_some() { "the configured credentials" } else { "anonymous access" };
+            return Err(self.unauthorized(format!("the token server refused {who} (HTTP {status})")));
         }
         if status != 200 {
             return Err(Error::status(&self.registry, what, status, resp.body_mut()));
