@@ -92,7 +92,7 @@ impl Error {
             .map(|e| e.errors.iter().map(|e| format!("{} {}", e.code, e.message)).collect::<Vec<_>>().join("; "))
             .unwrap_or_default();
         let kind = if status == 401 {
-            ErrorKind::Unauthorized(if detail.is_empty() { "unauthorized".into() } else { detail })
+            ErrorKind::Unauthorized(if detail.is_empty() { "access denied (HTTP 401)".into() } else { detail })
         } else {
             ErrorKind::Status { status, detail }
         };
@@ -230,15 +230,19 @@ impl Client {
                 Ok(r) => r,
             };
             let status = resp.status().as_u16();
-            if status == 401 && !auth_retried && resendable {
-                auth_retried = true;
+            if status == 401 && resendable {
+                // Learn the scheme and retry once; a second 401 gets the best diagnosis we have
+                // (e.g. "invalid username or password" when Basic credentials were refused).
                 let challenge = header(&resp, "www-authenticate");
                 self.auth.on_unauthorized(challenge.as_deref(), scopes, authz.as_deref()).map_err(|mut e| {
                     e.what = what.to_string();
                     e
                 })?;
-                attempt -= 1;
-                continue;
+                if !auth_retried {
+                    auth_retried = true;
+                    attempt -= 1;
+                    continue;
+                }
             }
             if (status >= 500 || status == 429) && retry_left {
                 let wait = header(&resp, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
