@@ -17,19 +17,6 @@
 //! destination is a list/index holding a subset of the source's entries, unchanged: what
 //! `--os/--arch` produces), `different` or `missing`; it exits 1 on the last two.
 
-// The harness names the binary under test with `env!("CARGO_BIN_EXE_image-syncer")`, which Cargo
-// sets for tests and benches but not for examples. The seeder never runs the syncer, so that one
-// name is answered here (textual macro scope shadows the built-in `env!` inside the module); any
-// other name goes to the real `env!`.
-macro_rules! env {
-    ("CARGO_BIN_EXE_image-syncer") => {
-        concat!(::core::env!("CARGO_MANIFEST_DIR"), "/target/release/image-syncer")
-    };
-    ($($arg:tt)*) => {
-        ::core::env!($($arg)*)
-    };
-}
-
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -1042,11 +1042,15 @@ impl Job {
 // running the binary
 // ---------------------------------------------------------------------------------------------
 
-/// The binary under test: `$IMAGE_SYNCER_BIN` if set, else the cargo-built one.
+/// The binary under test: `$IMAGE_SYNCER_BIN` if set, else the cargo-built one (Cargo names it
+/// for tests and benches; examples that share this module fall back to the release build).
 pub fn syncer_bin() -> PathBuf {
     match std::env::var_os("IMAGE_SYNCER_BIN") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(env!("CARGO_BIN_EXE_image-syncer")),
+        _ => PathBuf::from(
+            option_env!("CARGO_BIN_EXE_image-syncer")
+                .unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/image-syncer")),
+        ),
     }
 }
 
