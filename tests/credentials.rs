@@ -1,0 +1,131 @@
+//! Where credentials come from when the auth file has none: docker's `config.json`
+//! (`$DOCKER_CONFIG`) and podman's `auth.json` (`$REGISTRY_AUTH_FILE`); the auth file wins when
+//! it has some. And the warning for an auth key that matches no image (a typo).
+
+mod common;
+mod private;
+
+use common::*;
+use private::{AuthKey, PrivateJob};
+
+const USER: &str = "cfg-user";
+const PASS: &str = "D0cker-Cfg-Pa55-grue";
+const WRONG: &str = "Wr0ng-D0cker-Pa55-lurk";
+
+fn rule<'a>(src: &'a str, dst: &'a [&'a str]) -> (&'a str, &'a [&'a str]) {
+    (src, dst)
+}
+
+#[test]
+fn docker_config_supplies_credentials_for_a_key_without_any() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd(USER, PASS));
+    let img = push_simple(src.api(), "app/cfg", "v1");
+    let (from, to) = (src.repo("app/cfg:v1"), dst.repo("app/cfg"));
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).insecure()],
+        &[rule(&from, &[&to])],
+    );
+    job.docker_login(&[(&dst.addr(), USER, PASS)]);
+    let run = job.run(&[]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "app/cfg", "v1");
+    private::assert_no_secrets(&[("output", &run.output())], &[PASS], &[(USER, PASS)]);
+}
+
+#[test]
+fn docker_config_supplies_credentials_for_a_registry_without_a_key() {
+    // No key at all for the (htpasswd) source: 127.0.0.1 means plain http, and the login comes
+    // from config.json.
+    let src = Registry::start_with(RegistryOpts::htpasswd(USER, PASS));
+    let dst = Registry::start();
+    let img = push_image(src.api(), "app/nokey", "v1", ImageKind::Oci, "linux", "arm64", "v8");
+    let (from, to) = (src.repo("app/nokey:v1"), dst.repo("app/nokey"));
+    let job = PrivateJob::new(&[AuthKey::new(&dst.addr()).insecure()], &[rule(&from, &[&to])]);
+    job.docker_login(&[(&src.addr(), USER, PASS)]);
+    job.run(&[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "app/nokey", "v1");
+}
+
+#[test]
+fn wrong_password_in_docker_config_fails_clearly() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd(USER, PASS));
+    push_simple(src.api(), "app/cfg-wrong", "v1");
+    let (from, to) = (src.repo("app/cfg-wrong:v1"), dst.repo("app/cfg-wrong"));
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).insecure()],
+        &[rule(&from, &[&to])],
+    );
+    job.docker_login(&[(&dst.addr(), USER, WRONG)]);
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    assert!(
+        run.stderr.lines().any(|l| l.contains(&dst.addr()) && contains_any_ci(l, &["unauthorized"])),
+        "stderr should say unauthorized, naming {}:\n{run}",
+        dst.addr()
+    );
+    private::assert_no_secrets(&[("output", &run.output())], &[WRONG], &[(USER, WRONG)]);
+    assert!(dst.api().tags("app/cfg-wrong").is_empty());
+}
+
+#[test]
+fn podman_auth_file_is_used_when_docker_has_no_login() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd(USER, PASS));
+    let img = push_simple(src.api(), "app/podman", "v1");
+    let (from, to) = (src.repo("app/podman:v1"), dst.repo("app/podman"));
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).insecure()],
+        &[rule(&from, &[&to])],
+    );
+    job.podman_login(&[(&dst.addr(), USER, PASS)]);
+    job.run(&[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "app/podman", "v1");
+}
+
+#[test]
+fn auth_file_credentials_win_over_docker_config() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd(USER, PASS));
+    let img = push_simple(src.api(), "app/precedence", "v1");
+    let (from, to) = (src.repo("app/precedence:v1"), dst.repo("app/precedence"));
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).creds(USER, PASS).insecure()],
+        &[rule(&from, &[&to])],
+    );
+    job.docker_login(&[(&dst.addr(), USER, WRONG)]);
+    job.podman_login(&[(&dst.addr(), USER, WRONG)]);
+    job.run(&[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "app/precedence", "v1");
+}
+
+#[test]
+fn auth_key_matching_no_image_is_warned_about() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "team/app", "v1");
+    let (from, to) = (src.repo("team/app:v1"), dst.repo("team/app"));
+    let namespace_typo = format!("{}/taem", src.addr());
+    let job = PrivateJob::new(
+        &[
+            AuthKey::new(&src.addr()).insecure(),
+            AuthKey::new(&dst.addr()).insecure(),
+            AuthKey::new("127.0.0.1:1/typo").insecure(),
+            AuthKey::new(&namespace_typo).insecure(),
+        ],
+        &[rule(&from, &[&to])],
+    );
+    let run = job.run(&[]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "team/app", "v1");
+    for key in ["127.0.0.1:1/typo", namespace_typo.as_str()] {
+        let needle = format!("auth key \"{key}\" matches no image");
+        let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains(&needle)).collect();
+        assert_eq!(lines.len(), 1, "one warning naming {key:?}:\n{run}");
+        assert!(contains_any_ci(lines[0], &["warn"]), "at warning level:\n{run}");
+    }
+    for used in [src.addr(), dst.addr()] {
+        assert!(!run.stderr.contains(&format!("auth key \"{used}\" matches no image")), "false warning:\n{run}");
+    }
+}

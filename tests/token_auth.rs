@@ -1,0 +1,348 @@
+//! Bearer token auth (`auth.token` registries and a recording token server): scopes asked per
+//! side, token reuse across blobs and threads, credentials sent only to the token server,
+//! refresh of short-lived tokens, `access_token` responses, cross-repository mounts, wrong
+//! passwords, tokens the registry rejects, and no credential or token in any output at
+//! `RUST_LOG=trace`.
+
+mod common;
+mod private;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use private::pki::{JwtSigner, Pki};
+use private::secure::{SecureOpts, SecureRegistry, TokenAuth};
+use private::tap::TapProxy;
+use private::token::{TokenField, TokenOpts, TokenServer, ISSUER, SERVICE};
+use private::{AuthKey, PrivateJob};
+
+const USER: &str = "robot";
+const PASS: &str = "T0ken-Pa55-plugh-4242";
+const WRONG: &str = "Wr0ng-T0ken-Pa55-xyzzy";
+
+/// A token-auth registry (plain http) behind a recording [`TapProxy`]; the syncer is given the
+/// proxy's address.
+struct TokenRegistry {
+    tap: TapProxy,
+    reg: SecureRegistry,
+}
+
+impl TokenRegistry {
+    fn start(server: &TokenServer, delay: Duration) -> TokenRegistry {
+        TokenRegistry::start_trusting(server, server.rootcertbundle(), delay)
+    }
+
+    /// A registry whose `rootcertbundle` is `bundle` (not necessarily the server's signer).
+    fn start_trusting(server: &TokenServer, bundle: &Path, delay: Duration) -> TokenRegistry {
+        let reg = SecureRegistry::start(SecureOpts {
+            token: Some(TokenAuth {
+                realm: server.realm(),
+                service: SERVICE.into(),
+                issuer: ISSUER.into(),
+                rootcertbundle: bundle.to_path_buf(),
+            }),
+            ..SecureOpts::default()
+        });
+        let tap = TapProxy::start(reg.port(), delay);
+        TokenRegistry { tap, reg }
+    }
+
+    fn addr(&self) -> String {
+        self.tap.addr()
+    }
+
+    fn repo(&self, repo: &str) -> String {
+        self.tap.repo(repo)
+    }
+
+    fn api(&self) -> &Client {
+        self.reg.api()
+    }
+
+    fn key(&self, pass: &str) -> AuthKey {
+        AuthKey::new(&self.addr()).creds(USER, pass).insecure()
+    }
+
+    /// Blob requests (any method) the registry answered.
+    fn blob_requests(&self) -> usize {
+        self.reg.requests().iter().filter(|r| r.path.contains("/blobs/")).count()
+    }
+
+    /// Every `Authorization` the registry received was a Bearer token issued by `server`.
+    fn assert_only_issued_bearer_tokens(&self, server: &TokenServer) {
+        let issued = server.tokens();
+        let seen = self.tap.authorizations();
+        assert!(!seen.is_empty(), "{} received no Authorization header at all", self.addr());
+        for a in &seen {
+            assert!(
+                !a.to_ascii_lowercase().starts_with("basic"),
+                "the registry {} received Basic credentials",
+                self.addr()
+            );
+            let token = a.strip_prefix("Bearer ").unwrap_or_else(|| panic!("not a Bearer header: {a:.20}…"));
+            assert!(issued.iter().any(|t| t == token), "{} received a token the server never issued", self.addr());
+        }
+    }
+}
+
+fn scope_counts(server: &TokenServer, scope_set: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| {
+            let mut s = r.scopes.clone();
+            s.sort();
+            s.join(" ") == scope_set
+        })
+        .count()
+}
+
+#[test]
+fn token_auth_sync_asks_scoped_tokens_once_and_reuses_them() {
+    let server = TokenServer::start(TokenOpts::new(USER, PASS));
+    let src = TokenRegistry::start(&server, Duration::ZERO);
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    let idx = push_index(
+        src.api(),
+        "team/app",
+        "v1",
+        IndexKind::List,
+        &[("linux", "amd64", ""), ("linux", "arm64", "v8"), ("linux", "arm", "v7"), ("linux", "s390x", "")],
+    );
+    let img = push_big_image(src.api(), "team/app", "v2", 1);
+    let job =
+        PrivateJob::new(&[src.key(PASS), dst.key(PASS)], &[(&src.repo("team/app:v1,v2"), &[&dst.repo("mirror/app")])]);
+    let run = job.run(&["--proc", "4"]);
+    run.assert_ok();
+    assert_index_copied(src.api(), dst.api(), &idx, "mirror/app", "v1");
+    assert_image_copied(src.api(), dst.api(), &img, "mirror/app", "v2");
+
+    // Scopes: pull at the source, pull+push at the destination, nothing else.
+    let sets: Vec<String> = server.scope_sets().into_iter().collect();
+    assert_eq!(
+        sets,
+        vec!["repository:mirror/app:pull,push".to_string(), "repository:team/app:pull".to_string()],
+        "scope sets asked: {:#?}",
+        server.requests()
+    );
+    let reqs = server.requests();
+    for r in &reqs {
+        assert_eq!(r.service.as_deref(), Some(SERVICE), "service parameter: {r:?}");
+        assert_eq!(
+            r.basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            Some((USER, PASS)),
+            "every token request carries the Basic credentials"
+        );
+        assert!(r.token.is_some(), "every token request was granted");
+    }
+
+    // Reuse: a token per scope (a retry or two at most), far fewer than the blob requests.
+    let blob_requests = src.blob_requests() + dst.blob_requests();
+    assert!(
+        reqs.len() <= 2 * sets.len(),
+        "{} token requests for {} scopes: tokens are not reused:\n{reqs:#?}",
+        reqs.len(),
+        sets.len()
+    );
+    assert!(reqs.len() < blob_requests, "{} token requests vs {blob_requests} blob requests", reqs.len());
+
+    // The registries saw only tokens, never the password.
+    src.assert_only_issued_bearer_tokens(&server);
+    dst.assert_only_issued_bearer_tokens(&server);
+}
+
+#[test]
+fn short_lived_tokens_are_refreshed_during_a_long_transfer() {
+    let opts = TokenOpts { expires_in: Some(2), ..TokenOpts::new(USER, PASS) };
+    let server = TokenServer::start(opts);
+    // Every request to the source is held 40 ms by the proxy. With --proc 1 the requests are
+    // sequential, so 8 images (≥ 5 source requests each) take at least 40 × 40 ms = 1.6 s: past
+    // the point (1 s) where a 2-second token must be replaced.
+    let src = TokenRegistry::start(&server, Duration::from_millis(40));
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    let tags: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let imgs: Vec<Image> = tags.iter().map(|t| push_simple(src.api(), "slow/app", t)).collect();
+    let job = PrivateJob::new(
+        &[src.key(PASS), dst.key(PASS)],
+        &[(&src.repo(&format!("slow/app:{}", tags.join(","))), &[&dst.repo("slow/copy")])],
+    );
+    job.run(&["--proc", "1"]).assert_ok();
+    for (img, tag) in imgs.iter().zip(&tags) {
+        assert_image_copied(src.api(), dst.api(), img, "slow/copy", tag);
+    }
+    let src_fetches = scope_counts(&server, "repository:slow/app:pull");
+    assert!(src_fetches >= 2, "a 2 s token must be refreshed during a ≥ 1.6 s transfer; fetched {src_fetches}");
+    assert!(
+        server.requests().len() < src.blob_requests(),
+        "still far fewer token requests than blob requests: {:#?}",
+        server.requests()
+    );
+    src.assert_only_issued_bearer_tokens(&server);
+    dst.assert_only_issued_bearer_tokens(&server);
+}
+
+#[test]
+fn access_token_field_without_expires_in_is_accepted() {
+    let opts = TokenOpts { field: TokenField::AccessToken, expires_in: None, ..TokenOpts::new(USER, PASS) };
+    let server = TokenServer::start(opts);
+    let src = TokenRegistry::start(&server, Duration::ZERO);
+    let dst = Registry::start();
+    let img = push_image(src.api(), "oci/app", "1.0", ImageKind::Oci, "linux", "amd64", "");
+    let job = PrivateJob::new(
+        &[src.key(PASS), AuthKey::new(&dst.addr()).insecure()],
+        &[(&src.repo("oci/app:1.0"), &[&dst.repo("oci/app")])],
+    );
+    job.run(&[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "oci/app", "1.0");
+    assert_eq!(scope_counts(&server, "repository:oci/app:pull"), 1, "{:#?}", server.requests());
+    src.assert_only_issued_bearer_tokens(&server);
+}
+
+#[test]
+fn cross_repository_mount_asks_for_the_source_repository_too() {
+    let server = TokenServer::start(TokenOpts::new(USER, PASS));
+    let reg = TokenRegistry::start(&server, Duration::ZERO);
+    let img = push_simple(reg.api(), "base/os", "v1");
+    let job = PrivateJob::new(&[reg.key(PASS)], &[(&reg.repo("base/os:v1"), &[&reg.repo("derived/os")])]);
+    job.run(&[]).assert_ok();
+    assert_image_copied(reg.api(), reg.api(), &img, "derived/os", "v1");
+    let mounts: Vec<Request> =
+        reg.reg.requests().into_iter().filter(|r| r.method == "POST" && r.query.contains("mount=")).collect();
+    assert!(!mounts.is_empty(), "blobs of the same registry should be mounted:\n{}", reg.reg.log_text());
+    assert!(
+        mounts
+            .iter()
+            .all(|r| r.status == 201 && (r.query.contains("from=base%2Fos") || r.query.contains("from=base/os"))),
+        "mounts from base/os succeed: {mounts:?}"
+    );
+    let mount_scope = "repository:base/os:pull repository:derived/os:pull,push";
+    assert!(
+        scope_counts(&server, mount_scope) >= 1,
+        "a mount needs a token for both repositories; asked: {:#?}",
+        server.scope_sets()
+    );
+    reg.assert_only_issued_bearer_tokens(&server);
+}
+
+#[test]
+fn wrong_password_at_the_token_server_fails_clearly() {
+    let server = TokenServer::start(TokenOpts::new(USER, PASS));
+    let src = Registry::start();
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    push_simple(src.api(), "app/denied", "v1");
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), dst.key(WRONG)],
+        &[(&src.repo("app/denied:v1"), &[&dst.repo("app/denied")])],
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    assert!(
+        run.stderr.lines().any(|l| l.contains(&dst.addr()) && contains_any_ci(l, &["unauthorized"])),
+        "stderr should say unauthorized, naming {}:\n{run}",
+        dst.addr()
+    );
+    assert!(run.failed_count().is_some_and(|n| n > 0), "summary line should count failures:\n{run}");
+    private::assert_no_secrets(&[("output", &run.output())], &[WRONG], &[(USER, WRONG)]);
+    let reqs = server.requests();
+    assert!(!reqs.is_empty(), "the token server was asked");
+    assert!(reqs.iter().all(|r| r.token.is_none()), "nothing was issued");
+    assert!(
+        reqs.iter().all(|r| r.basic.as_ref().is_some_and(|(u, p)| u == USER && p == WRONG)),
+        "the (wrong) credentials went to the token server: {reqs:#?}"
+    );
+    assert!(
+        dst.tap.authorizations().iter().all(|a| !a.to_ascii_lowercase().starts_with("basic")),
+        "the registry never receives Basic credentials"
+    );
+    assert!(dst.api().tags("app/denied").is_empty());
+}
+
+#[test]
+fn token_the_registry_rejects_fails_clearly_without_looping() {
+    let server = TokenServer::start(TokenOpts::new(USER, PASS));
+    // The registry trusts another signer, so it rejects every token the server issues.
+    let other = JwtSigner::new();
+    let src = TokenRegistry::start_trusting(&server, &other.cert, Duration::ZERO);
+    let dst = Registry::start();
+    push_simple(src.api(), "app/rejected", "v1");
+    let job = PrivateJob::new(
+        &[src.key(PASS), AuthKey::new(&dst.addr()).insecure()],
+        &[(&src.repo("app/rejected:v1"), &[&dst.repo("app/rejected")])],
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    assert!(
+        run.stderr.lines().any(|l| l.contains(&src.addr()) && contains_any_ci(l, &["unauthorized", "token"])),
+        "stderr should name {} and say the token was refused:\n{run}",
+        src.addr()
+    );
+    let reqs = server.requests();
+    assert!(!reqs.is_empty() && reqs.len() <= 3, "a rejected token is not fetched again and again: {reqs:#?}");
+    assert!(dst.api().tags("app/rejected").is_empty());
+}
+
+#[test]
+fn no_password_or_token_in_any_output_at_trace_level() {
+    const TLS_USER: &str = "tls-reader";
+    const TLS_PASS: &str = "Tls-Tr4ce-Pa55-frotz";
+    let pki = Pki::new();
+    let src = SecureRegistry::start_tls(
+        &pki,
+        SecureOpts { tls: true, htpasswd: Some((TLS_USER.into(), TLS_PASS.into())), ..SecureOpts::default() },
+    );
+    let opts = TokenOpts { marker: "SECRET-TOKEN-MARKER".into(), ..TokenOpts::new(USER, PASS) };
+    let server = TokenServer::start(opts);
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    let idx = push_index(
+        src.api(),
+        "trace/app",
+        "v1",
+        IndexKind::OciIndex,
+        &[("linux", "amd64", ""), ("linux", "arm64", "")],
+    );
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).creds(TLS_USER, TLS_PASS).ca_file(pki.ca_cert.to_str().unwrap()), dst.key(PASS)],
+        &[(&src.repo("trace/app:v1"), &[&dst.repo("trace/app")])],
+    );
+    let log = job.dir.join("sync.log");
+    let success = job.dir.join("success.yaml");
+    let args = ["--log", log.to_str().unwrap(), "--output-success-images", success.to_str().unwrap()];
+    let run = job.run_env(&args, &[("RUST_LOG", "trace")]);
+    run.assert_ok();
+    assert_index_copied(src.api(), dst.api(), &idx, "trace/app", "v1");
+
+    let tokens = server.tokens();
+    assert!(!tokens.is_empty(), "tokens were issued");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let success_text = std::fs::read_to_string(&success).expect("success-images file");
+    assert!(success_text.contains("trace/app"), "the success file lists the image:\n{success_text}");
+    assert!(log_text.lines().count() > 5, "trace logging went to the --log file:\n{log_text}");
+    // Whole tokens, and their signatures alone (a token cut in the middle would still be useful).
+    let mut secrets: Vec<&str> = vec![PASS, TLS_PASS, "SECRET-TOKEN-MARKER"];
+    secrets.extend(tokens.iter().map(String::as_str));
+    secrets.extend(tokens.iter().filter_map(|t| t.rsplit('.').next()));
+    let texts = [
+        ("stderr", run.stderr.as_str()),
+        ("stdout", run.stdout.as_str()),
+        ("--log file", &log_text),
+        ("success file", &success_text),
+    ];
+    private::assert_no_secrets(&texts, &secrets, &[(USER, PASS), (TLS_USER, TLS_PASS)]);
+
+    // And a failing run at trace level: the source password is right, the destination's wrong.
+    let bad = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).creds(TLS_USER, TLS_PASS).ca_file(pki.ca_cert.to_str().unwrap()), dst.key(WRONG)],
+        &[(&src.repo("trace/app:v1"), &[&dst.repo("trace/other")])],
+    );
+    let bad_log = bad.dir.join("sync.log");
+    let run = bad.run_env(&["--retries", "0", "--log", bad_log.to_str().unwrap()], &[("RUST_LOG", "trace")]);
+    run.assert_failed();
+    let bad_log_text = std::fs::read_to_string(&bad_log).unwrap_or_default();
+    assert!(contains_any_ci(&format!("{}{bad_log_text}", run.output()), &["unauthorized"]), "{run}\n{bad_log_text}");
+    private::assert_no_secrets(
+        &[("output", &run.output()), ("--log file", &bad_log_text)],
+        &[WRONG, TLS_PASS],
+        &[(USER, WRONG), (TLS_USER, TLS_PASS)],
+    );
+}
