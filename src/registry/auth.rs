@@ -117,8 +117,39 @@ impl Authenticator {
     }
 
     /// Learn from a `401`. `Ok` means: try again with [`Self::header`]; `Err` means it is hopeless.
-    pub fn on_unauthorized(&self, challenge: Option<&str>, scopes: &[String], sent: Option<&str>) -> Result<(), Error> {
+    /// `retried` says the request already carried what an earlier 401 asked for: then the answer
+    /// is always the best diagnosis.
+    pub fn on_unauthorized(
+        &self,
+        challenge: Option<&str>,
+        scopes: &[String],
+        sent: Option<&str>,
+        retried: bool,
+    ) -> Result<(), Error> {
         let who = if self.credentials.is_some() { "the configured credentials" } else { "anonymous access" };
+        if retried {
+            let why = match sent {
+                Some(s) if s.starts_with("Bearer ") => {
+                    let error = challenge
+                        .and_then(|c| http_auth::parse_challenges(c).ok())
+                        .and_then(|cs| {
+                            cs.iter().find_map(|c| {
+                                c.params
+                                    .iter()
+                                    .find(|(k, _)| k.eq_ignore_ascii_case("error"))
+                                    .map(|(_, v)| v.to_unescaped())
+                            })
+                        })
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default();
+                    self.state.lock().tokens.remove(&scopes.join(" "));
+                    format!("the registry rejected the token its token server issued for {who}{error}")
+                }
+                Some(s) if s.starts_with("Basic ") => "invalid username or password".to_string(),
+                _ => format!("access denied to {who}"),
+            };
+            return Err(self.unauthorized(why));
+        }
         let Some(challenge) = challenge else {
             return Err(self.unauthorized(format!("401 without a WWW-Authenticate challenge ({who})")));
         };

@@ -221,12 +221,16 @@ impl Client {
             let result = self.send_once(method, url, headers, authz.as_deref(), &mut body);
             let retry_left = resendable && attempt < TRANSIENT_ATTEMPTS;
             let resp = match result {
-                Err(e) if retry_left => {
-                    log::debug!("{}: {what}: {e}; retrying", self.registry);
-                    backoff(attempt, None);
-                    continue;
+                Err(e) => {
+                    let err = Error::transport(&self.registry, what, e);
+                    // A TLS failure (unknown CA, refused certificate) will not go away: no retry.
+                    if retry_left && err.is_transient() {
+                        log::debug!("{err}; retrying");
+                        backoff(attempt, None);
+                        continue;
+                    }
+                    return Err(err);
                 }
-                Err(e) => return Err(Error::transport(&self.registry, what, e)),
                 Ok(r) => r,
             };
             let status = resp.status().as_u16();
@@ -234,10 +238,12 @@ impl Client {
                 // Learn the scheme and retry once; a second 401 gets the best diagnosis we have
                 // (e.g. "invalid username or password" when Basic credentials were refused).
                 let challenge = header(&resp, "www-authenticate");
-                self.auth.on_unauthorized(challenge.as_deref(), scopes, authz.as_deref()).map_err(|mut e| {
-                    e.what = what.to_string();
-                    e
-                })?;
+                self.auth.on_unauthorized(challenge.as_deref(), scopes, authz.as_deref(), auth_retried).map_err(
+                    |mut e| {
+                        e.what = what.to_string();
+                        e
+                    },
+                )?;
                 if !auth_retried {
                     auth_retried = true;
                     attempt -= 1;
