@@ -1,7 +1,9 @@
 //! image-syncer: synchronise container images between Docker Registry V2 / OCI registries.
 //!
 //! Layers, lowest first (each uses only those before it):
-//! [`reference`] ← [`registry`] ← [`manifest`] ← [`config`] ← [`engine`] ← [`report`] / `main`.
+//! [`reference`] ← [`manifest`] ← [`config`] (+ [`cli`]) ← [`registry`] ← [`engine`] ←
+//! [`report`] / `main`. The registry client takes its credentials and TLS settings from the
+//! validated config; manifests are pure data about bytes; the engine ties them together.
 
 pub mod cli;
 pub mod config;

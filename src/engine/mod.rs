@@ -134,7 +134,7 @@ pub fn run(config: Config) -> Result<Report, String> {
     Ok(Report { failed: failures.len(), totals, synced, elapsed: start.elapsed() })
 }
 
-/// Images of a rule that exist only as a user's expectation: used in messages.
+/// How a rule is named in messages: as the user wrote it.
 pub use progress::Totals;
 
 pub(crate) fn describe_rule(rule: &Rule) -> String {
