@@ -108,8 +108,11 @@ pub(super) fn sync_image(ctx: &Ctx, src: &ImageRef, dst: &ImageRef) -> Result<()
         }
         Kind::Schema1 { .. } => plan.image(&top, parsed.blobs()),
         Kind::Index { .. } => {
+            // The entries kept by the filter (all of them without one).
             let kept = Manifest::parse(&top.bytes, Some(&parsed.media_type)).map_err(|m| bad(src, m))?;
-            let Kind::Index { manifests } = kept.kind else { unreachable!("parsed as an index above") };
+            let Kind::Index { manifests } = kept.kind else {
+                return Err(bad(src, "the filtered index no longer parses as an index"));
+            };
             let mut children = 0;
             for child in manifests {
                 if !ctx.force && dc.head_manifest(dname, &child.digest, Access::Push)?.is_some() {
