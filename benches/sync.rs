@@ -172,7 +172,7 @@ fn bench() -> Result<(), String> {
         src.clear_requests();
         dst.clear_requests();
         let run = run_measured(&work, &auth, &images, 8, &format!("noop-{i}"))?;
-        let unchanged = run.log.lines().filter(|l| l.contains("unchanged")).count();
+        let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
         counts = (src.requests(), dst.requests(), unchanged);
         Ok(run)
     })?;
