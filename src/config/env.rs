@@ -1,6 +1,6 @@
 //! `${VAR}` / `$VAR` expansion, as the Go tool's `os.ExpandEnv` does for usernames, passwords and
 //! destinations — so users can keep secrets out of their files. Unlike Go, a `$` that starts no
-//! variable name stays a literal `$` (Go silently drops it, which mangles passwords).
+//! variable name stays a literal `$` (Go drops `$$`, `$!` and the like, which mangles passwords).
 
 /// Expand variables from the process environment. Returns the names of unset variables, which
 /// expand to the empty string (as in Go), so the caller can warn about them.
