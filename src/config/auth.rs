@@ -58,6 +58,10 @@ pub struct AuthEntry {
     /// https without certificate verification (logged as a warning).
     #[serde(default)]
     pub skip_tls_verify: bool,
+    /// Upload blobs with PATCH + PUT from the start (registries that refuse one-request
+    /// uploads are also detected on the fly).
+    #[serde(default)]
+    pub chunked_upload: bool,
 }
 
 /// TLS settings of a registry; registries with equal settings share one connection pool.
@@ -109,6 +113,7 @@ pub struct AuthRule {
     pub credentials: Option<Credentials>,
     pub insecure: bool,
     pub tls: TlsOptions,
+    pub chunked_upload: bool,
 }
 
 impl AuthRule {
@@ -180,6 +185,7 @@ impl Auth {
                     credentials,
                     insecure: e.insecure,
                     tls,
+                    chunked_upload: e.chunked_upload,
                     key,
                 })
             })

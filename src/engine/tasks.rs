@@ -11,7 +11,7 @@ use super::{describe_rule, Ctx, SyncError};
 use crate::config::Rule;
 use crate::manifest::BlobRef;
 use crate::reference::{ImageRef, Repository, Selector};
-use crate::registry::{Access, Upload};
+use crate::registry::{Access, Client, Upload};
 
 /// A manifest waiting to be pushed once `pending` reaches zero.
 pub struct Node {
@@ -196,12 +196,34 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
         }
         Upload::Location(l) => l,
     };
-    let sc = ctx.regs.client(src);
-    let mut reader = sc.get_blob(&src.name, digest)?;
-    let length = task.blob.size.or(reader.length);
-    dc.put_blob(&dst.name, &location, digest, &mut reader, length)?;
-    reader.verify(&sc.registry, &format!("GET blob {}@{digest}", src.name), digest, task.blob.size)?;
+    let length = match stream(ctx, task, &dc, &location) {
+        Err(SyncError::Registry(e)) if e.refuses_monolithic_upload() && !dc.uses_patch_uploads() => {
+            log::info!(
+                "{}: refuses single-request blob uploads ({}); switching to PATCH uploads",
+                dst.registry,
+                e.kind
+            );
+            dc.use_patch_uploads();
+            match dc.start_upload(&dst.name, digest, None)? {
+                Upload::Location(l) => stream(ctx, task, &dc, &l)?,
+                Upload::Mounted => None,
+            }
+        }
+        other => other?,
+    };
     log::debug!("blob {digest} copied {src} -> {dst}");
     ctx.event(Event::BlobCopied(length.unwrap_or(0)));
     Ok(())
+}
+
+/// Stream the blob from the source into the upload session at `location`, verifying it.
+/// Returns the number of bytes sent, when known.
+fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client, location: &str) -> Result<Option<u64>, SyncError> {
+    let (src, digest) = (&task.src, &task.blob.digest);
+    let sc = ctx.regs.client(src);
+    let mut reader = sc.get_blob(&src.name, digest)?;
+    let length = task.blob.size.or(reader.length);
+    dc.upload_blob(&task.dst.name, location, digest, &mut reader, length)?;
+    reader.verify(&sc.registry, &format!("GET blob {}@{digest}", src.name), digest, task.blob.size)?;
+    Ok(length)
 }

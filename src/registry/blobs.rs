@@ -6,6 +6,7 @@
 //! each chunk on the way through.
 
 use std::io::{self, Read};
+use std::sync::atomic::Ordering;
 
 use sha2::{Digest as _, Sha256};
 
@@ -120,8 +121,35 @@ impl Client {
         }
     }
 
-    /// Finish an upload in one PUT whose body streams from `body`.
-    pub fn put_blob(
+    /// Send the blob to an upload session: one `PUT ?digest=` whose body streams from `body`,
+    /// or, for registries that refuse that ([`Client::uses_patch_uploads`]), a streamed `PATCH`
+    /// and then an empty `PUT ?digest=` (what docker itself does).
+    pub fn upload_blob(
+        &self,
+        repo: &str,
+        location: &str,
+        digest: &str,
+        body: &mut dyn Read,
+        length: Option<u64>,
+    ) -> Result<(), Error> {
+        if !self.uses_patch_uploads() {
+            return self.put_blob(repo, location, digest, body, length);
+        }
+        let what = format!("upload blob {repo}@{digest} (PATCH)");
+        let headers = [("Content-Type", "application/octet-stream")];
+        let mut r = self.send("PATCH", location, &[push_scope(repo)], &headers, Body::Stream(body, length), &what)?;
+        let location = match r.status().as_u16() {
+            202 | 204 => match header(&r, "location") {
+                Some(loc) => self.resolve(&loc),
+                None => location.to_string(),
+            },
+            s => return Err(Error::status(&self.registry, what, s, r.body_mut())),
+        };
+        self.put_blob(repo, &location, digest, &mut io::empty(), Some(0))
+    }
+
+    /// Finish an upload with one PUT whose body streams from `body`.
+    fn put_blob(
         &self,
         repo: &str,
         location: &str,
@@ -138,5 +166,51 @@ impl Client {
             201 | 204 => Ok(()),
             s => Err(Error::status(&self.registry, what, s, r.body_mut())),
         }
+    }
+
+    /// `true` once the registry is known to refuse single-request uploads (or the auth file
+    /// says `chunked_upload: true`).
+    pub fn uses_patch_uploads(&self) -> bool {
+        self.patch_uploads.load(Ordering::Relaxed)
+    }
+
+    /// Switch this registry to PATCH uploads for the rest of the run.
+    pub fn use_patch_uploads(&self) {
+        self.patch_uploads.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Error {
+    /// The registry refused a single-request (`PUT` with body) upload as such — not the blob.
+    /// Some registries (older Pulp, some proxies) only take PATCH uploads.
+    pub fn refuses_monolithic_upload(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Status { status, detail } => {
+                matches!(status, 400 | 404 | 405 | 411 | 413 | 415 | 416 | 501)
+                    && !detail.contains("DIGEST_INVALID")
+                    && !detail.contains("SIZE_INVALID")
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, detail: &str) -> Error {
+        Error::new("r", "upload", ErrorKind::Status { status, detail: detail.into() })
+    }
+
+    #[test]
+    fn monolithic_refusal_is_told_from_bad_blobs() {
+        assert!(status(405, "").refuses_monolithic_upload());
+        assert!(status(400, "BLOB_UPLOAD_INVALID blob upload invalid").refuses_monolithic_upload());
+        assert!(
+            !status(400, "DIGEST_INVALID provided digest did not match uploaded content").refuses_monolithic_upload()
+        );
+        assert!(!status(503, "").refuses_monolithic_upload());
+        assert!(!Error::new("r", "upload", ErrorKind::Unauthorized("x".into())).refuses_monolithic_upload());
     }
 }

@@ -178,6 +178,8 @@ pub struct Client {
     base: String,
     agent: ureq::Agent,
     auth: auth::Authenticator,
+    /// Upload blobs with PATCH + empty PUT instead of one PUT (see [`Client::upload_blob`]).
+    patch_uploads: std::sync::atomic::AtomicBool,
 }
 
 const TRANSIENT_ATTEMPTS: u32 = 3;
@@ -415,6 +417,7 @@ impl Registries {
             base: format!("{scheme}://{}", repo.registry),
             agent: self.agents.get(&tls).or_else(|| self.agents.get(&self.global_tls)).cloned().expect("agents built"),
             auth: auth::Authenticator::new(&repo.registry, credentials),
+            patch_uploads: rule.is_some_and(|r| r.chunked_upload).into(),
         });
         clients.insert(key, client.clone());
         client
