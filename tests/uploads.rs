@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,28 +68,10 @@ fn serve(client: TcpStream, upstream_port: u16, refused: &AtomicUsize, patches: 
     let mut out = client.try_clone().expect("clone client stream");
     let mut reader = BufReader::new(client);
     loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let end = line == "\r\n";
-            head.push(line);
-            if end {
-                break;
-            }
-        }
-        let request_line = head[0].trim_end().to_string();
+        let Some((request_line, headers)) = read_request_head(&mut reader) else { return };
         let mut parts = request_line.split(' ');
         let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-        let header = |name: &str| {
-            head.iter().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-        };
+        let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         assert!(header("transfer-encoding").is_none(), "the test proxy handles Content-Length bodies only");
         let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut body = vec![0u8; length];
@@ -114,11 +96,9 @@ fn serve(client: TcpStream, upstream_port: u16, refused: &AtomicUsize, patches: 
         // Forward on a fresh connection that the registry closes after answering, so the whole
         // answer is what it sends until EOF.
         let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream_port)) else { return };
-        let mut request = String::new();
-        for l in &head[..head.len() - 1] {
-            if !l.to_ascii_lowercase().starts_with("connection:") {
-                request.push_str(l);
-            }
+        let mut request = format!("{request_line}\r\n");
+        for (k, v) in headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("connection")) {
+            request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str("Connection: close\r\n\r\n");
         if up.write_all(request.as_bytes()).and_then(|_| up.write_all(&body)).is_err() {

@@ -54,10 +54,12 @@ pub(super) fn sync_image(ctx: &Ctx, src: &ImageRef, dst: &ImageRef) -> Result<()
 
     let fetched = sc.get_manifest(sname, &src.reference, Access::Pull)?;
     let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).map_err(|m| bad(src, m))?;
+    let mut filtered = false;
     let (bytes, digest) = match &parsed.kind {
         Kind::Index { .. } => match filter_index(&fetched.bytes, &ctx.filter).map_err(|m| bad(src, m))? {
             Filtered::Unchanged => (fetched.bytes, fetched.digest),
             Filtered::Rewritten(b) => {
+                filtered = true;
                 let d = manifest::digest(&b);
                 (b, d)
             }
@@ -109,9 +111,12 @@ pub(super) fn sync_image(ctx: &Ctx, src: &ImageRef, dst: &ImageRef) -> Result<()
         Kind::Schema1 { .. } => plan.image(&top, parsed.blobs()),
         Kind::Index { .. } => {
             // The entries kept by the filter (all of them without one).
-            let kept = Manifest::parse(&top.bytes, Some(&parsed.media_type)).map_err(|m| bad(src, m))?;
-            let Kind::Index { manifests } = kept.kind else {
-                return Err(bad(src, "the filtered index no longer parses as an index"));
+            let manifests = match &parsed.kind {
+                Kind::Index { manifests } if !filtered => manifests.clone(),
+                _ => match Manifest::parse(&top.bytes, Some(&parsed.media_type)).map_err(|m| bad(src, m))?.kind {
+                    Kind::Index { manifests } => manifests,
+                    _ => return Err(bad(src, "the filtered index no longer parses as an index")),
+                },
             };
             let mut children = 0;
             for child in manifests {

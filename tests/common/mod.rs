@@ -1381,27 +1381,33 @@ fn write_response(stream: &mut TcpStream, status: u16, headers: &[(String, Strin
     let _ = stream.shutdown(Shutdown::Write);
 }
 
-fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+/// Read one HTTP/1.1 request head: the request line (trimmed) and the headers, trimmed, in
+/// order. `None` when the connection ends first. Shared by the test servers and proxies.
+pub fn read_request_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
-    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+            return None;
         }
         let line = line.trim_end();
         if line.is_empty() {
-            break;
+            return Some((request_line.trim_end().to_string(), headers));
         }
         if let Some((k, v)) = line.split_once(':') {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
+}
+
+fn handle_proxy_conn(mut stream: TcpStream, st: &ProxyState) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let Some((request_line, headers)) = read_request_head(&mut reader) else { return };
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let uri = parts.next().unwrap_or("").to_string();

@@ -6,7 +6,7 @@
 //! that came with it. One request per connection; stops on drop.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -158,26 +158,8 @@ fn now() -> u64 {
 fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &JwtSigner) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut authorization = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.trim().eq_ignore_ascii_case("authorization") {
-                authorization = Some(v.trim().to_string());
-            }
-        }
-    }
+    let Some((request_line, headers)) = crate::common::read_request_head(&mut reader) else { return };
+    let authorization = headers.into_iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v);
     let uri = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
     let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
     let mut service = None;
