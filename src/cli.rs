@@ -53,6 +53,22 @@ pub struct Args {
     #[argh(option, default = "String::from(\"yaml\")")]
     pub output_images_format: String,
 
+    /// write the images that failed to this file, in the images-file format (feed it back with --images)
+    #[argh(option)]
+    pub output_failed_images: Option<String>,
+
+    /// seconds a request may wait for its answer, and a transfer may make no progress (default 60)
+    #[argh(option, default = "60")]
+    pub stall_timeout: u64,
+
+    /// bytes per second, averaged over --stall-timeout, below which a transfer counts as stalled (default 1KiB)
+    #[argh(option, default = "String::from(\"1KiB\")")]
+    pub min_speed: String,
+
+    /// bytes per PATCH request of a chunked upload (default 64MiB)
+    #[argh(option, default = "String::from(\"64MiB\")")]
+    pub chunk_size: String,
+
     /// PEM bundle of extra CAs trusted for every https registry (in addition to the system roots)
     #[argh(option)]
     pub ca_file: Option<String>,
@@ -91,6 +107,23 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> Vec<String> {
         }
     }
     out
+}
+
+/// A byte count: a plain number, or one with a `K`/`KiB`/`M`/`MiB`/`G`/`GiB` suffix (powers of
+/// 1024; `B` allowed).
+pub fn parse_bytes(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{v:?} is not a byte count (e.g. 65536, 512KiB, 64MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{v:?} has an unknown unit (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{v:?} is too large"))
 }
 
 /// pflag string slices accept `a,b`: split every value on commas and drop empty pieces.
@@ -138,6 +171,16 @@ mod tests {
         let a = p(&["--os=linux,windows", "--arch", "amd64", "--arch=arm:v7"]);
         assert_eq!(split_commas(&a.os), ["linux", "windows"]);
         assert_eq!(split_commas(&a.arch), ["amd64", "arm:v7"]);
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("1KiB"), Ok(1024));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2 m"), Ok(2 << 20));
+        assert!(parse_bytes("fast").is_err());
+        assert!(parse_bytes("3parsecs").is_err());
     }
 
     #[test]

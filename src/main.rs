@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use image_syncer::{cli, config::Config, engine, logging, report};
+use image_syncer::{cli, config::Config, engine, logging, registry::Registries, report, signals};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().collect()) {
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(false) => ExitCode::from(signals::exit_code().unwrap_or(1)),
         Err(e) => {
             log::error!("{e}");
             ExitCode::from(2)
@@ -35,15 +35,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// `Ok(true)` when every task succeeded.
+/// `Ok(true)` when every image synced; `Err` for unusable input (nothing was sent then).
 fn run(args: &cli::Args) -> Result<bool, String> {
     let config = Config::from_args(args).map_err(|e| e.to_string())?;
-    let output = config.output.clone();
-    let report = engine::run(config)?;
-    if let Some((path, format)) = output {
-        report::write_success(&path, format, &report.synced)?;
+    let regs = Registries::new(config.auth, config.tls, config.limits, config.job.proc)?;
+    signals::install();
+    let report = engine::run(config.job, &regs);
+    if let Some((path, format)) = &config.output {
+        let pairs: Vec<_> = report.synced.iter().map(|p| (p.src.to_string(), p.dst.to_string())).collect();
+        report::write_images(path, *format, &pairs)?;
     }
+    if let Some((path, format)) = &config.failed_output {
+        let pairs: Vec<_> = report.failures.iter().map(engine::Failure::endpoints).collect();
+        report::write_images(path, *format, &pairs)?;
+    }
+    report::log_failures(&report.failures);
     log::info!("{}", report.totals.summary());
-    log::info!("Synchronization finished, {} tasks failed, cost {:.2?}", report.failed, report.elapsed);
-    Ok(report.failed == 0)
+    log::info!("Synchronization finished, {} images failed, cost {:.2?}", report.failures.len(), report.elapsed);
+    Ok(report.failures.is_empty() && signals::exit_code().is_none())
 }

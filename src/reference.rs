@@ -9,6 +9,7 @@
 use std::fmt;
 
 use regex::Regex;
+use sha2::{Digest as _, Sha256};
 
 /// The registry Docker Hub images really live on.
 pub const DOCKER_HUB: &str = "registry-1.docker.io";
@@ -47,7 +48,7 @@ pub enum Selector {
     /// `repo:/regex/`: the tags the regex matches (anywhere in the tag, as in the Go tool).
     Regex(Regex),
     /// `repo@sha256:…`.
-    Digest(String),
+    Digest(Digest),
 }
 
 /// One side of an images-file rule.
@@ -57,17 +58,106 @@ pub struct RuleRef {
     pub selector: Selector,
 }
 
+/// A content digest, `sha256:<64 lowercase hex>`: the only algorithm we can verify. Validated
+/// once, where it enters the program (a rule, a manifest, a header); everything downstream
+/// holds a `Digest` and never checks again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn parse(s: &str) -> Result<Digest, ParseError> {
+        if is_digest(s) {
+            Ok(Digest(s.to_string()))
+        } else {
+            err(format!("invalid digest {s:?} (expected sha256:<64 lowercase hex>)"))
+        }
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_sha256(&Sha256::digest(bytes))
+    }
+
+    /// The digest whose sha256 hash is `hash` (32 bytes, e.g. a finished running hasher).
+    pub fn from_sha256(hash: &[u8]) -> Digest {
+        use std::fmt::Write;
+        let mut s = String::with_capacity(7 + hash.len() * 2);
+        s.push_str("sha256:");
+        for b in hash {
+            let _ = write!(s, "{b:02x}");
+        }
+        Digest(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex part, e.g. for `sha256-<hex>` tags and layout paths.
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Digest, ParseError> {
+        Digest::parse(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).map_err(|_| serde::de::Error::custom(format!("unsupported or invalid digest {s:?}")))
+    }
+}
+
+/// What names one image in a repository: a tag or a digest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reference {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl Reference {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reference::Tag(t) => t,
+            Reference::Digest(d) => d.as_str(),
+        }
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        match self {
+            Reference::Digest(d) => Some(d),
+            Reference::Tag(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One concrete image: a repository plus a tag or a digest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ImageRef {
     pub repo: Repository,
-    /// A tag, or a digest (`sha256:…`).
-    pub reference: String,
+    pub reference: Reference,
 }
 
 impl ImageRef {
     pub fn is_digest(&self) -> bool {
-        is_digest(&self.reference)
+        matches!(self.reference, Reference::Digest(_))
     }
 }
 
@@ -93,7 +183,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
 }
 
 /// `true` for `algorithm:hex` digests we can verify (sha256 only).
-pub fn is_digest(s: &str) -> bool {
+fn is_digest(s: &str) -> bool {
     s.strip_prefix("sha256:")
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
 }
@@ -184,10 +274,8 @@ pub fn normalize_registry(host: &str) -> String {
 pub fn parse_rule_ref(s: &str) -> Result<RuleRef, ParseError> {
     let s = s.trim();
     if let Some((repo, digest)) = s.split_once('@') {
-        if !is_digest(digest) {
-            return err(format!("invalid digest {digest:?} (expected sha256:<64 lowercase hex>)"));
-        }
-        return Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Digest(digest.to_string()) });
+        let digest = Digest::parse(digest)?;
+        return Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Digest(digest) });
     }
     // A regex may contain '/' and ':', so it is found first: "repo:/re/".
     if let Some(pos) = s.find(":/") {
@@ -256,7 +344,7 @@ mod tests {
         assert!(matches!(r.selector, Selector::All));
         let d = format!("sha256:{}", "a".repeat(64));
         match parse_rule_ref(&format!("quay.io/a/b@{d}")).unwrap().selector {
-            Selector::Digest(x) => assert_eq!(x, d),
+            Selector::Digest(x) => assert_eq!(x.as_str(), d),
             other => panic!("{other:?}"),
         }
         match parse_rule_ref("host:5000/a/b:/^v1\\.[0-9]+/$/").unwrap().selector {
@@ -296,11 +384,22 @@ mod tests {
     }
 
     #[test]
+    fn digests_are_validated_once() {
+        assert_eq!(Digest::of(b"").as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(Digest::of(b"").hex().len(), 64);
+        assert!(Digest::parse("sha256:ABC").is_err());
+        assert!(Digest::parse(&format!("sha256:{}", "A".repeat(64))).is_err());
+        assert!(Digest::parse(&format!("sha512:{}", "a".repeat(64))).is_err());
+        let d: Result<Digest, _> = serde_json::from_str("\"md5:x\"");
+        assert!(d.unwrap_err().to_string().contains("md5:x"));
+    }
+
+    #[test]
     fn display() {
         let d = format!("sha256:{}", "b".repeat(64));
-        let r = ImageRef { repo: parse_repository("h:1/x").unwrap(), reference: d.clone() };
+        let r = ImageRef { repo: parse_repository("h:1/x").unwrap(), reference: Reference::Digest(d.parse().unwrap()) };
         assert_eq!(r.to_string(), format!("h:1/x@{d}"));
-        let r = ImageRef { repo: parse_repository("h:1/x").unwrap(), reference: "v1".into() };
+        let r = ImageRef { repo: parse_repository("h:1/x").unwrap(), reference: Reference::Tag("v1".into()) };
         assert_eq!(r.to_string(), "h:1/x:v1");
     }
 }

@@ -1,17 +1,32 @@
-//! The end of a run: the summary line and the `--output-success-images` file, written in the
-//! images-file format so it can be fed back as `--images`.
+//! The end of a run: one line per image that did not sync, and the `--output-success-images`
+//! / `--output-failed-images` files, written in the images-file format so they can be fed back
+//! as `--images`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::Format;
-use crate::reference::ImageRef;
+use crate::engine::Failure;
+
+/// At most this many failure lines are logged; the failed-images file has them all.
+const MAX_FAILURE_LINES: usize = 200;
+
+/// One line per failure, naming the image and its first root cause.
+pub fn log_failures(failures: &[Failure]) {
+    for f in failures.iter().take(MAX_FAILURE_LINES) {
+        let (src, dst) = f.endpoints();
+        log::error!("failed: {src} -> {dst}: {}", f.cause());
+    }
+    if failures.len() > MAX_FAILURE_LINES {
+        log::error!("... and {} more (--output-failed-images FILE lists them all)", failures.len() - MAX_FAILURE_LINES);
+    }
+}
 
 /// `source → destination(s)`, one key per source, in a stable order.
-pub fn success_map(pairs: &[(ImageRef, ImageRef)]) -> BTreeMap<String, serde_json::Value> {
+pub fn images_map(pairs: &[(String, String)]) -> BTreeMap<String, serde_json::Value> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (src, dst) in pairs {
-        map.entry(src.to_string()).or_default().push(dst.to_string());
+        map.entry(src.clone()).or_default().push(dst.clone());
     }
     map.into_iter()
         .map(|(k, mut v)| {
@@ -25,9 +40,9 @@ pub fn success_map(pairs: &[(ImageRef, ImageRef)]) -> BTreeMap<String, serde_jso
         .collect()
 }
 
-/// Write the synced pairs to `path`.
-pub fn write_success(path: &Path, format: Format, pairs: &[(ImageRef, ImageRef)]) -> Result<(), String> {
-    let map = success_map(pairs);
+/// Write `pairs` to `path` as an images file.
+pub fn write_images(path: &Path, format: Format, pairs: &[(String, String)]) -> Result<(), String> {
+    let map = images_map(pairs);
     let text = match format {
         Format::Yaml if map.is_empty() => "{}\n".to_string(),
         Format::Yaml => serde_yaml::to_string(&map).map_err(|e| e.to_string())?,
@@ -39,10 +54,10 @@ pub fn write_success(path: &Path, format: Format, pairs: &[(ImageRef, ImageRef)]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::parse_repository;
+    use crate::reference::{parse_repository, ImageRef, Reference};
 
-    fn r(repo: &str, reference: &str) -> ImageRef {
-        ImageRef { repo: parse_repository(repo).unwrap(), reference: reference.into() }
+    fn r(repo: &str, reference: &str) -> String {
+        ImageRef { repo: parse_repository(repo).unwrap(), reference: Reference::Tag(reference.into()) }.to_string()
     }
 
     #[test]
@@ -52,7 +67,7 @@ mod tests {
             (r("h:1/a", "v1"), r("h:3/a", "v1")),
             (r("nginx", "latest"), r("h:2/nginx", "latest")),
         ];
-        let map = success_map(&pairs);
+        let map = images_map(&pairs);
         let yaml = serde_yaml::to_string(&map).unwrap();
         let parsed: crate::config::ImagesFile = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(parsed.0.len(), 2);

@@ -1,20 +1,20 @@
-//! The auth file: `registry` or `registry/namespace` → credentials and transport options.
+//! The auth file: `registry` or `registry/namespace` → credentials and transport options,
+//! resolved into the registry layer's [`Auth`].
 //!
 //! Keys keep the Go tool's meaning: the longest key that matches a repository wins, `docker.io`
 //! covers Docker Hub, and `insecure: true` means plain http. Optional TLS keys (`ca_file`,
-//! `cert_file`/`key_file`, `skip_tls_verify`) are ours. Credentials never reach `Debug` output,
-//! so a stray `{:?}` cannot leak them; when the file has none for a registry, docker's (or
-//! podman's) credential files are asked.
+//! `cert_file`/`key_file`, `skip_tls_verify`) are ours. When the file has no credentials for a
+//! registry, docker's (or podman's) credential files are asked ([`docker::DockerKeychain`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::{docker, env, ConfigError};
-use crate::reference::{normalize_registry, Repository};
+use super::env::Env;
+use super::{docker, ConfigError};
+use crate::reference::normalize_registry;
+use crate::registry::{Auth, AuthRule, Credentials, TlsOptions};
 
 /// A scalar that users write unquoted (`password: 123456`) still reads as text.
 #[derive(Deserialize)]
@@ -64,76 +64,8 @@ pub struct AuthEntry {
     pub chunked_upload: bool,
 }
 
-/// TLS settings of a registry; registries with equal settings share one connection pool.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct TlsOptions {
-    /// Extra trusted CA bundles.
-    pub ca_files: Vec<PathBuf>,
-    /// Client certificate and key files.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-    pub skip_verify: bool,
-}
-
-impl TlsOptions {
-    /// These options, plus the global ones (`--ca-file`, `--skip-tls-verify`).
-    pub fn merged(&self, global: &TlsOptions) -> TlsOptions {
-        let mut ca_files = global.ca_files.clone();
-        ca_files.extend(self.ca_files.iter().cloned());
-        TlsOptions {
-            ca_files,
-            client_cert: self.client_cert.clone().or_else(|| global.client_cert.clone()),
-            skip_verify: self.skip_verify || global.skip_verify,
-        }
-    }
-}
-
 /// The whole file: key → entry.
 pub type AuthFile = BTreeMap<String, AuthEntry>;
-
-/// Username and password, after `${VAR}` expansion. `Debug` hides the password.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials {{ username: {:?}, password: <redacted> }}", self.username)
-    }
-}
-
-/// A resolved auth key.
-#[derive(Clone, Debug)]
-pub struct AuthRule {
-    /// The key as written, for messages.
-    pub key: String,
-    pub registry: String,
-    pub namespace: Option<String>,
-    pub credentials: Option<Credentials>,
-    pub insecure: bool,
-    pub tls: TlsOptions,
-    pub chunked_upload: bool,
-}
-
-impl AuthRule {
-    /// `true` when this key covers `repo`.
-    pub fn matches(&self, repo: &Repository) -> bool {
-        self.registry == repo.registry
-            && match &self.namespace {
-                None => true,
-                Some(ns) => repo.name == *ns || repo.name.starts_with(&format!("{ns}/")),
-            }
-    }
-}
-
-/// All auth rules, looked up by repository.
-#[derive(Debug, Default)]
-pub struct Auth {
-    rules: Vec<AuthRule>,
-    /// Credentials found in docker/podman files, per registry (looked up once).
-    fallback: Mutex<HashMap<String, Option<Credentials>>>,
-}
 
 /// A path from the auth file, relative to the file's own folder.
 fn resolve(origin: &Path, p: &str) -> PathBuf {
@@ -145,75 +77,50 @@ fn resolve(origin: &Path, p: &str) -> PathBuf {
     }
 }
 
-impl Auth {
-    /// Build from the file's entries, expanding `${VAR}` in usernames and passwords.
-    /// `origin` is the file, for messages and relative paths.
-    pub fn from_file(file: AuthFile, origin: &Path) -> Result<Auth, ConfigError> {
-        let rules = file
-            .into_iter()
-            .map(|(key, e)| {
-                let fail =
-                    |message: String| ConfigError::Rule { path: origin.to_path_buf(), rule: key.clone(), message };
-                let client_cert = match (&e.cert_file, &e.key_file) {
-                    (Some(c), Some(k)) => Some((resolve(origin, c), resolve(origin, k))),
-                    (None, None) => None,
-                    _ => return Err(fail("cert_file and key_file must be given together".into())),
-                };
-                let tls = TlsOptions {
-                    ca_files: e.ca_file.iter().map(|c| resolve(origin, c)).collect(),
-                    client_cert,
-                    skip_verify: e.skip_tls_verify,
-                };
-                if e.insecure && (tls.skip_verify || !tls.ca_files.is_empty() || tls.client_cert.is_some()) {
-                    log::warn!("auth key {key:?}: insecure (plain http) makes its TLS settings unused");
-                }
-                let trimmed = key.trim().trim_end_matches('/');
-                let (host, ns) = match trimmed.split_once('/') {
-                    Some((h, n)) => (h, Some(n.to_string())),
-                    None => (trimmed, None),
-                };
-                let (username, u_unset) = env::expand(&e.username);
-                let (password, p_unset) = env::expand(&e.password);
-                for var in u_unset.iter().chain(&p_unset) {
-                    log::warn!("auth key {key:?}: environment variable {var} is not set");
-                }
-                let credentials =
-                    (!username.is_empty() || !password.is_empty()).then_some(Credentials { username, password });
-                Ok(AuthRule {
-                    registry: normalize_registry(host),
-                    namespace: ns,
-                    credentials,
-                    insecure: e.insecure,
-                    tls,
-                    chunked_upload: e.chunked_upload,
-                    key,
-                })
+/// Build the registry settings from the file's entries, expanding `${VAR}` in usernames and
+/// passwords from `env`. `origin` is the file, for messages and relative paths.
+pub fn resolve_auth(file: AuthFile, origin: &Path, env: &Env) -> Result<Auth, ConfigError> {
+    let rules = file
+        .into_iter()
+        .map(|(key, e)| {
+            let fail = |message: String| ConfigError::Rule { path: origin.to_path_buf(), rule: key.clone(), message };
+            let client_cert = match (&e.cert_file, &e.key_file) {
+                (Some(c), Some(k)) => Some((resolve(origin, c), resolve(origin, k))),
+                (None, None) => None,
+                _ => return Err(fail("cert_file and key_file must be given together".into())),
+            };
+            let tls = TlsOptions {
+                ca_files: e.ca_file.iter().map(|c| resolve(origin, c)).collect(),
+                client_cert,
+                skip_verify: e.skip_tls_verify,
+            };
+            if e.insecure && (tls.skip_verify || !tls.ca_files.is_empty() || tls.client_cert.is_some()) {
+                log::warn!("auth key {key:?}: insecure (plain http) makes its TLS settings unused");
+            }
+            let trimmed = key.trim().trim_end_matches('/');
+            let (host, ns) = match trimmed.split_once('/') {
+                Some((h, n)) => (h, Some(n.to_string())),
+                None => (trimmed, None),
+            };
+            let (username, u_unset) = env.expand(&e.username);
+            let (password, p_unset) = env.expand(&e.password);
+            for var in u_unset.iter().chain(&p_unset) {
+                log::warn!("auth key {key:?}: environment variable {var} is not set");
+            }
+            let credentials =
+                (!username.is_empty() || !password.is_empty()).then_some(Credentials { username, password });
+            Ok(AuthRule {
+                registry: normalize_registry(host),
+                namespace: ns,
+                credentials,
+                insecure: e.insecure,
+                tls,
+                chunked_upload: e.chunked_upload,
+                key,
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Auth { rules, fallback: Mutex::new(HashMap::new()) })
-    }
-
-    /// The longest key matching `repo`: `registry/namespace` beats `registry`.
-    pub fn lookup(&self, repo: &Repository) -> Option<&AuthRule> {
-        self.rules.iter().filter(|r| r.matches(repo)).max_by_key(|r| r.namespace.as_ref().map_or(0, |n| n.len() + 1))
-    }
-
-    /// Credentials for `repo`: the auth file's, else docker's/podman's credential files'.
-    pub fn credentials(&self, repo: &Repository) -> Option<Credentials> {
-        if let Some(c) = self.lookup(repo).and_then(|r| r.credentials.clone()) {
-            return Some(c);
-        }
-        self.fallback.lock().entry(repo.registry.clone()).or_insert_with(|| docker::credentials(&repo.registry)).clone()
-    }
-
-    pub fn rules(&self) -> &[AuthRule] {
-        &self.rules
-    }
-
-    /// Keys that cover none of `repos`: most likely typos (the Go tool silently went anonymous).
-    pub fn unused_keys<'a>(&self, repos: impl Iterator<Item = &'a Repository> + Clone) -> Vec<&str> {
-        self.rules.iter().filter(|r| !repos.clone().any(|repo| r.matches(repo))).map(|r| r.key.as_str()).collect()
-    }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Auth::new(rules, Box::new(docker::DockerKeychain)))
 }
 
 #[cfg(test)]
@@ -221,8 +128,12 @@ mod tests {
     use super::*;
     use crate::reference::parse_repository;
 
+    fn auth_with(yaml: &str, env: &Env) -> Auth {
+        resolve_auth(serde_yaml::from_str(yaml).unwrap(), Path::new("/etc/x/auth.yaml"), env).unwrap()
+    }
+
     fn auth(yaml: &str) -> Auth {
-        Auth::from_file(serde_yaml::from_str(yaml).unwrap(), Path::new("/etc/x/auth.yaml")).unwrap()
+        auth_with(yaml, &Env::from_pairs(&[]))
     }
 
     #[test]
@@ -235,7 +146,7 @@ mod tests {
         let global = TlsOptions { ca_files: vec!["/g.pem".into()], client_cert: None, skip_verify: false };
         assert_eq!(t.merged(&global).ca_files.len(), 2);
         let bad: AuthFile = serde_yaml::from_str("r.io: {cert_file: c.pem}\n").unwrap();
-        let e = Auth::from_file(bad, Path::new("auth.yaml")).unwrap_err().to_string();
+        let e = resolve_auth(bad, Path::new("auth.yaml"), &Env::from_pairs(&[])).unwrap_err().to_string();
         assert!(e.contains("auth.yaml") && e.contains("r.io") && e.contains("key_file"), "{e}");
     }
 
@@ -266,8 +177,8 @@ mod tests {
 
     #[test]
     fn scalars_and_env() {
-        std::env::set_var("IMAGE_SYNCER_TEST_PW", "s3cret");
-        let a = auth("r.io: {username: 42, password: \"${IMAGE_SYNCER_TEST_PW}\"}\n");
+        let env = Env::from_pairs(&[("IMAGE_SYNCER_TEST_PW", "s3cret")]);
+        let a = auth_with("r.io: {username: 42, password: \"${IMAGE_SYNCER_TEST_PW}\"}\n", &env);
         let c = a.rules()[0].credentials.clone().unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("42", "s3cret"));
         assert!(!format!("{c:?}").contains("s3cret"));

@@ -5,8 +5,17 @@
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
-use super::Credentials;
 use crate::reference::DOCKER_HUB;
+use crate::registry::{Credentials, Keychain};
+
+/// The registry layer's keychain: docker's, then podman's credential files.
+pub struct DockerKeychain;
+
+impl Keychain for DockerKeychain {
+    fn credentials(&self, registry: &str) -> Option<Credentials> {
+        credentials(registry)
+    }
+}
 
 /// The keys docker may have stored a registry's login under.
 fn servers(registry: &str) -> Vec<String> {
@@ -17,7 +26,7 @@ fn servers(registry: &str) -> Vec<String> {
 }
 
 /// Look `registry` up in docker's, then podman's credential files.
-pub fn credentials(registry: &str) -> Option<Credentials> {
+fn credentials(registry: &str) -> Option<Credentials> {
     type Lookup = fn(&str) -> Result<DockerCredential, CredentialRetrievalError>;
     let sources: [(&str, Lookup); 2] = [
         ("docker config", docker_credential::get_credential),

@@ -2,13 +2,39 @@
 //! destinations — so users can keep secrets out of their files. Unlike Go, a `$` that starts no
 //! variable name stays a literal `$` (Go drops `$$`, `$!` and the like, which mangles passwords).
 
-/// Expand variables from the process environment. Returns the names of unset variables, which
-/// expand to the empty string (as in Go), so the caller can warn about them.
-pub fn expand(s: &str) -> (String, Vec<String>) {
-    expand_with(s, |k| std::env::var(k).ok())
+/// Where variables come from: the process environment, or (in tests) a fixed map — so that
+/// tests running in parallel never mutate the process environment.
+pub struct Env {
+    lookup: Box<Lookup>,
 }
 
-pub fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+type Lookup = dyn Fn(&str) -> Option<String>;
+
+impl Env {
+    /// The process environment.
+    pub fn process() -> Env {
+        Env { lookup: Box::new(|k| std::env::var(k).ok()) }
+    }
+
+    /// These variables and no others.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Env { lookup: Box::new(move |k| map.get(k).cloned()) }
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
+    /// Expand variables. Returns the names of unset variables, which expand to the empty
+    /// string (as in Go), so the caller can warn about them.
+    pub fn expand(&self, s: &str) -> (String, Vec<String>) {
+        expand_with(s, &self.lookup)
+    }
+}
+
+fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec<String>) {
     let mut out = String::with_capacity(s.len());
     let mut unset = Vec::new();
     let mut rest = s;

@@ -10,7 +10,9 @@ use std::path::Path;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::{env, ConfigError};
+use super::env::Env;
+use super::ConfigError;
+use crate::engine::Rule;
 use crate::reference::{parse_rule_ref, RuleRef, Selector};
 
 /// A destination or a list of destinations.
@@ -45,15 +47,6 @@ impl<'de> Deserialize<'de> for ImagesFile {
     }
 }
 
-/// One validated source → destination pair.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    /// `source: destination` as written, for messages.
-    pub text: String,
-    pub src: RuleRef,
-    pub dst: RuleRef,
-}
-
 /// Where a rule with an empty destination goes (`--registry`/`--namespace`, as in the Go tool).
 #[derive(Clone, Debug, Default)]
 pub struct DefaultDest {
@@ -71,7 +64,7 @@ impl DefaultDest {
 }
 
 /// Turn the file into rules; `origin` (the file path) goes into every error.
-pub fn rules(file: ImagesFile, origin: &Path, defaults: &DefaultDest) -> Result<Vec<Rule>, ConfigError> {
+pub fn rules(file: ImagesFile, origin: &Path, defaults: &DefaultDest, env: &Env) -> Result<Vec<Rule>, ConfigError> {
     let mut out = Vec::new();
     if file.0.is_empty() {
         return Err(ConfigError::Parse { path: origin.to_path_buf(), message: "no images to synchronise".into() });
@@ -85,7 +78,7 @@ pub fn rules(file: ImagesFile, origin: &Path, defaults: &DefaultDest) -> Result<
             return Err(rule_err(origin, &src_text, "", "the destination list is empty"));
         }
         for dst_text in dests {
-            out.push(rule(&src_text, &dst_text, origin, defaults)?);
+            out.push(rule(&src_text, &dst_text, origin, defaults, env)?);
         }
     }
     Ok(out)
@@ -95,9 +88,9 @@ fn rule_err(origin: &Path, src: &str, dst: &str, message: impl Into<String>) -> 
     ConfigError::Rule { path: origin.to_path_buf(), rule: format!("{src}: {dst}"), message: message.into() }
 }
 
-fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest) -> Result<Rule, ConfigError> {
+fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, env: &Env) -> Result<Rule, ConfigError> {
     let fail = |m: String| rule_err(origin, src_text, dst_text, m);
-    let (mut dst_expanded, unset) = env::expand(dst_text);
+    let (mut dst_expanded, unset) = env.expand(dst_text);
     if let Some(var) = unset.first() {
         return Err(fail(format!("environment variable {var} is not set")));
     }
@@ -131,15 +124,19 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest) -
         }
         _ => {}
     }
-    Ok(Rule { text: format!("{src_text}: {dst_text}"), src, dst })
+    Ok(Rule { src_text: src_text.to_string(), dst_text: dst_text.to_string(), src, dst })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse_with(yaml: &str, env: &Env) -> Result<Vec<Rule>, ConfigError> {
+        rules(serde_yaml::from_str(yaml).unwrap(), Path::new("images.yaml"), &DefaultDest::default(), env)
+    }
+
     fn parse(yaml: &str) -> Result<Vec<Rule>, ConfigError> {
-        rules(serde_yaml::from_str(yaml).unwrap(), Path::new("images.yaml"), &DefaultDest::default())
+        parse_with(yaml, &Env::from_pairs(&[]))
     }
 
     #[test]
@@ -152,7 +149,7 @@ mod tests {
     #[test]
     fn json_too() {
         let f: ImagesFile = serde_json::from_str(r#"{"b.io/x:v1": "c.io/x", "a.io/y": ["c.io/y"]}"#).unwrap();
-        let r = rules(f, Path::new("i.json"), &DefaultDest::default()).unwrap();
+        let r = rules(f, Path::new("i.json"), &DefaultDest::default(), &Env::from_pairs(&[])).unwrap();
         assert_eq!(r[0].src.repo.registry, "b.io");
         assert_eq!(r[1].src.repo.registry, "a.io");
     }
@@ -168,10 +165,10 @@ mod tests {
 
     #[test]
     fn env_in_destination() {
-        std::env::set_var("IMAGE_SYNCER_TEST_NS", "team");
-        let r = parse("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_NS}/x\n").unwrap();
+        let env = Env::from_pairs(&[("IMAGE_SYNCER_TEST_NS", "team")]);
+        let r = parse_with("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_NS}/x\n", &env).unwrap();
         assert_eq!(r[0].dst.repo.name, "team/x");
-        let e = parse("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_UNSET_VAR}/x\n").unwrap_err().to_string();
+        let e = parse_with("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_UNSET_VAR}/x\n", &env).unwrap_err().to_string();
         assert!(e.contains("IMAGE_SYNCER_TEST_UNSET_VAR"), "{e}");
     }
 
@@ -180,7 +177,7 @@ mod tests {
         assert!(parse("a.io/x/app:v1: \"\"\n").is_err());
         let d = DefaultDest { registry: Some("r.io".into()), namespace: Some("team".into()) };
         let f: ImagesFile = serde_yaml::from_str("a.io/x/app:v1,v2: \"\"\n").unwrap();
-        let r = rules(f, Path::new("i.yaml"), &d).unwrap();
+        let r = rules(f, Path::new("i.yaml"), &d, &Env::from_pairs(&[])).unwrap();
         assert_eq!((r[0].dst.repo.registry.as_str(), r[0].dst.repo.name.as_str()), ("r.io", "team/app"));
         assert!(matches!(r[0].dst.selector, Selector::All));
     }

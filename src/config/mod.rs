@@ -1,6 +1,10 @@
 //! From raw flags to one validated, immutable [`Config`]: files read, `${VAR}`s expanded, rules
 //! checked. Everything that can be wrong with the user's input is found here, before any
 //! network traffic, and reported naming the file and rule at fault.
+//!
+//! This layer sits above the ones that do the work: it resolves files into their plain types
+//! (the registry layer's [`Auth`] and [`Limits`], the engine's [`Job`]), and they never see a
+//! file format.
 
 mod auth;
 mod docker;
@@ -10,15 +14,23 @@ mod images;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use auth::{Auth, AuthFile, AuthRule, Credentials, TlsOptions};
+pub use auth::{resolve_auth, AuthFile};
+pub use env::Env;
 pub use file::Format;
-pub use images::{DefaultDest, ImagesFile, Rule};
+pub use images::{DefaultDest, ImagesFile};
 
-use crate::cli::{split_commas, Args};
+use crate::cli::{parse_bytes, split_commas, Args};
+use crate::engine::Job;
 use crate::manifest::PlatformFilter;
+use crate::registry::{Auth, Limits, TlsOptions};
+
+/// The smallest `--chunk-size`: registries may refuse smaller chunks (S3 multipart parts are
+/// at least 5 MiB, but registries buffer), and tiny chunks mean a request per few bytes.
+const MIN_CHUNK: u64 = 4096;
 
 /// Input that cannot be used; each names what is at fault.
 #[derive(Debug)]
@@ -52,14 +64,14 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug)]
 pub struct Config {
     pub auth: Auth,
-    pub rules: Vec<Rule>,
-    pub proc: usize,
-    pub retries: usize,
-    pub platforms: PlatformFilter,
-    pub force: bool,
-    pub output: Option<(PathBuf, Format)>,
     /// `--ca-file` / `--skip-tls-verify`, applied to every registry.
     pub tls: TlsOptions,
+    pub limits: Limits,
+    pub job: Job,
+    /// `--output-success-images`.
+    pub output: Option<(PathBuf, Format)>,
+    /// `--output-failed-images`.
+    pub failed_output: Option<(PathBuf, Format)>,
 }
 
 /// The legacy `--config` file: both maps in one.
@@ -72,18 +84,16 @@ struct LegacyFile {
 }
 
 impl Config {
+    /// Resolve `args` against the process environment.
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
+        Config::from_args_in(args, &Env::process())
+    }
+
+    /// Resolve `args`, taking `${VAR}`s and `DEFAULT_*` from `env`.
+    pub fn from_args_in(args: &Args, env: &Env) -> Result<Config, ConfigError> {
         let defaults = DefaultDest {
-            registry: args
-                .registry
-                .clone()
-                .or_else(|| std::env::var("DEFAULT_REGISTRY").ok())
-                .filter(|s| !s.is_empty()),
-            namespace: args
-                .namespace
-                .clone()
-                .or_else(|| std::env::var("DEFAULT_NAMESPACE").ok())
-                .filter(|s| !s.is_empty()),
+            registry: args.registry.clone().or_else(|| env.get("DEFAULT_REGISTRY")).filter(|s| !s.is_empty()),
+            namespace: args.namespace.clone().or_else(|| env.get("DEFAULT_NAMESPACE")).filter(|s| !s.is_empty()),
         };
         if args.records.is_some() {
             log::warn!("--records is ignored: blobs are checked at the destination instead");
@@ -95,11 +105,11 @@ impl Config {
             (Some(c), None) => {
                 let path = Path::new(c);
                 let legacy: LegacyFile = file::load(path)?;
-                (legacy.auth, path.to_path_buf(), images::rules(legacy.images, path, &defaults)?)
+                (legacy.auth, path.to_path_buf(), images::rules(legacy.images, path, &defaults, env)?)
             }
             (None, Some(i)) => {
                 let path = Path::new(i);
-                let rules = images::rules(file::load(path)?, path, &defaults)?;
+                let rules = images::rules(file::load(path)?, path, &defaults, env)?;
                 let auth = match &args.auth {
                     Some(a) => file::load(Path::new(a))?,
                     None => {
@@ -120,22 +130,32 @@ impl Config {
         }
         let platforms =
             PlatformFilter::new(&split_commas(&args.os), &split_commas(&args.arch)).map_err(ConfigError::Usage)?;
+        let format = || match args.output_images_format.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Ok(Format::Yaml),
+            "json" => Ok(Format::Json),
+            other => Err(ConfigError::Usage(format!("--output-images-format must be yaml or json, not {other:?}"))),
+        };
         let output = match &args.output_success_images {
             None => None,
-            Some(p) => {
-                let format = match args.output_images_format.to_ascii_lowercase().as_str() {
-                    "yaml" | "yml" => Format::Yaml,
-                    "json" => Format::Json,
-                    other => {
-                        return Err(ConfigError::Usage(format!(
-                            "--output-images-format must be yaml or json, not {other:?}"
-                        )))
-                    }
-                };
-                Some((PathBuf::from(p), format))
-            }
+            Some(p) => Some((PathBuf::from(p), format()?)),
         };
-        let auth = Auth::from_file(auth_file, &auth_path)?;
+        let failed_output = match &args.output_failed_images {
+            None => None,
+            Some(p) => Some((PathBuf::from(p), format()?)),
+        };
+        if args.stall_timeout == 0 {
+            return Err(ConfigError::Usage("--stall-timeout must be at least 1 (second)".into()));
+        }
+        let bytes = |flag: &str, v: &str| parse_bytes(v).map_err(|e| ConfigError::Usage(format!("{flag}: {e}")));
+        let limits = Limits {
+            stall_timeout: Duration::from_secs(args.stall_timeout),
+            min_speed: bytes("--min-speed", &args.min_speed)?,
+            chunk_size: bytes("--chunk-size", &args.chunk_size)?,
+        };
+        if limits.chunk_size < MIN_CHUNK {
+            return Err(ConfigError::Usage(format!("--chunk-size must be at least {MIN_CHUNK} bytes")));
+        }
+        let auth = resolve_auth(auth_file, &auth_path, env)?;
         let repos = rules.iter().flat_map(|r| [&r.src.repo, &r.dst.repo]);
         for key in auth.unused_keys(repos) {
             log::warn!("{}: auth key {key:?} matches no image in the rules; is it mistyped?", auth_path.display());
@@ -145,6 +165,7 @@ impl Config {
             client_cert: None,
             skip_verify: args.skip_tls_verify,
         };
-        Ok(Config { auth, tls, rules, proc: args.proc, retries: args.retries, platforms, force: args.force, output })
+        let job = Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force };
+        Ok(Config { auth, tls, limits, job, output, failed_output })
     }
 }

@@ -5,138 +5,195 @@
 //! Rule ──> Image ──> Blob ... ──(counter reaches 0)──> Manifest (child) ──> Manifest (index/tag)
 //! ```
 //!
-//! A manifest is pushed only when everything it references is at the destination: each
-//! [`tasks::Node`] counts what it still waits for, and the task that brings the count to zero
-//! queues the push. So a failure anywhere below leaves the destination tag untouched — never a
-//! partial image.
+//! - [`graph`]: the task vocabulary and the counters that order pushes (a manifest goes up
+//!   only when everything it references is at the destination — never a partial image).
+//! - [`context`]: what tasks share, and their error type.
+//! - [`rule`], [`image`], [`blob`], [`push`]: one module per task kind.
+//! - [`queue`]: the worker pool; [`progress`]: events and totals.
+//!
+//! **Scheduling is depth first.** An image's blob and manifest tasks go to the queue's urgent
+//! lane, which workers always serve first; a worker starts a new image (or expands a rule) only
+//! when no started image has work waiting. So about `--proc` images are in flight at any time:
+//! memory is bounded by `--proc`, not by the number of tags, the first images land within
+//! seconds on a 10,000-tag run, and an interrupted run leaves whole images behind.
+//!
+//! **Retries.** Inside a task, transient failures are retried with back-off (see
+//! [`crate::registry::retry`]). After the queue drains, tasks that failed transiently are
+//! queued again, `--retries` times; permanent failures (refusals, invalid manifests) are not.
+//!
+//! **Stopping.** After a stop request ([`crate::stop`]) no new task starts; running transfers
+//! notice it at their next read and end; the images not finished are reported as failed.
 
+mod blob;
+mod context;
+mod graph;
 mod image;
 mod progress;
+mod push;
 mod queue;
-mod tasks;
+mod rule;
 
-use std::collections::HashMap;
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::config::{Config, Rule};
 use crate::manifest::PlatformFilter;
-use crate::reference::ImageRef;
-use crate::registry::{self, Registries};
+use crate::registry::Registries;
+use context::{Ctx, SyncError};
+use graph::Task;
 use queue::Queue;
-use tasks::{BlobState, Task};
+
+pub use graph::Pair;
+pub use progress::Totals;
+pub use rule::Rule;
 
 /// How often a progress line is logged while a run goes on.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Why a task failed.
+/// What to sync, and how.
 #[derive(Debug)]
-pub enum SyncError {
-    Registry(registry::Error),
-    /// The source served something we cannot copy.
-    Manifest {
-        image: String,
-        message: String,
+pub struct Job {
+    pub rules: Vec<Rule>,
+    /// Worker threads.
+    pub proc: usize,
+    /// Extra passes over transiently failed tasks.
+    pub retries: usize,
+    pub platforms: PlatformFilter,
+    /// Copy even when the destination has the same digest.
+    pub force: bool,
+}
+
+/// Something that did not sync, with its first root cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Image {
+        pair: Pair,
+        cause: String,
+    },
+    /// A rule whose tags could not be listed (so its images are unknown).
+    Rule {
+        src_text: String,
+        dst_text: String,
+        cause: String,
     },
 }
 
-impl fmt::Display for SyncError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Failure {
+    /// Source and destination as the images file would name them.
+    pub fn endpoints(&self) -> (String, String) {
         match self {
-            SyncError::Registry(e) => e.fmt(f),
-            SyncError::Manifest { image, message } => write!(f, "{image}: {message}"),
+            Failure::Image { pair, .. } => (pair.src.to_string(), pair.dst.to_string()),
+            Failure::Rule { src_text, dst_text, .. } => (src_text.clone(), dst_text.clone()),
         }
     }
-}
 
-impl From<registry::Error> for SyncError {
-    fn from(e: registry::Error) -> Self {
-        SyncError::Registry(e)
-    }
-}
-
-/// State shared by all workers for one run.
-pub(crate) struct Ctx {
-    regs: Registries,
-    filter: PlatformFilter,
-    force: bool,
-    /// Blob copies per destination (registry, repo, digest): done, or in flight with waiters.
-    blobs: Mutex<HashMap<(String, String, String), BlobState>>,
-    /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.
-    known: Mutex<HashMap<(String, String), String>>,
-    /// Pairs that are in sync at the end (copied or already unchanged).
-    synced: Mutex<Vec<(ImageRef, ImageRef)>>,
-    queue: Queue<Task, SyncError>,
-    events: crossbeam_channel::Sender<progress::Event>,
-}
-
-impl Ctx {
-    /// Tell the progress reporter (it outlives every worker, so a send cannot fail in practice).
-    fn event(&self, e: progress::Event) {
-        let _ = self.events.send(e);
+    pub fn cause(&self) -> &str {
+        match self {
+            Failure::Image { cause, .. } | Failure::Rule { cause, .. } => cause,
+        }
     }
 }
 
 /// What a run did.
 pub struct Report {
-    pub failed: usize,
-    pub totals: progress::Totals,
-    pub synced: Vec<(ImageRef, ImageRef)>,
+    pub failures: Vec<Failure>,
+    pub totals: Totals,
+    pub synced: Vec<Pair>,
     pub elapsed: Duration,
 }
 
-/// Run every rule of `config` to completion, with retries. `Err` when the TLS files of the
-/// configuration cannot be used (nothing has been sent then).
-pub fn run(config: Config) -> Result<Report, String> {
+/// Run every rule of `job` to completion, with retries, or until a stop is requested.
+pub fn run(job: Job, regs: &Registries) -> Report {
     let start = Instant::now();
     let (events, reporter) = progress::start(PROGRESS_INTERVAL);
     let ctx = Ctx {
-        regs: Registries::new(config.auth, config.tls, config.proc)?,
-        filter: config.platforms,
-        force: config.force,
+        regs,
+        filter: job.platforms,
+        force: job.force,
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),
         queue: Queue::new(),
         events,
     };
-    for rule in config.rules {
+    for rule in job.rules {
         ctx.queue.push(Task::Rule(Arc::new(rule)));
     }
-    let mut failures = Vec::new();
-    for round in 0..=config.retries {
-        ctx.queue.run_pass(config.proc, |task| task.run(&ctx));
-        let failed = ctx.queue.take_failed();
-        if failed.is_empty() {
+    let mut causes = Causes::default();
+    let mut failed = Vec::new();
+    for round in 0..=job.retries {
+        ctx.queue.run_pass(job.proc, |task| run_task(&ctx, task), SyncError::Panic, crate::stop::requested);
+        let mut retry = Vec::new();
+        for (task, e) in ctx.queue.take_failed() {
+            causes.note(&task, &e);
+            if e.is_transient() && round < job.retries && !crate::stop::requested() {
+                log::debug!("{task} failed, will retry: {e}");
+                retry.push(task);
+            } else {
+                failed.push((task, e.to_string()));
+            }
+        }
+        if crate::stop::requested() {
+            for task in ctx.queue.take_queued().into_iter().chain(retry) {
+                failed.push((task, "not finished: the run was interrupted".into()));
+            }
             break;
         }
-        if round == config.retries {
-            failures = failed;
+        if retry.is_empty() {
             break;
         }
-        log::info!("retrying {} failed task(s) (retry {} of {})", failed.len(), round + 1, config.retries);
-        for (task, e) in failed {
-            log::debug!("{task} failed, will retry: {e}");
-            ctx.queue.push(task);
-        }
-    }
-    for (task, e) in &failures {
-        log::error!("{task} failed: {e}");
+        log::info!("retrying {} failed task(s) (retry {} of {})", retry.len(), round + 1, job.retries);
+        retry.into_iter().for_each(|t| ctx.queue.push(t));
     }
     let mut synced = std::mem::take(&mut *ctx.synced.lock());
     synced.sort();
     synced.dedup();
+    let failures = causes.failures(failed, &synced);
     drop(ctx); // the last sender: the reporter finishes
     let totals = reporter.join().unwrap_or_default();
-    Ok(Report { failed: failures.len(), totals, synced, elapsed: start.elapsed() })
+    Report { failures, totals, synced, elapsed: start.elapsed() }
 }
 
-/// How a rule is named in messages: as the user wrote it.
-pub use progress::Totals;
+/// The dispatch: the one place that knows every kind of task.
+fn run_task(ctx: &Ctx, task: &Task) -> Result<(), SyncError> {
+    match task {
+        Task::Rule(rule) => rule::expand(ctx, rule),
+        Task::Image(pair) => image::sync(ctx, pair),
+        Task::Blob(b) => blob::copy(ctx, b),
+        Task::Manifest(node) => push::push(ctx, node),
+    }
+}
 
-pub(crate) fn describe_rule(rule: &Rule) -> String {
-    format!("rule \"{}\"", rule.text)
+/// The first error each image (or rule) met, across passes.
+#[derive(Default)]
+struct Causes {
+    images: HashMap<Pair, String>,
+}
+
+impl Causes {
+    fn note(&mut self, task: &Task, e: &SyncError) {
+        for pair in task.images() {
+            self.images.entry((*pair).clone()).or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// The images (and rules) that did not sync, one entry each, in a stable order.
+    fn failures(&self, failed: Vec<(Task, String)>, synced: &[Pair]) -> Vec<Failure> {
+        let mut images: BTreeMap<Pair, String> = BTreeMap::new();
+        let mut rules = Vec::new();
+        for (task, last) in failed {
+            if let Task::Rule(r) = &task {
+                rules.push(Failure::Rule { src_text: r.src_text.clone(), dst_text: r.dst_text.clone(), cause: last });
+                continue;
+            }
+            for pair in task.images() {
+                let cause = self.images.get(&*pair).cloned().unwrap_or_else(|| last.clone());
+                images.entry((*pair).clone()).or_insert(cause);
+            }
+        }
+        images.retain(|p, _| synced.binary_search(p).is_err());
+        rules.into_iter().chain(images.into_iter().map(|(pair, cause)| Failure::Image { pair, cause })).collect()
+    }
 }

@@ -1,14 +1,29 @@
-//! The work queue: a fixed pool of `--proc` OS threads around one mutex-guarded `VecDeque`
-//! (the Go tool's `concurrent.List`). Workers push follow-up tasks back into the same queue;
-//! a pass ends when the queue is empty and no worker is busy (a busy worker may still add
-//! work). Failed tasks are set aside so the caller can re-queue them for another pass.
+//! The work queue: a fixed pool of `--proc` OS threads around one mutex-guarded pair of
+//! `VecDeque`s (the Go tool's `concurrent.List`, with two lanes). Workers push follow-up tasks
+//! back; a pass ends when the queue is empty and no worker is busy (a busy worker may still
+//! add work), or when a stop is asked for. Failed tasks are set aside so the caller can
+//! re-queue them for another pass.
+//!
+//! Urgent tasks ([`Lane::urgent`]) are always taken first. The engine marks an image's own
+//! blobs and manifests urgent, so a worker starts a new image only when no started image has
+//! work waiting: depth first, with about `--proc` images in flight at any time.
+//!
+//! A task that panics fails like any other (the panic becomes its error), and the busy count is
+//! settled whatever the task did, so a pass always ends.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use parking_lot::{Condvar, Mutex};
 
+/// Which lane a task goes to.
+pub trait Lane {
+    fn urgent(&self) -> bool;
+}
+
 struct State<T, E> {
-    tasks: VecDeque<T>,
+    urgent: VecDeque<T>,
+    normal: VecDeque<T>,
     busy: usize,
     failed: Vec<(T, E)>,
 }
@@ -18,16 +33,23 @@ pub struct Queue<T, E> {
     ready: Condvar,
 }
 
-impl<T: Send, E: Send> Queue<T, E> {
+impl<T: Send + Lane, E: Send> Queue<T, E> {
     pub fn new() -> Self {
         Queue {
-            state: Mutex::new(State { tasks: VecDeque::new(), busy: 0, failed: Vec::new() }),
+            state: Mutex::new(State { urgent: VecDeque::new(), normal: VecDeque::new(), busy: 0, failed: Vec::new() }),
             ready: Condvar::new(),
         }
     }
 
     pub fn push(&self, task: T) {
-        self.state.lock().tasks.push_back(task);
+        {
+            let mut st = self.state.lock();
+            if task.urgent() {
+                st.urgent.push_back(task);
+            } else {
+                st.normal.push_back(task);
+            }
+        }
         self.ready.notify_one();
     }
 
@@ -36,28 +58,45 @@ impl<T: Send, E: Send> Queue<T, E> {
         std::mem::take(&mut self.state.lock().failed)
     }
 
-    /// Run until the queue is drained, with `workers` threads calling `work` on each task.
-    pub fn run_pass<F>(&self, workers: usize, work: F)
+    /// Take the tasks still queued (after a pass that was stopped).
+    pub fn take_queued(&self) -> Vec<T> {
+        let mut st = self.state.lock();
+        let mut out: Vec<T> = st.urgent.drain(..).collect();
+        out.extend(st.normal.drain(..));
+        out
+    }
+
+    /// Run until the queue is drained (or `stop()` says so), with `workers` threads calling
+    /// `work` on each task; a panic in `work` becomes `on_panic(message)`.
+    pub fn run_pass<F>(&self, workers: usize, work: F, on_panic: fn(String) -> E, stop: fn() -> bool)
     where
         F: Fn(&T) -> Result<(), E> + Sync,
     {
         std::thread::scope(|s| {
             for i in 0..workers.max(1) {
                 let work = &work;
-                std::thread::Builder::new()
+                let spawned = std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn_scoped(s, move || self.worker(work))
-                    .expect("cannot spawn a worker thread");
+                    .spawn_scoped(s, move || self.worker(work, on_panic, stop));
+                if let Err(e) = spawned {
+                    // Fewer workers still finish the pass; none at all is reported by the caller
+                    // finding every task still queued.
+                    log::error!("cannot start worker thread {i}: {e}");
+                }
             }
         });
     }
 
-    fn worker<F: Fn(&T) -> Result<(), E>>(&self, work: &F) {
+    fn worker<F: Fn(&T) -> Result<(), E>>(&self, work: &F, on_panic: fn(String) -> E, stop: fn() -> bool) {
         loop {
             let task = {
                 let mut st = self.state.lock();
                 loop {
-                    if let Some(t) = st.tasks.pop_front() {
+                    if stop() {
+                        self.ready.notify_all();
+                        return;
+                    }
+                    if let Some(t) = st.urgent.pop_front().or_else(|| st.normal.pop_front()) {
                         st.busy += 1;
                         break t;
                     }
@@ -66,10 +105,18 @@ impl<T: Send, E: Send> Queue<T, E> {
                         self.ready.notify_all();
                         return;
                     }
-                    self.ready.wait(&mut st);
+                    // Timed, so that a stop is noticed by idle workers too.
+                    self.ready.wait_for(&mut st, std::time::Duration::from_millis(200));
                 }
             };
-            let result = work(&task);
+            let result = catch_unwind(AssertUnwindSafe(|| work(&task))).unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(on_panic(msg))
+            });
             let mut st = self.state.lock();
             st.busy -= 1;
             if let Err(e) = result {
@@ -86,13 +133,23 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    impl Lane for u32 {
+        fn urgent(&self) -> bool {
+            self % 2 == 1
+        }
+    }
+
+    fn never() -> bool {
+        false
+    }
+
     #[test]
     fn follow_up_tasks_and_failures() {
         // Each task n > 0 pushes n-1 twice: a full binary tree of 2^5 - 1 tasks.
         let q: Queue<u32, u32> = Queue::new();
         q.push(4);
         let seen = AtomicUsize::new(0);
-        q.run_pass(3, |&n| {
+        let work = |&n: &u32| {
             seen.fetch_add(1, Ordering::SeqCst);
             if n > 0 {
                 q.push(n - 1);
@@ -103,7 +160,8 @@ mod tests {
             } else {
                 Ok(())
             }
-        });
+        };
+        q.run_pass(3, work, |_| 99, never);
         assert_eq!(seen.load(Ordering::SeqCst), 31);
         assert_eq!(q.take_failed().len(), 16);
         assert!(q.take_failed().is_empty());
@@ -112,6 +170,40 @@ mod tests {
     #[test]
     fn empty_queue_ends() {
         let q: Queue<u32, ()> = Queue::new();
-        q.run_pass(4, |_| Ok(()));
+        q.run_pass(4, |_| Ok(()), |_| (), never);
+    }
+
+    #[test]
+    fn urgent_lane_first_and_panics_are_failures() {
+        let q: Queue<u32, String> = Queue::new();
+        for n in [2, 4, 3, 6, 5] {
+            q.push(n);
+        }
+        let order = Mutex::new(Vec::new());
+        q.run_pass(
+            1,
+            |&n| {
+                order.lock().push(n);
+                if n == 6 {
+                    panic!("task six broke");
+                }
+                Ok(())
+            },
+            |m| m,
+            never,
+        );
+        assert_eq!(*order.lock(), [3, 5, 2, 4, 6]);
+        let failed = q.take_failed();
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].1.contains("task six broke"));
+    }
+
+    #[test]
+    fn a_stop_leaves_tasks_queued() {
+        let q: Queue<u32, ()> = Queue::new();
+        q.push(2);
+        q.push(4);
+        q.run_pass(2, |_| Ok(()), |_| (), || true);
+        assert_eq!(q.take_queued().len(), 2);
     }
 }

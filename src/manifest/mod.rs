@@ -12,9 +12,10 @@ mod platform;
 use std::fmt;
 
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 pub use platform::{filter_index, Filtered, PlatformFilter};
+
+use crate::reference::Digest;
 
 pub const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -34,19 +35,6 @@ application/vnd.docker.distribution.manifest.v1+json;q=0.5";
 
 /// Manifests larger than this are refused, to bound memory (the distribution spec's limit).
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
-
-/// `sha256:<hex>` of `bytes`.
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
 
 /// The target platform of an index entry or an image config.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -76,7 +64,7 @@ impl fmt::Display for Platform {
 pub struct Descriptor {
     #[serde(rename = "mediaType", default)]
     pub media_type: String,
-    pub digest: String,
+    pub digest: Digest,
     #[serde(default)]
     pub size: Option<u64>,
     #[serde(default)]
@@ -109,7 +97,7 @@ struct Raw {
 #[derive(Deserialize)]
 struct FsLayer {
     #[serde(rename = "blobSum")]
-    blob_sum: String,
+    blob_sum: Digest,
 }
 
 /// What a manifest references.
@@ -120,7 +108,7 @@ pub enum Kind {
     /// A Docker manifest list or OCI index.
     Index { manifests: Vec<Descriptor> },
     /// Docker v2 schema1: layers only, no sizes.
-    Schema1 { blobs: Vec<String> },
+    Schema1 { blobs: Vec<Digest> },
 }
 
 /// A parsed manifest and the media type to push it with.
@@ -133,7 +121,7 @@ pub struct Manifest {
 /// A blob to copy: digest and, when the manifest says, its size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobRef {
-    pub digest: String,
+    pub digest: Digest,
     pub size: Option<u64>,
 }
 
@@ -162,33 +150,15 @@ impl Manifest {
                 Kind::Image { .. } => OCI_MANIFEST.to_string(),
             },
         };
-        for d in Self::descriptors(&kind) {
-            if !crate::reference::is_digest(&d.digest) {
-                return Err(format!("unsupported or invalid digest {:?} in manifest", d.digest));
-            }
-        }
-        if let Kind::Schema1 { blobs } = &kind {
-            if let Some(b) = blobs.iter().find(|b| !crate::reference::is_digest(b)) {
-                return Err(format!("unsupported or invalid digest {b:?} in manifest"));
-            }
-        }
         Ok(Manifest { media_type, kind })
-    }
-
-    fn descriptors(kind: &Kind) -> Vec<&Descriptor> {
-        match kind {
-            Kind::Image { config, layers } => std::iter::once(config).chain(layers).collect(),
-            Kind::Index { manifests } => manifests.iter().collect(),
-            Kind::Schema1 { .. } => Vec::new(),
-        }
     }
 
     /// The blobs an image needs at the destination, each once, foreign layers left out.
     pub fn blobs(&self) -> Vec<BlobRef> {
         let mut out: Vec<BlobRef> = Vec::new();
-        let mut add = |digest: &str, size: Option<u64>| {
-            if !out.iter().any(|b| b.digest == digest) {
-                out.push(BlobRef { digest: digest.to_string(), size });
+        let mut add = |digest: &Digest, size: Option<u64>| {
+            if !out.iter().any(|b| b.digest == *digest) {
+                out.push(BlobRef { digest: digest.clone(), size });
             }
         };
         match &self.kind {
@@ -212,11 +182,6 @@ mod tests {
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
     #[test]
-    fn digest_of_bytes() {
-        assert_eq!(digest(b""), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    }
-
-    #[test]
     fn docker_image() {
         let m = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_V2}","config":{{"mediaType":"x","digest":"{D1}","size":5}},
@@ -226,7 +191,10 @@ mod tests {
         assert_eq!(p.media_type, DOCKER_V2);
         assert_eq!(
             p.blobs(),
-            [BlobRef { digest: D1.into(), size: Some(5) }, BlobRef { digest: D2.into(), size: Some(7) }]
+            [
+                BlobRef { digest: D1.parse().unwrap(), size: Some(5) },
+                BlobRef { digest: D2.parse().unwrap(), size: Some(7) }
+            ]
         );
     }
 

@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn index_rewrite() {
         let idx = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-            {"digest":"sha256:a","platform":{"os":"linux","architecture":"amd64"}},
+            {"digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","platform":{"os":"linux","architecture":"amd64"}},
             {"digest":"sha256:b","platform":{"os":"linux","architecture":"arm64"},"annotations":{"k":"v"}}],
             "annotations":{"z":"1","a":"2"}}"#;
         assert_eq!(filter_index(idx, &f(&[], &[])).unwrap(), Filtered::Unchanged);

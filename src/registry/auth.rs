@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
+use super::retry::Backoff;
+use super::settings::Credentials;
 use super::{encode_query, Error, ErrorKind};
-use crate::config::Credentials;
 
 /// How long a token without `expires_in` is valid (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -201,19 +202,35 @@ impl Authenticator {
             url.push_str(&format!("{sep}scope={}", encode_query(s)));
             sep = '&';
         }
-        let mut req = agent.get(&url);
-        if let Some(b) = self.basic() {
-            req = req.header("Authorization", b);
-        }
         let what = "fetch token";
-        let mut resp = req.call().map_err(|e| Error::transport(&self.registry, what, e))?;
+        let mut backoff = Backoff::new();
+        // The token server is retried like any registry request: it fails the same ways.
+        let mut resp = loop {
+            let mut req = agent.get(&url);
+            if let Some(b) = self.basic() {
+                req = req.header("Authorization", b);
+            }
+            let err = match req.call() {
+                Ok(r) if r.status().as_u16() >= 500 || r.status().as_u16() == 429 => {
+                    let mut r = r;
+                    Error::status(&self.registry, what, &mut r)
+                }
+                Ok(r) => break r,
+                Err(e) => Error::transport(&self.registry, what, e),
+            };
+            let wait = if err.is_transient() { backoff.next(err.retry_after(), &err) } else { None };
+            match wait {
+                Some(wait) if crate::stop::sleep(wait) => log::debug!("{err}; retrying"),
+                _ => return Err(err),
+            }
+        };
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             let who = if self.credentials.is_some() { "the configured credentials" } else { "anonymous access" };
             return Err(self.unauthorized(format!("the token server refused {who} (HTTP {status})")));
         }
         if status != 200 {
-            return Err(Error::status(&self.registry, what, status, resp.body_mut()));
+            return Err(Error::status(&self.registry, what, &mut resp));
         }
         let body = resp
             .body_mut()

@@ -1,52 +1,191 @@
-//! Blob requests: existence checks, streamed downloads that hash as they go, cross-repository
-//! mounts and monolithic uploads whose body is the download itself.
+//! Blob requests: existence checks, verified downloads, cross-repository mounts, and uploads
+//! whose body is the download itself — in one `PUT`, or in `PATCH` chunks that resume after a
+//! cut.
 //!
 //! A blob never touches the disk and is never held whole in memory: the source GET body is read
-//! through ureq's fixed buffer straight into the destination PUT body, and [`BlobReader`] hashes
-//! each chunk on the way through.
+//! through a fixed buffer straight into the destination request body, and [`BlobSource`]
+//! checks it on the way through. It hands over exactly the descriptor's number of bytes: a body
+//! that ends early, runs long, or whose digest is wrong makes the read fail *before* its last
+//! byte is sent, so the upload is aborted (its connection dropped) and nothing is committed
+//! under a wrong digest, and no destination is left waiting for bytes that never come.
 
 use std::io::{self, Read};
-use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+use super::client::{header, Body};
 use super::manifests::Access;
-use super::{encode_query, header, pull_scope, push_scope, Body, Client, Error, ErrorKind};
-use crate::manifest::hex;
+use super::retry::Backoff;
+use super::{encode_query, pull_scope, push_scope, Client, Error, ErrorKind};
+use crate::reference::Digest;
 
-/// A blob download that computes its sha256 and length while it is read.
-pub struct BlobReader {
-    inner: Box<dyn Read + Send>,
-    hasher: Sha256,
-    read: u64,
-    /// Length announced by the source (`Content-Length`), if any.
-    pub length: Option<u64>,
+/// Chunks are never made smaller than this when a registry answers 413 to one.
+const MIN_CHUNK: u64 = 64 * 1024;
+
+/// Aborts a body transfer that is slower than the minimum speed, averaged over a window.
+pub(crate) struct Meter {
+    window: Duration,
+    min_speed: u64,
+    start: Instant,
+    bytes: u64,
 }
 
-impl Read for BlobReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
-        Ok(n)
+impl Meter {
+    pub(crate) fn new(client: &Client) -> Meter {
+        Meter {
+            window: client.limits.stall_timeout,
+            min_speed: client.limits.min_speed,
+            start: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Count `n` more bytes; an error once a whole window went by below the minimum speed.
+    pub(crate) fn add(&mut self, n: usize) -> io::Result<()> {
+        self.bytes += n as u64;
+        let elapsed = self.start.elapsed();
+        if elapsed >= self.window {
+            let speed = self.bytes as f64 / elapsed.as_secs_f64();
+            if speed < self.min_speed as f64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{speed:.0} B/s over {:.0?}, below the minimum speed of {} B/s", elapsed, self.min_speed),
+                ));
+            }
+            self.start = Instant::now();
+            self.bytes = 0;
+        }
+        Ok(())
     }
 }
 
-impl BlobReader {
-    /// Drain what is left (a well-behaved source has nothing left) and check digest and size.
-    pub fn verify(mut self, registry: &str, what: &str, digest: &str, size: Option<u64>) -> Result<(), Error> {
-        io::copy(&mut self, &mut io::sink())
-            .map_err(|e| Error::new(registry, what, ErrorKind::Transport(e.to_string())))?;
-        let actual = format!("sha256:{}", hex(&self.hasher.finalize()));
-        if actual != digest {
-            return Err(Error::new(registry, what, ErrorKind::DigestMismatch { expected: digest.into(), actual }));
+/// A blob download that is checked as it is read: exact length, digest, minimum speed; and
+/// that can be re-opened at an offset (a `Range` request) when an upload chunk has to be sent
+/// again.
+pub struct BlobSource<'a> {
+    client: &'a Client,
+    repo: &'a str,
+    digest: &'a Digest,
+    /// The descriptor's size, else the `Content-Length` the source announced.
+    size: Option<u64>,
+    reader: Box<dyn Read + Send>,
+    /// Bytes handed over (and hashed) so far.
+    pos: u64,
+    hasher: Sha256,
+    /// The position and hash state at the start of the current upload chunk.
+    checkpoint: (u64, Sha256),
+    meter: Meter,
+    /// Set when a read failed because of the source (not because of the upload).
+    failed: bool,
+}
+
+impl BlobSource<'_> {
+    fn what(&self) -> String {
+        format!("GET blob {}@{}", self.repo, self.digest)
+    }
+
+    fn fail(&mut self, kind: ErrorKind) -> io::Error {
+        self.failed = true;
+        Error::new(&self.client.registry, self.what(), kind).into_io()
+    }
+
+    /// The number of bytes this blob has, when known.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// `true` when the last failure came from the source side.
+    pub fn source_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Remember the current position: a later [`Self::rewind_to`] may go back to it.
+    fn checkpoint(&mut self) {
+        self.checkpoint = (self.pos, self.hasher.clone());
+    }
+
+    /// Position the stream at `offset` (between the checkpoint and the current position) by
+    /// re-reading the source from the checkpoint with a `Range` request.
+    fn rewind_to(&mut self, offset: u64) -> Result<(), Error> {
+        let (start, ref hasher) = self.checkpoint;
+        if offset < start || offset > self.pos {
+            return Err(Error::new(
+                &self.client.registry,
+                self.what(),
+                ErrorKind::Invalid(format!("cannot resume at byte {offset} (chunk started at {start})")),
+            ));
         }
-        if let Some(expected) = size {
-            if expected != self.read {
-                return Err(Error::new(registry, what, ErrorKind::SizeMismatch { expected, actual: self.read }));
+        self.hasher = hasher.clone();
+        self.pos = start;
+        let (reader, from) = self.client.open_blob(self.repo, self.digest, start)?;
+        self.reader = reader;
+        let what = self.what();
+        if from < start {
+            log::info!("{}: {what}: the source ignores Range requests; re-reading from byte 0", self.client.registry);
+            io::copy(&mut (&mut self.reader).take(start - from), &mut io::sink())
+                .map_err(|e| Error::io(&self.client.registry, &what, e))?;
+        }
+        // The bytes the registry already has are hashed again but not sent again.
+        let registry = self.client.registry.clone();
+        io::copy(&mut (&mut *self).take(offset - start), &mut io::sink())
+            .map_err(|e| Error::io(&registry, &what, e))?;
+        Ok(())
+    }
+
+    /// After the source is read to the end: its digest and length, for a source of unknown size.
+    fn finish_unknown_size(&mut self) -> io::Result<usize> {
+        let actual = Digest::from_sha256(&self.hasher.clone().finalize());
+        if actual != *self.digest {
+            return Err(self.fail(ErrorKind::DigestMismatch { expected: self.digest.clone(), actual }));
+        }
+        Ok(0)
+    }
+}
+
+impl Read for BlobSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if crate::stop::requested() {
+            return Err(self.fail(ErrorKind::Interrupted));
+        }
+        let want = match self.size {
+            Some(size) if self.pos >= size => return Ok(0),
+            Some(size) => buf.len().min((size - self.pos) as usize),
+            None => buf.len(),
+        };
+        let n = match self.reader.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.failed = true;
+                return Err(Error::io(&self.client.registry, self.what(), e).into_io());
+            }
+        };
+        if n == 0 {
+            return match self.size {
+                Some(size) => Err(self.fail(ErrorKind::SizeMismatch { expected: size, actual: self.pos })),
+                None => self.finish_unknown_size(),
+            };
+        }
+        if let Err(e) = self.meter.add(n) {
+            self.failed = true;
+            return Err(Error::io(&self.client.registry, self.what(), e).into_io());
+        }
+        self.hasher.update(&buf[..n]);
+        self.pos += n as u64;
+        if self.size == Some(self.pos) {
+            // The last bytes: hand them over only if the source has nothing more and the
+            // digest is right, so a bad blob can never complete an upload.
+            let mut extra = [0u8; 1];
+            if matches!(self.reader.read(&mut extra), Ok(1..)) {
+                let size = self.pos;
+                return Err(self.fail(ErrorKind::SizeMismatch { expected: size, actual: size + 1 }));
+            }
+            let actual = Digest::from_sha256(&self.hasher.clone().finalize());
+            if actual != *self.digest {
+                return Err(self.fail(ErrorKind::DigestMismatch { expected: self.digest.clone(), actual }));
             }
         }
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -60,138 +199,259 @@ pub enum Upload {
 
 impl Client {
     /// `true` when the registry has the blob in `repo`.
-    pub fn blob_exists(&self, repo: &str, digest: &str, access: Access) -> Result<bool, Error> {
+    pub fn blob_exists(&self, repo: &str, digest: &Digest, access: Access) -> Result<bool, Error> {
         let what = format!("HEAD blob {repo}@{digest}");
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let mut r = self.send("HEAD", &url, &access.scopes(repo), &[], Body::Empty, &what)?;
-        match r.status().as_u16() {
-            200 => Ok(true),
-            404 => Ok(false),
-            s => Err(Error::status(&self.registry, what, s, r.body_mut())),
-        }
+        self.retrying(&what, || {
+            let mut r = self.send("HEAD", &url, &access.scopes(repo), &[], Body::Empty, &what)?;
+            match r.status().as_u16() {
+                200 => Ok(true),
+                404 => Ok(false),
+                _ => Err(Error::status(&self.registry, &what, &mut r)),
+            }
+        })
     }
 
-    /// Start downloading a blob.
-    pub fn get_blob(&self, repo: &str, digest: &str) -> Result<BlobReader, Error> {
+    /// GET a blob from byte `offset`: the body, and the offset it really starts at (0 when the
+    /// registry ignored the `Range`).
+    fn open_blob(&self, repo: &str, digest: &Digest, offset: u64) -> Result<(Box<dyn Read + Send>, u64), Error> {
+        let (r, from) = self.get_blob_response(repo, digest, offset)?;
+        Ok((Box::new(r.into_body().into_reader()), from))
+    }
+
+    fn get_blob_response(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(ureq::http::Response<ureq::Body>, u64), Error> {
         let what = format!("GET blob {repo}@{digest}");
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let mut r = self.send("GET", &url, &[pull_scope(repo)], &[], Body::Empty, &what)?;
-        let status = r.status().as_u16();
-        if status != 200 {
-            return Err(Error::status(&self.registry, what, status, r.body_mut()));
+        let range = format!("bytes={offset}-");
+        let headers: &[(&str, &str)] = if offset > 0 { &[("Range", &range)] } else { &[] };
+        self.retrying(&what, || {
+            let mut r = self.send("GET", &url, &[pull_scope(repo)], headers, Body::Empty, &what)?;
+            match r.status().as_u16() {
+                200 => Ok((r, 0)),
+                206 if offset > 0 => Ok((r, offset)),
+                _ => Err(Error::status(&self.registry, &what, &mut r)),
+            }
+        })
+    }
+
+    /// Start a checked download of a blob of `size` bytes (when the manifest says). A
+    /// `Content-Length` that differs from `size` is refused here, before any upload starts.
+    pub fn get_blob<'a>(
+        &'a self,
+        repo: &'a str,
+        digest: &'a Digest,
+        size: Option<u64>,
+    ) -> Result<BlobSource<'a>, Error> {
+        let (r, _) = self.get_blob_response(repo, digest, 0)?;
+        let announced = header(&r, "content-length").and_then(|l| l.parse::<u64>().ok());
+        if let (Some(expected), Some(actual)) = (size, announced) {
+            if expected != actual {
+                return Err(Error::new(
+                    &self.registry,
+                    format!("GET blob {repo}@{digest}"),
+                    ErrorKind::SizeMismatch { expected, actual },
+                ));
+            }
         }
-        let length = header(&r, "content-length").and_then(|l| l.parse().ok());
-        let inner = Box::new(r.into_body().into_reader());
-        Ok(BlobReader { inner, hasher: Sha256::new(), read: 0, length })
+        let hasher = Sha256::new();
+        Ok(BlobSource {
+            client: self,
+            repo,
+            digest,
+            size: size.or(announced),
+            reader: Box::new(r.into_body().into_reader()),
+            pos: 0,
+            checkpoint: (0, hasher.clone()),
+            hasher,
+            meter: Meter::new(self),
+            failed: false,
+        })
     }
 
     /// A small blob (an image config) read whole, verified, at most `limit` bytes.
-    pub fn get_blob_bytes(&self, repo: &str, digest: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    pub fn get_blob_bytes(&self, repo: &str, digest: &Digest, limit: u64) -> Result<Vec<u8>, Error> {
         let what = format!("GET blob {repo}@{digest}");
-        let mut reader = self.get_blob(repo, digest)?;
-        let mut bytes = Vec::new();
-        (&mut reader)
-            .take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::new(&self.registry, &what, ErrorKind::Transport(e.to_string())))?;
-        if bytes.len() as u64 > limit {
-            return Err(Error::new(&self.registry, what, ErrorKind::TooLarge(limit)));
-        }
-        reader.verify(&self.registry, &what, digest, None)?;
-        Ok(bytes)
+        self.retrying(&what, || {
+            let mut source = self.get_blob(repo, digest, None)?;
+            if source.size().is_some_and(|s| s > limit) {
+                return Err(Error::new(&self.registry, &what, ErrorKind::TooLarge(limit)));
+            }
+            let mut bytes = Vec::new();
+            (&mut source).take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(&self.registry, &what, e))?;
+            if bytes.len() as u64 > limit {
+                return Err(Error::new(&self.registry, &what, ErrorKind::TooLarge(limit)));
+            }
+            if source.size().is_none() {
+                source.finish_unknown_size().map_err(|e| Error::io(&self.registry, &what, e))?;
+            }
+            Ok(bytes)
+        })
     }
 
     /// Open an upload session; with `mount_from`, first ask for a cross-repository mount.
-    pub fn start_upload(&self, repo: &str, digest: &str, mount_from: Option<&str>) -> Result<Upload, Error> {
+    pub fn start_upload(&self, repo: &str, digest: &Digest, mount_from: Option<&str>) -> Result<Upload, Error> {
         let what = format!("start upload {repo}@{digest}");
         let mut path = format!("/v2/{repo}/blobs/uploads/");
         let mut scopes = vec![push_scope(repo)];
         if let Some(from) = mount_from {
-            path.push_str(&format!("?mount={}&from={}", encode_query(digest), encode_query(from)));
+            path.push_str(&format!("?mount={}&from={}", encode_query(digest.as_str()), encode_query(from)));
             scopes.push(pull_scope(from));
         }
-        let mut r = self.send("POST", &self.url(&path), &scopes, &[], Body::Empty, &what)?;
-        match r.status().as_u16() {
-            201 if mount_from.is_some() => Ok(Upload::Mounted),
-            202 => match header(&r, "location") {
-                Some(loc) => Ok(Upload::Location(self.resolve(&loc))),
-                None => Err(Error::new(&self.registry, what, ErrorKind::Invalid("202 without Location".into()))),
-            },
-            s => Err(Error::status(&self.registry, what, s, r.body_mut())),
+        let url = self.url(&path);
+        self.retrying(&what, || {
+            let mut r = self.send("POST", &url, &scopes, &[], Body::Empty, &what)?;
+            match r.status().as_u16() {
+                201 if mount_from.is_some() => Ok(Upload::Mounted),
+                202 => match header(&r, "location") {
+                    Some(loc) => Ok(Upload::Location(self.resolve(&loc))),
+                    None => Err(Error::new(&self.registry, &what, ErrorKind::Invalid("202 without Location".into()))),
+                },
+                _ => Err(Error::status(&self.registry, &what, &mut r)),
+            }
+        })
+    }
+
+    /// Cancel an upload session (best effort: registries may not support it, and the session
+    /// expires anyway).
+    pub fn cancel_upload(&self, repo: &str, location: &str) {
+        let what = format!("cancel upload to {repo}");
+        match self.send("DELETE", location, &[push_scope(repo)], &[], Body::Empty, &what) {
+            Ok(r) => log::debug!("{}: {what}: HTTP {}", self.registry, r.status().as_u16()),
+            Err(e) => log::debug!("{e}"),
         }
     }
 
-    /// Send the blob to an upload session: one `PUT ?digest=` whose body streams from `body`,
-    /// or, for registries that refuse that ([`Client::uses_patch_uploads`]), a streamed `PATCH`
-    /// and then an empty `PUT ?digest=` (what docker itself does).
+    /// Send the blob to an upload session: one `PUT ?digest=` whose body streams from
+    /// `source`, or, for registries that need it ([`Client::uses_chunked_uploads`]), `PATCH`
+    /// chunks and then an empty `PUT ?digest=`.
     pub fn upload_blob(
         &self,
         repo: &str,
         location: &str,
-        digest: &str,
-        body: &mut dyn Read,
-        length: Option<u64>,
+        digest: &Digest,
+        source: &mut BlobSource,
     ) -> Result<(), Error> {
-        if !self.uses_patch_uploads() {
-            return self.put_blob(repo, location, digest, body, length);
+        if self.uses_chunked_uploads() {
+            return self.upload_chunks(repo, location, digest, source);
         }
-        let what = format!("upload blob {repo}@{digest} (PATCH)");
-        let headers = [("Content-Type", "application/octet-stream")];
-        let mut r = self.send("PATCH", location, &[push_scope(repo)], &headers, Body::Stream(body, length), &what)?;
-        let location = match r.status().as_u16() {
-            202 | 204 => match header(&r, "location") {
-                Some(loc) => self.resolve(&loc),
-                None => location.to_string(),
-            },
-            s => return Err(Error::status(&self.registry, what, s, r.body_mut())),
-        };
-        self.put_blob(repo, &location, digest, &mut io::empty(), Some(0))
+        let size = source.size();
+        self.put_blob(repo, location, digest, Body::Stream(source, size))
     }
 
-    /// Finish an upload with one PUT whose body streams from `body`.
-    fn put_blob(
-        &self,
-        repo: &str,
-        location: &str,
-        digest: &str,
-        body: &mut dyn Read,
-        length: Option<u64>,
-    ) -> Result<(), Error> {
+    /// Finish an upload with one PUT.
+    fn put_blob(&self, repo: &str, location: &str, digest: &Digest, body: Body) -> Result<(), Error> {
         let what = format!("upload blob {repo}@{digest}");
         let sep = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{sep}digest={}", encode_query(digest));
+        let url = format!("{location}{sep}digest={}", encode_query(digest.as_str()));
         let headers = [("Content-Type", "application/octet-stream")];
-        let mut r = self.send("PUT", &url, &[push_scope(repo)], &headers, Body::Stream(body, length), &what)?;
+        let mut r = self.send("PUT", &url, &[push_scope(repo)], &headers, body, &what)?;
         match r.status().as_u16() {
             201 | 204 => Ok(()),
-            s => Err(Error::status(&self.registry, what, s, r.body_mut())),
+            _ => Err(Error::status(&self.registry, what, &mut r)),
         }
     }
 
-    /// `true` once the registry is known to refuse single-request uploads (or the auth file
-    /// says `chunked_upload: true`).
-    pub fn uses_patch_uploads(&self) -> bool {
-        self.patch_uploads.load(Ordering::Relaxed)
+    /// Upload in chunks of `--chunk-size`. A chunk that fails in transit is resumed from the
+    /// offset the registry reports; a chunk answered with 413 is halved.
+    fn upload_chunks(&self, repo: &str, location: &str, digest: &Digest, source: &mut BlobSource) -> Result<(), Error> {
+        let what = format!("upload blob {repo}@{digest} (chunked)");
+        let scopes = [push_scope(repo)];
+        let headers = [("Content-Type", "application/octet-stream")];
+        let Some(size) = source.size() else {
+            // Unknown length (rare: schema1 without Content-Length): one streamed PATCH.
+            let mut r = self.send("PATCH", location, &scopes, &headers, Body::Stream(source, None), &what)?;
+            let location = match r.status().as_u16() {
+                202 | 204 => header(&r, "location").map_or_else(|| location.to_string(), |l| self.resolve(&l)),
+                _ => return Err(Error::status(&self.registry, &what, &mut r)),
+            };
+            return self.put_blob(repo, &location, digest, Body::Bytes(&[]));
+        };
+        let mut location = location.to_string();
+        let mut chunk = self.limits.chunk_size.max(1);
+        let mut offset = 0u64;
+        let mut backoff = Backoff::new();
+        while offset < size {
+            let len = chunk.min(size - offset);
+            source.checkpoint();
+            let range = format!("{offset}-{}", offset + len - 1);
+            let headers = [headers[0], ("Content-Range", range.as_str())];
+            let mut body = (&mut *source).take(len);
+            let cause =
+                match self.send("PATCH", &location, &scopes, &headers, Body::Stream(&mut body, Some(len)), &what) {
+                    Ok(r) if matches!(r.status().as_u16(), 202 | 204) => {
+                        if let Some(loc) = header(&r, "location") {
+                            location = self.resolve(&loc);
+                        }
+                        offset += len;
+                        backoff = Backoff::new();
+                        continue;
+                    }
+                    Ok(mut r) if r.status().as_u16() == 413 && chunk > MIN_CHUNK => {
+                        chunk = (chunk / 2).max(MIN_CHUNK);
+                        log::info!(
+                            "{}: {what}: chunk refused as too large (413); now sending {chunk}-byte chunks",
+                            self.registry
+                        );
+                        Error::status(&self.registry, &what, &mut r)
+                    }
+                    Ok(mut r) => return Err(Error::status(&self.registry, &what, &mut r)),
+                    Err(e) if source.source_failed() || !e.is_transient() => return Err(e),
+                    Err(e) => {
+                        let Some(wait) = backoff.next(None, &e) else { return Err(e) };
+                        if !crate::stop::sleep(wait) {
+                            return Err(Error::new(&self.registry, &what, ErrorKind::Interrupted));
+                        }
+                        e
+                    }
+                };
+            // Resume where the registry says it is.
+            let resume_at = self.upload_offset(repo, &location)?;
+            log::info!("{}: {what}: resuming at byte {resume_at} after: {}", self.registry, cause.kind);
+            source.rewind_to(resume_at)?;
+            offset = resume_at;
+        }
+        self.put_blob(repo, &location, digest, Body::Bytes(&[]))
     }
 
-    /// Switch this registry to PATCH uploads for the rest of the run.
-    pub fn use_patch_uploads(&self) {
-        self.patch_uploads.store(true, Ordering::Relaxed);
+    /// How many bytes of an upload session the registry has: its `Range: 0-N` answer.
+    fn upload_offset(&self, repo: &str, location: &str) -> Result<u64, Error> {
+        let what = format!("upload status of {repo}");
+        self.retrying(&what, || {
+            let mut r = self.send("GET", location, &[push_scope(repo)], &[], Body::Empty, &what)?;
+            match r.status().as_u16() {
+                200 | 204 => {
+                    let range = header(&r, "range").unwrap_or_default();
+                    Ok(parse_upload_range(&range))
+                }
+                _ => Err(Error::status(&self.registry, &what, &mut r)),
+            }
+        })
+    }
+}
+
+/// `Range: 0-N` (or `bytes=0-N`) → N+1 bytes received; none or `0-0` on an empty session → 0.
+fn parse_upload_range(range: &str) -> u64 {
+    let r = range.trim().trim_start_matches("bytes=");
+    // Registries answer `0-0` for an empty session (and, ambiguously, for one byte): take 0.
+    match r.split_once('-').and_then(|(_, end)| end.trim().parse::<u64>().ok()) {
+        Some(end) if end > 0 => end + 1,
+        _ => 0,
     }
 }
 
 impl Error {
     /// The registry refused a single-request (`PUT` with body) upload as such — not the blob.
-    /// Some registries (older Pulp, some proxies) only take PATCH uploads.
+    /// Some registries (older Pulp, some proxies) only take PATCH uploads; a proxy's body-size
+    /// limit answers 413.
     pub fn refuses_monolithic_upload(&self) -> bool {
-        match &self.kind {
-            ErrorKind::Status { status, detail } => {
-                matches!(status, 400 | 404 | 405 | 411 | 413 | 415 | 416 | 501)
-                    && !detail.contains("DIGEST_INVALID")
-                    && !detail.contains("SIZE_INVALID")
-            }
-            _ => false,
-        }
+        matches!(self.status_code(), Some(400 | 404 | 405 | 411 | 413 | 415 | 416 | 501))
+            && !self.has_code("DIGEST_INVALID")
+            && !self.has_code("SIZE_INVALID")
     }
 }
 
@@ -200,17 +460,38 @@ mod tests {
     use super::*;
 
     fn status(status: u16, detail: &str) -> Error {
-        Error::new("r", "upload", ErrorKind::Status { status, detail: detail.into() })
+        let codes = detail.split_whitespace().next().map(String::from).into_iter().collect();
+        Error::new("r", "upload", ErrorKind::Status { status, codes, detail: detail.into(), retry_after: None })
     }
 
     #[test]
     fn monolithic_refusal_is_told_from_bad_blobs() {
         assert!(status(405, "").refuses_monolithic_upload());
+        assert!(status(413, "").refuses_monolithic_upload());
         assert!(status(400, "BLOB_UPLOAD_INVALID blob upload invalid").refuses_monolithic_upload());
         assert!(
             !status(400, "DIGEST_INVALID provided digest did not match uploaded content").refuses_monolithic_upload()
         );
         assert!(!status(503, "").refuses_monolithic_upload());
         assert!(!Error::new("r", "upload", ErrorKind::Unauthorized("x".into())).refuses_monolithic_upload());
+    }
+
+    #[test]
+    fn upload_ranges() {
+        assert_eq!(parse_upload_range("0-0"), 0);
+        assert_eq!(parse_upload_range(""), 0);
+        assert_eq!(parse_upload_range("0-1023"), 1024);
+        assert_eq!(parse_upload_range("bytes=0-99"), 100);
+    }
+
+    #[test]
+    fn meter_catches_a_trickle() {
+        let mut m = Meter { window: Duration::from_millis(20), min_speed: 1000, start: Instant::now(), bytes: 0 };
+        m.add(1).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(m.add(1).unwrap_err().kind(), io::ErrorKind::TimedOut);
+        let mut m = Meter { window: Duration::from_millis(20), min_speed: 10, start: Instant::now(), bytes: 0 };
+        std::thread::sleep(Duration::from_millis(30));
+        m.add(1000).unwrap();
     }
 }

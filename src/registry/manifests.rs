@@ -1,14 +1,15 @@
 //! Manifest requests: HEAD for cheap "already there?" checks, GET with the byte limit and
 //! digest check, PUT with the exact bytes and media type.
 
-use super::{header, pull_scope, push_scope, Body, Client, Error, ErrorKind};
-use crate::manifest::{digest, ACCEPT, MAX_MANIFEST_BYTES};
-use crate::reference::is_digest;
+use super::client::{header, Body};
+use super::{pull_scope, push_scope, Client, Error, ErrorKind};
+use crate::manifest::{ACCEPT, DOCKER_V1_SIGNED, MAX_MANIFEST_BYTES};
+use crate::reference::{Digest, Reference};
 
 /// What a HEAD told us.
 #[derive(Debug, Clone)]
 pub struct Head {
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     pub media_type: Option<String>,
 }
 
@@ -17,7 +18,7 @@ pub struct Head {
 pub struct Fetched {
     pub bytes: Vec<u8>,
     pub media_type: Option<String>,
-    pub digest: String,
+    pub digest: Digest,
 }
 
 /// Whether a request reads from a source or writes to a destination (decides the token scope,
@@ -39,63 +40,70 @@ impl Access {
 
 impl Client {
     /// HEAD a manifest: `None` when it does not exist.
-    pub fn head_manifest(&self, repo: &str, reference: &str, access: Access) -> Result<Option<Head>, Error> {
+    pub fn head_manifest(&self, repo: &str, reference: &Reference, access: Access) -> Result<Option<Head>, Error> {
         let what = format!("HEAD manifest {repo}:{reference}");
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let mut r = self.send("HEAD", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
-        match r.status().as_u16() {
-            200 => Ok(Some(Head {
-                digest: header(&r, "docker-content-digest").filter(|d| is_digest(d)),
-                media_type: header(&r, "content-type"),
-            })),
-            404 => Ok(None),
-            s => Err(Error::status(&self.registry, what, s, r.body_mut())),
-        }
+        self.retrying(&what, || {
+            let mut r = self.send("HEAD", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
+            match r.status().as_u16() {
+                200 => Ok(Some(Head { digest: content_digest(&r), media_type: header(&r, "content-type") })),
+                404 => Ok(None),
+                _ => Err(Error::status(&self.registry, &what, &mut r)),
+            }
+        })
     }
 
-    /// GET a manifest's exact bytes; a digest reference is verified against them.
-    pub fn get_manifest(&self, repo: &str, reference: &str, access: Access) -> Result<Fetched, Error> {
+    /// GET a manifest's exact bytes, verified against a digest reference, or else against the
+    /// `Docker-Content-Digest` the registry announced (a body damaged in transit is caught
+    /// before it can be pushed anywhere).
+    pub fn get_manifest(&self, repo: &str, reference: &Reference, access: Access) -> Result<Fetched, Error> {
         let what = format!("GET manifest {repo}:{reference}");
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
-        let status = r.status().as_u16();
-        if status != 200 {
-            return Err(Error::status(&self.registry, what, status, r.body_mut()));
-        }
-        let media_type = header(&r, "content-type");
-        let bytes = r.body_mut().with_config().limit(MAX_MANIFEST_BYTES).read_to_vec().map_err(|e| match e {
-            ureq::Error::BodyExceedsLimit(_) => {
-                Error::new(&self.registry, &what, ErrorKind::TooLarge(MAX_MANIFEST_BYTES))
+        self.retrying(&what, || {
+            let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
+            if r.status().as_u16() != 200 {
+                return Err(Error::status(&self.registry, &what, &mut r));
             }
-            e => Error::transport(&self.registry, &what, e),
-        })?;
-        let actual = digest(&bytes);
-        if is_digest(reference) && actual != reference {
-            return Err(Error::new(
-                &self.registry,
-                what,
-                ErrorKind::DigestMismatch { expected: reference.to_string(), actual },
-            ));
-        }
-        Ok(Fetched { bytes, media_type, digest: actual })
+            let media_type = header(&r, "content-type");
+            let announced = content_digest(&r);
+            let bytes = self.read_body(r, MAX_MANIFEST_BYTES, &what)?;
+            let actual = Digest::of(&bytes);
+            // A signed schema1 manifest's announced digest covers its payload without the
+            // signatures, not the bytes served.
+            let schema1 = media_type.as_deref().is_some_and(|t| t.starts_with(DOCKER_V1_SIGNED));
+            let expected = reference.digest().cloned().or(announced.filter(|_| !schema1));
+            if let Some(expected) = expected.filter(|e| *e != actual) {
+                return Err(Error::new(&self.registry, &what, ErrorKind::DigestMismatch { expected, actual }));
+            }
+            Ok(Fetched { bytes, media_type, digest: actual })
+        })
     }
 
     /// PUT a manifest with exactly these bytes; checks the digest the registry reports.
-    pub fn put_manifest(&self, repo: &str, reference: &str, bytes: &[u8], media_type: &str) -> Result<(), Error> {
+    pub fn put_manifest(&self, repo: &str, reference: &Reference, bytes: &[u8], media_type: &str) -> Result<(), Error> {
         let what = format!("PUT manifest {repo}:{reference}");
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let headers = [("Content-Type", media_type)];
-        let mut r = self.send("PUT", &url, &Access::Push.scopes(repo), &headers, Body::Bytes(bytes), &what)?;
-        let status = r.status().as_u16();
-        if status != 201 && status != 200 {
-            return Err(Error::status(&self.registry, what, status, r.body_mut()));
-        }
-        let expected = digest(bytes);
-        if let Some(got) = header(&r, "docker-content-digest").filter(|d| is_digest(d)) {
-            if got != expected {
-                return Err(Error::new(&self.registry, what, ErrorKind::DigestMismatch { expected, actual: got }));
+        let expected = Digest::of(bytes);
+        self.retrying(&what, || {
+            let mut r = self.send("PUT", &url, &Access::Push.scopes(repo), &headers, Body::Bytes(bytes), &what)?;
+            let status = r.status().as_u16();
+            if status != 201 && status != 200 {
+                return Err(Error::status(&self.registry, &what, &mut r));
             }
-        }
-        Ok(())
+            match content_digest(&r) {
+                Some(got) if got != expected => Err(Error::new(
+                    &self.registry,
+                    &what,
+                    ErrorKind::DigestMismatch { expected: expected.clone(), actual: got },
+                )),
+                _ => Ok(()),
+            }
+        })
     }
+}
+
+/// The `Docker-Content-Digest` header, when it is a digest we can check.
+fn content_digest(r: &ureq::http::Response<ureq::Body>) -> Option<Digest> {
+    header(r, "docker-content-digest").and_then(|d| Digest::parse(&d).ok())
 }

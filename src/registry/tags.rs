@@ -1,6 +1,7 @@
 //! Tag listing, following `Link: <…>; rel="next"` pagination to the end.
 
-use super::{header, pull_scope, Body, Client, Error, ErrorKind};
+use super::client::{header, Body};
+use super::{pull_scope, Client, Error, ErrorKind};
 
 /// Page size asked for; registries may ignore it or cap it.
 const PAGE: usize = 1000;
@@ -21,20 +22,18 @@ impl Client {
         let mut url = self.url(&format!("/v2/{repo}/tags/list?n={PAGE}"));
         let mut tags = Vec::new();
         for _ in 0..MAX_PAGES {
-            let mut r = self.send("GET", &url, &scopes, &[("Accept", "application/json")], Body::Empty, &what)?;
-            let status = r.status().as_u16();
-            if status != 200 {
-                return Err(Error::status(&self.registry, what, status, r.body_mut()));
-            }
-            let next = header(&r, "link").and_then(|l| next_link(&l));
-            let body = r
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024 * 1024)
-                .read_to_vec()
-                .map_err(|e| Error::transport(&self.registry, &what, e))?;
-            let page: TagList = serde_json::from_slice(&body)
-                .map_err(|e| Error::new(&self.registry, &what, ErrorKind::Invalid(format!("invalid tag list: {e}"))))?;
+            let (page, next) = self.retrying(&what, || {
+                let mut r = self.send("GET", &url, &scopes, &[("Accept", "application/json")], Body::Empty, &what)?;
+                if r.status().as_u16() != 200 {
+                    return Err(Error::status(&self.registry, &what, &mut r));
+                }
+                let next = header(&r, "link").and_then(|l| next_link(&l));
+                let body = self.read_body(r, 64 * 1024 * 1024, &what)?;
+                let page: TagList = serde_json::from_slice(&body).map_err(|e| {
+                    Error::new(&self.registry, &what, ErrorKind::Invalid(format!("invalid tag list: {e}")))
+                })?;
+                Ok((page, next))
+            })?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
                 Some(n) => url = self.resolve(&n),

@@ -1,6 +1,10 @@
 //! HTTP agents: TLS roots and client certificates, connection pool, timeouts, proxy.
 //!
 //! Registries with the same TLS settings share one agent (and so one connection pool).
+//!
+//! No request can hang: the response head has a deadline and every socket read and write an
+//! idle limit ([`Limits::stall_timeout`]); the body as a whole has none, so a huge layer that
+//! keeps moving is never cut (a trickle is caught by the minimum speed, see `blobs`).
 //! Redirects are not followed here: [`super::Client`] follows them itself so that the
 //! `Authorization` header never travels to another origin.
 
@@ -10,11 +14,13 @@ use std::time::Duration;
 use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 use ureq::Agent;
 
-use crate::config::TlsOptions;
+use super::settings::{Limits, TlsOptions};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Build an agent for `tls`. `workers` sizes the idle-connection pool so every worker keeps its
 /// connections to a registry alive between requests. Unreadable TLS files are errors.
-pub fn agent(workers: usize, tls: &TlsOptions) -> Result<Agent, String> {
+pub fn agent(workers: usize, tls: &TlsOptions, limits: &Limits) -> Result<Agent, String> {
     let mut roots = system_roots();
     for ca in &tls.ca_files {
         let certs = certificates(ca, "ca_file")?;
@@ -47,8 +53,10 @@ pub fn agent(workers: usize, tls: &TlsOptions) -> Result<Agent, String> {
         .max_redirects_will_error(false)
         .max_idle_connections(workers * 4 + 4)
         .max_idle_connections_per_host(workers + 2)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(600)))
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(limits.stall_timeout)))
+        .timeout_recv_response(Some(limits.stall_timeout))
+        .timeout_per_read(Some(limits.stall_timeout))
+        .timeout_per_write(Some(limits.stall_timeout))
         .user_agent(concat!("image-syncer/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls_config)
         .build()

@@ -1,0 +1,133 @@
+//! One blob to one destination repository: already there, mounted from a sibling repository,
+//! or streamed from the source — once per destination, however many images need it.
+//!
+//! A transfer that fails in a way that may clear up (a cut, a stall, a damaged body) is tried
+//! again here, with back-off, a bounded number of times; each try opens a new upload session
+//! and, where the source allows, checks everything before the first byte is sent.
+
+use super::context::{Ctx, SyncError};
+use super::graph::{BlobState, BlobTask};
+use super::progress::Event;
+use crate::registry::retry::Backoff;
+use crate::registry::{Access, Client, Upload};
+
+/// Copy the blob, then release every manifest waiting for it.
+pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
+    let digest = &task.blob.digest;
+    let key = (task.dst.registry.clone(), task.dst.name.clone(), digest.clone());
+    {
+        let mut blobs = ctx.blobs.lock();
+        match blobs.get_mut(&key) {
+            Some(BlobState::Done) => {
+                drop(blobs);
+                task.waiters.lock().drain(..).for_each(|n| ctx.complete(&n));
+                return Ok(());
+            }
+            Some(BlobState::InFlight(others)) => {
+                others.append(&mut task.waiters.lock());
+                return Ok(());
+            }
+            None => {
+                blobs.insert(key.clone(), BlobState::InFlight(Vec::new()));
+            }
+        }
+    }
+    let result = transfer_with_retries(ctx, task);
+    // Settle the entry in one critical section, so no other task can start a second copy.
+    let others = {
+        let mut blobs = ctx.blobs.lock();
+        let others = match blobs.remove(&key) {
+            Some(BlobState::InFlight(o)) => o,
+            _ => Vec::new(),
+        };
+        if result.is_ok() {
+            blobs.insert(key, BlobState::Done);
+        }
+        others
+    };
+    let mut waiters = task.waiters.lock();
+    // On failure the waiters stay with this task, which may be retried after the pass.
+    waiters.extend(others);
+    result?;
+    ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
+    waiters.drain(..).for_each(|n| ctx.complete(&n));
+    Ok(())
+}
+
+fn transfer_with_retries(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
+    let mut backoff = Backoff::new();
+    loop {
+        match transfer(ctx, task) {
+            Err(e) if e.is_transient() && !crate::stop::requested() => {
+                let Some(wait) = backoff.next(None, &e) else { return Err(e) };
+                log::info!("{e}; trying the blob again in {wait:.1?} (attempt {})", backoff.attempt());
+                crate::stop::sleep(wait);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Make the blob exist at the destination: already there, mounted, or streamed from the source.
+fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
+    let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
+    let dc = ctx.regs.client(dst);
+    if dc.blob_exists(&dst.name, digest, Access::Push)? {
+        log::debug!("blob {digest} already in {dst}");
+        ctx.event(Event::BlobPresent);
+        return Ok(());
+    }
+    let mount_from = ctx
+        .known
+        .lock()
+        .get(&(dst.registry.clone(), digest.clone()))
+        .cloned()
+        .or_else(|| (src.registry == dst.registry).then(|| src.name.clone()))
+        .filter(|from| *from != dst.name);
+    if let Some(from) = mount_from {
+        match dc.start_upload(&dst.name, digest, Some(&from)) {
+            Ok(Upload::Mounted) => {
+                log::debug!("blob {digest} mounted into {dst}");
+                ctx.event(Event::BlobMounted);
+                return Ok(());
+            }
+            // The registry opened a session instead of mounting: not worth keeping.
+            Ok(Upload::Location(l)) => dc.cancel_upload(&dst.name, &l),
+            Err(e) => log::debug!("mount of {digest} from {from} refused ({e}); uploading"),
+        }
+    }
+    let length = match stream(ctx, task, &dc) {
+        Err(SyncError::Registry(e)) if e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() => {
+            log::info!(
+                "{}: refuses single-request blob uploads ({}); switching to PATCH uploads in chunks of {} bytes",
+                dst.registry,
+                e.kind,
+                dc.limits.chunk_size
+            );
+            dc.use_chunked_uploads();
+            stream(ctx, task, &dc)?
+        }
+        other => other?,
+    };
+    log::debug!("blob {digest} copied {src} -> {dst}");
+    ctx.event(Event::BlobCopied(length));
+    Ok(())
+}
+
+/// Open the source (refusing a length that disagrees with the descriptor before anything is
+/// sent), then stream it into a new upload session. Returns the number of bytes sent.
+fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client) -> Result<u64, SyncError> {
+    let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
+    let sc = ctx.regs.client(src);
+    let mut source = sc.get_blob(&src.name, digest, task.blob.size)?;
+    let Upload::Location(location) = dc.start_upload(&dst.name, digest, None)? else {
+        return Ok(0);
+    };
+    if let Err(e) = dc.upload_blob(&dst.name, &location, digest, &mut source) {
+        if !matches!(e.kind, crate::registry::ErrorKind::Interrupted) {
+            dc.cancel_upload(&dst.name, &location);
+        }
+        return Err(e.into());
+    }
+    Ok(source.size().unwrap_or(0))
+}

@@ -1,0 +1,172 @@
+//! The task graph: what the workers run, and the counters that order manifest pushes.
+//!
+//! A manifest is pushed only when everything it references is at the destination. Each
+//! [`Node`] counts what it still waits for, and the task that brings the count to zero queues
+//! the push. The count is not set by hand: [`Graph::add`] derives it from the node's own wait
+//! list (its blobs and child manifests) when the node is created, and no task is queued before
+//! the whole graph of an image exists ([`Graph::enqueue`]) — so no completion can race ahead of
+//! a counter.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::queue::{Lane, Queue};
+use super::rule::Rule;
+use crate::manifest::BlobRef;
+use crate::reference::{Digest, ImageRef, Repository};
+
+/// One image the user asked for: the unit that syncs or fails, and that reports name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pair {
+    pub src: ImageRef,
+    pub dst: ImageRef,
+}
+
+impl fmt::Display for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.src, self.dst)
+    }
+}
+
+/// A manifest waiting to be pushed once everything it references is at the destination.
+pub struct Node {
+    /// The image this manifest belongs to.
+    pub image: Arc<Pair>,
+    /// Where it comes from (for messages).
+    pub src: ImageRef,
+    /// Where it goes: repository plus the tag or digest to push it under.
+    pub dst: ImageRef,
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    /// Blobs and child manifests still missing at the destination.
+    pending: AtomicUsize,
+    /// The index this manifest belongs to; `None` for the top-level image.
+    pub parent: Option<Arc<Node>>,
+}
+
+impl Node {
+    /// One wait fewer; `true` when this was the last one.
+    fn settle(&self) -> bool {
+        self.pending.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+}
+
+/// A manifest as planned, before any task exists: what it needs, and its children.
+pub struct Planned {
+    pub src: ImageRef,
+    pub dst: ImageRef,
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub blobs: Vec<BlobRef>,
+    pub children: Vec<Planned>,
+}
+
+/// The tasks of one image, built whole before the first is queued.
+#[derive(Default)]
+pub struct Graph {
+    blobs: BTreeMap<Digest, (BlobRef, Vec<Arc<Node>>)>,
+    ready: Vec<Arc<Node>>,
+}
+
+impl Graph {
+    /// Add `planned` and its children; each node's counter is the length of its wait list.
+    pub fn add(&mut self, planned: Planned, image: &Arc<Pair>, parent: Option<Arc<Node>>) {
+        let Planned { src, dst, bytes, media_type, blobs, children } = planned;
+        let node = Arc::new(Node {
+            image: image.clone(),
+            src,
+            dst,
+            bytes,
+            media_type,
+            pending: AtomicUsize::new(blobs.len() + children.len()),
+            parent,
+        });
+        if blobs.is_empty() && children.is_empty() {
+            self.ready.push(node.clone());
+        }
+        for b in blobs {
+            self.blobs.entry(b.digest.clone()).or_insert_with(|| (b, Vec::new())).1.push(node.clone());
+        }
+        for child in children {
+            self.add(child, image, Some(node.clone()));
+        }
+    }
+
+    /// Queue every task of the graph: manifests that wait for nothing, and one task per blob.
+    pub fn enqueue<E: Send>(self, queue: &Queue<Task, E>, src: &Repository, dst: &Repository) {
+        for node in self.ready {
+            queue.push(Task::Manifest(node));
+        }
+        for (_, (blob, waiters)) in self.blobs {
+            queue.push(Task::Blob(BlobTask { src: src.clone(), dst: dst.clone(), blob, waiters: Mutex::new(waiters) }));
+        }
+    }
+}
+
+/// One wait fewer for `node`; the last one queues its push.
+pub fn complete<E: Send>(queue: &Queue<Task, E>, node: &Arc<Node>) {
+    if node.settle() {
+        queue.push(Task::Manifest(node.clone()));
+    }
+}
+
+/// State of one blob at one destination repository.
+pub enum BlobState {
+    Done,
+    /// Being copied by one task; these nodes wait for it too.
+    InFlight(Vec<Arc<Node>>),
+}
+
+pub struct BlobTask {
+    pub src: Repository,
+    pub dst: Repository,
+    pub blob: BlobRef,
+    /// Nodes to notify when the blob is at the destination.
+    pub waiters: Mutex<Vec<Arc<Node>>>,
+}
+
+pub enum Task {
+    Rule(Arc<Rule>),
+    Image(Arc<Pair>),
+    Blob(BlobTask),
+    Manifest(Arc<Node>),
+}
+
+impl Lane for Task {
+    /// An image's own blobs and manifests go before new images: depth first.
+    fn urgent(&self) -> bool {
+        matches!(self, Task::Blob(_) | Task::Manifest(_))
+    }
+}
+
+impl Task {
+    /// The images that do not sync if this task fails for good.
+    pub fn images(&self) -> Vec<Arc<Pair>> {
+        match self {
+            Task::Rule(_) => Vec::new(),
+            Task::Image(p) => vec![p.clone()],
+            Task::Blob(b) => {
+                let mut v: Vec<Arc<Pair>> = b.waiters.lock().iter().map(|n| n.image.clone()).collect();
+                v.sort();
+                v.dedup();
+                v
+            }
+            Task::Manifest(n) => vec![n.image.clone()],
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Task::Rule(r) => write!(f, "{}", r.describe()),
+            Task::Image(p) => write!(f, "sync {p}"),
+            Task::Blob(b) => write!(f, "copy blob {} from {} to {}", b.blob.digest, b.src, b.dst),
+            Task::Manifest(n) => write!(f, "push manifest {} (from {})", n.dst, n.src),
+        }
+    }
+}

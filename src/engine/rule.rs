@@ -1,0 +1,56 @@
+//! A rule of the images file, and what running it does: resolve the source's tags and queue
+//! one image task per source → destination pair.
+
+use std::sync::Arc;
+
+use super::context::{Ctx, SyncError};
+use super::graph::{Pair, Task};
+use crate::reference::{ImageRef, Reference, RuleRef, Selector};
+
+/// One validated source → destination pair of the images file.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// The source as written, for messages and for the failed-images file.
+    pub src_text: String,
+    /// The destination as written.
+    pub dst_text: String,
+    pub src: RuleRef,
+    pub dst: RuleRef,
+}
+
+impl Rule {
+    /// How a rule is named in messages: as the user wrote it.
+    pub fn describe(&self) -> String {
+        format!("rule \"{}: {}\"", self.src_text, self.dst_text)
+    }
+}
+
+/// Resolve a rule's source tags and pair them with destination references.
+pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
+    let src_client = ctx.regs.client(&rule.src.repo);
+    let refs: Vec<Reference> = match &rule.src.selector {
+        Selector::Tags(t) => t.iter().cloned().map(Reference::Tag).collect(),
+        Selector::Digest(d) => vec![Reference::Digest(d.clone())],
+        Selector::All => src_client.list_tags(&rule.src.repo.name)?.into_iter().map(Reference::Tag).collect(),
+        Selector::Regex(re) => src_client
+            .list_tags(&rule.src.repo.name)?
+            .into_iter()
+            .filter(|t| re.is_match(t))
+            .map(Reference::Tag)
+            .collect(),
+    };
+    if refs.is_empty() {
+        log::warn!("{}: no tags to synchronise", rule.describe());
+    }
+    for (i, reference) in refs.into_iter().enumerate() {
+        let dst_reference = match &rule.dst.selector {
+            Selector::Tags(t) => Reference::Tag(t[i].clone()),
+            Selector::Digest(d) => Reference::Digest(d.clone()),
+            Selector::All | Selector::Regex(_) => reference.clone(),
+        };
+        let src = ImageRef { repo: rule.src.repo.clone(), reference };
+        let dst = ImageRef { repo: rule.dst.repo.clone(), reference: dst_reference };
+        ctx.queue.push(Task::Image(Arc::new(Pair { src, dst })));
+    }
+    Ok(())
+}

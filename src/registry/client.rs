@@ -1,0 +1,274 @@
+//! One registry's client: every request goes through [`Client::send`], which adds
+//! authentication, retries transient failures with back-off, and follows redirects without
+//! carrying `Authorization` to another origin.
+//!
+//! Each API operation wraps its request (and the reading of its answer) in
+//! [`Client::retrying`], so a transient failure — at connect time, in the status, or half-way
+//! through the body — is retried as a whole, with back-off, a bounded number of times. A
+//! streamed upload is consumed by its first attempt, so the engine retries the whole blob.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ureq::http::{Response, Uri};
+use ureq::SendBody;
+
+use super::auth::Authenticator;
+use super::retry::Backoff;
+use super::settings::Limits;
+use super::{Error, ErrorKind};
+
+const MAX_REDIRECTS: u32 = 5;
+
+/// A request body.
+pub(crate) enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// Streamed once: cannot be re-sent, so no automatic retry.
+    Stream(&'a mut dyn Read, Option<u64>),
+}
+
+/// A client for one registry with one set of credentials.
+pub struct Client {
+    pub registry: String,
+    /// `scheme://host[:port]`.
+    base: String,
+    pub(crate) agent: ureq::Agent,
+    pub(crate) auth: Authenticator,
+    pub(crate) limits: Limits,
+    /// Upload blobs in PATCH chunks instead of one PUT (see [`Client::upload_blob`]).
+    chunked: AtomicBool,
+}
+
+impl Client {
+    pub(crate) fn new(
+        registry: &str,
+        base: String,
+        agent: ureq::Agent,
+        auth: Authenticator,
+        limits: Limits,
+        chunked: bool,
+    ) -> Client {
+        Client { registry: registry.to_string(), base, agent, auth, limits, chunked: chunked.into() }
+    }
+
+    /// The URL of an API path on this registry.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Resolve a `Location` header against this registry.
+    pub(crate) fn resolve(&self, location: &str) -> String {
+        resolve(&self.base, location)
+    }
+
+    /// `true` once the registry is known to need chunked uploads (or the auth file says
+    /// `chunked_upload: true`).
+    pub fn uses_chunked_uploads(&self) -> bool {
+        self.chunked.load(Ordering::Relaxed)
+    }
+
+    /// Switch this registry to chunked uploads for the rest of the run.
+    pub fn use_chunked_uploads(&self) {
+        self.chunked.store(true, Ordering::Relaxed);
+    }
+
+    /// Send one request with auth, transient retries and safe redirects.
+    pub(crate) fn send(
+        &self,
+        method: &str,
+        url: &str,
+        scopes: &[String],
+        headers: &[(&str, &str)],
+        mut body: Body<'_>,
+        what: &str,
+    ) -> Result<Response<ureq::Body>, Error> {
+        let idempotent = matches!(method, "GET" | "HEAD");
+        let resendable = !matches!(body, Body::Stream(..));
+        let mut auth_retried = false;
+        loop {
+            if crate::stop::requested() {
+                return Err(Error::new(&self.registry, what, ErrorKind::Interrupted));
+            }
+            let authz = self.auth.header(&self.agent, scopes)?;
+            let resp = self
+                .send_once(method, url, headers, authz.as_deref(), &mut body)
+                .map_err(|e| Error::transport(&self.registry, what, e))?;
+            let status = resp.status().as_u16();
+            if status == 401 && resendable {
+                // Learn the scheme and retry once; a second 401 gets the best diagnosis we have
+                // (e.g. "invalid username or password" when Basic credentials were refused).
+                let challenge = header(&resp, "www-authenticate");
+                self.auth.on_unauthorized(challenge.as_deref(), scopes, authz.as_deref(), auth_retried).map_err(
+                    |mut e| {
+                        e.what = what.to_string();
+                        e
+                    },
+                )?;
+                if !auth_retried {
+                    auth_retried = true;
+                    continue;
+                }
+            }
+            if (300..400).contains(&status) && status != 304 && idempotent {
+                return self.follow(resp, url, method, headers, authz.as_deref(), what);
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Run `op` (a request and the reading of its answer) until it succeeds, fails for good,
+    /// or runs out of attempts. Transient failures, 5xx/429 answers (honouring `Retry-After`)
+    /// and bodies damaged in transit are retried.
+    pub(crate) fn retrying<T>(&self, what: &str, mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+        let mut backoff = Backoff::new();
+        loop {
+            match op() {
+                Err(e) if e.is_transient() || e.is_damaged_body() => match backoff.next(e.retry_after(), &e) {
+                    Some(wait) => {
+                        log::debug!("{e}; retrying in {wait:.1?} (attempt {})", backoff.attempt());
+                        if !crate::stop::sleep(wait) {
+                            return Err(Error::new(&self.registry, what, ErrorKind::Interrupted));
+                        }
+                    }
+                    None => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// Read a small answer whole (a manifest, a tag list), at most `limit` bytes, with the
+    /// minimum-speed check of blob streams.
+    pub(crate) fn read_body(&self, resp: Response<ureq::Body>, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
+        let mut meter = super::blobs::Meter::new(self);
+        let mut reader = resp.into_body().into_with_config().limit(limit).reader();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(out),
+                Ok(n) => n,
+                Err(e) => return Err(self.body_error(what, limit, e)),
+            };
+            meter.add(n).map_err(|e| Error::io(&self.registry, what, e))?;
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn body_error(&self, what: &str, limit: u64, e: std::io::Error) -> Error {
+        // ureq reports the limit as an I/O error wrapping its own error.
+        match ureq::Error::from(e) {
+            ureq::Error::BodyExceedsLimit(_) => Error::new(&self.registry, what, ErrorKind::TooLarge(limit)),
+            other => Error::transport(&self.registry, what, other),
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        authz: Option<&str>,
+        body: &mut Body<'_>,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        let mut b = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if let Some(a) = authz {
+            b = b.header("Authorization", a);
+        }
+        match body {
+            Body::Empty if method == "GET" || method == "HEAD" => self.agent.run(b.body(())?),
+            Body::Empty => self.agent.run(b.header("Content-Length", "0").body(())?),
+            Body::Bytes(bytes) => {
+                let len = bytes.len().to_string();
+                self.agent.run(b.header("Content-Length", len).body(*bytes)?)
+            }
+            Body::Stream(reader, len) => {
+                if let Some(l) = len {
+                    b = b.header("Content-Length", l.to_string());
+                }
+                self.agent.run(b.body(SendBody::from_reader(*reader))?)
+            }
+        }
+    }
+
+    /// Follow a redirect chain. `Authorization` goes along only while the origin is unchanged.
+    fn follow(
+        &self,
+        mut resp: Response<ureq::Body>,
+        url: &str,
+        method: &str,
+        headers: &[(&str, &str)],
+        authz: Option<&str>,
+        what: &str,
+    ) -> Result<Response<ureq::Body>, Error> {
+        let first = origin(&self.base);
+        let mut current = url.to_string();
+        for _ in 0..MAX_REDIRECTS {
+            let status = resp.status().as_u16();
+            if !(300..400).contains(&status) || status == 304 {
+                return Ok(resp);
+            }
+            let Some(loc) = header(&resp, "location") else {
+                return Err(Error::new(
+                    &self.registry,
+                    what,
+                    ErrorKind::Invalid(format!("HTTP {status} without Location")),
+                ));
+            };
+            let next = resolve(&current, &loc);
+            let same_origin = origin(&next) == first;
+            log::debug!("{}: {what}: redirected (same origin: {same_origin})", self.registry);
+            let a = if same_origin { authz } else { None };
+            resp = self
+                .send_once(method, &next, headers, a, &mut Body::Empty)
+                .map_err(|e| Error::transport(&self.registry, what, e))?;
+            current = next;
+        }
+        Err(Error::new(&self.registry, what, ErrorKind::Invalid("too many redirects".into())))
+    }
+}
+
+/// Scheme, host and port of a URL.
+fn origin(url: &str) -> Option<(Option<String>, Option<String>, Option<u16>)> {
+    let u = url.parse::<Uri>().ok()?;
+    Some((u.scheme_str().map(String::from), u.host().map(String::from), u.port_u16()))
+}
+
+/// Resolve `location` (absolute URL, absolute path, or relative path) against `current`.
+pub(crate) fn resolve(current: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_string();
+    }
+    let scheme_end = current.find("://").map_or(0, |i| i + 3);
+    let authority_end = current[scheme_end..].find('/').map_or(current.len(), |i| scheme_end + i);
+    let root = &current[..authority_end];
+    if location.starts_with('/') {
+        return format!("{root}{location}");
+    }
+    // A relative path replaces the last segment of the current path.
+    let path = current[authority_end..].split(['?', '#']).next().unwrap_or("");
+    let dir = path.rfind('/').map_or("", |i| &path[..i]);
+    format!("{root}{dir}/{location}")
+}
+
+pub(crate) fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(resolve("http://h:1", "/v2/a/blobs/uploads/x?s=1"), "http://h:1/v2/a/blobs/uploads/x?s=1");
+        assert_eq!(resolve("http://h:1/v2/a/blobs/x", "/y"), "http://h:1/y");
+        assert_eq!(resolve("https://h/v2/a/tags/list?n=1", "list?n=2"), "https://h/v2/a/tags/list?n=2");
+        assert_eq!(resolve("http://h:1", "https://s3/x"), "https://s3/x");
+        assert_eq!(resolve("http://h:1", "x"), "http://h:1/x");
+    }
+}
