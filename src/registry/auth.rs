@@ -52,6 +52,8 @@ struct State {
 
 pub struct Authenticator {
     registry: String,
+    /// A token answer is small: it must arrive whole within this time (a trickle is a stall).
+    deadline: Duration,
     credentials: Option<Credentials>,
     state: Mutex<State>,
     /// Held while fetching a token so concurrent workers wait for one fetch instead of racing.
@@ -69,9 +71,10 @@ struct TokenResponse {
 }
 
 impl Authenticator {
-    pub fn new(registry: &str, credentials: Option<Credentials>) -> Authenticator {
+    pub fn new(registry: &str, credentials: Option<Credentials>, deadline: Duration) -> Authenticator {
         Authenticator {
             registry: registry.to_string(),
+            deadline,
             credentials,
             state: Mutex::new(State { scheme: Scheme::Unknown, tokens: HashMap::new() }),
             fetching: Mutex::new(()),
@@ -206,7 +209,7 @@ impl Authenticator {
         let mut backoff = Backoff::new();
         // The token server is retried like any registry request: it fails the same ways.
         let mut resp = loop {
-            let mut req = agent.get(&url);
+            let mut req = agent.get(&url).config().timeout_global(Some(self.deadline)).build();
             if let Some(b) = self.basic() {
                 req = req.header("Authorization", b);
             }

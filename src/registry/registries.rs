@@ -73,7 +73,7 @@ impl Registries {
             &repo.registry,
             format!("{scheme}://{}", repo.registry),
             agent.unwrap_or_else(|| unreachable!("the global TLS profile always has an agent")),
-            Authenticator::new(&repo.registry, credentials),
+            Authenticator::new(&repo.registry, credentials, self.limits.stall_timeout),
             self.limits,
             rule.is_some_and(|r| r.chunked_upload),
         ));
