@@ -58,7 +58,8 @@ fn transfer_with_retries(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let mut backoff = Backoff::new();
     loop {
         match transfer(ctx, task) {
-            Err(e) if e.is_transient() && !crate::stop::requested() => {
+            // An operation that used up its own attempts is not tried again in this pass.
+            Err(e) if e.is_transient() && !e.is_exhausted() && !crate::stop::requested() => {
                 let Some(wait) = backoff.next(None, &e) else { return Err(e) };
                 log::info!("{e}; trying the blob again in {wait:.1?} (attempt {})", backoff.attempt());
                 crate::stop::sleep(wait);

@@ -37,6 +37,13 @@ impl SyncError {
     }
 }
 
+impl SyncError {
+    /// The operation behind it was already retried as often as the policy allows.
+    pub fn is_exhausted(&self) -> bool {
+        matches!(self, SyncError::Registry(e) if e.exhausted)
+    }
+}
+
 impl fmt::Display for SyncError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

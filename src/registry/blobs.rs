@@ -254,7 +254,7 @@ impl Client {
                 return Err(Error::new(
                     &self.registry,
                     format!("GET blob {repo}@{digest}"),
-                    ErrorKind::SizeMismatch { expected, actual },
+                    ErrorKind::LengthMismatch { described: expected, announced: actual },
                 ));
             }
         }

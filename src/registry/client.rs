@@ -131,7 +131,9 @@ impl Client {
                             return Err(Error::new(&self.registry, what, ErrorKind::Interrupted));
                         }
                     }
-                    None => return Err(e),
+                    None => {
+                        return Err(Error { exhausted: true, ..e });
+                    }
                 },
                 other => return other,
             }

@@ -18,6 +18,9 @@ pub struct Error {
     /// The operation and object, e.g. `GET manifest a/b:v1`.
     pub what: String,
     pub kind: ErrorKind,
+    /// Already tried as often as the retry policy allows: callers must not retry it again
+    /// (the next chance is the engine's next pass).
+    pub exhausted: bool,
 }
 
 #[derive(Debug)]
@@ -43,10 +46,15 @@ pub enum ErrorKind {
         expected: Digest,
         actual: Digest,
     },
-    /// A body whose length is not the one announced or described.
+    /// A body that ended early (`actual < expected`) or ran past its described length.
     SizeMismatch {
         expected: u64,
         actual: u64,
+    },
+    /// A `Content-Length` that differs from the descriptor's size (refused before any upload).
+    LengthMismatch {
+        described: u64,
+        announced: u64,
     },
     TooLarge(u64),
     Invalid(String),
@@ -56,7 +64,7 @@ pub enum ErrorKind {
 
 impl Error {
     pub fn new(registry: &str, what: impl Into<String>, kind: ErrorKind) -> Error {
-        Error { registry: registry.to_string(), what: what.into(), kind }
+        Error { registry: registry.to_string(), what: what.into(), kind, exhausted: false }
     }
 
     /// Classify a ureq failure by its type.
@@ -161,7 +169,10 @@ impl Error {
     /// A body that arrived damaged: cut short, too long, or with the wrong digest. Another
     /// attempt may well bring it whole.
     pub fn is_damaged_body(&self) -> bool {
-        matches!(self.kind, ErrorKind::DigestMismatch { .. } | ErrorKind::SizeMismatch { .. })
+        matches!(
+            self.kind,
+            ErrorKind::DigestMismatch { .. } | ErrorKind::SizeMismatch { .. } | ErrorKind::LengthMismatch { .. }
+        )
     }
 
     /// The wait the registry asked for with `Retry-After`.
@@ -199,8 +210,14 @@ impl fmt::Display for ErrorKind {
             ErrorKind::DigestMismatch { expected, actual } => {
                 write!(f, "digest mismatch: expected {expected}, got {actual}")
             }
-            ErrorKind::SizeMismatch { expected, actual } => {
-                write!(f, "size mismatch: expected {expected} bytes, got {actual}")
+            ErrorKind::SizeMismatch { expected, actual } if actual < expected => {
+                write!(f, "body ended after {actual} of {expected} bytes")
+            }
+            ErrorKind::SizeMismatch { expected, .. } => {
+                write!(f, "body runs past the {expected} bytes it should have")
+            }
+            ErrorKind::LengthMismatch { described, announced } => {
+                write!(f, "Content-Length {announced} differs from the descriptor's size {described}")
             }
             ErrorKind::TooLarge(limit) => write!(f, "response larger than the {limit}-byte limit"),
             ErrorKind::Invalid(m) => f.write_str(m),
