@@ -16,7 +16,7 @@ use crate::registry::{self, Registries};
 /// Why a task failed.
 #[derive(Debug)]
 pub enum SyncError {
-    Registry(registry::Error),
+    Registry(Box<registry::Error>),
     /// The source served something we cannot copy.
     Manifest {
         image: String,
@@ -56,7 +56,7 @@ impl fmt::Display for SyncError {
 
 impl From<registry::Error> for SyncError {
     fn from(e: registry::Error) -> Self {
-        SyncError::Registry(e)
+        SyncError::Registry(Box::new(e))
     }
 }
 

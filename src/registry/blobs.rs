@@ -460,8 +460,8 @@ mod tests {
     use super::*;
 
     fn status(status: u16, detail: &str) -> Error {
-        let codes = detail.split_whitespace().next().map(String::from).into_iter().collect();
-        Error::new("r", "upload", ErrorKind::Status { status, codes, detail: detail.into(), retry_after: None })
+        let errors = detail.split_once(' ').map(|(c, m)| (c.to_string(), m.to_string())).into_iter().collect();
+        Error::new("r", "upload", ErrorKind::Status { status, errors, retry_after: None })
     }
 
     #[test]

@@ -34,12 +34,10 @@ pub enum ErrorKind {
     /// An answer the operation did not expect.
     Status {
         status: u16,
-        /// The registry's error codes (`errors[].code`, e.g. `BLOB_UNKNOWN`, `DENIED`).
-        codes: Vec<String>,
-        /// The registry's `code message` pairs, for the user.
-        detail: String,
-        /// `Retry-After`, when the answer had one.
-        retry_after: Option<Duration>,
+        /// The registry's `errors[]`: (code, message), e.g. (`BLOB_UNKNOWN`, `blob unknown`).
+        errors: Vec<(String, String)>,
+        /// `Retry-After`, in seconds, when the answer had one.
+        retry_after: Option<u32>,
     },
     Unauthorized(String),
     DigestMismatch {
@@ -119,7 +117,9 @@ impl Error {
         resp: &mut ureq::http::Response<ureq::Body>,
     ) -> Error {
         let status = resp.status().as_u16();
-        let retry_after = super::client::header(resp, "retry-after").and_then(|v| parse_retry_after(&v));
+        let retry_after = super::client::header(resp, "retry-after")
+            .and_then(|v| parse_retry_after(&v))
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         let bytes = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
         #[derive(serde::Deserialize)]
         struct Errs {
@@ -132,13 +132,14 @@ impl Error {
             #[serde(default)]
             message: String,
         }
-        let errs = serde_json::from_slice::<Errs>(&bytes).map(|e| e.errors).unwrap_or_default();
-        let detail = errs.iter().map(|e| format!("{} {}", e.code, e.message)).collect::<Vec<_>>().join("; ");
-        let codes = errs.into_iter().map(|e| e.code).collect();
+        let errors: Vec<(String, String)> = serde_json::from_slice::<Errs>(&bytes)
+            .map(|e| e.errors.into_iter().map(|e| (e.code, e.message)).collect())
+            .unwrap_or_default();
         let kind = if status == 401 {
+            let detail = detail(&errors);
             ErrorKind::Unauthorized(if detail.is_empty() { "access denied (HTTP 401)".into() } else { detail })
         } else {
-            ErrorKind::Status { status, codes, detail, retry_after }
+            ErrorKind::Status { status, errors, retry_after }
         };
         Error::new(registry, what, kind)
     }
@@ -153,7 +154,7 @@ impl Error {
 
     /// `true` when the registry's answer carries this error code.
     pub fn has_code(&self, code: &str) -> bool {
-        matches!(&self.kind, ErrorKind::Status { codes, .. } if codes.iter().any(|c| c == code))
+        matches!(&self.kind, ErrorKind::Status { errors, .. } if errors.iter().any(|(c, _)| c == code))
     }
 
     /// Worth trying again: the network or the server may do better next time. A refusal
@@ -178,10 +179,15 @@ impl Error {
     /// The wait the registry asked for with `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
-            ErrorKind::Status { retry_after, .. } => *retry_after,
+            ErrorKind::Status { retry_after, .. } => retry_after.map(|s| Duration::from_secs(s.into())),
             _ => None,
         }
     }
+}
+
+/// The registry's errors as `CODE message; CODE message`.
+fn detail(errors: &[(String, String)]) -> String {
+    errors.iter().map(|(c, m)| format!("{c} {m}")).collect::<Vec<_>>().join("; ")
 }
 
 /// `Retry-After` is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -204,8 +210,8 @@ impl fmt::Display for ErrorKind {
                 "TLS failed: {m} (trust its CA with ca_file in the auth file or --ca-file, give a client \
                  certificate with cert_file/key_file, or use skip_tls_verify)"
             ),
-            ErrorKind::Status { status, detail, .. } if detail.is_empty() => write!(f, "HTTP {status}"),
-            ErrorKind::Status { status, detail, .. } => write!(f, "HTTP {status}: {detail}"),
+            ErrorKind::Status { status, errors, .. } if errors.is_empty() => write!(f, "HTTP {status}"),
+            ErrorKind::Status { status, errors, .. } => write!(f, "HTTP {status}: {}", detail(errors)),
             ErrorKind::Unauthorized(m) => write!(f, "unauthorized: {m}"),
             ErrorKind::DigestMismatch { expected, actual } => {
                 write!(f, "digest mismatch: expected {expected}, got {actual}")
@@ -241,7 +247,7 @@ mod tests {
     #[test]
     fn classified_by_type() {
         let e = |kind| Error::new("r", "op", kind);
-        let status = |status| ErrorKind::Status { status, codes: vec![], detail: String::new(), retry_after: None };
+        let status = |status| ErrorKind::Status { status, errors: vec![], retry_after: None };
         assert!(e(status(503)).is_transient());
         assert!(e(status(429)).is_transient());
         assert!(!e(status(404)).is_transient());
