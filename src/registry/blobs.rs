@@ -50,7 +50,7 @@ impl Meter {
             if speed < self.min_speed as f64 {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("{speed:.0} B/s over {:.0?}, below the minimum speed of {} B/s", elapsed, self.min_speed),
+                    format!("too slow: {speed:.0} B/s over {elapsed:.0?}, below --min-speed {} B/s", self.min_speed),
                 ));
             }
             self.start = Instant::now();

@@ -69,7 +69,7 @@ impl Error {
     pub(crate) fn transport(registry: &str, what: impl Into<String>, e: ureq::Error) -> Error {
         let kind = match e {
             ureq::Error::Io(io) => return Error::io(registry, what, io),
-            ureq::Error::Timeout(t) => ErrorKind::Stalled(format!("no answer in time ({t})")),
+            ureq::Error::Timeout(t) => ErrorKind::Stalled(format!("no progress within --stall-timeout ({t})")),
             ureq::Error::Tls(m) => ErrorKind::Tls(m.to_string()),
             ureq::Error::Rustls(e) => ErrorKind::Tls(e.to_string()),
             ureq::Error::Pem(e) => ErrorKind::Tls(e.to_string()),
@@ -92,13 +92,15 @@ impl Error {
             }
             unreachable!("checked with is::<Error>()");
         }
+        if e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+            // ureq's body readers wrap its own errors (e.g. a read timeout) in io::Error.
+            return Error::transport(registry, what, ureq::Error::from(e));
+        }
         if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
             return Error::new(registry, what, ErrorKind::Tls(tls.to_string()));
         }
         let kind = match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                ErrorKind::Stalled(format!("no progress in time ({e})"))
-            }
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Stalled(e.to_string()),
             io::ErrorKind::Interrupted => ErrorKind::Interrupted,
             _ => ErrorKind::Connection(e.to_string()),
         };

@@ -41,7 +41,7 @@ impl Access {
 impl Client {
     /// HEAD a manifest: `None` when it does not exist.
     pub fn head_manifest(&self, repo: &str, reference: &Reference, access: Access) -> Result<Option<Head>, Error> {
-        let what = format!("HEAD manifest {repo}:{reference}");
+        let what = format!("HEAD manifest {repo}{}{reference}", sep(reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         self.retrying(&what, || {
             let mut r = self.send("HEAD", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
@@ -57,7 +57,7 @@ impl Client {
     /// `Docker-Content-Digest` the registry announced (a body damaged in transit is caught
     /// before it can be pushed anywhere).
     pub fn get_manifest(&self, repo: &str, reference: &Reference, access: Access) -> Result<Fetched, Error> {
-        let what = format!("GET manifest {repo}:{reference}");
+        let what = format!("GET manifest {repo}{}{reference}", sep(reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         self.retrying(&what, || {
             let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
@@ -81,7 +81,7 @@ impl Client {
 
     /// PUT a manifest with exactly these bytes; checks the digest the registry reports.
     pub fn put_manifest(&self, repo: &str, reference: &Reference, bytes: &[u8], media_type: &str) -> Result<(), Error> {
-        let what = format!("PUT manifest {repo}:{reference}");
+        let what = format!("PUT manifest {repo}{}{reference}", sep(reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let headers = [("Content-Type", media_type)];
         let expected = Digest::of(bytes);
@@ -106,4 +106,12 @@ impl Client {
 /// The `Docker-Content-Digest` header, when it is a digest we can check.
 fn content_digest(r: &ureq::http::Response<ureq::Body>) -> Option<Digest> {
     header(r, "docker-content-digest").and_then(|d| Digest::parse(&d).ok())
+}
+
+/// `repo:tag` but `repo@sha256:…`.
+fn sep(reference: &Reference) -> char {
+    match reference {
+        Reference::Tag(_) => ':',
+        Reference::Digest(_) => '@',
+    }
 }
