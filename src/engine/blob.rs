@@ -85,6 +85,8 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
         .cloned()
         .or_else(|| (src.registry == dst.registry).then(|| src.name.clone()))
         .filter(|from| *from != dst.name);
+    // A refused mount opens an ordinary session (distribution spec): the upload uses it.
+    let mut session = None;
     if let Some(from) = mount_from {
         match dc.start_upload(&dst.name, digest, Some(&from)) {
             Ok(Upload::Mounted) => {
@@ -92,12 +94,11 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
                 ctx.event(Event::BlobMounted);
                 return Ok(());
             }
-            // The registry opened a session instead of mounting: not worth keeping.
-            Ok(Upload::Location(l)) => dc.cancel_upload(&dst.name, &l),
+            Ok(Upload::Location(l)) => session = Some(l),
             Err(e) => log::debug!("mount of {digest} from {from} refused ({e}); uploading"),
         }
     }
-    let length = match stream(ctx, task, &dc) {
+    let length = match stream(ctx, task, &dc, session) {
         Err(SyncError::Registry(e)) if e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() => {
             log::info!(
                 "{}: refuses single-request blob uploads ({}); switching to PATCH uploads in chunks of {} bytes",
@@ -106,7 +107,7 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
                 dc.limits.chunk_size
             );
             dc.use_chunked_uploads();
-            stream(ctx, task, &dc)?
+            stream(ctx, task, &dc, None)?
         }
         other => other?,
     };
@@ -116,13 +117,26 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
 }
 
 /// Open the source (refusing a length that disagrees with the descriptor before anything is
-/// sent), then stream it into a new upload session. Returns the number of bytes sent.
-fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client) -> Result<u64, SyncError> {
+/// sent), then stream it into the upload `session` (a new one when `None`). Returns the
+/// number of bytes sent.
+fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client, session: Option<String>) -> Result<u64, SyncError> {
     let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
     let sc = ctx.regs.client(src);
-    let mut source = sc.get_blob(&src.name, digest, task.blob.size)?;
-    let Upload::Location(location) = dc.start_upload(&dst.name, digest, None)? else {
-        return Ok(0);
+    let mut source = match sc.get_blob(&src.name, digest, task.blob.size) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(l) = &session {
+                dc.cancel_upload(&dst.name, l);
+            }
+            return Err(e.into());
+        }
+    };
+    let location = match session {
+        Some(l) => l,
+        None => match dc.start_upload(&dst.name, digest, None)? {
+            Upload::Location(l) => l,
+            Upload::Mounted => return Ok(0),
+        },
     };
     if let Err(e) = dc.upload_blob(&dst.name, &location, digest, &mut source) {
         if !matches!(e.kind, crate::registry::ErrorKind::Interrupted) {
