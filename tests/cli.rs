@@ -14,7 +14,7 @@ fn summary_line_on_success() {
     let run = job.run(&[]);
     run.assert_ok();
     assert!(
-        run.stderr.contains("Synchronization finished, 0 tasks failed, cost"),
+        run.stderr.contains("Synchronization finished, 0 images failed, cost"),
         "summary line missing from stderr:\n{run}"
     );
     assert_image_copied(src.api(), dst.api(), &img, "sum/app", "v1");
@@ -31,7 +31,7 @@ fn log_file_receives_the_summary() {
     job.run(&[&arg]).assert_ok();
     let text = std::fs::read_to_string(&log).expect("log file written");
     assert!(
-        text.contains("Synchronization finished, 0 tasks failed, cost"),
+        text.contains("Synchronization finished, 0 images failed, cost"),
         "summary missing from the log file:\n{text}"
     );
     assert_image_copied(src.api(), dst.api(), &img, "log/app", "v1");

@@ -212,5 +212,5 @@ fn harness_access_log_parser() {
     assert_eq!(base64(b"alice:pw"), "YWxpY2U6cHc=");
     assert_eq!(base64(b"ab"), "YWI=");
     assert_eq!(base64(b"abc"), "YWJj");
-    assert_eq!(Run::failed_count_in("x\nSynchronization finished, 3 tasks failed, cost 2s\n"), Some(3));
+    assert_eq!(Run::failed_count_in("x\nSynchronization finished, 3 images failed, cost 2s\n"), Some(3));
 }

@@ -1097,7 +1097,7 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 
-    /// The number N of `Synchronization finished, N tasks failed` in `text`.
+    /// The number N of `Synchronization finished, N images failed` in `text`.
     pub fn failed_count_in(text: &str) -> Option<u64> {
         let line = text.lines().find(|l| l.contains("Synchronization finished"))?;
         let rest = &line[line.find("Synchronization finished,")? + "Synchronization finished,".len()..];
