@@ -19,7 +19,7 @@
 //! The program does check that every copy really happened (same digests at both ends), so that a
 //! fast figure can never come from a run that silently did nothing.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -17,7 +17,7 @@
 //! destination is a list/index holding a subset of the source's entries, unchanged: what
 //! `--os/--arch` produces), `different` or `missing`; it exits 1 on the last two.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::process::ExitCode;

@@ -1,20 +1,6 @@
-//! Infrastructure for the private-registry tests (`tls.rs`, `token_auth.rs`, `credentials.rs`),
-//! on top of `tests/common`:
-//!
-//! * [`pki`]: a throw-away CA, server and client certificates, and a JWT signer (openssl CLI).
-//! * [`secure`]: registries with `http.tls`, mTLS, htpasswd-over-TLS or `auth.token`, each with
-//!   a plain twin on the same storage for fixtures and assertions.
-//! * [`token`]: a recording token server issuing RS256 JWTs.
-//! * [`tap`]: a TCP proxy that records the `Authorization` headers a registry receives and can
-//!   slow requests down.
-//! * [`AuthKey`] / [`PrivateJob`]: auth files with TLS keys, and runs with an isolated
-//!   credential environment (no host `~/.docker/config.json` or podman `auth.json`).
-#![allow(dead_code)]
-
-pub mod pki;
-pub mod secure;
-pub mod tap;
-pub mod token;
+//! Auth files for the private-registry tests (`tls`, `token_auth`, `credentials`): [`AuthKey`]
+//! renders one key with its TLS fields, and [`PrivateJob`] runs the syncer with an isolated
+//! credential environment (no host `~/.docker/config.json` or podman `auth.json`).
 
 use std::path::{Path, PathBuf};
 

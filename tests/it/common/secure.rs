@@ -5,7 +5,7 @@
 //! syncer talks to, and a plain-http, auth-free *twin* that the tests use (through
 //! `common::Client`) to push fixtures and read results. Both serve the same storage, so what the
 //! syncer wrote through the secured registry is what the twin reads, and the shared fixture
-//! builders and assertions of `tests/common` work unchanged.
+//! builders and assertions of `tests/it/common` work unchanged.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::common::pki::Pki;
 use crate::common::{free_port, parse_access_line, unique_seed, Client, Request, TestDir};
-use crate::private::pki::Pki;
 
 /// Token-auth settings (`auth.token`).
 #[derive(Clone, Debug)]

@@ -1,9 +1,7 @@
 //! Command line and configuration formats: summary line, `--log`, JSON auth/images files, the
 //! legacy `--config` file, and `--images` without `--auth` for local registries.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn summary_line_on_success() {

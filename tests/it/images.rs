@@ -1,9 +1,7 @@
 //! Image kinds and contents: docker and OCI single images, manifest lists and OCI indexes,
 //! platform filtering (`--os`, `--arch`, `arch:variant`), big layers, Basic auth, `--proc`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn sync_one(src: &Registry, dst: &Registry, from: &str, to: &str, extra: &[&str]) -> Run {
     let job = job(&[src, dst], &[(&src.repo(from), &[&dst.repo(to)])]);

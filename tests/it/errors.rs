@@ -2,9 +2,7 @@
 //! unreachable registries. Each must give a non-zero exit code, a clear line naming what is at
 //! fault, no panic, and no secret in the output.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const WRONG: &str = "Wr0ng-P4ss-xyzzy";
 

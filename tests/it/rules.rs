@@ -1,9 +1,7 @@
 //! Images-file rules: all tags, tag lists, digests, regexes, renames, lists of destinations,
 //! `${VAR}` expansion, nested namespaces and paginated tag lists.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn all_tags_when_source_has_no_tag() {
@@ -209,7 +207,7 @@ fn tag_list_longer_than_one_page_through_paging_proxy() {
     for extra in ["alias-a", "alias-b"] {
         tag_image(s, base, extra);
     }
-    let proxy = PagingProxy::start(&src.addr(), 2);
+    let proxy = Proxy::paging(&src.addr(), 2);
 
     let mut auth = auth_for(&[&src, &dst]);
     auth.push(AuthEntry::insecure(&proxy.addr()));
@@ -241,7 +239,7 @@ fn regex_through_paging_proxy_sees_every_page() {
     for t in ["a1", "a2", "b1", "b2", "c1", "c2"] {
         push_simple(s, "paged/rx", t);
     }
-    let proxy = PagingProxy::start(&src.addr(), 2);
+    let proxy = Proxy::paging(&src.addr(), 2);
     let mut auth = auth_for(&[&src, &dst]);
     auth.push(AuthEntry::insecure(&proxy.addr()));
     let rule = format!("{}:/2$/", proxy.repo("paged/rx"));

@@ -4,27 +4,23 @@
 //! passwords, tokens the registry rejects, and no credential or token in any output at
 //! `RUST_LOG=trace`.
 
-mod common;
-mod private;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
-use private::pki::{JwtSigner, Pki};
-use private::secure::{SecureOpts, SecureRegistry, TokenAuth};
-use private::tap::TapProxy;
-use private::token::{TokenField, TokenOpts, TokenServer, ISSUER, SERVICE};
-use private::{AuthKey, PrivateJob};
+use crate::common::pki::{JwtSigner, Pki};
+use crate::common::private::{AuthKey, PrivateJob};
+use crate::common::secure::{SecureOpts, SecureRegistry, TokenAuth};
+use crate::common::token::{TokenField, TokenOpts, TokenServer, ISSUER, SERVICE};
+use crate::common::*;
 
 const USER: &str = "robot";
 const PASS: &str = "T0ken-Pa55-plugh-4242";
 const WRONG: &str = "Wr0ng-T0ken-Pa55-xyzzy";
 
-/// A token-auth registry (plain http) behind a recording [`TapProxy`]; the syncer is given the
+/// A token-auth registry (plain http) behind a recording [`Proxy`]; the syncer is given the
 /// proxy's address.
 struct TokenRegistry {
-    tap: TapProxy,
+    tap: Proxy,
     reg: SecureRegistry,
 }
 
@@ -44,7 +40,7 @@ impl TokenRegistry {
             }),
             ..SecureOpts::default()
         });
-        let tap = TapProxy::start(reg.port(), delay);
+        let tap = Proxy::start_with(&format!("127.0.0.1:{}", reg.port()), ProxyOpts { delay, ..ProxyOpts::default() });
         TokenRegistry { tap, reg }
     }
 

@@ -2,11 +2,8 @@
 //! (`$DOCKER_CONFIG`) and podman's `auth.json` (`$REGISTRY_AUTH_FILE`); the auth file wins when
 //! it has some. And the warning for an auth key that matches no image (a typo).
 
-mod common;
-mod private;
-
-use common::*;
-use private::{AuthKey, PrivateJob};
+use crate::common::private::{AuthKey, PrivateJob};
+use crate::common::*;
 
 const USER: &str = "cfg-user";
 const PASS: &str = "D0cker-Cfg-Pa55-grue";

@@ -1,9 +1,7 @@
 //! End-to-end smoke test. CI runs it a second time with `IMAGE_SYNCER_BIN` pointing at the static
 //! musl release binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn e2e_static_binary_smoke() {

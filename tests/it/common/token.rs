@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::http::percent_decode;
+use crate::common::pki::JwtSigner;
 use crate::common::unique_seed;
-use crate::private::pki::JwtSigner;
 
 /// Which JSON field carries the token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +159,7 @@ fn now() -> u64 {
 fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &JwtSigner) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-    let Some((request_line, headers)) = crate::common::read_request_head(&mut reader) else { return };
+    let Some((request_line, headers)) = crate::common::http::read_request_head(&mut reader) else { return };
     let authorization = headers.into_iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v);
     let uri = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
     let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
@@ -231,24 +232,6 @@ fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body:
     let _ = stream.write_all(body);
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 3 <= b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
 }
 
 /// Standard base64 (with or without padding); `None` when malformed.

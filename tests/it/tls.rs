@@ -2,13 +2,10 @@
 //! auth file), the global `--ca-file`, `skip_tls_verify`, the error without any of them,
 //! htpasswd Basic auth over TLS, and client certificates (mTLS).
 
-mod common;
-mod private;
-
-use common::*;
-use private::pki::Pki;
-use private::secure::{SecureOpts, SecureRegistry};
-use private::{AuthKey, PrivateJob};
+use crate::common::pki::Pki;
+use crate::common::private::{AuthKey, PrivateJob};
+use crate::common::secure::{SecureOpts, SecureRegistry};
+use crate::common::*;
 
 fn tls_only() -> SecureOpts {
     SecureOpts { tls: true, ..SecureOpts::default() }

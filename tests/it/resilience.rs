@@ -2,16 +2,14 @@
 //! 503s, a download cut in the middle, and blob redirects to another host (which must not
 //! receive the registry credentials).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn transient_503_on_blob_download_is_retried() {
     let src = Registry::start();
     let dst = Registry::start();
     let img = push_simple(src.api(), "flaky/app", "v1");
-    let proxy = PagingProxy::start_with(&src.addr(), ProxyOpts { fail_blob_gets: 2, ..ProxyOpts::default() });
+    let proxy = Proxy::faulty(&src.addr(), vec![FaultRule::first(2, Match::BlobGet, Fault::Status(503))]);
     let mut auth = auth_for(&[&src, &dst]);
     auth.push(AuthEntry::insecure(&proxy.addr()));
     let job = Job::new(&auth, &images_yaml(&[(&proxy.repo("flaky/app:v1"), &[&dst.repo("flaky/app")])]));
@@ -25,7 +23,7 @@ fn download_cut_in_the_middle_is_retried() {
     let src = Registry::start();
     let dst = Registry::start();
     let img = push_big_image(src.api(), "cut/app", "v1", 2);
-    let proxy = PagingProxy::start_with(&src.addr(), ProxyOpts { truncate_blob_gets: 1, ..ProxyOpts::default() });
+    let proxy = Proxy::faulty(&src.addr(), vec![FaultRule::first(1, Match::BlobGet, Fault::Truncate)]);
     let mut auth = auth_for(&[&src, &dst]);
     auth.push(AuthEntry::insecure(&proxy.addr()));
     let job = Job::new(&auth, &images_yaml(&[(&proxy.repo("cut/app:v1"), &[&dst.repo("cut/app")])]));
@@ -49,12 +47,12 @@ fn blob_redirect_to_another_host_gets_no_credentials() {
         &[("linux", "amd64", ""), ("linux", "arm64", "")],
     );
     // The "object storage": fetches from the registry with its own credentials.
-    let storage = PagingProxy::start_with(
+    let storage = Proxy::start_with(
         &src.addr(),
         ProxyOpts { upstream_creds: Some(("owner".into(), "redirect-secret".into())), ..ProxyOpts::default() },
     );
     // The registry front: every blob GET is redirected to the storage under another host name.
-    let front = PagingProxy::start_with(
+    let front = Proxy::start_with(
         &src.addr(),
         ProxyOpts { redirect_blobs_to: Some(format!("localhost:{}", storage.port())), ..ProxyOpts::default() },
     );

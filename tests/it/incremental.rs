@@ -1,9 +1,7 @@
 //! Re-runs: unchanged images are skipped without writes or blob downloads, `--force` re-copies,
 //! moved tags are updated, and the success-images output can be fed back as `--images`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 struct Fixture {
     src: Registry,

@@ -1,10 +1,8 @@
-//! Self-tests of the harness in `tests/common`: they do not run image-syncer, they check that the
+//! Self-tests of the harness in `tests/it/common`: they do not run image-syncer, they check that the
 //! registries, the fixture pusher, the access log and the paginating proxy behave as the syncer
 //! tests assume.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn harness_pushes_and_reads_back_images_and_indexes() {
@@ -132,7 +130,7 @@ fn harness_paging_proxy_pages_tags_and_forwards() {
     expected.push("oci".into());
     expected.sort();
 
-    let proxy = PagingProxy::start(&reg.addr(), 3);
+    let proxy = Proxy::paging(&reg.addr(), 3);
     let pc = Client::new(&proxy.addr(), None);
     // Follow the Link headers by hand.
     let mut url = "/v2/pg/repo/tags/list".to_string();
@@ -186,7 +184,7 @@ fn harness_paging_proxy_forwards_auth_challenges() {
     let reg = Registry::start_with(RegistryOpts::htpasswd("bob", "pw-123"));
     push_simple(reg.api(), "p/r", "a");
     tag_image(reg.api(), &push_simple(reg.api(), "p/r", "b"), "c");
-    let proxy = PagingProxy::start(&reg.addr(), 2);
+    let proxy = Proxy::paging(&reg.addr(), 2);
     let anon = Client::new(&proxy.addr(), None);
     let (status, headers, _) = anon.raw_get("/v2/p/r/tags/list", &[]);
     assert_eq!(status, 401);

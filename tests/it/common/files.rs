@@ -1,0 +1,111 @@
+//! Auth and images files for a run, and [`Job`]: the two written to a temp dir.
+
+use std::path::PathBuf;
+
+use super::*;
+
+/// One entry of an auth file.
+#[derive(Clone, Debug)]
+pub struct AuthEntry {
+    pub key: String,
+    pub creds: Option<(String, String)>,
+    pub insecure: bool,
+}
+
+impl AuthEntry {
+    /// An `insecure: true` entry without credentials.
+    pub fn insecure(key: &str) -> AuthEntry {
+        AuthEntry { key: key.to_string(), creds: None, insecure: true }
+    }
+
+    pub fn with_creds(mut self, user: &str, pass: &str) -> AuthEntry {
+        self.creds = Some((user.to_string(), pass.to_string()));
+        self
+    }
+}
+
+fn yaml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// An auth file in YAML.
+pub fn auth_yaml(entries: &[AuthEntry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&format!("{}:\n", yaml_str(&e.key)));
+        if let Some((u, p)) = &e.creds {
+            out.push_str(&format!("  username: {}\n  password: {}\n", yaml_str(u), yaml_str(p)));
+        }
+        out.push_str(&format!("  insecure: {}\n", e.insecure));
+    }
+    out
+}
+
+/// An auth file as a JSON object.
+pub fn auth_json_value(entries: &[AuthEntry]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for e in entries {
+        let mut v = serde_json::json!({"insecure": e.insecure});
+        if let Some((u, p)) = &e.creds {
+            v["username"] = serde_json::Value::String(u.clone());
+            v["password"] = serde_json::Value::String(p.clone());
+        }
+        map.insert(e.key.clone(), v);
+    }
+    serde_json::Value::Object(map)
+}
+
+/// Auth entries (`insecure: true`, with credentials where needed) for these registries.
+pub fn auth_for(regs: &[&Registry]) -> Vec<AuthEntry> {
+    regs.iter().map(|r| r.auth_entry()).collect()
+}
+
+/// An images file in YAML: `src: dst` or `src: [dst, ...]`.
+pub fn images_yaml(rules: &[(&str, &[&str])]) -> String {
+    let mut out = String::new();
+    for (src, dsts) in rules {
+        if dsts.len() == 1 {
+            out.push_str(&format!("{}: {}\n", yaml_str(src), yaml_str(dsts[0])));
+        } else {
+            out.push_str(&format!("{}:\n", yaml_str(src)));
+            for d in *dsts {
+                out.push_str(&format!("  - {}\n", yaml_str(d)));
+            }
+        }
+    }
+    out
+}
+
+/// A temp dir holding `auth.yaml` and `images.yaml`, ready for `--auth` / `--images`.
+pub struct Job {
+    pub dir: TestDir,
+    pub auth: PathBuf,
+    pub images: PathBuf,
+}
+
+impl Job {
+    pub fn new(auth: &[AuthEntry], images: &str) -> Job {
+        let dir = TestDir::new("job");
+        let auth = dir.write("auth.yaml", &auth_yaml(auth));
+        let images = dir.write("images.yaml", images);
+        Job { dir, auth, images }
+    }
+
+    /// `--auth A --images I` followed by `extra`.
+    pub fn args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec!["--auth", p(&self.auth), "--images", p(&self.images)];
+        v.extend_from_slice(extra);
+        v
+    }
+
+    /// Runs the syncer with `--auth A --images I` plus `extra`.
+    pub fn run(&self, extra: &[&str]) -> Run {
+        run_syncer(&self.args(extra))
+    }
+}
+
+/// A job whose auth file covers `regs` (insecure, with their credentials) and whose images file
+/// holds `rules`.
+pub fn job(regs: &[&Registry], rules: &[(&str, &[&str])]) -> Job {
+    Job::new(&auth_for(regs), &images_yaml(rules))
+}

@@ -1,0 +1,284 @@
+//! Fixture builders (images, indexes, big images, artifacts) and the assertions that a copy
+//! is byte-exact at the destination.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Docker,
+    Oci,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// Docker manifest list (children are docker schema2 images).
+    List,
+    /// OCI image index (children are OCI images).
+    OciIndex,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    /// Empty when none.
+    pub variant: String,
+}
+
+impl Platform {
+    pub fn new(os: &str, arch: &str, variant: &str) -> Platform {
+        Platform { os: os.into(), arch: arch.into(), variant: variant.into() }
+    }
+}
+
+/// A pushed single-platform image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub repo: String,
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub config_digest: String,
+    pub layers: Vec<String>,
+    pub platform: Platform,
+}
+
+impl Image {
+    /// Config + layers.
+    pub fn blobs(&self) -> Vec<String> {
+        let mut v = vec![self.config_digest.clone()];
+        v.extend(self.layers.iter().cloned());
+        v
+    }
+}
+
+/// A pushed manifest list / OCI index.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub repo: String,
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub children: Vec<Image>,
+}
+
+impl Index {
+    pub fn child(&self, os: &str, arch: &str, variant: &str) -> &Image {
+        let want = Platform::new(os, arch, variant);
+        self.children.iter().find(|c| c.platform == want).unwrap_or_else(|| panic!("no child {os}/{arch}/{variant}"))
+    }
+}
+
+fn build_and_push_image(
+    c: &Client,
+    repo: &str,
+    reference: Option<&str>,
+    kind: ImageKind,
+    platform: Platform,
+    layers_data: Vec<Vec<u8>>,
+) -> Image {
+    let (mt, config_mt, layer_mt) = match kind {
+        ImageKind::Docker => (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER),
+        ImageKind::Oci => (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER),
+    };
+    let mut layer_descs = Vec::new();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for data in &layers_data {
+        let d = c.push_blob(repo, data);
+        diff_ids.push(serde_json::Value::String(d.clone()));
+        layer_descs.push(serde_json::json!({
+            "mediaType": layer_mt,
+            "size": data.len(),
+            "digest": d,
+        }));
+        layers.push(d);
+    }
+    let mut config = serde_json::json!({
+        "architecture": platform.arch,
+        "os": platform.os,
+    });
+    if !platform.variant.is_empty() {
+        config["variant"] = serde_json::Value::String(platform.variant.clone());
+    }
+    config["created"] = serde_json::Value::String("2024-01-01T00:00:00Z".into());
+    config["config"] = serde_json::json!({"Env": [format!("FIXTURE={:016x}", unique_seed())]});
+    config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = c.push_blob(repo, &config_bytes);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "config": {
+            "mediaType": config_mt,
+            "size": config_bytes.len(),
+            "digest": config_digest,
+        },
+        "layers": layer_descs,
+    });
+    let bytes = docker_json(&manifest);
+    let digest = sha256_digest(&bytes);
+    let reference = reference.unwrap_or(&digest).to_string();
+    let pushed = c.put_manifest(repo, &reference, mt, &bytes);
+    assert_eq!(pushed, digest);
+    Image { repo: repo.to_string(), digest, bytes, media_type: mt.to_string(), config_digest, layers, platform }
+}
+
+fn small_layers() -> Vec<Vec<u8>> {
+    (0..2)
+        .map(|_| {
+            let seed = unique_seed();
+            random_bytes(seed, 2048 + (seed % 4096) as usize)
+        })
+        .collect()
+}
+
+/// Pushes a single-platform image with two random layers (a few KiB each) and a config blob.
+/// `variant` may be empty.
+pub fn push_image(c: &Client, repo: &str, tag: &str, kind: ImageKind, os: &str, arch: &str, variant: &str) -> Image {
+    build_and_push_image(c, repo, Some(tag), kind, Platform::new(os, arch, variant), small_layers())
+}
+
+/// Pushes a linux/amd64 docker image under `tag` (the common case).
+pub fn push_simple(c: &Client, repo: &str, tag: &str) -> Image {
+    push_image(c, repo, tag, ImageKind::Docker, "linux", "amd64", "")
+}
+
+/// Pushes the same image bytes under an extra tag.
+pub fn tag_image(c: &Client, img: &Image, tag: &str) {
+    c.put_manifest(&img.repo, tag, &img.media_type, &img.bytes);
+}
+
+/// Pushes an image by digest only (no tag).
+pub fn push_image_untagged(c: &Client, repo: &str, kind: ImageKind, os: &str, arch: &str, variant: &str) -> Image {
+    build_and_push_image(c, repo, None, kind, Platform::new(os, arch, variant), small_layers())
+}
+
+/// Pushes an image whose first layer is `mib` MiB of pseudo-random bytes (plus a small layer).
+pub fn push_big_image(c: &Client, repo: &str, tag: &str, mib: usize) -> Image {
+    let big = random_bytes(unique_seed(), mib * 1024 * 1024);
+    let small = random_bytes(unique_seed(), 3000);
+    build_and_push_image(c, repo, Some(tag), ImageKind::Docker, Platform::new("linux", "amd64", ""), vec![big, small])
+}
+
+/// Pushes an OCI artifact shaped like a Helm chart: an OCI manifest whose config and layer have
+/// non-image media types (and a config without platform fields) plus annotations.
+pub fn push_artifact(c: &Client, repo: &str, tag: &str) -> Image {
+    let config_bytes = serde_json::to_vec(&serde_json::json!({
+        "name": "chart",
+        "version": format!("0.1.{}", unique_seed() % 1000),
+        "apiVersion": "v2",
+    }))
+    .unwrap();
+    let config_digest = c.push_blob(repo, &config_bytes);
+    let content = random_bytes(unique_seed(), 5000);
+    let layer = c.push_blob(repo, &content);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.cncf.helm.config.v1+json",
+            "size": config_bytes.len(),
+            "digest": config_digest,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+            "size": content.len(),
+            "digest": layer,
+        }],
+        "annotations": {"org.opencontainers.image.title": "chart"},
+    });
+    let bytes = docker_json(&manifest);
+    let digest = c.put_manifest(repo, tag, OCI_MANIFEST, &bytes);
+    Image {
+        repo: repo.to_string(),
+        digest,
+        bytes,
+        media_type: OCI_MANIFEST.to_string(),
+        config_digest,
+        layers: vec![layer],
+        platform: Platform::new("", "", ""),
+    }
+}
+
+/// Pushes one child image per platform (by digest), then the list / index under `tag`.
+/// Platforms are `(os, arch, variant)`, variant may be empty.
+pub fn push_index(c: &Client, repo: &str, tag: &str, kind: IndexKind, platforms: &[(&str, &str, &str)]) -> Index {
+    let (mt, child_kind) = match kind {
+        IndexKind::List => (DOCKER_LIST, ImageKind::Docker),
+        IndexKind::OciIndex => (OCI_INDEX, ImageKind::Oci),
+    };
+    let mut children = Vec::new();
+    let mut entries = Vec::new();
+    for (os, arch, variant) in platforms {
+        let child = push_image_untagged(c, repo, child_kind, os, arch, variant);
+        let mut platform = serde_json::json!({"architecture": arch, "os": os});
+        if !variant.is_empty() {
+            platform["variant"] = serde_json::Value::String(variant.to_string());
+        }
+        entries.push(serde_json::json!({
+            "mediaType": child.media_type,
+            "size": child.bytes.len(),
+            "digest": child.digest,
+            "platform": platform,
+        }));
+        children.push(child);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "manifests": entries,
+    });
+    let bytes = docker_json(&index);
+    let digest = c.put_manifest(repo, tag, mt, &bytes);
+    Index { repo: repo.to_string(), digest, bytes, media_type: mt.to_string(), children }
+}
+
+/// `(digest, os, arch, variant)` of each entry of a list / index.
+pub fn index_entries(bytes: &[u8]) -> Vec<(String, Platform)> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).expect("index JSON");
+    v["manifests"]
+        .as_array()
+        .expect("manifests array")
+        .iter()
+        .map(|m| {
+            let pf = &m["platform"];
+            (
+                m["digest"].as_str().unwrap_or_default().to_string(),
+                Platform::new(
+                    pf["os"].as_str().unwrap_or_default(),
+                    pf["architecture"].as_str().unwrap_or_default(),
+                    pf["variant"].as_str().unwrap_or_default(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `dst` holds `img` in `repo` under `reference` with identical digest and bytes, and
+/// that the config and every layer blob have identical bytes.
+pub fn assert_image_copied(src: &Client, dst: &Client, img: &Image, dst_repo: &str, reference: &str) {
+    let m = dst
+        .get_manifest(dst_repo, reference)
+        .unwrap_or_else(|| panic!("{dst_repo}:{reference} missing at destination"));
+    assert_eq!(m.digest, img.digest, "{dst_repo}:{reference} digest");
+    assert!(m.bytes == img.bytes, "{dst_repo}:{reference} manifest bytes differ");
+    assert_eq!(m.content_type, img.media_type, "{dst_repo}:{reference} content type");
+    for blob in img.blobs() {
+        let want = src.get_blob(&img.repo, &blob).unwrap_or_else(|| panic!("source blob {blob} missing"));
+        let got = dst.get_blob(dst_repo, &blob).unwrap_or_else(|| panic!("blob {blob} missing in {dst_repo}"));
+        assert_eq!(got.len(), want.len(), "blob {blob} length");
+        assert!(got == want, "blob {blob} bytes differ");
+    }
+}
+
+/// Asserts an index and all its children were copied unchanged into `dst_repo` under `tag`.
+pub fn assert_index_copied(src: &Client, dst: &Client, idx: &Index, dst_repo: &str, tag: &str) {
+    let m = dst.get_manifest(dst_repo, tag).unwrap_or_else(|| panic!("{dst_repo}:{tag} missing at destination"));
+    assert_eq!(m.digest, idx.digest, "{dst_repo}:{tag} index digest");
+    assert!(m.bytes == idx.bytes, "{dst_repo}:{tag} index bytes differ");
+    assert_eq!(m.content_type, idx.media_type, "{dst_repo}:{tag} content type");
+    for child in &idx.children {
+        assert_image_copied(src, dst, child, dst_repo, &child.digest);
+    }
+}

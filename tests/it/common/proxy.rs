@@ -1,0 +1,586 @@
+//! The one test proxy: an HTTP/1.1 proxy in front of a real registry that records what crosses
+//! it and misbehaves on demand, because a registry cannot.
+//!
+//! Every method is forwarded with its body, on a fresh upstream connection per request, with the
+//! client's `Host` kept — so the upload `Location`s the registry returns point back at the proxy.
+//! Every answer is re-framed (`Content-Length`, `Connection: close`), which is what lets a fault
+//! lie about a length. It records each request (method, URI, headers, body length, the status
+//! it answered, when), and can:
+//!
+//! * paginate `/v2/NAME/tags/list` with `Link` headers ([`ProxyOpts::page_size`]; the Debian
+//!   registry never paginates),
+//! * redirect blob GETs to another host, and send its own credentials upstream (a stand-in for
+//!   pre-signed object-storage URLs),
+//! * delay every request ([`ProxyOpts::delay`]) or refuse bodies over a size as nginx's
+//!   `client_max_body_size` does ([`ProxyOpts::max_body`]),
+//! * inject [`Fault`]s: on the first N matching requests ([`FaultRule`]), or at random with a
+//!   seed ([`RandomFaults`]). Stopping (drop) ends every stalled answer.
+
+use std::io::{BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::http::{error_body, query_param, read_body, read_head, write_response, Head};
+use super::util::{base64, splitmix64};
+
+/// Which requests a fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    Any,
+    /// `GET /v2/NAME/blobs/sha256:…`
+    BlobGet,
+    /// `GET /v2/NAME/manifests/REF`
+    ManifestGet,
+    /// `PUT /v2/NAME/manifests/REF`
+    ManifestPut,
+    /// `GET /v2/NAME/tags/list`
+    TagList,
+    /// `POST /v2/NAME/blobs/uploads/`
+    UploadStart,
+    /// `PATCH` of an upload session.
+    UploadPatch,
+    /// The closing `PUT ?digest=` of an upload (with or without a body).
+    UploadPut,
+    /// An upload's `PUT ?digest=` with a body: a single-request upload.
+    MonolithicPut,
+}
+
+impl Match {
+    fn matches(self, method: &str, path: &str, body_len: usize) -> bool {
+        let v2 = path.starts_with("/v2/");
+        match self {
+            Match::Any => true,
+            Match::BlobGet => method == "GET" && v2 && path.contains("/blobs/sha256:"),
+            Match::ManifestGet => method == "GET" && v2 && path.contains("/manifests/"),
+            Match::ManifestPut => method == "PUT" && v2 && path.contains("/manifests/"),
+            Match::TagList => method == "GET" && v2 && path.ends_with("/tags/list"),
+            Match::UploadStart => method == "POST" && v2 && path.contains("/blobs/uploads/"),
+            Match::UploadPatch => method == "PATCH" && v2 && path.contains("/blobs/uploads/"),
+            Match::UploadPut => method == "PUT" && v2 && path.contains("/blobs/uploads/"),
+            Match::MonolithicPut => Match::UploadPut.matches(method, path, body_len) && body_len > 0,
+        }
+    }
+}
+
+/// What goes wrong with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and a registry error body; nothing is forwarded. 429 and 503
+    /// carry `Retry-After: 1`.
+    Status(u16),
+    /// Close the connection without an answer; nothing is forwarded.
+    Drop,
+    /// Forward the request, then close the connection without relaying the answer (the
+    /// registry did the work; the client does not know).
+    DropAfter,
+    /// Never answer (until the proxy stops).
+    StallHead,
+    /// Send the head and half the body, then never send more.
+    StallBody,
+    /// Send the answer one byte per this many milliseconds.
+    Trickle(u64),
+    /// The full `Content-Length`, half the body, then close: a cut download.
+    Truncate,
+    /// A well-framed body that is too short: `Content-Length` and body are the first half.
+    Short,
+    /// A well-framed body that is too long: 16 bytes appended, `Content-Length` to match.
+    Long,
+    /// One byte of the body flipped.
+    Flip,
+    /// Forward the first half of the request body upstream as a complete request (for a PATCH
+    /// with `Content-Range`, the range is shortened to match), then close without an answer: a
+    /// chunk cut in transit after the registry stored part of it.
+    CutRequest,
+}
+
+impl Fault {
+    /// The faults that damage an answer's body (meaningless for a HEAD or an empty body).
+    fn needs_body(self) -> bool {
+        matches!(self, Fault::StallBody | Fault::Truncate | Fault::Short | Fault::Long | Fault::Flip)
+    }
+}
+
+/// `fault` on the matching requests number `skip` to `skip + times - 1` (counted from 0).
+#[derive(Clone, Debug)]
+pub struct FaultRule {
+    pub when: Match,
+    pub skip: usize,
+    pub times: usize,
+    pub fault: Fault,
+}
+
+impl FaultRule {
+    /// `fault` on the first `times` matching requests.
+    pub fn first(times: usize, when: Match, fault: Fault) -> FaultRule {
+        FaultRule { when, skip: 0, times, fault }
+    }
+
+    /// `fault` on every matching request.
+    pub fn always(when: Match, fault: Fault) -> FaultRule {
+        FaultRule { when, skip: 0, times: usize::MAX, fault }
+    }
+}
+
+/// Each request draws one fault with probability `per_mille`/1000 (uniformly from `faults`,
+/// skipping ones that cannot apply), from a generator seeded with `seed` and the request's
+/// arrival number. Tag lists are never damaged.
+#[derive(Clone, Debug)]
+pub struct RandomFaults {
+    pub seed: u64,
+    pub per_mille: u64,
+    pub faults: Vec<Fault>,
+}
+
+/// How the proxy behaves; the default is a faithful recording proxy.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOpts {
+    /// Largest page of tags returned (the client's `n` is honoured when smaller). 0 = tag lists
+    /// are forwarded as they are.
+    pub page_size: usize,
+    /// Answer blob GETs with `307 Temporary Redirect` to `http://HOST:PORT<same path>`.
+    pub redirect_blobs_to: Option<String>,
+    /// Send these Basic credentials upstream instead of the client's `Authorization`.
+    pub upstream_creds: Option<(String, String)>,
+    /// Wait this long before forwarding each request.
+    pub delay: Duration,
+    /// Answer `413 Payload Too Large` (after reading it) to a request body larger than this.
+    pub max_body: Option<usize>,
+    pub faults: Vec<FaultRule>,
+    pub random: Option<RandomFaults>,
+}
+
+/// One request received by the proxy.
+#[derive(Clone, Debug)]
+pub struct ProxyRequest {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    /// The `Authorization` header received, if any.
+    pub authorization: Option<String>,
+    pub body_len: usize,
+    /// The status answered; 0 when the connection was dropped or stalled instead.
+    pub status: u16,
+    /// The fault injected, if any.
+    pub fault: Option<Fault>,
+    /// When it arrived, from the proxy's start.
+    pub at: Duration,
+}
+
+impl ProxyRequest {
+    pub fn header(&self, name: &str) -> Option<String> {
+        Head { line: String::new(), headers: self.headers.clone() }.get(name)
+    }
+
+    pub fn path(&self) -> &str {
+        self.uri.split('?').next().unwrap_or("")
+    }
+
+    pub fn is(&self, m: Match) -> bool {
+        m.matches(&self.method, self.path(), self.body_len)
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Mutex<Vec<ProxyRequest>>,
+    /// Matching requests seen so far, per fault rule.
+    rule_hits: Mutex<Vec<usize>>,
+    open: Mutex<Vec<TcpStream>>,
+    arrivals: AtomicUsize,
+}
+
+struct State {
+    upstream: String,
+    opts: ProxyOpts,
+    upstream_auth: Option<String>,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+/// The proxy; stops, cutting open connections, on drop.
+pub struct Proxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    /// A recording proxy in front of `upstream` ("host:port").
+    pub fn start(upstream: &str) -> Proxy {
+        Proxy::start_with(upstream, ProxyOpts::default())
+    }
+
+    /// A proxy paginating tag lists in pages of at most `page_size` tags.
+    pub fn paging(upstream: &str, page_size: usize) -> Proxy {
+        assert!(page_size > 0);
+        Proxy::start_with(upstream, ProxyOpts { page_size, ..ProxyOpts::default() })
+    }
+
+    /// A proxy injecting `faults`.
+    pub fn faulty(upstream: &str, faults: Vec<FaultRule>) -> Proxy {
+        Proxy::start_with(upstream, ProxyOpts { faults, ..ProxyOpts::default() })
+    }
+
+    pub fn start_with(upstream: &str, opts: ProxyOpts) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
+        *shared.rule_hits.lock().unwrap() = vec![0; opts.faults.len()];
+        let state = Arc::new(State {
+            upstream: upstream.to_string(),
+            upstream_auth: opts
+                .upstream_creds
+                .as_ref()
+                .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
+            opts,
+            start: Instant::now(),
+            stop: stop.clone(),
+            shared: shared.clone(),
+        });
+        let thread = thread::spawn(move || {
+            let mut handles: Vec<thread::JoinHandle<()>> = Vec::new();
+            for conn in listener.incoming() {
+                if state.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = conn else { continue };
+                if let Ok(s) = stream.try_clone() {
+                    state.shared.open.lock().unwrap().push(s);
+                }
+                let st = state.clone();
+                handles.retain(|h| !h.is_finished());
+                handles.push(thread::spawn(move || serve(stream, &st)));
+            }
+            for s in state.shared.open.lock().unwrap().drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            for h in handles {
+                let _ = h.join();
+            }
+        });
+        Proxy { port, stop, thread: Some(thread), shared }
+    }
+
+    /// "127.0.0.1:PORT"
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn repo(&self, repo: &str) -> String {
+        format!("{}/{}", self.addr(), repo)
+    }
+
+    /// Every request received, in order of arrival.
+    pub fn requests(&self) -> Vec<ProxyRequest> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// How many requests match `m`.
+    pub fn count(&self, m: Match) -> usize {
+        self.requests().iter().filter(|r| r.is(m)).count()
+    }
+
+    /// How many `/tags/list` requests were received.
+    pub fn tag_list_requests(&self) -> usize {
+        self.count(Match::TagList)
+    }
+
+    /// How many blob GETs were received (including failed and redirected ones).
+    pub fn blob_gets(&self) -> usize {
+        self.count(Match::BlobGet)
+    }
+
+    /// Every `Authorization` header value received, in order.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.requests().into_iter().filter_map(|r| r.authorization).collect()
+    }
+
+    /// How many faults were injected.
+    pub fn faults_injected(&self) -> usize {
+        self.requests().iter().filter(|r| r.fault.is_some()).count()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serve one client connection: one request, one answer, close.
+fn serve(mut client: TcpStream, st: &State) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut reader = BufReader::new(client.try_clone().expect("clone stream"));
+    let Some(mut head) = read_head(&mut reader) else { return };
+    if head.get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        head.remove("expect");
+    }
+    let Ok(body) = read_body(&mut reader, &head, false) else { return };
+    let mut parts = head.line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let uri = parts.next().unwrap_or("").to_string();
+    let path = uri.split('?').next().unwrap_or("").to_string();
+    let fault = choose_fault(st, &method, &path, body.len());
+    let index = {
+        let mut reqs = st.shared.requests.lock().unwrap();
+        reqs.push(ProxyRequest {
+            method: method.clone(),
+            uri: uri.clone(),
+            headers: head.headers.clone(),
+            authorization: head.get("authorization"),
+            body_len: body.len(),
+            status: 0,
+            fault,
+            at: st.start.elapsed(),
+        });
+        reqs.len() - 1
+    };
+    let status = answer(&mut client, st, &method, &uri, head, body, fault);
+    st.shared.requests.lock().unwrap()[index].status = status;
+}
+
+fn choose_fault(st: &State, method: &str, path: &str, body_len: usize) -> Option<Fault> {
+    let n = st.shared.arrivals.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut hits = st.shared.rule_hits.lock().unwrap();
+        for (i, rule) in st.opts.faults.iter().enumerate() {
+            if rule.when.matches(method, path, body_len) {
+                let k = hits[i];
+                hits[i] += 1;
+                if k >= rule.skip && k - rule.skip < rule.times {
+                    return Some(rule.fault);
+                }
+            }
+        }
+    }
+    let random = st.opts.random.as_ref()?;
+    if Match::TagList.matches(method, path, 0) || random.faults.is_empty() {
+        return None;
+    }
+    let r = splitmix64(random.seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    if r % 1000 >= random.per_mille {
+        return None;
+    }
+    let fault = random.faults[((r / 1000) % random.faults.len() as u64) as usize];
+    let applies = match fault {
+        f if f.needs_body() => method == "GET",
+        Fault::CutRequest => body_len > 1,
+        _ => true,
+    };
+    applies.then_some(fault)
+}
+
+/// Answer one request; returns the status sent (0 for none).
+fn answer(
+    client: &mut TcpStream,
+    st: &State,
+    method: &str,
+    uri: &str,
+    head: Head,
+    body: Vec<u8>,
+    fault: Option<Fault>,
+) -> u16 {
+    let path = uri.split('?').next().unwrap_or("");
+    if !st.opts.delay.is_zero() {
+        thread::sleep(st.opts.delay);
+    }
+    match fault {
+        Some(Fault::Status(code)) => {
+            let mut hs = vec![("Content-Type".to_string(), "application/json".to_string())];
+            if matches!(code, 429 | 503) {
+                hs.push(("Retry-After".to_string(), "1".to_string()));
+            }
+            write_response(client, code, &hs, &error_body("INJECTED", "injected failure"), false);
+            return code;
+        }
+        Some(Fault::Drop) => {
+            let _ = client.shutdown(Shutdown::Both);
+            return 0;
+        }
+        Some(Fault::StallHead) => {
+            stall(st);
+            return 0;
+        }
+        _ => {}
+    }
+    if let Some(limit) = st.opts.max_body {
+        if body.len() > limit {
+            let hs = vec![("Content-Type".to_string(), "application/json".to_string())];
+            write_response(client, 413, &hs, &error_body("SIZE_INVALID", "request body too large"), false);
+            return 413;
+        }
+    }
+    if let (Some(target), true) = (&st.opts.redirect_blobs_to, Match::BlobGet.matches(method, path, 0)) {
+        let hs = vec![("Location".to_string(), format!("http://{target}{uri}"))];
+        write_response(client, 307, &hs, b"", false);
+        return 307;
+    }
+    if st.opts.page_size > 0 && Match::TagList.matches(method, path, 0) {
+        return paginate(client, st, uri, head);
+    }
+    if fault == Some(Fault::CutRequest) && body.len() > 1 {
+        let half = body.len() / 2;
+        let mut head = head;
+        if let Some((start, _)) =
+            head.get("content-range").and_then(|r| r.split_once('-').map(|(a, b)| (a.to_string(), b.to_string())))
+        {
+            if let Ok(s) = start.trim().parse::<usize>() {
+                head.set("Content-Range", &format!("{s}-{}", s + half - 1));
+            }
+        }
+        let _ = forward(st, &head, &body[..half]);
+        let _ = client.shutdown(Shutdown::Both);
+        return 0;
+    }
+    let Some((mut rhead, mut rbody)) = forward(st, &head, &body) else {
+        write_response(client, 502, &[], b"upstream unreachable", false);
+        return 502;
+    };
+    let status = rhead.status();
+    if fault == Some(Fault::DropAfter) {
+        let _ = client.shutdown(Shutdown::Both);
+        return 0;
+    }
+    let is_head = method == "HEAD";
+    rhead.remove("connection");
+    rhead.remove("transfer-encoding");
+    rhead.set("Connection", "close");
+    if is_head {
+        let _ = client.write_all(&rhead.to_bytes());
+        let _ = client.shutdown(Shutdown::Both);
+        return status;
+    }
+    let damage = fault.filter(|f| f.needs_body() || matches!(f, Fault::Trickle(_))).filter(|_| rbody.len() > 1);
+    let half = rbody.len() / 2;
+    let mut declared = rbody.len();
+    let mut sent = rbody.len();
+    match damage {
+        Some(Fault::Short) => {
+            rbody.truncate(half);
+            declared = half;
+            sent = half;
+        }
+        Some(Fault::Long) => {
+            rbody.extend_from_slice(&[0x5a; 16]);
+            declared = rbody.len();
+            sent = rbody.len();
+        }
+        Some(Fault::Flip) => {
+            rbody[half] ^= 0xff;
+        }
+        Some(Fault::Truncate) | Some(Fault::StallBody) => sent = half,
+        _ => {}
+    }
+    rhead.set("Content-Length", &declared.to_string());
+    let mut out = rhead.to_bytes();
+    out.extend_from_slice(&rbody[..sent]);
+    if let Some(Fault::Trickle(ms)) = damage {
+        for b in out {
+            if st.stop.load(Ordering::SeqCst) || client.write_all(&[b]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(ms));
+        }
+        let _ = client.shutdown(Shutdown::Both);
+        return status;
+    }
+    let _ = client.write_all(&out);
+    let _ = client.flush();
+    if damage == Some(Fault::StallBody) {
+        stall(st);
+    }
+    let _ = client.shutdown(Shutdown::Both);
+    status
+}
+
+/// Hold the connection open without a word until the proxy stops (at most ten minutes).
+fn stall(st: &State) {
+    let until = Instant::now() + Duration::from_secs(600);
+    while !st.stop.load(Ordering::SeqCst) && Instant::now() < until {
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Send one request upstream on a fresh connection; the answer's head and (de-chunked) body.
+fn forward(st: &State, head: &Head, body: &[u8]) -> Option<(Head, Vec<u8>)> {
+    let mut up = TcpStream::connect(&st.upstream).ok()?;
+    let _ = up.set_read_timeout(Some(Duration::from_secs(120)));
+    let mut h = head.clone();
+    h.remove("connection");
+    h.remove("transfer-encoding");
+    h.remove("expect");
+    if !body.is_empty() || h.content_length().is_some() {
+        h.set("Content-Length", &body.len().to_string());
+    }
+    if let Some(a) = &st.upstream_auth {
+        h.set("Authorization", a);
+    }
+    h.set("Connection", "close");
+    up.write_all(&h.to_bytes()).ok()?;
+    up.write_all(body).ok()?;
+    let mut reader = BufReader::new(up);
+    let rhead = read_head(&mut reader)?;
+    let is_head = head.line.starts_with("HEAD ");
+    let no_body = is_head || matches!(rhead.status(), 204 | 304) || (100..200).contains(&rhead.status());
+    let rbody = if no_body { Vec::new() } else { read_body(&mut reader, &rhead, true).ok()? };
+    Some((rhead, rbody))
+}
+
+/// Answer a tag-list GET with one page of the sorted upstream list.
+fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let name = &path["/v2/".len()..path.len() - "/tags/list".len()];
+    let mut h = head;
+    h.line = format!("GET {path} HTTP/1.1");
+    let Some((rhead, body)) = forward(st, &h, b"") else {
+        write_response(client, 502, &[], b"upstream unreachable", false);
+        return 502;
+    };
+    if rhead.status() != 200 {
+        let keep: Vec<(String, String)> = rhead
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                !["content-length", "connection", "transfer-encoding"].contains(&k.to_ascii_lowercase().as_str())
+            })
+            .cloned()
+            .collect();
+        write_response(client, rhead.status(), &keep, &body, false);
+        return rhead.status();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let mut tags: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    tags.sort();
+    let n: usize = query_param(query, "n").and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(st.opts.page_size);
+    let page = n.min(st.opts.page_size);
+    let last = query_param(query, "last");
+    let rest: Vec<String> = tags.into_iter().filter(|t| last.as_ref().is_none_or(|l| t > l)).collect();
+    let chunk: Vec<String> = rest.iter().take(page).cloned().collect();
+    let mut hs = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
+    if rest.len() > chunk.len() {
+        let last = chunk.last().cloned().unwrap_or_default();
+        hs.push(("Link".to_string(), format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\"")));
+    }
+    let out = serde_json::to_vec(&serde_json::json!({"name": name, "tags": chunk})).unwrap();
+    write_response(client, 200, &hs, &out, false);
+    200
+}

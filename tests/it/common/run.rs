@@ -1,0 +1,143 @@
+//! Running the binary under test with a watchdog, so a hang fails the test instead of CI.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use std::io::Read;
+
+/// The binary under test: `$IMAGE_SYNCER_BIN` if set, else the cargo-built one (Cargo names it
+/// for tests and benches; examples that share this module fall back to the release build).
+pub fn syncer_bin() -> PathBuf {
+    match std::env::var_os("IMAGE_SYNCER_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(
+            option_env!("CARGO_BIN_EXE_image-syncer")
+                .unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/image-syncer")),
+        ),
+    }
+}
+
+/// The outcome of one syncer run.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    /// `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Panics with the whole output unless the run succeeded.
+    pub fn assert_ok(&self) -> &Run {
+        assert!(self.success(), "image-syncer failed:\n{self}");
+        self.assert_no_panic();
+        self
+    }
+
+    /// Panics unless the run failed with a normal non-zero exit code (not a signal).
+    pub fn assert_failed(&self) -> &Run {
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "image-syncer should have failed with a non-zero exit code:\n{self}"
+        );
+        self.assert_no_panic();
+        self
+    }
+
+    pub fn assert_no_panic(&self) -> &Run {
+        let all = format!("{}{}", self.stdout, self.stderr);
+        assert!(!all.contains("panicked") && !all.contains("RUST_BACKTRACE"), "panic output:\n{self}");
+        self
+    }
+
+    /// stdout + stderr.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// The number N of `Synchronization finished, N images failed` in `text`.
+    pub fn failed_count_in(text: &str) -> Option<u64> {
+        let line = text.lines().find(|l| l.contains("Synchronization finished"))?;
+        let rest = &line[line.find("Synchronization finished,")? + "Synchronization finished,".len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    }
+
+    /// The N of the summary line in the output (stderr, stdout).
+    pub fn failed_count(&self) -> Option<u64> {
+        Run::failed_count_in(&self.output())
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "command: {} {}", syncer_bin().display(), self.args.join(" "))?;
+        writeln!(f, "exit code: {:?}", self.code)?;
+        writeln!(f, "--- stdout ---\n{}", self.stdout)?;
+        write!(f, "--- stderr ---\n{}", self.stderr)
+    }
+}
+
+/// Runs the syncer with `args` (no extra environment).
+pub fn run_syncer(args: &[&str]) -> Run {
+    run_syncer_env(args, &[])
+}
+
+/// Runs the syncer with `args` and extra environment variables. Proxy variables and `RUST_LOG`
+/// are removed (everything is on 127.0.0.1; the default log level is tested) and docker / podman
+/// credential files point to a path that does not exist. A watchdog kills the process after 10 minutes so that a hung
+/// binary fails the test instead of hanging the suite.
+pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(syncer_bin());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+        cmd.env_remove(k);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost");
+    // The default log level is part of the contract (summary line, "unchanged"): do not let the
+    // caller's environment change it.
+    cmd.env_remove("RUST_LOG");
+    // Hermetic credentials: never pick up the developer's docker / podman logins.
+    let no_creds = std::env::temp_dir().join("image-syncer-tests-no-credentials");
+    cmd.env("DOCKER_CONFIG", &no_creds).env("REGISTRY_AUTH_FILE", no_creds.join("auth.json"));
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", syncer_bin().display()));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for image-syncer") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(25));
+    };
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).to_string();
+    let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).to_string();
+    let run =
+        Run { args: args.iter().map(|s| s.to_string()).collect(), code: status.and_then(|s| s.code()), stdout, stderr };
+    assert!(status.is_some(), "image-syncer hung and was killed:\n{run}");
+    run
+}

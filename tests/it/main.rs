@@ -1,0 +1,17 @@
+//! The integration tests: one binary (one link, one process to schedule), a module per area.
+//! Each test starts its own real registries on random ports and runs the real binary.
+
+mod common;
+
+mod cli;
+mod credentials;
+mod errors;
+mod harness;
+mod images;
+mod incremental;
+mod resilience;
+mod rules;
+mod smoke;
+mod tls;
+mod token_auth;
+mod uploads;
