@@ -409,8 +409,21 @@ impl Client {
                         e
                     }
                 };
-            // Resume where the registry says it is.
-            let resume_at = self.upload_offset(repo, &location)?;
+            // Resume where the registry says it is, or start over when it cannot say.
+            let resume_at = match self.upload_offset(repo, &location) {
+                Ok(at) => at,
+                Err(e) if e.upload_session_gone() => {
+                    log::info!(
+                        "{}: {what}: the registry cannot resume the upload after: {} ({}); restarting the blob",
+                        self.registry,
+                        cause.kind,
+                        e.kind
+                    );
+                    let lost = ErrorKind::UploadLost(format!("after: {}", cause.kind));
+                    return Err(Error::new(&self.registry, &what, lost));
+                }
+                Err(e) => return Err(e),
+            };
             log::info!("{}: {what}: resuming at byte {resume_at} after: {}", self.registry, cause.kind);
             source.rewind_to(resume_at)?;
             offset = resume_at;
@@ -445,6 +458,14 @@ fn parse_upload_range(range: &str) -> u64 {
 }
 
 impl Error {
+    /// The upload session is no more: unknown, or invalid because what the registry stored no
+    /// longer matches the session's state (a chunk cut after part of it was written).
+    fn upload_session_gone(&self) -> bool {
+        matches!(self.status_code(), Some(404 | 416))
+            || self.has_code("BLOB_UPLOAD_INVALID")
+            || self.has_code("BLOB_UPLOAD_UNKNOWN")
+    }
+
     /// The registry refused a single-request (`PUT` with body) upload as such — not the blob.
     /// Some registries (older Pulp, some proxies) only take PATCH uploads; a proxy's body-size
     /// limit answers 413.

@@ -58,6 +58,10 @@ pub enum ErrorKind {
     Invalid(String),
     /// The run is stopping (a signal): the operation was abandoned on purpose.
     Interrupted,
+    /// An upload cut in transit whose session the registry will not resume (distribution
+    /// invalidates a session whose stored size no longer matches its state token): the blob
+    /// must start again in a new session. Transient: a new attempt starts over.
+    UploadLost(String),
 }
 
 impl Error {
@@ -163,7 +167,7 @@ impl Error {
     /// (401 after re-auth, 403, 404, an invalid manifest), a TLS failure or a stop is not.
     pub fn is_transient(&self) -> bool {
         match &self.kind {
-            ErrorKind::Connection(_) | ErrorKind::Stalled(_) => true,
+            ErrorKind::Connection(_) | ErrorKind::Stalled(_) | ErrorKind::UploadLost(_) => true,
             ErrorKind::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
@@ -230,6 +234,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooLarge(limit) => write!(f, "response larger than the {limit}-byte limit"),
             ErrorKind::Invalid(m) => f.write_str(m),
             ErrorKind::Interrupted => f.write_str("interrupted: the run is stopping"),
+            ErrorKind::UploadLost(m) => write!(f, "upload cut and the registry cannot resume it ({m})"),
         }
     }
 }

@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod credentials;
 mod errors;
+mod faults;
 mod harness;
 mod images;
 mod incremental;

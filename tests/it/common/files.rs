@@ -102,6 +102,11 @@ impl Job {
     pub fn run(&self, extra: &[&str]) -> Run {
         run_syncer(&self.args(extra))
     }
+
+    /// [`Job::run`], failing the test if the run takes longer than `secs` seconds.
+    pub fn run_within(&self, secs: u64, extra: &[&str]) -> Run {
+        run_syncer_within(&self.args(extra), std::time::Duration::from_secs(secs))
+    }
 }
 
 /// A job whose auth file covers `regs` (insecure, with their credentials) and whose images file

@@ -144,6 +144,12 @@ pub fn push_simple(c: &Client, repo: &str, tag: &str) -> Image {
     push_image(c, repo, tag, ImageKind::Docker, "linux", "amd64", "")
 }
 
+/// Pushes a linux/amd64 docker image whose layers are `layers` (shared layers are pushed once
+/// per repository; the registry keeps one copy).
+pub fn push_image_with_layers(c: &Client, repo: &str, tag: &str, layers: Vec<Vec<u8>>) -> Image {
+    build_and_push_image(c, repo, Some(tag), ImageKind::Docker, Platform::new("linux", "amd64", ""), layers)
+}
+
 /// Pushes the same image bytes under an extra tag.
 pub fn tag_image(c: &Client, img: &Image, tag: &str) {
     c.put_manifest(&img.repo, tag, &img.media_type, &img.bytes);

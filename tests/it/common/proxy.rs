@@ -46,10 +46,12 @@ pub enum Match {
     UploadPut,
     /// An upload's `PUT ?digest=` with a body: a single-request upload.
     MonolithicPut,
+    /// A `PATCH` whose `Content-Range` does not start at 0: a chunk after an upload's first.
+    LaterChunk,
 }
 
 impl Match {
-    fn matches(self, method: &str, path: &str, body_len: usize) -> bool {
+    fn matches(self, method: &str, path: &str, body_len: usize, headers: &[(String, String)]) -> bool {
         let v2 = path.starts_with("/v2/");
         match self {
             Match::Any => true,
@@ -60,7 +62,12 @@ impl Match {
             Match::UploadStart => method == "POST" && v2 && path.contains("/blobs/uploads/"),
             Match::UploadPatch => method == "PATCH" && v2 && path.contains("/blobs/uploads/"),
             Match::UploadPut => method == "PUT" && v2 && path.contains("/blobs/uploads/"),
-            Match::MonolithicPut => Match::UploadPut.matches(method, path, body_len) && body_len > 0,
+            Match::MonolithicPut => Match::UploadPut.matches(method, path, body_len, headers) && body_len > 0,
+            Match::LaterChunk => {
+                let h = Head { line: String::new(), headers: headers.to_vec() };
+                Match::UploadPatch.matches(method, path, body_len, headers)
+                    && h.get("content-range").is_some_and(|r| !r.trim().starts_with("0-"))
+            }
         }
     }
 }
@@ -71,6 +78,8 @@ pub enum Fault {
     /// Answer with this status and a registry error body; nothing is forwarded. 429 and 503
     /// carry `Retry-After: 1`.
     Status(u16),
+    /// `429 Too Many Requests` with `Retry-After` as an HTTP date one second ahead.
+    RetryAfterDate,
     /// Close the connection without an answer; nothing is forwarded.
     Drop,
     /// Forward the request, then close the connection without relaying the answer (the
@@ -80,7 +89,7 @@ pub enum Fault {
     StallHead,
     /// Send the head and half the body, then never send more.
     StallBody,
-    /// Send the answer one byte per this many milliseconds.
+    /// Send the head at once, then the body one byte per this many milliseconds.
     Trickle(u64),
     /// The full `Content-Length`, half the body, then close: a cut download.
     Truncate,
@@ -99,14 +108,19 @@ pub enum Fault {
 impl Fault {
     /// The faults that damage an answer's body (meaningless for a HEAD or an empty body).
     fn needs_body(self) -> bool {
-        matches!(self, Fault::StallBody | Fault::Truncate | Fault::Short | Fault::Long | Fault::Flip)
+        matches!(
+            self,
+            Fault::StallBody | Fault::Trickle(_) | Fault::Truncate | Fault::Short | Fault::Long | Fault::Flip
+        )
     }
 }
 
-/// `fault` on the matching requests number `skip` to `skip + times - 1` (counted from 0).
+/// `fault` on the matching requests number `skip` to `skip + times - 1` (counted from 0);
+/// with `path_contains`, only requests whose path contains it match.
 #[derive(Clone, Debug)]
 pub struct FaultRule {
     pub when: Match,
+    pub path_contains: Option<String>,
     pub skip: usize,
     pub times: usize,
     pub fault: Fault,
@@ -115,12 +129,24 @@ pub struct FaultRule {
 impl FaultRule {
     /// `fault` on the first `times` matching requests.
     pub fn first(times: usize, when: Match, fault: Fault) -> FaultRule {
-        FaultRule { when, skip: 0, times, fault }
+        FaultRule { when, path_contains: None, skip: 0, times, fault }
     }
 
     /// `fault` on every matching request.
     pub fn always(when: Match, fault: Fault) -> FaultRule {
-        FaultRule { when, skip: 0, times: usize::MAX, fault }
+        FaultRule { when, path_contains: None, skip: 0, times: usize::MAX, fault }
+    }
+
+    /// Only requests whose path contains `needle` (a digest, a repository) match.
+    pub fn on(mut self, needle: &str) -> FaultRule {
+        self.path_contains = Some(needle.to_string());
+        self
+    }
+
+    /// Skip the first `n` matching requests.
+    pub fn skip(mut self, n: usize) -> FaultRule {
+        self.skip = n;
+        self
     }
 }
 
@@ -165,8 +191,8 @@ pub struct ProxyRequest {
     pub status: u16,
     /// The fault injected, if any.
     pub fault: Option<Fault>,
-    /// When it arrived, from the proxy's start.
-    pub at: Duration,
+    /// When it arrived (comparable across proxies).
+    pub at: Instant,
 }
 
 impl ProxyRequest {
@@ -179,15 +205,15 @@ impl ProxyRequest {
     }
 
     pub fn is(&self, m: Match) -> bool {
-        m.matches(&self.method, self.path(), self.body_len)
+        m.matches(&self.method, self.path(), self.body_len, &self.headers)
     }
 }
 
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<ProxyRequest>>,
-    /// Matching requests seen so far, per fault rule.
-    rule_hits: Mutex<Vec<usize>>,
+    /// The fault rules, each with the matching requests seen so far.
+    rules: Mutex<Vec<(FaultRule, usize)>>,
     open: Mutex<Vec<TcpStream>>,
     arrivals: AtomicUsize,
 }
@@ -196,7 +222,6 @@ struct State {
     upstream: String,
     opts: ProxyOpts,
     upstream_auth: Option<String>,
-    start: Instant,
     stop: Arc<AtomicBool>,
     shared: Arc<Shared>,
 }
@@ -231,7 +256,7 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared::default());
-        *shared.rule_hits.lock().unwrap() = vec![0; opts.faults.len()];
+        *shared.rules.lock().unwrap() = opts.faults.iter().map(|r| (r.clone(), 0)).collect();
         let state = Arc::new(State {
             upstream: upstream.to_string(),
             upstream_auth: opts
@@ -239,7 +264,6 @@ impl Proxy {
                 .as_ref()
                 .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
             opts,
-            start: Instant::now(),
             stop: stop.clone(),
             shared: shared.clone(),
         });
@@ -305,6 +329,20 @@ impl Proxy {
         self.requests().into_iter().filter_map(|r| r.authorization).collect()
     }
 
+    /// Replace the fault rules (their counts start again from 0).
+    pub fn set_faults(&self, faults: Vec<FaultRule>) {
+        *self.shared.rules.lock().unwrap() = faults.into_iter().map(|r| (r, 0)).collect();
+    }
+
+    /// How many faults of each kind were injected, for the test's log.
+    pub fn fault_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for f in self.requests().iter().filter_map(|r| r.fault) {
+            *out.entry(format!("{f:?}")).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// How many faults were injected.
     pub fn faults_injected(&self) -> usize {
         self.requests().iter().filter(|r| r.fault.is_some()).count()
@@ -336,7 +374,7 @@ fn serve(mut client: TcpStream, st: &State) {
     let method = parts.next().unwrap_or("").to_string();
     let uri = parts.next().unwrap_or("").to_string();
     let path = uri.split('?').next().unwrap_or("").to_string();
-    let fault = choose_fault(st, &method, &path, body.len());
+    let fault = choose_fault(st, &method, &path, body.len(), &head.headers);
     let index = {
         let mut reqs = st.shared.requests.lock().unwrap();
         reqs.push(ProxyRequest {
@@ -347,7 +385,7 @@ fn serve(mut client: TcpStream, st: &State) {
             body_len: body.len(),
             status: 0,
             fault,
-            at: st.start.elapsed(),
+            at: Instant::now(),
         });
         reqs.len() - 1
     };
@@ -355,14 +393,15 @@ fn serve(mut client: TcpStream, st: &State) {
     st.shared.requests.lock().unwrap()[index].status = status;
 }
 
-fn choose_fault(st: &State, method: &str, path: &str, body_len: usize) -> Option<Fault> {
+fn choose_fault(st: &State, method: &str, path: &str, body_len: usize, headers: &[(String, String)]) -> Option<Fault> {
     let n = st.shared.arrivals.fetch_add(1, Ordering::SeqCst);
     {
-        let mut hits = st.shared.rule_hits.lock().unwrap();
-        for (i, rule) in st.opts.faults.iter().enumerate() {
-            if rule.when.matches(method, path, body_len) {
-                let k = hits[i];
-                hits[i] += 1;
+        let mut rules = st.shared.rules.lock().unwrap();
+        for (rule, hits) in rules.iter_mut() {
+            let on_path = rule.path_contains.as_ref().is_none_or(|n| path.contains(n.as_str()));
+            if on_path && rule.when.matches(method, path, body_len, headers) {
+                let k = *hits;
+                *hits += 1;
                 if k >= rule.skip && k - rule.skip < rule.times {
                     return Some(rule.fault);
                 }
@@ -370,7 +409,7 @@ fn choose_fault(st: &State, method: &str, path: &str, body_len: usize) -> Option
         }
     }
     let random = st.opts.random.as_ref()?;
-    if Match::TagList.matches(method, path, 0) || random.faults.is_empty() {
+    if Match::TagList.matches(method, path, 0, &[]) || random.faults.is_empty() {
         return None;
     }
     let r = splitmix64(random.seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -409,6 +448,13 @@ fn answer(
             write_response(client, code, &hs, &error_body("INJECTED", "injected failure"), false);
             return code;
         }
+        Some(Fault::RetryAfterDate) => {
+            let when = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(1));
+            let hs =
+                vec![("Content-Type".to_string(), "application/json".to_string()), ("Retry-After".to_string(), when)];
+            write_response(client, 429, &hs, &error_body("TOOMANYREQUESTS", "injected rate limit"), false);
+            return 429;
+        }
         Some(Fault::Drop) => {
             let _ = client.shutdown(Shutdown::Both);
             return 0;
@@ -421,17 +467,19 @@ fn answer(
     }
     if let Some(limit) = st.opts.max_body {
         if body.len() > limit {
-            let hs = vec![("Content-Type".to_string(), "application/json".to_string())];
-            write_response(client, 413, &hs, &error_body("SIZE_INVALID", "request body too large"), false);
+            // As nginx's client_max_body_size answers: an HTML page, no registry error code.
+            let hs = vec![("Content-Type".to_string(), "text/html".to_string())];
+            let page = b"<html><head><title>413 Request Entity Too Large</title></head></html>";
+            write_response(client, 413, &hs, page, false);
             return 413;
         }
     }
-    if let (Some(target), true) = (&st.opts.redirect_blobs_to, Match::BlobGet.matches(method, path, 0)) {
+    if let (Some(target), true) = (&st.opts.redirect_blobs_to, Match::BlobGet.matches(method, path, 0, &[])) {
         let hs = vec![("Location".to_string(), format!("http://{target}{uri}"))];
         write_response(client, 307, &hs, b"", false);
         return 307;
     }
-    if st.opts.page_size > 0 && Match::TagList.matches(method, path, 0) {
+    if st.opts.page_size > 0 && Match::TagList.matches(method, path, 0, &[]) {
         return paginate(client, st, uri, head);
     }
     if fault == Some(Fault::CutRequest) && body.len() > 1 {
@@ -466,7 +514,7 @@ fn answer(
         let _ = client.shutdown(Shutdown::Both);
         return status;
     }
-    let damage = fault.filter(|f| f.needs_body() || matches!(f, Fault::Trickle(_))).filter(|_| rbody.len() > 1);
+    let damage = fault.filter(|f| f.needs_body()).filter(|_| rbody.len() > 1);
     let half = rbody.len() / 2;
     let mut declared = rbody.len();
     let mut sent = rbody.len();
@@ -489,9 +537,9 @@ fn answer(
     }
     rhead.set("Content-Length", &declared.to_string());
     let mut out = rhead.to_bytes();
-    out.extend_from_slice(&rbody[..sent]);
     if let Some(Fault::Trickle(ms)) = damage {
-        for b in out {
+        let _ = client.write_all(&out);
+        for &b in &rbody {
             if st.stop.load(Ordering::SeqCst) || client.write_all(&[b]).is_err() {
                 break;
             }
@@ -500,6 +548,7 @@ fn answer(
         let _ = client.shutdown(Shutdown::Both);
         return status;
     }
+    out.extend_from_slice(&rbody[..sent]);
     let _ = client.write_all(&out);
     let _ = client.flush();
     if damage == Some(Fault::StallBody) {

@@ -1,7 +1,7 @@
 //! Running the binary under test with a watchdog, so a hang fails the test instead of CI.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -89,55 +89,90 @@ pub fn run_syncer(args: &[&str]) -> Run {
     run_syncer_env(args, &[])
 }
 
-/// Runs the syncer with `args` and extra environment variables. Proxy variables and `RUST_LOG`
-/// are removed (everything is on 127.0.0.1; the default log level is tested) and docker / podman
-/// credential files point to a path that does not exist. A watchdog kills the process after 10 minutes so that a hung
-/// binary fails the test instead of hanging the suite.
+/// Runs the syncer with `args` and extra environment variables, killed after ten minutes.
 pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(syncer_bin());
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
-        cmd.env_remove(k);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost");
-    // The default log level is part of the contract (summary line, "unchanged"): do not let the
-    // caller's environment change it.
-    cmd.env_remove("RUST_LOG");
-    // Hermetic credentials: never pick up the developer's docker / podman logins.
-    let no_creds = std::env::temp_dir().join("image-syncer-tests-no-credentials");
-    cmd.env("DOCKER_CONFIG", &no_creds).env("REGISTRY_AUTH_FILE", no_creds.join("auth.json"));
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", syncer_bin().display()));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for image-syncer") {
-            break Some(st);
+    Running::spawn(args, envs).wait(Duration::from_secs(600))
+}
+
+/// Runs the syncer with `args`; a run still going after `limit` is killed and fails the test.
+pub fn run_syncer_within(args: &[&str], limit: Duration) -> Run {
+    Running::spawn(args, &[]).wait(limit)
+}
+
+/// A syncer process started in the background.
+pub struct Running {
+    args: Vec<String>,
+    child: Child,
+    out: thread::JoinHandle<Vec<u8>>,
+    err: thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    /// Starts the syncer with `args` and extra environment variables. Proxy variables and
+    /// `RUST_LOG` are removed (everything is on 127.0.0.1; the default log level is tested) and
+    /// docker / podman credential files point to a path that does not exist.
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(syncer_bin());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+            cmd.env_remove(k);
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
+        cmd.env("NO_PROXY", "127.0.0.1,localhost");
+        // The default log level is part of the contract (summary line, "unchanged"): do not let
+        // the caller's environment change it.
+        cmd.env_remove("RUST_LOG");
+        // Hermetic credentials: never pick up the developer's docker / podman logins.
+        let no_creds = std::env::temp_dir().join("image-syncer-tests-no-credentials");
+        cmd.env("DOCKER_CONFIG", &no_creds).env("REGISTRY_AUTH_FILE", no_creds.join("auth.json"));
+        for (k, v) in envs {
+            cmd.env(k, v);
         }
-        thread::sleep(Duration::from_millis(25));
-    };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap()).to_string();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap()).to_string();
-    let run =
-        Run { args: args.iter().map(|s| s.to_string()).collect(), code: status.and_then(|s| s.code()), stdout, stderr };
-    assert!(status.is_some(), "image-syncer hung and was killed:\n{run}");
-    run
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", syncer_bin().display()));
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out = thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = out.read_to_end(&mut s);
+            s
+        });
+        let err = thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err.read_to_end(&mut s);
+            s
+        });
+        Running { args: args.iter().map(|s| s.to_string()).collect(), child, out, err }
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// `true` while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// Waits for the process to end; one still running after `limit` is killed, and the test
+    /// fails with its output (a hang must fail, not block the suite).
+    pub fn wait(mut self, limit: Duration) -> Run {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait for image-syncer") {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(25));
+        };
+        let stdout = String::from_utf8_lossy(&self.out.join().unwrap()).to_string();
+        let stderr = String::from_utf8_lossy(&self.err.join().unwrap()).to_string();
+        let run = Run { args: self.args, code: status.and_then(|s| s.code()), stdout, stderr };
+        assert!(status.is_some(), "image-syncer did not finish within {limit:?} and was killed:\n{run}");
+        run
+    }
 }
