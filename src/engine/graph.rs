@@ -1,4 +1,5 @@
-//! The task graph: what the workers run, and the counters that order manifest pushes.
+//! The task graph: what the workers run (the vocabulary every task kind shares, [`Rule`]
+//! included), and the counters that order manifest pushes.
 //!
 //! A manifest is pushed only when everything it references is at the destination. Each
 //! [`Node`] counts what it still waits for, and the task that brings the count to zero queues
@@ -15,9 +16,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::queue::{Lane, Queue};
-use super::rule::Rule;
 use crate::manifest::BlobRef;
-use crate::reference::{Digest, ImageRef, Repository};
+use crate::reference::{Digest, ImageRef, Repository, RuleRef};
 
 /// One image the user asked for: the unit that syncs or fails, and that reports name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,5 +168,23 @@ impl fmt::Display for Task {
             Task::Blob(b) => write!(f, "copy blob {} from {} to {}", b.blob.digest, b.src, b.dst),
             Task::Manifest(n) => write!(f, "push manifest {} (from {})", n.dst, n.src),
         }
+    }
+}
+
+/// One validated source → destination pair of the images file.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// The source as written, for messages and for the failed-images file.
+    pub src_text: String,
+    /// The destination as written.
+    pub dst_text: String,
+    pub src: RuleRef,
+    pub dst: RuleRef,
+}
+
+impl Rule {
+    /// How a rule is named in messages: as the user wrote it.
+    pub fn describe(&self) -> String {
+        format!("rule \"{}: {}\"", self.src_text, self.dst_text)
     }
 }

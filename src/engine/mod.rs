@@ -45,9 +45,8 @@ use context::{Ctx, SyncError};
 use graph::Task;
 use queue::Queue;
 
-pub use graph::Pair;
+pub use graph::{Pair, Rule};
 pub use progress::Totals;
-pub use rule::Rule;
 
 /// How often a progress line is logged while a run goes on.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(30);

@@ -4,26 +4,8 @@
 use std::sync::Arc;
 
 use super::context::{Ctx, SyncError};
-use super::graph::{Pair, Task};
-use crate::reference::{ImageRef, Reference, RuleRef, Selector};
-
-/// One validated source → destination pair of the images file.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    /// The source as written, for messages and for the failed-images file.
-    pub src_text: String,
-    /// The destination as written.
-    pub dst_text: String,
-    pub src: RuleRef,
-    pub dst: RuleRef,
-}
-
-impl Rule {
-    /// How a rule is named in messages: as the user wrote it.
-    pub fn describe(&self) -> String {
-        format!("rule \"{}: {}\"", self.src_text, self.dst_text)
-    }
-}
+use super::graph::{Pair, Rule, Task};
+use crate::reference::{ImageRef, Reference, Selector};
 
 /// Resolve a rule's source tags and pair them with destination references.
 pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
