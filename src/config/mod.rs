@@ -11,6 +11,7 @@ mod docker;
 mod env;
 mod file;
 mod images;
+mod shard;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use auth::{resolve_auth, AuthFile};
 pub use env::Env;
 pub use file::Format;
 pub use images::{DefaultDest, ImagesFile};
+use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
 use crate::engine::Job;
@@ -160,6 +162,16 @@ impl Config {
         for key in auth.unused_keys(repos) {
             log::warn!("{}: auth key {key:?} matches no image in the rules; is it mistyped?", auth_path.display());
         }
+        let shard = Shard::from_flag_or_env(args.shard.as_deref(), env).map_err(ConfigError::Usage)?;
+        let rules = match shard {
+            None => rules,
+            Some(shard) => {
+                let all = rules.len();
+                let mine: Vec<_> = rules.into_iter().filter(|r| shard.owns(&r.dst.repo)).collect();
+                log::info!("shard {shard}: {} of {all} rule(s), chosen by destination repository", mine.len());
+                mine
+            }
+        };
         let tls = TlsOptions {
             ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
             client_cert: None,

@@ -12,6 +12,7 @@ mod images;
 mod incremental;
 mod resilience;
 mod rules;
+mod shard;
 mod smoke;
 mod tls;
 mod token_auth;
