@@ -65,6 +65,10 @@ pub struct Args {
     #[argh(option, default = "String::from(\"1KiB\")")]
     pub min_speed: String,
 
+    /// resolve every rule against the registries and print what would be copied; write nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+
     /// sync only shard INDEX of COUNT (0-based; split by destination repository), e.g. 0/3; default from JOB_COMPLETION_INDEX and JOB_COMPLETIONS when both are set
     #[argh(option)]
     pub shard: Option<String>,

@@ -177,7 +177,8 @@ impl Config {
             client_cert: None,
             skip_verify: args.skip_tls_verify,
         };
-        let job = Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force };
+        let job =
+            Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force, dry_run: args.dry_run };
         Ok(Config { auth, tls, limits, job, output, failed_output })
     }
 }

@@ -68,6 +68,8 @@ pub struct Ctx<'a> {
     pub regs: &'a Registries,
     pub filter: PlatformFilter,
     pub force: bool,
+    /// Plan only: read everything, write nothing.
+    pub dry_run: bool,
     /// Blob copies per destination: done, or in flight with waiters.
     pub blobs: Mutex<HashMap<BlobKey, BlobState>>,
     /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.

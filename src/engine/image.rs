@@ -140,8 +140,37 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             }
         }
     }
+    if ctx.dry_run {
+        return plan(ctx, &pair, &top);
+    }
     let mut graph = Graph::default();
     graph.add(top, &pair, None);
     graph.enqueue(&ctx.queue, &src.repo, &dst.repo);
+    Ok(())
+}
+
+/// A dry run: what copying `top` would move. Blobs are looked up at the destination with `HEAD`
+/// only; nothing is queued, so nothing is written.
+fn plan(ctx: &Ctx, pair: &Pair, top: &Planned) -> Result<(), SyncError> {
+    let dc = ctx.regs.client(&pair.dst.repo);
+    let mut seen = std::collections::HashSet::new();
+    let (mut missing, mut bytes, mut present) = (0, 0, 0);
+    for blob in top.blobs.iter().chain(top.children.iter().flat_map(|c| c.blobs.iter())) {
+        if !seen.insert(blob.digest.clone()) {
+            continue;
+        }
+        if dc.blob_exists(&pair.dst.repo.name, &blob.digest, Access::Push)? {
+            present += 1;
+        } else {
+            missing += 1;
+            bytes += blob.size.unwrap_or(0);
+        }
+    }
+    let manifests = 1 + top.children.len();
+    log::info!(
+        "would copy {pair}: {manifests} manifest(s), {missing} blob(s) to copy ({:.1} MiB), {present} already present",
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    ctx.event(Event::ImagePlanned { missing, bytes, present });
     Ok(())
 }

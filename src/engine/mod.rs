@@ -62,6 +62,9 @@ pub struct Job {
     pub platforms: PlatformFilter,
     /// Copy even when the destination has the same digest.
     pub force: bool,
+    /// Resolve everything against the registries and report the plan; send no request that
+    /// writes.
+    pub dry_run: bool,
 }
 
 /// Something that did not sync, with its first root cause.
@@ -111,6 +114,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         regs,
         filter: job.platforms,
         force: job.force,
+        dry_run: job.dry_run,
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),
@@ -151,7 +155,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
     synced.dedup();
     let failures = causes.failures(failed, &synced);
     drop(ctx); // the last sender: the reporter finishes
-    let totals = reporter.join().unwrap_or_default();
+    let totals = Totals { dry_run: job.dry_run, ..reporter.join().unwrap_or_default() };
     Report { failures, totals, synced, elapsed: start.elapsed() }
 }
 

@@ -18,6 +18,13 @@ pub enum Event {
     ManifestPushed,
     ImageSynced,
     ImageUnchanged,
+    /// A dry run found an image to copy: its blobs missing at the destination, their bytes,
+    /// and its blobs already there.
+    ImagePlanned {
+        missing: u64,
+        bytes: u64,
+        present: u64,
+    },
 }
 
 /// What a run moved.
@@ -30,6 +37,11 @@ pub struct Totals {
     pub manifests_pushed: u64,
     pub images_synced: u64,
     pub images_unchanged: u64,
+    /// A dry run: nothing was written; the `planned_*` fields say what a real run would do.
+    pub dry_run: bool,
+    pub images_planned: u64,
+    pub blobs_planned: u64,
+    pub bytes_planned: u64,
 }
 
 impl Totals {
@@ -44,10 +56,26 @@ impl Totals {
             Event::ManifestPushed => self.manifests_pushed += 1,
             Event::ImageSynced => self.images_synced += 1,
             Event::ImageUnchanged => self.images_unchanged += 1,
+            Event::ImagePlanned { missing, bytes, present } => {
+                self.images_planned += 1;
+                self.blobs_planned += missing;
+                self.bytes_planned += bytes;
+                self.blobs_present += present;
+            }
         }
     }
 
     pub fn summary(&self) -> String {
+        if self.dry_run {
+            return format!(
+                "dry run: {} image(s) would be copied, {} unchanged; {} blob(s) to copy ({:.1} MiB), {} already present",
+                self.images_planned,
+                self.images_unchanged,
+                self.blobs_planned,
+                self.bytes_planned as f64 / (1024.0 * 1024.0),
+                self.blobs_present
+            );
+        }
         format!(
             "{} image(s) synced, {} unchanged; {} blob(s) copied ({:.1} MiB), {} mounted, {} already present; {} manifest(s) pushed",
             self.images_synced,

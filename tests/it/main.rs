@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod credentials;
+mod dry_run;
 mod errors;
 mod faults;
 mod harness;
