@@ -143,7 +143,8 @@ step "Second run, nothing changed at the source: every image is \"unchanged\""
 LOG2=$WORK/run2.log
 "${SYNC[@]}" 2>&1 | tee "$LOG2"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || die "image-syncer failed"
-note "$(grep -c 'unchanged' "$LOG2" || true) unchanged, $(grep -c 'synced ' "$LOG2" || true) copied: the second run only compared manifest digests."
+# Count the per-image lines ("unchanged SRC -> DST: ...", "synced IMAGE"), not the totals line.
+note "$(grep -cE '\] unchanged ' "$LOG2" || true) unchanged, $(grep -cE '\] synced ' "$LOG2" || true) copied: the second run only compared manifest digests."
 
 step "Platform filter: only linux/arm64 of demo/multiarch:latest"
 printf '%s/demo/multiarch:latest: %s/arm64-only/multiarch:latest\n' "$SRC" "$DST" >"$WORK/images-arm64.yaml"
