@@ -6,9 +6,15 @@
 
 use argh::FromArgs;
 
-/// Synchronise container images between Docker Registry V2 / OCI registries.
+/// Synchronise container images between Docker Registry V2 / OCI registries: the rules of
+/// --images FILE, or one image or repository with `image-syncer copy SRC DST [flags]`.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
+    /// copy SRC DST: copy one image or repository (SRC as in an images file: repo, repo:tag,
+    /// repo:a,b, repo:/regex/, repo@sha256:...), no images file needed
+    #[argh(positional)]
+    pub command: Vec<String>,
+
     /// auth file (yaml or json): registry or registry/namespace -> username, password, insecure
     #[argh(option)]
     pub auth: Option<String>,

@@ -100,7 +100,30 @@ impl Config {
         if args.records.is_some() {
             log::warn!("--records is ignored: blobs are checked at the destination instead");
         }
+        let copy = match args.command.as_slice() {
+            [] => None,
+            [c, src, dst] if c == "copy" => Some((src.clone(), dst.clone())),
+            [c, ..] if c == "copy" => {
+                return Err(ConfigError::Usage(
+                    "copy needs a source and a destination: image-syncer copy SRC DST".into(),
+                ))
+            }
+            [other, ..] => {
+                return Err(ConfigError::Usage(format!(
+                    "unknown command {other:?}: use `image-syncer copy SRC DST`, or --images FILE; see --help"
+                )))
+            }
+        };
         let (auth_file, auth_path, rules) = match (&args.config, &args.images) {
+            _ if copy.is_some() && (args.config.is_some() || args.images.is_some()) => {
+                return Err(ConfigError::Usage("copy SRC DST takes no --images or --config file".into()))
+            }
+            (None, None) if copy.is_some() => {
+                let (src, dst) = copy.expect("checked");
+                let origin = Path::new("the copy command line");
+                let rules = images::rules(ImagesFile(vec![(src, images::Dests::One(dst))]), origin, &defaults, env)?;
+                (optional_auth(args)?, PathBuf::from(args.auth.clone().unwrap_or_default()), rules)
+            }
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Usage("--config and --images cannot be used together".into()))
             }
@@ -112,14 +135,7 @@ impl Config {
             (None, Some(i)) => {
                 let path = Path::new(i);
                 let rules = images::rules(file::load(path)?, path, &defaults, env)?;
-                let auth = match &args.auth {
-                    Some(a) => file::load(Path::new(a))?,
-                    None => {
-                        log::warn!("no --auth file given: registries are accessed anonymously unless docker's credentials have them");
-                        AuthFile::new()
-                    }
-                };
-                (auth, PathBuf::from(args.auth.clone().unwrap_or_default()), rules)
+                (optional_auth(args)?, PathBuf::from(args.auth.clone().unwrap_or_default()), rules)
             }
             (None, None) => {
                 return Err(ConfigError::Usage(
@@ -180,5 +196,18 @@ impl Config {
         let job =
             Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force, dry_run: args.dry_run };
         Ok(Config { auth, tls, limits, job, output, failed_output })
+    }
+}
+
+/// `--auth FILE` when given; else none (docker's credentials may still cover the registries).
+fn optional_auth(args: &Args) -> Result<AuthFile, ConfigError> {
+    match &args.auth {
+        Some(a) => file::load(Path::new(a)),
+        None => {
+            log::warn!(
+                "no --auth file given: registries are accessed anonymously unless docker's credentials have them"
+            );
+            Ok(AuthFile::new())
+        }
     }
 }

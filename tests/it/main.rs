@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod copy;
 mod credentials;
 mod dry_run;
 mod errors;
