@@ -71,6 +71,10 @@ pub struct Args {
     #[argh(option, default = "String::from(\"1KiB\")")]
     pub min_speed: String,
 
+    /// print only errors and the summary lines
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
     /// resolve every rule against the registries and print what would be copied; write nothing
     #[argh(switch)]
     pub dry_run: bool,

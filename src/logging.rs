@@ -1,4 +1,6 @@
-//! Logging setup: `info` by default, `RUST_LOG` to change it, `--log FILE` to redirect.
+//! Logging setup: `info` by default, `RUST_LOG` to change it, `--log FILE` to redirect,
+//! `--quiet` for errors and the summary only (the summary lines log under the [`SUMMARY`]
+//! target, which quiet mode keeps at `info`).
 //!
 //! The HTTP stack's own logs are capped (ureq at `debug`, whose header dumps redact secrets;
 //! ureq-proto and rustls at `info`) so that no log level can print an `Authorization` header.
@@ -8,8 +10,15 @@ use std::fs::OpenOptions;
 use env_logger::{Builder, Env, Target};
 use log::LevelFilter;
 
-pub fn init(log_file: Option<&str>) -> Result<(), String> {
+/// The log target of the lines `--quiet` keeps besides errors: the run's totals.
+pub const SUMMARY: &str = "summary";
+
+pub fn init(log_file: Option<&str>, quiet: bool) -> Result<(), String> {
     let mut b = Builder::from_env(Env::default().default_filter_or("info"));
+    if quiet {
+        b.filter_level(LevelFilter::Error);
+        b.filter_module(SUMMARY, LevelFilter::Info);
+    }
     b.format_target(false);
     if let Some(path) = log_file {
         let f = OpenOptions::new()

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         println!("image-syncer {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = logging::init(args.log.as_deref()) {
+    if let Err(e) = logging::init(args.log.as_deref(), args.quiet) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -50,7 +50,7 @@ fn run(args: &cli::Args) -> Result<bool, String> {
         report::write_images(path, *format, &pairs)?;
     }
     report::log_failures(&report.failures);
-    log::info!("{}", report.totals.summary());
-    log::info!("Synchronization finished, {} images failed, cost {:.2?}", report.failures.len(), report.elapsed);
+    log::info!(target: logging::SUMMARY, "{}", report.totals.summary());
+    log::info!(target: logging::SUMMARY, "Synchronization finished, {} images failed, cost {:.2?}", report.failures.len(), report.elapsed);
     Ok(report.failures.is_empty() && signals::exit_code().is_none())
 }

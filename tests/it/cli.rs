@@ -19,6 +19,33 @@ fn summary_line_on_success() {
 }
 
 #[test]
+fn quiet_prints_only_errors_and_the_summary() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "quiet/app", "v1");
+    let job = job(
+        &[&src, &dst],
+        &[
+            (&src.repo("quiet/app:v1,gone"), &[&dst.repo("quiet/app")]),
+            (&src.repo("quiet/app:v1"), &[&dst.repo("q2/app")]),
+        ],
+    );
+    let loud = job.run(&["--force"]);
+    assert!(loud.stderr.lines().any(|l| l.contains("INFO") && !l.contains("Synchronization")), "{loud}");
+    let run = job.run(&["--quiet", "--force"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("failed: ") && l.contains("quiet/app:gone")), "{run}");
+    assert!(lines.iter().any(|l| l.contains("Synchronization finished, 1 images failed")), "{run}");
+    assert!(lines.iter().any(|l| l.contains("image(s) synced")), "the totals line stays: {run}");
+    for l in &lines {
+        let summary = l.contains("Synchronization finished") || l.contains("image(s) synced");
+        assert!(l.contains("ERROR") || summary, "--quiet printed {l:?}");
+    }
+    assert_image_copied(src.api(), dst.api(), &img, "q2/app", "v1");
+}
+
+#[test]
 fn log_file_receives_the_summary() {
     let src = Registry::start();
     let dst = Registry::start();
