@@ -71,6 +71,10 @@ pub struct Args {
     #[argh(option, default = "String::from(\"1KiB\")")]
     pub min_speed: String,
 
+    /// write a JSON report of the run to this file: totals, and each image's status, digest and error
+    #[argh(option)]
+    pub report: Option<String>,
+
     /// print only errors and the summary lines
     #[argh(switch, short = 'q')]
     pub quiet: bool,

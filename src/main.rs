@@ -49,6 +49,9 @@ fn run(args: &cli::Args) -> Result<bool, String> {
         let pairs: Vec<_> = report.failures.iter().map(engine::Failure::endpoints).collect();
         report::write_images(path, *format, &pairs)?;
     }
+    if let Some(path) = &config.report {
+        report::write_report(path, &report)?;
+    }
     report::log_failures(&report.failures);
     log::info!(target: logging::SUMMARY, "{}", report.totals.summary());
     log::info!(target: logging::SUMMARY, "Synchronization finished, {} images failed, cost {:.2?}", report.failures.len(), report.elapsed);

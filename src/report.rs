@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde_json::json;
+
 use crate::config::Format;
-use crate::engine::Failure;
+use crate::engine::{Failure, Outcome, Report};
 
 /// At most this many failure lines are logged; the failed-images file has them all.
 const MAX_FAILURE_LINES: usize = 200;
@@ -49,6 +51,52 @@ pub fn write_images(path: &Path, format: Format, pairs: &[(String, String)]) -> 
         Format::Json => serde_json::to_string_pretty(&map).map_err(|e| e.to_string())? + "\n",
     };
     std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}
+
+/// The `--report` document: totals, then one entry per image (and per rule whose tags could not
+/// be listed). Built from typed outcomes and error messages that never hold credentials.
+pub fn report_json(report: &Report) -> serde_json::Value {
+    let mut images = Vec::new();
+    let mut rules = Vec::new();
+    for (pair, outcome) in &report.outcomes {
+        let (status, digest, reason) = match outcome {
+            Outcome::Synced(d) => ("synced", Some(d), None),
+            Outcome::Unchanged(d) => ("unchanged", Some(d), None),
+            Outcome::Planned(d) => ("would_copy", Some(d), None),
+            Outcome::Skipped(r) => ("skipped", None, Some(r)),
+        };
+        let mut entry = json!({"source": pair.src.to_string(), "destination": pair.dst.to_string(), "status": status});
+        if let Some(d) = digest {
+            entry["digest"] = json!(d.as_str());
+        }
+        if let Some(r) = reason {
+            entry["reason"] = json!(r);
+        }
+        images.push(entry);
+    }
+    for f in &report.failures {
+        let (src, dst) = f.endpoints();
+        let entry = json!({"source": src, "destination": dst, "status": "failed", "error": f.cause()});
+        match f {
+            Failure::Image { .. } => images.push(entry),
+            Failure::Rule { .. } => rules.push(entry),
+        }
+    }
+    let failed = report.failures.iter().filter(|f| matches!(f, Failure::Image { .. })).count();
+    json!({
+        "totals": report.totals,
+        "images_failed": failed,
+        "rules_failed": rules.len(),
+        "elapsed_seconds": report.elapsed.as_secs_f64(),
+        "images": images,
+        "rules": rules,
+    })
+}
+
+/// Write the `--report` document to `path`.
+pub fn write_report(path: &Path, report: &Report) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(&report_json(report)).map_err(|e| e.to_string())? + "\n";
+    std::fs::write(path, text).map_err(|e| format!("--report {}: cannot write: {e}", path.display()))
 }
 
 #[cfg(test)]

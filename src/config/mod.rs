@@ -74,6 +74,8 @@ pub struct Config {
     pub output: Option<(PathBuf, Format)>,
     /// `--output-failed-images`.
     pub failed_output: Option<(PathBuf, Format)>,
+    /// `--report`.
+    pub report: Option<PathBuf>,
 }
 
 /// The legacy `--config` file: both maps in one.
@@ -195,7 +197,8 @@ impl Config {
         };
         let job =
             Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force, dry_run: args.dry_run };
-        Ok(Config { auth, tls, limits, job, output, failed_output })
+        let report = args.report.as_ref().map(PathBuf::from);
+        Ok(Config { auth, tls, limits, job, output, failed_output, report })
     }
 }
 

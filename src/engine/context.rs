@@ -76,11 +76,31 @@ pub struct Ctx<'a> {
     pub known: Mutex<HashMap<(String, Digest), String>>,
     /// Images that are in sync (copied or already unchanged).
     pub synced: Mutex<Vec<Pair>>,
+    /// What became of each image that did not fail, for `--report`.
+    pub outcomes: Mutex<Vec<(Pair, Outcome)>>,
     pub queue: Queue<Task, SyncError>,
     pub events: crossbeam_channel::Sender<Event>,
 }
 
+/// How an image ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Copied; the digest pushed.
+    Synced(Digest),
+    /// The destination had the same digest.
+    Unchanged(Digest),
+    /// Nothing in it matched `--os/--arch`.
+    Skipped(String),
+    /// A dry run would copy it.
+    Planned(Digest),
+}
+
 impl Ctx<'_> {
+    /// Record how `pair` ended.
+    pub fn outcome(&self, pair: &Pair, outcome: Outcome) {
+        self.outcomes.lock().push((pair.clone(), outcome));
+    }
+
     /// Tell the progress reporter (it outlives every worker, so a send cannot fail in practice).
     pub fn event(&self, e: Event) {
         let _ = self.events.send(e);

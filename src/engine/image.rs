@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::context::{Ctx, SyncError};
+use super::context::{Ctx, Outcome, SyncError};
 use super::graph::{Graph, Pair, Planned};
 use super::progress::Event;
 use crate::manifest::{filter_index, Filtered, Kind, Manifest, Platform};
@@ -22,8 +22,9 @@ fn bad(image: &ImageRef, message: impl Into<String>) -> SyncError {
     SyncError::Manifest { image: image.to_string(), message: message.into() }
 }
 
-fn unchanged(ctx: &Ctx, pair: &Pair) {
+fn unchanged(ctx: &Ctx, pair: &Pair, digest: &Digest) {
     log::info!("unchanged {pair}: destination has the same digest");
+    ctx.outcome(pair, Outcome::Unchanged(digest.clone()));
     ctx.event(Event::ImageUnchanged);
     ctx.synced.lock().push(pair.clone());
 }
@@ -44,7 +45,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
         if let Some(sd) = head.digest {
             let dd = dc.head_manifest(dname, &dst.reference, Access::Push)?.and_then(|h| h.digest);
             if dd.as_ref() == Some(&sd) {
-                unchanged(ctx, pair);
+                unchanged(ctx, pair, &sd);
                 return Ok(());
             }
             dst_digest = Some(dd);
@@ -64,6 +65,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             }
             Filtered::Empty => {
                 log::info!("skipped {src}: no platform in it matches --os/--arch");
+                ctx.outcome(pair, Outcome::Skipped("no platform in it matches --os/--arch".into()));
                 return Ok(());
             }
         },
@@ -82,7 +84,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             _ => dc.head_manifest(dname, &dst.reference, Access::Push)?.and_then(|h| h.digest),
         };
         if dd.as_ref() == Some(&digest) {
-            unchanged(ctx, &pair);
+            unchanged(ctx, &pair, &digest);
             return Ok(());
         }
     }
@@ -102,6 +104,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
                 let platform: Platform = serde_json::from_slice(&raw).unwrap_or_default();
                 if !ctx.filter.matches(&platform) {
                     log::info!("skipped {src}: its platform {platform} does not match --os/--arch");
+                    ctx.outcome(&pair, Outcome::Skipped(format!("its platform {platform} does not match --os/--arch")));
                     return Ok(());
                 }
             }
@@ -141,7 +144,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
         }
     }
     if ctx.dry_run {
-        return plan(ctx, &pair, &top);
+        return plan(ctx, &pair, &top, &digest);
     }
     let mut graph = Graph::default();
     graph.add(top, &pair, None);
@@ -151,7 +154,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
 
 /// A dry run: what copying `top` would move. Blobs are looked up at the destination with `HEAD`
 /// only; nothing is queued, so nothing is written.
-fn plan(ctx: &Ctx, pair: &Pair, top: &Planned) -> Result<(), SyncError> {
+fn plan(ctx: &Ctx, pair: &Pair, top: &Planned, digest: &Digest) -> Result<(), SyncError> {
     let dc = ctx.regs.client(&pair.dst.repo);
     let mut seen = std::collections::HashSet::new();
     let (mut missing, mut bytes, mut present) = (0, 0, 0);
@@ -172,5 +175,6 @@ fn plan(ctx: &Ctx, pair: &Pair, top: &Planned) -> Result<(), SyncError> {
         bytes as f64 / (1024.0 * 1024.0)
     );
     ctx.event(Event::ImagePlanned { missing, bytes, present });
+    ctx.outcome(pair, Outcome::Planned(digest.clone()));
     Ok(())
 }

@@ -45,6 +45,7 @@ use context::{Ctx, SyncError};
 use graph::Task;
 use queue::Queue;
 
+pub use context::Outcome;
 pub use graph::{Pair, Rule};
 pub use progress::Totals;
 
@@ -103,6 +104,8 @@ pub struct Report {
     pub failures: Vec<Failure>,
     pub totals: Totals,
     pub synced: Vec<Pair>,
+    /// How each image that did not fail ended, sorted.
+    pub outcomes: Vec<(Pair, Outcome)>,
     pub elapsed: Duration,
 }
 
@@ -118,6 +121,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),
+        outcomes: Mutex::new(Vec::new()),
         queue: Queue::new(),
         events,
     };
@@ -154,9 +158,12 @@ pub fn run(job: Job, regs: &Registries) -> Report {
     synced.sort();
     synced.dedup();
     let failures = causes.failures(failed, &synced);
+    let mut outcomes = std::mem::take(&mut *ctx.outcomes.lock());
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+    outcomes.dedup_by(|a, b| a.0 == b.0);
     drop(ctx); // the last sender: the reporter finishes
     let totals = Totals { dry_run: job.dry_run, ..reporter.join().unwrap_or_default() };
-    Report { failures, totals, synced, elapsed: start.elapsed() }
+    Report { failures, totals, synced, outcomes, elapsed: start.elapsed() }
 }
 
 /// The dispatch: the one place that knows every kind of task.

@@ -28,7 +28,7 @@ pub enum Event {
 }
 
 /// What a run moved.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
     pub blobs_copied: u64,
     pub bytes_copied: u64,

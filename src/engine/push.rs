@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::context::{Ctx, SyncError};
+use super::context::{Ctx, Outcome, SyncError};
 use super::graph::Node;
 use super::progress::Event;
 
@@ -16,6 +16,7 @@ pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
         None => {
             log::info!("synced {}", node.image);
             ctx.event(Event::ImageSynced);
+            ctx.outcome(&node.image, Outcome::Synced(crate::reference::Digest::of(&node.bytes)));
             ctx.synced.lock().push((*node.image).clone());
         }
     }

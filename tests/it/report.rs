@@ -1,0 +1,47 @@
+//! `--report FILE`: one JSON document per run, statuses matching the destination, no secret.
+
+use std::collections::BTreeMap;
+
+use crate::common::*;
+
+#[test]
+fn report_lists_each_image_with_its_status_and_no_secret() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd("writer", "report-secret-pw"));
+    let a = push_simple(src.api(), "rep/app", "a");
+    let b = push_simple(src.api(), "rep/app", "b");
+    push_image(src.api(), "rep/app", "arm", ImageKind::Docker, "linux", "arm64", "");
+    job(&[&src, &dst], &[(&src.repo("rep/app:b"), &[&dst.repo("rep/app")])]).run(&[]).assert_ok();
+
+    let job = job(&[&src, &dst], &[(&src.repo("rep/app:a,b,arm,gone"), &[&dst.repo("rep/app")])]);
+    let path = job.dir.join("report.json");
+    let run = job.run_within(60, &["--arch", "amd64", "--report", p(&path), "--retries", "0"]);
+    assert_eq!(run.code, Some(1), "the missing tag fails the run:\n{run}");
+    let text = std::fs::read_to_string(&path).expect("report written");
+    assert!(!text.contains("report-secret-pw"), "no password in the report:\n{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+
+    let by_tag: BTreeMap<String, &serde_json::Value> = v["images"]
+        .as_array()
+        .expect("images[]")
+        .iter()
+        .map(|e| (e["source"].as_str().unwrap().rsplit(':').next().unwrap().to_string(), e))
+        .collect();
+    assert_eq!(by_tag.len(), 4, "{text}");
+    assert_eq!(by_tag["a"]["status"], "synced");
+    assert_eq!(by_tag["a"]["digest"], a.digest.as_str());
+    assert_eq!(by_tag["a"]["destination"], dst.repo("rep/app:a").as_str());
+    assert_eq!(by_tag["b"]["status"], "unchanged");
+    assert_eq!(by_tag["b"]["digest"], b.digest.as_str());
+    assert_eq!(by_tag["arm"]["status"], "skipped");
+    assert!(by_tag["arm"]["reason"].as_str().unwrap().contains("arm64"), "{text}");
+    assert_eq!(by_tag["gone"]["status"], "failed");
+    assert!(!by_tag["gone"]["error"].as_str().unwrap().is_empty());
+
+    // The statuses match the destination, and the totals the entries.
+    assert!(dst.api().get_manifest("rep/app", "a").is_some_and(|m| m.digest == a.digest));
+    assert!(dst.api().get_manifest("rep/app", "arm").is_none() && dst.api().get_manifest("rep/app", "gone").is_none());
+    assert_eq!(v["totals"]["images_synced"], 1);
+    assert_eq!(v["totals"]["images_unchanged"], 1);
+    assert_eq!(v["images_failed"], 1);
+}
