@@ -30,9 +30,9 @@ fn quiet_prints_only_errors_and_the_summary() {
             (&src.repo("quiet/app:v1"), &[&dst.repo("q2/app")]),
         ],
     );
-    let loud = job.run(&["--force"]);
+    let loud = job.run_within(60, &["--force"]);
     assert!(loud.stderr.lines().any(|l| l.contains("INFO") && !l.contains("Synchronization")), "{loud}");
-    let run = job.run(&["--quiet", "--force"]);
+    let run = job.run_within(60, &["--quiet", "--force"]);
     assert_eq!(run.code, Some(1), "{run}");
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert!(lines.iter().any(|l| l.contains("failed: ") && l.contains("quiet/app:gone")), "{run}");

@@ -59,12 +59,13 @@ fn copy_with_a_platform_filter() {
 #[test]
 fn copy_usage_errors() {
     let src = Registry::start();
-    let run = run_syncer(&["copy", &src.repo("a/b")]);
+    let limit = std::time::Duration::from_secs(30);
+    let run = run_syncer_within(&["copy", &src.repo("a/b")], limit);
     assert_eq!(run.code, Some(2), "{run}");
     assert!(run.output().contains("copy needs a source and a destination"), "{run}");
     let dir = TestDir::new("copy");
     let images = dir.write("images.yaml", &format!("{}: {}\n", src.repo("a/b"), src.repo("c/d")));
-    let run = run_syncer(&["--images", p(&images), "copy", &src.repo("a/b"), &src.repo("c/d")]);
+    let run = run_syncer_within(&["--images", p(&images), "copy", &src.repo("a/b"), &src.repo("c/d")], limit);
     assert_eq!(run.code, Some(2), "{run}");
     assert!(run.output().contains("takes no --images"), "{run}");
 }

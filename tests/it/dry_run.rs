@@ -27,7 +27,7 @@ fn dry_run_plans_what_a_real_run_then_does_and_writes_nothing() {
         &[("linux", "amd64", ""), ("linux", "arm64", "v8")],
     );
     // Two of them are already at the destination.
-    job(&[&src, &dst], &[(&src.repo("plan/app:v0,v1"), &[&dst.repo("plan/app")])]).run(&[]).assert_ok();
+    job(&[&src, &dst], &[(&src.repo("plan/app:v0,v1"), &[&dst.repo("plan/app")])]).run_within(60, &[]).assert_ok();
 
     let all = job(&[&src, &dst], &[(&src.repo("plan/app"), &[&dst.repo("plan/app")])]);
     src.clear_requests();

@@ -36,10 +36,8 @@ impl Sides {
             .iter()
             .map(|s| (self.sp.repo(s), self.dp.repo(&format!("copy/{}", s.split(':').next().unwrap()))))
             .collect();
-        let refs: Vec<(&str, [&str; 1])> = rules.iter().map(|(s, d)| (s.as_str(), [d.as_str()])).collect();
-        let rules: Vec<(&str, &[&str])> = refs.iter().map(|(s, d)| (*s, &d[..])).collect();
         let auth = [AuthEntry::insecure(&self.sp.addr()), AuthEntry::insecure(&self.dp.addr())];
-        Job::new(&auth, &images_yaml(&rules))
+        Job::new(&auth, &images_yaml_pairs(&rules))
     }
 
     /// Blob GETs the source proxy received for `digest`.

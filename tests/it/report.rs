@@ -11,7 +11,7 @@ fn report_lists_each_image_with_its_status_and_no_secret() {
     let a = push_simple(src.api(), "rep/app", "a");
     let b = push_simple(src.api(), "rep/app", "b");
     push_image(src.api(), "rep/app", "arm", ImageKind::Docker, "linux", "arm64", "");
-    job(&[&src, &dst], &[(&src.repo("rep/app:b"), &[&dst.repo("rep/app")])]).run(&[]).assert_ok();
+    job(&[&src, &dst], &[(&src.repo("rep/app:b"), &[&dst.repo("rep/app")])]).run_within(60, &[]).assert_ok();
 
     let job = job(&[&src, &dst], &[(&src.repo("rep/app:a,b,arm,gone"), &[&dst.repo("rep/app")])]);
     let path = job.dir.join("report.json");

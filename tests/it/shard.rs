@@ -47,9 +47,7 @@ fn shards_are_disjoint_cover_everything_and_are_stable() {
     }
     let rules: Vec<(String, String)> =
         names.iter().map(|n| (src.repo(&format!("src/{n}")), dst.repo(&format!("copy/{n}")))).collect();
-    let refs: Vec<(&str, [&str; 1])> = rules.iter().map(|(s, d)| (s.as_str(), [d.as_str()])).collect();
-    let rules: Vec<(&str, &[&str])> = refs.iter().map(|(s, d)| (*s, &d[..])).collect();
-    let job = job(&[&src, &dst], &rules);
+    let job = Job::new(&auth_for(&[&src, &dst]), &images_yaml_pairs(&rules));
 
     let shards: Vec<BTreeSet<String>> =
         (0..3).map(|i| run_clean(&src, &dst, &job, &["--shard", &format!("{i}/3")], &[])).collect();
@@ -72,7 +70,7 @@ fn shards_are_disjoint_cover_everything_and_are_stable() {
 fn bad_shard_is_a_usage_error() {
     let src = Registry::start();
     let job = job(&[&src], &[(&src.repo("a/b"), &[&src.repo("c/d")])]);
-    let run = run_syncer(&job.args(&["--shard", "3/3"]));
+    let run = job.run_within(60, &["--shard", "3/3"]);
     assert_eq!(run.code, Some(2), "{run}");
     assert!(run.output().contains("--shard \"3/3\""), "{run}");
 }

@@ -76,6 +76,13 @@ pub fn images_yaml(rules: &[(&str, &[&str])]) -> String {
     out
 }
 
+/// An images file of one-to-one rules: each source to its one destination.
+pub fn images_yaml_pairs(pairs: &[(String, String)]) -> String {
+    let dsts: Vec<[&str; 1]> = pairs.iter().map(|(_, d)| [d.as_str()]).collect();
+    let rules: Vec<(&str, &[&str])> = pairs.iter().zip(&dsts).map(|((s, _), d)| (s.as_str(), &d[..])).collect();
+    images_yaml(&rules)
+}
+
 /// A temp dir holding `auth.yaml` and `images.yaml`, ready for `--auth` / `--images`.
 pub struct Job {
     pub dir: TestDir,
