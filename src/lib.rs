@@ -22,3 +22,4 @@ pub mod registry;
 pub mod report;
 pub mod signals;
 pub mod stop;
+pub mod term;

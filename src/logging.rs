@@ -27,6 +27,9 @@ pub fn init(log_file: Option<&str>, quiet: bool) -> Result<(), String> {
             .open(path)
             .map_err(|e| format!("--log {path}: cannot open: {e}"))?;
         b.target(Target::Pipe(Box::new(f)));
+    } else {
+        // Around the live display, when one is shown.
+        b.target(Target::Pipe(Box::new(crate::term::Stderr)));
     }
     // Later directives for the same module win over RUST_LOG's.
     b.filter_module("ureq_proto", LevelFilter::Info.min(requested("ureq_proto")));

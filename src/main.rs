@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use image_syncer::{cli, config::Config, engine, logging, registry::Registries, report, signals};
+use image_syncer::{cli, config::Config, engine, logging, registry::Registries, report, signals, term};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().collect()) {
@@ -37,7 +37,9 @@ fn main() -> ExitCode {
 
 /// `Ok(true)` when every image synced; `Err` for unusable input (nothing was sent then).
 fn run(args: &cli::Args) -> Result<bool, String> {
-    let config = Config::from_args(args).map_err(|e| e.to_string())?;
+    let mut config = Config::from_args(args).map_err(|e| e.to_string())?;
+    // The live display: on a terminal, unless the log goes to a file or only errors are wanted.
+    config.job.live = args.log.is_none() && !args.quiet && term::stderr_is_live();
     let regs = Registries::new(config.auth, config.tls, config.limits, config.job.proc)?;
     signals::install();
     let report = engine::run(config.job, &regs);

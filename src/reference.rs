@@ -97,6 +97,11 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.0["sha256:".len()..]
     }
+
+    /// The first 12 hex digits, as `docker` shows them: enough to tell blobs apart on screen.
+    pub fn short(&self) -> &str {
+        &self.hex()[..12]
+    }
 }
 
 impl fmt::Display for Digest {

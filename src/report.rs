@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::config::Format;
-use crate::engine::{Failure, Outcome, Report};
+use crate::engine::{Failure, ImageStats, Outcome, Report};
 
 /// At most this many failure lines are logged; the failed-images file has them all.
 const MAX_FAILURE_LINES: usize = 200;
@@ -66,6 +66,7 @@ pub fn report_json(report: &Report) -> serde_json::Value {
             Outcome::Skipped(r) => ("skipped", None, Some(r)),
         };
         let mut entry = json!({"source": pair.src.to_string(), "destination": pair.dst.to_string(), "status": status});
+        add_stats(&mut entry, report.stats.get(pair));
         if let Some(d) = digest {
             entry["digest"] = json!(d.as_str());
         }
@@ -76,9 +77,12 @@ pub fn report_json(report: &Report) -> serde_json::Value {
     }
     for f in &report.failures {
         let (src, dst) = f.endpoints();
-        let entry = json!({"source": src, "destination": dst, "status": "failed", "error": f.cause()});
+        let mut entry = json!({"source": src, "destination": dst, "status": "failed", "error_class": f.class(), "error": f.cause()});
         match f {
-            Failure::Image { .. } => images.push(entry),
+            Failure::Image { pair, .. } => {
+                add_stats(&mut entry, report.stats.get(pair));
+                images.push(entry)
+            }
             Failure::Rule { .. } => rules.push(entry),
         }
     }
@@ -91,6 +95,14 @@ pub fn report_json(report: &Report) -> serde_json::Value {
         "images": images,
         "rules": rules,
     })
+}
+
+/// An image's bytes, blobs (copied, mounted, present), manifests pushed and duration.
+fn add_stats(entry: &mut serde_json::Value, stats: Option<&ImageStats>) {
+    let stats = stats.cloned().unwrap_or_default();
+    if let (Some(e), Ok(serde_json::Value::Object(s))) = (entry.as_object_mut(), serde_json::to_value(stats)) {
+        e.extend(s);
+    }
 }
 
 /// Write the `--report` document to `path`.

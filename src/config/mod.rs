@@ -195,8 +195,15 @@ impl Config {
             client_cert: None,
             skip_verify: args.skip_tls_verify,
         };
-        let job =
-            Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force, dry_run: args.dry_run };
+        let job = Job {
+            rules,
+            proc: args.proc,
+            retries: args.retries,
+            platforms,
+            force: args.force,
+            dry_run: args.dry_run,
+            live: false,
+        };
         let report = args.report.as_ref().map(PathBuf::from);
         Ok(Config { auth, tls, limits, job, output, failed_output, report })
     }

@@ -6,25 +6,43 @@
 //! and, where the source allows, checks everything before the first byte is sent.
 
 use super::context::{Ctx, SyncError};
-use super::graph::{BlobState, BlobTask};
-use super::progress::Event;
+use super::graph::{BlobState, BlobTask, Pair};
+use super::progress::{Event, Moving};
 use crate::registry::retry::Backoff;
 use crate::registry::{Access, Client, Upload};
+
+/// How a blob came to be at the destination.
+enum Moved {
+    Present,
+    Mounted,
+    /// Streamed from the source: this many bytes.
+    Copied(u64),
+}
 
 /// Copy the blob, then release every manifest waiting for it.
 pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let digest = &task.blob.digest;
     let key = (task.dst.registry.clone(), task.dst.name.clone(), digest.clone());
+    // The image this task was planned for (a task's own waiters all belong to one image).
+    let image = task.waiters.lock().first().map(|n| n.image.clone());
+    let shared = || {
+        if let Some(image) = &image {
+            ctx.tally(image, |s| s.blobs_present += 1);
+        }
+    };
     {
         let mut blobs = ctx.blobs.lock();
         match blobs.get_mut(&key) {
             Some(BlobState::Done) => {
                 drop(blobs);
+                shared();
                 task.waiters.lock().drain(..).for_each(|n| ctx.complete(&n));
                 return Ok(());
             }
             Some(BlobState::InFlight(others)) => {
                 others.append(&mut task.waiters.lock());
+                drop(blobs);
+                shared();
                 return Ok(());
             }
             None => {
@@ -32,7 +50,7 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
             }
         }
     }
-    let result = transfer_with_retries(ctx, task);
+    let result = transfer_with_retries(ctx, task, image.as_deref());
     // Settle the entry in one critical section, so no other task can start a second copy.
     let others = {
         let mut blobs = ctx.blobs.lock();
@@ -48,16 +66,28 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let mut waiters = task.waiters.lock();
     // On failure the waiters stay with this task, which may be retried after the pass.
     waiters.extend(others);
-    result?;
+    let moved = result?;
+    let (event, count): (Event, fn(&mut super::context::ImageStats)) = match moved {
+        Moved::Present => (Event::BlobPresent, |s| s.blobs_present += 1),
+        Moved::Mounted => (Event::BlobMounted, |s| s.blobs_mounted += 1),
+        Moved::Copied(n) => (Event::BlobCopied(n), |s| s.blobs_copied += 1),
+    };
+    if let (Some(image), Moved::Copied(n)) = (&image, &moved) {
+        ctx.tally(image, |s| s.bytes += n);
+    }
+    if let Some(image) = &image {
+        ctx.tally(image, count);
+    }
+    ctx.event(event);
     ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
     waiters.drain(..).for_each(|n| ctx.complete(&n));
     Ok(())
 }
 
-fn transfer_with_retries(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
+fn transfer_with_retries(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, SyncError> {
     let mut backoff = Backoff::new();
     loop {
-        match transfer(ctx, task) {
+        match transfer(ctx, task, image) {
             // An operation that used up its own attempts is not tried again in this pass.
             Err(e) if e.is_transient() && !e.is_exhausted() && !crate::stop::requested() => {
                 let Some(wait) = backoff.next(None, &e) else { return Err(e) };
@@ -70,13 +100,12 @@ fn transfer_with_retries(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
 }
 
 /// Make the blob exist at the destination: already there, mounted, or streamed from the source.
-fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
+fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, SyncError> {
     let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
     let dc = ctx.regs.client(dst);
     if dc.blob_exists(&dst.name, digest, Access::Push)? {
         log::debug!("blob {digest} already in {dst}");
-        ctx.event(Event::BlobPresent);
-        return Ok(());
+        return Ok(Moved::Present);
     }
     let mount_from = ctx
         .known
@@ -91,14 +120,18 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
         match dc.start_upload(&dst.name, digest, Some(&from)) {
             Ok(Upload::Mounted) => {
                 log::debug!("blob {digest} mounted into {dst}");
-                ctx.event(Event::BlobMounted);
-                return Ok(());
+                return Ok(Moved::Mounted);
             }
             Ok(Upload::Location(l)) => session = Some(l),
             Err(e) => log::debug!("mount of {digest} from {from} refused ({e}); uploading"),
         }
     }
-    let length = match stream(ctx, task, &dc, session) {
+    let label = match image {
+        Some(p) => format!("{} {}", digest.short(), p.dst),
+        None => format!("{} {dst}", digest.short()),
+    };
+    let moving = ctx.moving(label, task.blob.size);
+    let length = match stream(ctx, task, &dc, session, &moving) {
         Err(SyncError::Registry(e)) if e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() => {
             log::info!(
                 "{}: refuses single-request blob uploads ({}); switching to PATCH uploads in chunks of {} bytes",
@@ -107,19 +140,18 @@ fn transfer(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
                 dc.limits.chunk_size
             );
             dc.use_chunked_uploads();
-            stream(ctx, task, &dc, None)?
+            stream(ctx, task, &dc, None, &moving)?
         }
         other => other?,
     };
     log::debug!("blob {digest} copied {src} -> {dst}");
-    ctx.event(Event::BlobCopied(length));
-    Ok(())
+    Ok(Moved::Copied(length))
 }
 
 /// Open the source (refusing a length that disagrees with the descriptor before anything is
 /// sent), then stream it into the upload `session` (a new one when `None`). Returns the
 /// number of bytes sent.
-fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client, session: Option<String>) -> Result<u64, SyncError> {
+fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client, session: Option<String>, moving: &Moving) -> Result<u64, SyncError> {
     let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
     let sc = ctx.regs.client(src);
     let mut source = match sc.get_blob(&src.name, digest, task.blob.size) {
@@ -131,6 +163,7 @@ fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client, session: Option<String>) -> R
             return Err(e.into());
         }
     };
+    source.count_into(moving.done.clone());
     let location = match session {
         Some(l) => l,
         None => match dc.start_upload(&dst.name, digest, None)? {

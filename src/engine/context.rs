@@ -3,11 +3,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::graph::{complete, BlobState, Node, Pair, Task};
-use super::progress::Event;
+use super::progress::{Event, Moving};
 use super::queue::Queue;
 use crate::manifest::PlatformFilter;
 use crate::reference::Digest;
@@ -41,6 +42,17 @@ impl SyncError {
     /// The operation behind it was already retried as often as the policy allows.
     pub fn is_exhausted(&self) -> bool {
         matches!(self, SyncError::Registry(e) if e.exhausted)
+    }
+}
+
+impl SyncError {
+    /// A short name for the kind of failure, for reports: decided by type, never by text.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SyncError::Registry(e) => e.class(),
+            SyncError::Manifest { .. } => "manifest",
+            SyncError::Panic(_) => "internal",
+        }
     }
 }
 
@@ -78,8 +90,12 @@ pub struct Ctx<'a> {
     pub synced: Mutex<Vec<Pair>>,
     /// What became of each image that did not fail, for `--report`.
     pub outcomes: Mutex<Vec<(Pair, Outcome)>>,
+    /// What each image moved, and how long it took, for `--report`.
+    pub stats: Mutex<HashMap<Pair, ImageStats>>,
     pub queue: Queue<Task, SyncError>,
     pub events: crossbeam_channel::Sender<Event>,
+    /// The id of the next transfer shown by the progress display.
+    pub next_transfer: std::sync::atomic::AtomicU64,
 }
 
 /// How an image ended, when it did not fail.
@@ -95,15 +111,59 @@ pub enum Outcome {
     Planned(Digest),
 }
 
+/// What one image moved. A blob shared by several images of the run counts as copied (or
+/// mounted) for the image that moved it and as present for the others.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ImageStats {
+    pub bytes: u64,
+    pub blobs_copied: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub manifests_pushed: u64,
+    /// From the first time the image was started to its end (retries included).
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
+    pub duration: Duration,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+impl ImageStats {
+    /// The image ends now.
+    pub fn finish_now(&mut self) {
+        self.duration = self.started.map(|t| t.elapsed()).unwrap_or_default();
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
 impl Ctx<'_> {
     /// Record how `pair` ended.
     pub fn outcome(&self, pair: &Pair, outcome: Outcome) {
+        self.tally(pair, ImageStats::finish_now);
         self.outcomes.lock().push((pair.clone(), outcome));
+    }
+
+    /// `pair` starts (again): its clock starts the first time.
+    pub fn started(&self, pair: &Pair) {
+        self.stats.lock().entry(pair.clone()).or_default().started.get_or_insert_with(Instant::now);
+    }
+
+    /// Count something `pair` moved.
+    pub fn tally(&self, pair: &Pair, f: impl FnOnce(&mut ImageStats)) {
+        f(self.stats.lock().entry(pair.clone()).or_default());
     }
 
     /// Tell the progress reporter (it outlives every worker, so a send cannot fail in practice).
     pub fn event(&self, e: Event) {
         let _ = self.events.send(e);
+    }
+
+    /// A blob starts streaming: the progress display follows it until the guard is dropped.
+    pub fn moving(&self, label: String, size: Option<u64>) -> Moving {
+        let id = self.next_transfer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Moving::start(&self.events, id, label, size)
     }
 
     /// One wait fewer for `node`; the last one queues its push.

@@ -31,6 +31,7 @@ fn unchanged(ctx: &Ctx, pair: &Pair, digest: &Digest) {
 
 /// Sync one image: nothing when the destination has it already, else queue its graph.
 pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
+    ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
     let sc = ctx.regs.client(&src.repo);
     let dc = ctx.regs.client(&dst.repo);
@@ -66,6 +67,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             Filtered::Empty => {
                 log::info!("skipped {src}: no platform in it matches --os/--arch");
                 ctx.outcome(pair, Outcome::Skipped("no platform in it matches --os/--arch".into()));
+                ctx.event(Event::ImageSkipped);
                 return Ok(());
             }
         },
@@ -105,6 +107,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
                 if !ctx.filter.matches(&platform) {
                     log::info!("skipped {src}: its platform {platform} does not match --os/--arch");
                     ctx.outcome(&pair, Outcome::Skipped(format!("its platform {platform} does not match --os/--arch")));
+                    ctx.event(Event::ImageSkipped);
                     return Ok(());
                 }
             }

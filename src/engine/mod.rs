@@ -28,6 +28,7 @@ mod blob;
 mod context;
 mod graph;
 mod image;
+mod live;
 mod progress;
 mod push;
 mod queue;
@@ -45,7 +46,7 @@ use context::{Ctx, SyncError};
 use graph::Task;
 use queue::Queue;
 
-pub use context::Outcome;
+pub use context::{ImageStats, Outcome};
 pub use graph::{Pair, Rule};
 pub use progress::Totals;
 
@@ -66,6 +67,8 @@ pub struct Job {
     /// Resolve everything against the registries and report the plan; send no request that
     /// writes.
     pub dry_run: bool,
+    /// Show the live display on stderr (a terminal) instead of periodic progress lines.
+    pub live: bool,
 }
 
 /// Something that did not sync, with its first root cause.
@@ -73,14 +76,31 @@ pub struct Job {
 pub enum Failure {
     Image {
         pair: Pair,
-        cause: String,
+        cause: Cause,
     },
     /// A rule whose tags could not be listed (so its images are unknown).
     Rule {
         src_text: String,
         dst_text: String,
-        cause: String,
+        cause: Cause,
     },
+}
+
+/// Why something failed: the error's class (by type, see [`SyncError::class`]) and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub class: &'static str,
+    pub message: String,
+}
+
+impl Cause {
+    fn of(e: &SyncError) -> Cause {
+        Cause { class: e.class(), message: e.to_string() }
+    }
+
+    fn interrupted() -> Cause {
+        Cause { class: "interrupted", message: "not finished: the run was interrupted".into() }
+    }
 }
 
 impl Failure {
@@ -93,6 +113,15 @@ impl Failure {
     }
 
     pub fn cause(&self) -> &str {
+        &self.why().message
+    }
+
+    /// The class of the error, e.g. `not_found`, `denied`, `connection`, `manifest`.
+    pub fn class(&self) -> &'static str {
+        self.why().class
+    }
+
+    fn why(&self) -> &Cause {
         match self {
             Failure::Image { cause, .. } | Failure::Rule { cause, .. } => cause,
         }
@@ -106,13 +135,16 @@ pub struct Report {
     pub synced: Vec<Pair>,
     /// How each image that did not fail ended, sorted.
     pub outcomes: Vec<(Pair, Outcome)>,
+    /// What each image moved and how long it took (failed ones included, as far as they got).
+    pub stats: HashMap<Pair, ImageStats>,
     pub elapsed: Duration,
 }
 
 /// Run every rule of `job` to completion, with retries, or until a stop is requested.
 pub fn run(job: Job, regs: &Registries) -> Report {
     let start = Instant::now();
-    let (events, reporter) = progress::start(PROGRESS_INTERVAL);
+    let view = if job.live { progress::View::Live } else { progress::View::Log(PROGRESS_INTERVAL) };
+    let (events, reporter) = progress::start(view);
     let ctx = Ctx {
         regs,
         filter: job.platforms,
@@ -122,8 +154,10 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         known: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),
         outcomes: Mutex::new(Vec::new()),
+        stats: Mutex::new(HashMap::new()),
         queue: Queue::new(),
         events,
+        next_transfer: Default::default(),
     };
     for rule in job.rules {
         ctx.queue.push(Task::Rule(Arc::new(rule)));
@@ -139,12 +173,12 @@ pub fn run(job: Job, regs: &Registries) -> Report {
                 log::debug!("{task} failed, will retry: {e}");
                 retry.push(task);
             } else {
-                failed.push((task, e.to_string()));
+                failed.push((task, Cause::of(&e)));
             }
         }
         if crate::stop::requested() {
             for task in ctx.queue.take_queued().into_iter().chain(retry) {
-                failed.push((task, "not finished: the run was interrupted".into()));
+                failed.push((task, Cause::interrupted()));
             }
             break;
         }
@@ -161,9 +195,12 @@ pub fn run(job: Job, regs: &Registries) -> Report {
     let mut outcomes = std::mem::take(&mut *ctx.outcomes.lock());
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     outcomes.dedup_by(|a, b| a.0 == b.0);
+    let mut stats = std::mem::take(&mut *ctx.stats.lock());
+    // Failed or interrupted images: as far as they got.
+    stats.values_mut().filter(|s| s.duration.is_zero()).for_each(ImageStats::finish_now);
     drop(ctx); // the last sender: the reporter finishes
     let totals = Totals { dry_run: job.dry_run, ..reporter.join().unwrap_or_default() };
-    Report { failures, totals, synced, outcomes, elapsed: start.elapsed() }
+    Report { failures, totals, synced, outcomes, stats, elapsed: start.elapsed() }
 }
 
 /// The dispatch: the one place that knows every kind of task.
@@ -179,19 +216,19 @@ fn run_task(ctx: &Ctx, task: &Task) -> Result<(), SyncError> {
 /// The first error each image (or rule) met, across passes.
 #[derive(Default)]
 struct Causes {
-    images: HashMap<Pair, String>,
+    images: HashMap<Pair, Cause>,
 }
 
 impl Causes {
     fn note(&mut self, task: &Task, e: &SyncError) {
         for pair in task.images() {
-            self.images.entry((*pair).clone()).or_insert_with(|| e.to_string());
+            self.images.entry((*pair).clone()).or_insert_with(|| Cause::of(e));
         }
     }
 
     /// The images (and rules) that did not sync, one entry each, in a stable order.
-    fn failures(&self, failed: Vec<(Task, String)>, synced: &[Pair]) -> Vec<Failure> {
-        let mut images: BTreeMap<Pair, String> = BTreeMap::new();
+    fn failures(&self, failed: Vec<(Task, Cause)>, synced: &[Pair]) -> Vec<Failure> {
+        let mut images: BTreeMap<Pair, Cause> = BTreeMap::new();
         let mut rules = Vec::new();
         for (task, last) in failed {
             if let Task::Rule(r) = &task {

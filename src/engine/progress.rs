@@ -1,15 +1,36 @@
 //! Progress: workers send small events over a channel to one reporter thread, which keeps the
-//! totals, logs a progress line every interval while work goes on, and hands the totals back at
-//! the end. Workers never wait on it (the channel is unbounded and sending is cheap).
+//! totals and shows them while work goes on — a progress line in the log every interval, or
+//! the live display on a terminal ([`super::live`]) — and hands the totals back at the end.
+//! Workers never wait on it (the channel is unbounded and sending is cheap); bytes of a blob in
+//! flight are not sent as events but read by the reporter from the transfer's own counter.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{select, tick, unbounded, Sender};
 
-/// Something a worker finished.
-#[derive(Debug, Clone, Copy)]
+use super::live::Board;
+
+/// How often the live display is redrawn.
+const LIVE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How progress is shown while a run goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// A progress line in the log every interval (when something changed).
+    Log(Duration),
+    /// The live display on the terminal (stderr), log lines scrolling above it.
+    Live,
+}
+
+/// Something a worker started or finished.
+#[derive(Debug, Clone)]
 pub enum Event {
+    /// A rule found this many images to sync.
+    ImagesFound(u64),
     /// A blob was streamed from the source; its size in bytes.
     BlobCopied(u64),
     BlobMounted,
@@ -18,6 +39,8 @@ pub enum Event {
     ManifestPushed,
     ImageSynced,
     ImageUnchanged,
+    /// Nothing in the image matched the platform filter.
+    ImageSkipped,
     /// A dry run found an image to copy: its blobs missing at the destination, their bytes,
     /// and its blobs already there.
     ImagePlanned {
@@ -25,11 +48,55 @@ pub enum Event {
         bytes: u64,
         present: u64,
     },
+    /// A blob started streaming.
+    TransferStarted(Arc<Transfer>),
+    /// The transfer with this id ended (however it ended).
+    TransferEnded(u64),
+}
+
+/// A blob streaming from a source to a destination.
+#[derive(Debug)]
+pub struct Transfer {
+    pub id: u64,
+    /// What moves: the destination image and the blob's short digest.
+    pub label: String,
+    pub size: Option<u64>,
+    /// Bytes handed to the destination so far (the blob reader keeps it up to date).
+    pub done: Arc<AtomicU64>,
+}
+
+impl Transfer {
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
+/// Announces a transfer while it lives; its end when dropped.
+pub struct Moving {
+    tx: Sender<Event>,
+    id: u64,
+    pub done: Arc<AtomicU64>,
+}
+
+impl Moving {
+    pub fn start(tx: &Sender<Event>, id: u64, label: String, size: Option<u64>) -> Moving {
+        let done = Arc::new(AtomicU64::new(0));
+        let _ = tx.send(Event::TransferStarted(Arc::new(Transfer { id, label, size, done: done.clone() })));
+        Moving { tx: tx.clone(), id, done }
+    }
+}
+
+impl Drop for Moving {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Event::TransferEnded(self.id));
+    }
 }
 
 /// What a run moved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
+    /// Images the rules resolved to.
+    pub images_found: u64,
     pub blobs_copied: u64,
     pub bytes_copied: u64,
     pub blobs_mounted: u64,
@@ -37,6 +104,7 @@ pub struct Totals {
     pub manifests_pushed: u64,
     pub images_synced: u64,
     pub images_unchanged: u64,
+    pub images_skipped: u64,
     /// A dry run: nothing was written; the `planned_*` fields say what a real run would do.
     pub dry_run: bool,
     pub images_planned: u64,
@@ -45,8 +113,9 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn apply(&mut self, e: Event) {
-        match e {
+    fn apply(&mut self, e: &Event) {
+        match *e {
+            Event::ImagesFound(n) => self.images_found += n,
             Event::BlobCopied(bytes) => {
                 self.blobs_copied += 1;
                 self.bytes_copied += bytes;
@@ -56,13 +125,20 @@ impl Totals {
             Event::ManifestPushed => self.manifests_pushed += 1,
             Event::ImageSynced => self.images_synced += 1,
             Event::ImageUnchanged => self.images_unchanged += 1,
+            Event::ImageSkipped => self.images_skipped += 1,
             Event::ImagePlanned { missing, bytes, present } => {
                 self.images_planned += 1;
                 self.blobs_planned += missing;
                 self.bytes_planned += bytes;
                 self.blobs_present += present;
             }
+            Event::TransferStarted(_) | Event::TransferEnded(_) => {}
         }
+    }
+
+    /// Images finished without failing.
+    pub fn images_done(&self) -> u64 {
+        self.images_synced + self.images_unchanged + self.images_skipped + self.images_planned
     }
 
     pub fn summary(&self) -> String {
@@ -90,23 +166,37 @@ impl Totals {
 }
 
 /// Start the reporter. It ends, returning the totals, when every sender is dropped.
-pub fn start(interval: Duration) -> (Sender<Event>, JoinHandle<Totals>) {
+pub fn start(view: View) -> (Sender<Event>, JoinHandle<Totals>) {
     let (tx, rx) = unbounded::<Event>();
     let handle = std::thread::Builder::new()
         .name("progress".into())
         .spawn(move || {
+            let (interval, mut board) = match view {
+                View::Log(i) => (i, None),
+                View::Live => (LIVE_INTERVAL, Some(Board::new())),
+            };
             let ticker = tick(interval);
             let mut totals = Totals::default();
             let mut reported = totals;
+            let mut moving: BTreeMap<u64, Arc<Transfer>> = BTreeMap::new();
             loop {
                 select! {
                     recv(rx) -> e => match e {
-                        Ok(e) => totals.apply(e),
-                        Err(_) => return totals,
+                        Ok(Event::TransferStarted(t)) => { moving.insert(t.id, t); }
+                        Ok(Event::TransferEnded(id)) => { moving.remove(&id); }
+                        Ok(e) => totals.apply(&e),
+                        Err(_) => {
+                            if let Some(b) = board { b.finish() }
+                            return totals;
+                        }
                     },
-                    recv(ticker) -> _ => if totals != reported {
-                        log::info!("progress: {}", totals.summary());
-                        reported = totals;
+                    recv(ticker) -> _ => match &mut board {
+                        Some(b) => b.draw(&totals, &moving),
+                        None if totals != reported => {
+                            log::info!("progress: {}", totals.summary());
+                            reported = totals;
+                        }
+                        None => {}
                     },
                 }
             }
@@ -121,7 +211,7 @@ mod tests {
 
     #[test]
     fn totals_come_back_when_senders_are_gone() {
-        let (tx, handle) = start(Duration::from_secs(3600));
+        let (tx, handle) = start(View::Log(Duration::from_secs(3600)));
         let tx2 = tx.clone();
         tx.send(Event::BlobCopied(10)).unwrap();
         tx2.send(Event::BlobCopied(5)).unwrap();

@@ -11,6 +11,7 @@ pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
     let client = ctx.regs.client(&node.dst.repo);
     client.put_manifest(&node.dst.repo.name, &node.dst.reference, &node.bytes, &node.media_type)?;
     ctx.event(Event::ManifestPushed);
+    ctx.tally(&node.image, |s| s.manifests_pushed += 1);
     match &node.parent {
         Some(parent) => ctx.complete(parent),
         None => {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::context::{Ctx, SyncError};
 use super::graph::{Pair, Rule, Task};
+use super::progress::Event;
 use crate::reference::{ImageRef, Reference, Selector};
 
 /// Resolve a rule's source tags and pair them with destination references.
@@ -24,6 +25,7 @@ pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
     if refs.is_empty() {
         log::warn!("{}: no tags to synchronise", rule.describe());
     }
+    ctx.event(Event::ImagesFound(refs.len() as u64));
     for (i, reference) in refs.into_iter().enumerate() {
         let dst_reference = match &rule.dst.selector {
             Selector::Tags(t) => Reference::Tag(t[i].clone()),

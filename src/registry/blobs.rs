@@ -10,6 +10,8 @@
 //! under a wrong digest, and no destination is left waiting for bytes that never come.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
@@ -78,6 +80,8 @@ pub struct BlobSource<'a> {
     meter: Meter,
     /// Set when a read failed because of the source (not because of the upload).
     failed: bool,
+    /// Where the position is published for a progress display.
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl BlobSource<'_> {
@@ -93,6 +97,18 @@ impl BlobSource<'_> {
     /// The number of bytes this blob has, when known.
     pub fn size(&self) -> Option<u64> {
         self.size
+    }
+
+    /// Publish the number of bytes handed over so far in `counter`, as they go.
+    pub fn count_into(&mut self, counter: Arc<AtomicU64>) {
+        counter.store(self.pos, Ordering::Relaxed);
+        self.progress = Some(counter);
+    }
+
+    fn publish(&self) {
+        if let Some(c) = &self.progress {
+            c.store(self.pos, Ordering::Relaxed);
+        }
     }
 
     /// `true` when the last failure came from the source side.
@@ -118,6 +134,7 @@ impl BlobSource<'_> {
         }
         self.hasher = hasher.clone();
         self.pos = start;
+        self.publish();
         let (reader, from) = self.client.open_blob(self.repo, self.digest, start)?;
         self.reader = reader;
         let what = self.what();
@@ -172,6 +189,7 @@ impl Read for BlobSource<'_> {
         }
         self.hasher.update(&buf[..n]);
         self.pos += n as u64;
+        self.publish();
         if self.size == Some(self.pos) {
             // The last bytes: hand them over only if the source has nothing more and the
             // digest is right, so a bad blob can never complete an upload.
@@ -270,6 +288,7 @@ impl Client {
             hasher,
             meter: Meter::new(self),
             failed: false,
+            progress: None,
         })
     }
 

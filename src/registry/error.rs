@@ -182,6 +182,31 @@ impl Error {
         )
     }
 
+    /// A short name for the kind of failure, for reports (`not_found`, `denied`, `rate_limited`,
+    /// `server`, `connection`, `stalled`, `tls`, `damaged`, ...).
+    pub fn class(&self) -> &'static str {
+        match &self.kind {
+            ErrorKind::Connection(_) => "connection",
+            ErrorKind::Stalled(_) => "stalled",
+            ErrorKind::Tls(_) => "tls",
+            ErrorKind::Unauthorized(_) => "denied",
+            ErrorKind::Status { status, .. } => match status {
+                401 | 403 => "denied",
+                404 => "not_found",
+                429 => "rate_limited",
+                500.. => "server",
+                _ => "refused",
+            },
+            ErrorKind::DigestMismatch { .. } | ErrorKind::SizeMismatch { .. } | ErrorKind::LengthMismatch { .. } => {
+                "damaged"
+            }
+            ErrorKind::TooLarge(_) => "too_large",
+            ErrorKind::Invalid(_) => "invalid",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::UploadLost(_) => "upload_lost",
+        }
+    }
+
     /// The wait the registry asked for with `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {

@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod images;
 mod incremental;
+mod progress;
 mod report;
 mod resilience;
 mod rules;

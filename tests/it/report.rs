@@ -35,6 +35,15 @@ fn report_lists_each_image_with_its_status_and_no_secret() {
     assert_eq!(by_tag["b"]["digest"], b.digest.as_str());
     assert_eq!(by_tag["arm"]["status"], "skipped");
     assert!(by_tag["arm"]["reason"].as_str().unwrap().contains("arm64"), "{text}");
+    // What each image moved: every blob of `a` counted once (copied, mounted or present), and
+    // the bytes of those copied; the unchanged one moved nothing.
+    let n = |tag: &str, k: &str| by_tag[tag][k].as_u64().unwrap_or_else(|| panic!("{tag}.{k} in {text}"));
+    assert_eq!(n("a", "blobs_copied") + n("a", "blobs_mounted") + n("a", "blobs_present"), a.blobs().len() as u64);
+    assert!(n("a", "blobs_copied") >= 1 && n("a", "bytes") > 0, "{text}");
+    assert_eq!(n("a", "manifests_pushed"), 1);
+    assert!(by_tag["a"]["duration_seconds"].as_f64().is_some_and(|d| d > 0.0), "{text}");
+    assert_eq!((n("b", "bytes"), n("b", "blobs_copied"), n("b", "manifests_pushed")), (0, 0, 0));
+    assert_eq!(by_tag["gone"]["error_class"], "not_found", "{text}");
     assert_eq!(by_tag["gone"]["status"], "failed");
     assert!(!by_tag["gone"]["error"].as_str().unwrap().is_empty());
 

@@ -174,6 +174,8 @@ pub struct ProxyOpts {
     pub delay: Duration,
     /// Answer `413 Payload Too Large` (after reading it) to a request body larger than this.
     pub max_body: Option<usize>,
+    /// Send response bodies at about this many bytes per second (0 = as fast as possible).
+    pub rate: u64,
     pub faults: Vec<FaultRule>,
     pub random: Option<RandomFaults>,
 }
@@ -548,8 +550,19 @@ fn answer(
         let _ = client.shutdown(Shutdown::Both);
         return status;
     }
-    out.extend_from_slice(&rbody[..sent]);
-    let _ = client.write_all(&out);
+    if st.opts.rate > 0 {
+        let _ = client.write_all(&out);
+        let piece = (st.opts.rate / 20).max(1) as usize;
+        for part in rbody[..sent].chunks(piece) {
+            if st.stop.load(Ordering::SeqCst) || client.write_all(part).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        out.extend_from_slice(&rbody[..sent]);
+        let _ = client.write_all(&out);
+    }
     let _ = client.flush();
     if damage == Some(Fault::StallBody) {
         stall(st);

@@ -113,7 +113,25 @@ impl Running {
     /// docker / podman credential files point to a path that does not exist.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
         let mut cmd = Command::new(syncer_bin());
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args);
+        Running::spawn_cmd(cmd, args, envs)
+    }
+
+    /// Starts the syncer with `args` under a pseudo-terminal (util-linux `script`), so that its
+    /// stderr is a terminal; everything it wrote to the terminal comes back as stdout.
+    pub fn spawn_in_pty(args: &[&str], envs: &[(&str, &str)]) -> Running {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let line: Vec<String> = std::iter::once(syncer_bin().display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .map(|a| quote(&a))
+            .collect();
+        let mut cmd = Command::new("script");
+        cmd.args(["-q", "-e", "-c", &line.join(" "), "/dev/null"]);
+        Running::spawn_cmd(cmd, args, envs)
+    }
+
+    fn spawn_cmd(mut cmd: Command, args: &[&str], envs: &[(&str, &str)]) -> Running {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
             cmd.env_remove(k);
         }
@@ -127,7 +145,7 @@ impl Running {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", syncer_bin().display()));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
         let mut out = child.stdout.take().unwrap();
         let mut err = child.stderr.take().unwrap();
         let out = thread::spawn(move || {

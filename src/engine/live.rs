@@ -1,0 +1,110 @@
+//! The live display on a terminal: one line with images done of found, bytes moved, the rate
+//! and an estimate of the time left, and below it a bar for each large blob in flight. It is
+//! drawn by the progress thread only ([`super::progress`]); log lines scroll above it
+//! ([`crate::term`]). On anything but a terminal it is never created, so no escape code
+//! reaches a log file or a CI log.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::progress::{Totals, Transfer};
+
+/// Blobs at least this large get a bar of their own; smaller ones come and go too fast to read.
+const BAR_MIN_BYTES: u64 = 1 << 20;
+/// At most this many bars; further transfers are only counted in the top line.
+const MAX_BARS: usize = 8;
+/// The rate is averaged over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+/// Redraws per second at most.
+const REFRESH_HZ: u8 = 10;
+
+pub struct Board {
+    display: MultiProgress,
+    top: ProgressBar,
+    bars: HashMap<u64, ProgressBar>,
+    /// (when, bytes moved by then), for the rate.
+    samples: VecDeque<(Instant, u64)>,
+    started: Instant,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ")
+}
+
+impl Board {
+    pub fn new() -> Board {
+        let display = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(REFRESH_HZ));
+        let top = display
+            .add(ProgressBar::new(0).with_style(style("{spinner} [{elapsed_precise}] images {pos}/{len} {wide_msg}")));
+        crate::term::attach(display.clone());
+        Board { display, top, bars: HashMap::new(), samples: VecDeque::new(), started: Instant::now() }
+    }
+
+    /// Redraw from the totals and the transfers in flight.
+    pub fn draw(&mut self, totals: &Totals, moving: &BTreeMap<u64, Arc<Transfer>>) {
+        let moved = totals.bytes_copied + moving.values().map(|t| t.done()).sum::<u64>();
+        let now = Instant::now();
+        self.samples.push_back((now, moved));
+        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now - *t > RATE_WINDOW) {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = self.samples.front().copied().unwrap_or((now, moved));
+        let secs = (now - t0).as_secs_f64();
+        let rate = if secs > 0.0 { (moved.saturating_sub(b0) as f64 / secs) as u64 } else { 0 };
+
+        let done = totals.images_done();
+        let found = totals.images_found.max(done);
+        let eta = if done > 0 && found > done {
+            let left = self.started.elapsed().mul_f64((found - done) as f64 / done as f64);
+            format!(" · ETA {}", HumanDuration(left))
+        } else {
+            String::new()
+        };
+        let verb = if totals.dry_run { "to copy" } else { "moved" };
+        let amount = if totals.dry_run { totals.bytes_planned } else { moved };
+        self.top.set_length(found);
+        self.top.set_position(done);
+        self.top.set_message(format!(
+            "· {} {verb} at {}/s{eta} · {} in flight",
+            HumanBytes(amount),
+            HumanBytes(rate),
+            moving.len()
+        ));
+
+        self.bars.retain(|id, bar| {
+            let keep = moving.contains_key(id);
+            if !keep {
+                bar.finish_and_clear();
+                self.display.remove(bar);
+            }
+            keep
+        });
+        for t in moving.values() {
+            let Some(size) = t.size.filter(|s| *s >= BAR_MIN_BYTES) else { continue };
+            if !self.bars.contains_key(&t.id) && self.bars.len() >= MAX_BARS {
+                continue;
+            }
+            let bar = self.bars.entry(t.id).or_insert_with(|| {
+                let bar = ProgressBar::new(size)
+                    .with_style(style("  {prefix:44!} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec}"))
+                    .with_prefix(t.label.clone());
+                self.display.add(bar)
+            });
+            bar.set_position(t.done().min(size));
+        }
+        self.top.tick();
+    }
+
+    /// Clear the display, so that the summary lines follow the last log line.
+    pub fn finish(self) {
+        for bar in self.bars.values() {
+            bar.finish_and_clear();
+        }
+        self.top.finish_and_clear();
+        let _ = self.display.clear();
+        crate::term::detach();
+    }
+}
