@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v script >/dev/null 2>&1 || need+=(bsdutils) # a pseudo-terminal for the live display test
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} (the tests start real registries)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
