@@ -7,11 +7,13 @@
 use argh::FromArgs;
 
 /// Synchronise container images between Docker Registry V2 / OCI registries: the rules of
-/// --images FILE, or one image or repository with `image-syncer copy SRC DST [flags]`.
+/// --images FILE, or one image or repository with `image-syncer copy SRC DST [flags]`;
+/// `image-syncer verify` (same files or SRC DST) audits destinations and changes nothing.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
     /// copy SRC DST: copy one image or repository (SRC as in an images file: repo, repo:tag,
-    /// repo:a,b, repo:/regex/, repo@sha256:...), no images file needed
+    /// repo:a,b, repo:/regex/, repo@sha256:...), no images file needed; verify [SRC DST]: as
+    /// --verify
     #[argh(positional)]
     pub command: Vec<String>,
 
@@ -82,6 +84,15 @@ pub struct Args {
     /// resolve every rule against the registries and print what would be copied; write nothing
     #[argh(switch)]
     pub dry_run: bool,
+
+    /// change nothing: check that every destination has its source's digest and every manifest
+    /// and blob it references (HEAD, sizes); exit 1 on any difference
+    #[argh(switch)]
+    pub verify: bool,
+
+    /// like --verify, and also read and hash every blob at the destination
+    #[argh(switch)]
+    pub verify_blobs: bool,
 
     /// sync only shard INDEX of COUNT (0-based; split by destination repository), e.g. 0/3; default from JOB_COMPLETION_INDEX and JOB_COMPLETIONS when both are set
     #[argh(option)]

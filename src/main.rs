@@ -56,6 +56,7 @@ fn run(args: &cli::Args) -> Result<bool, String> {
     }
     report::log_failures(&report.failures);
     log::info!(target: logging::SUMMARY, "{}", report.totals.summary());
-    log::info!(target: logging::SUMMARY, "Synchronization finished, {} images failed, cost {:.2?}", report.failures.len(), report.elapsed);
+    let what = if report.totals.verify { "Verification" } else { "Synchronization" };
+    log::info!(target: logging::SUMMARY, "{what} finished, {} images failed, cost {:.2?}", report.failures.len(), report.elapsed);
     Ok(report.failures.is_empty() && signals::exit_code().is_none())
 }

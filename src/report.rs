@@ -63,6 +63,7 @@ pub fn report_json(report: &Report) -> serde_json::Value {
             Outcome::Synced(d) => ("synced", Some(d), None),
             Outcome::Unchanged(d) => ("unchanged", Some(d), None),
             Outcome::Planned(d) => ("would_copy", Some(d), None),
+            Outcome::Verified(d) => ("verified", Some(d), None),
             Outcome::Skipped(r) => ("skipped", None, Some(r)),
         };
         let mut entry = json!({"source": pair.src.to_string(), "destination": pair.dst.to_string(), "status": status});

@@ -26,7 +26,7 @@ pub use images::{DefaultDest, ImagesFile};
 use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
-use crate::engine::Job;
+use crate::engine::{Job, Mode};
 use crate::manifest::PlatformFilter;
 use crate::registry::{Auth, Limits, TlsOptions};
 
@@ -102,27 +102,39 @@ impl Config {
         if args.records.is_some() {
             log::warn!("--records is ignored: blobs are checked at the destination instead");
         }
-        let copy = match args.command.as_slice() {
-            [] => None,
-            [c, src, dst] if c == "copy" => Some((src.clone(), dst.clone())),
-            [c, ..] if c == "copy" => {
-                return Err(ConfigError::Usage(
-                    "copy needs a source and a destination: image-syncer copy SRC DST".into(),
-                ))
+        // `copy SRC DST`, `verify [SRC DST]`, or no command (the rules of the files).
+        let (verb, copy) = match args.command.as_slice() {
+            [] => (None, None),
+            [c, src, dst] if c == "copy" || c == "verify" => (Some(c.as_str()), Some((src.clone(), dst.clone()))),
+            [c] if c == "verify" => (Some("verify"), None),
+            [c, ..] if c == "copy" || c == "verify" => {
+                return Err(ConfigError::Usage(format!(
+                    "{c} needs a source and a destination: image-syncer {c} SRC DST{}",
+                    if c == "verify" { ", or image-syncer verify --images FILE" } else { "" }
+                )))
             }
             [other, ..] => {
                 return Err(ConfigError::Usage(format!(
-                    "unknown command {other:?}: use `image-syncer copy SRC DST`, or --images FILE; see --help"
+                    "unknown command {other:?}: use `image-syncer copy SRC DST`, `image-syncer verify`, or --images FILE; see --help"
                 )))
             }
         };
+        let verify = verb == Some("verify") || args.verify || args.verify_blobs;
+        let mode = match (verify, args.dry_run) {
+            (true, true) => return Err(ConfigError::Usage("--dry-run and --verify cannot be used together".into())),
+            (true, false) => Mode::Verify { blobs: args.verify_blobs },
+            (false, true) => Mode::DryRun,
+            (false, false) => Mode::Sync,
+        };
+        let one_shot = if verb == Some("verify") { "verify SRC DST" } else { "copy SRC DST" };
         let (auth_file, auth_path, rules) = match (&args.config, &args.images) {
             _ if copy.is_some() && (args.config.is_some() || args.images.is_some()) => {
-                return Err(ConfigError::Usage("copy SRC DST takes no --images or --config file".into()))
+                return Err(ConfigError::Usage(format!("{one_shot} takes no --images or --config file")))
             }
             (None, None) if copy.is_some() => {
                 let (src, dst) = copy.expect("checked");
-                let origin = Path::new("the copy command line");
+                let origin =
+                    Path::new(if verb == Some("verify") { "the verify command line" } else { "the copy command line" });
                 let rules = images::rules(ImagesFile(vec![(src, images::Dests::One(dst))]), origin, &defaults, env)?;
                 (optional_auth(args)?, PathBuf::from(args.auth.clone().unwrap_or_default()), rules)
             }
@@ -195,15 +207,8 @@ impl Config {
             client_cert: None,
             skip_verify: args.skip_tls_verify,
         };
-        let job = Job {
-            rules,
-            proc: args.proc,
-            retries: args.retries,
-            platforms,
-            force: args.force,
-            dry_run: args.dry_run,
-            live: false,
-        };
+        let job =
+            Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force, mode, live: false };
         let report = args.report.as_ref().map(PathBuf::from);
         Ok(Config { auth, tls, limits, job, output, failed_output, report })
     }

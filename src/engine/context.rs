@@ -23,6 +23,11 @@ pub enum SyncError {
         image: String,
         message: String,
     },
+    /// `--verify`: the destination differs from the source.
+    Drift {
+        image: String,
+        problems: Vec<String>,
+    },
     /// A bug: the task panicked.
     Panic(String),
 }
@@ -33,7 +38,7 @@ impl SyncError {
     pub fn is_transient(&self) -> bool {
         match self {
             SyncError::Registry(e) => e.is_transient() || e.is_damaged_body(),
-            SyncError::Manifest { .. } | SyncError::Panic(_) => false,
+            SyncError::Manifest { .. } | SyncError::Drift { .. } | SyncError::Panic(_) => false,
         }
     }
 }
@@ -51,6 +56,7 @@ impl SyncError {
         match self {
             SyncError::Registry(e) => e.class(),
             SyncError::Manifest { .. } => "manifest",
+            SyncError::Drift { .. } => "drift",
             SyncError::Panic(_) => "internal",
         }
     }
@@ -61,6 +67,9 @@ impl fmt::Display for SyncError {
         match self {
             SyncError::Registry(e) => e.fmt(f),
             SyncError::Manifest { image, message } => write!(f, "{image}: {message}"),
+            SyncError::Drift { image, problems } => {
+                write!(f, "{image}: differs from the source: {}", problems.join("; "))
+            }
             SyncError::Panic(m) => write!(f, "internal error (please report it): {m}"),
         }
     }
@@ -80,8 +89,8 @@ pub struct Ctx<'a> {
     pub regs: &'a Registries,
     pub filter: PlatformFilter,
     pub force: bool,
-    /// Plan only: read everything, write nothing.
-    pub dry_run: bool,
+    /// Sync, plan (dry run) or audit.
+    pub mode: Mode,
     /// Blob copies per destination: done, or in flight with waiters.
     pub blobs: Mutex<HashMap<BlobKey, BlobState>>,
     /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.
@@ -109,6 +118,21 @@ pub enum Outcome {
     Skipped(String),
     /// A dry run would copy it.
     Planned(Digest),
+    /// `--verify`: the destination has it, whole.
+    Verified(Digest),
+}
+
+/// What a run does with each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Copy what differs.
+    #[default]
+    Sync,
+    /// Plan only: read everything, write nothing.
+    DryRun,
+    /// Audit: check the destination against the source, write nothing; with `blobs`, read
+    /// back and hash every blob.
+    Verify { blobs: bool },
 }
 
 /// What one image moved. A blob shared by several images of the run counts as copied (or
@@ -139,6 +163,14 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl Ctx<'_> {
+    pub fn dry_run(&self) -> bool {
+        self.mode == Mode::DryRun
+    }
+
+    pub fn verify_blobs(&self) -> bool {
+        self.mode == Mode::Verify { blobs: true }
+    }
+
     /// Record how `pair` ended.
     pub fn outcome(&self, pair: &Pair, outcome: Outcome) {
         self.tally(pair, ImageStats::finish_now);

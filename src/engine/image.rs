@@ -13,13 +13,26 @@ use super::graph::{Graph, Pair, Planned};
 use super::progress::Event;
 use crate::manifest::{filter_index, Filtered, Kind, Manifest, Platform};
 use crate::reference::{Digest, ImageRef, Reference};
-use crate::registry::Access;
+use crate::registry::{Access, Client};
 
 /// Config blobs are small JSON documents; refuse absurd ones.
 const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
-fn bad(image: &ImageRef, message: impl Into<String>) -> SyncError {
+pub(super) fn bad(image: &ImageRef, message: impl Into<String>) -> SyncError {
     SyncError::Manifest { image: image.to_string(), message: message.into() }
+}
+
+/// Nothing of the image matches the platform filter.
+pub(super) fn skipped(ctx: &Ctx, pair: &Pair, reason: String) {
+    log::info!("skipped {}: {reason}", pair.src);
+    ctx.outcome(pair, Outcome::Skipped(reason));
+    ctx.event(Event::ImageSkipped);
+}
+
+/// The platform of a single image, read from its config blob.
+pub(super) fn image_platform(sc: &Client, src: &ImageRef, config: &Digest) -> Result<Platform, SyncError> {
+    let raw = sc.get_blob_bytes(&src.repo.name, config, MAX_CONFIG_BYTES)?;
+    Ok(serde_json::from_slice(&raw).unwrap_or_default())
 }
 
 fn unchanged(ctx: &Ctx, pair: &Pair, digest: &Digest) {
@@ -65,9 +78,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
                 (b, d)
             }
             Filtered::Empty => {
-                log::info!("skipped {src}: no platform in it matches --os/--arch");
-                ctx.outcome(pair, Outcome::Skipped("no platform in it matches --os/--arch".into()));
-                ctx.event(Event::ImageSkipped);
+                skipped(ctx, pair, "no platform in it matches --os/--arch".into());
                 return Ok(());
             }
         },
@@ -102,12 +113,9 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     match &parsed.kind {
         Kind::Image { config, .. } => {
             if !ctx.filter.is_empty() {
-                let raw = sc.get_blob_bytes(sname, &config.digest, MAX_CONFIG_BYTES)?;
-                let platform: Platform = serde_json::from_slice(&raw).unwrap_or_default();
+                let platform = image_platform(&sc, src, &config.digest)?;
                 if !ctx.filter.matches(&platform) {
-                    log::info!("skipped {src}: its platform {platform} does not match --os/--arch");
-                    ctx.outcome(&pair, Outcome::Skipped(format!("its platform {platform} does not match --os/--arch")));
-                    ctx.event(Event::ImageSkipped);
+                    skipped(ctx, &pair, format!("its platform {platform} does not match --os/--arch"));
                     return Ok(());
                 }
             }
@@ -146,7 +154,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             }
         }
     }
-    if ctx.dry_run {
+    if ctx.dry_run() {
         return plan(ctx, &pair, &top, &digest);
     }
     let mut graph = Graph::default();

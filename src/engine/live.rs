@@ -67,12 +67,12 @@ impl Board {
         let amount = if totals.dry_run { totals.bytes_planned } else { moved };
         self.top.set_length(found);
         self.top.set_position(done);
-        self.top.set_message(format!(
-            "· {} {verb} at {}/s{eta} · {} in flight",
-            HumanBytes(amount),
-            HumanBytes(rate),
-            moving.len()
-        ));
+        let message = if totals.verify {
+            format!("· {} blob(s) checked · {} differ{eta}", totals.blobs_checked, totals.images_drifted)
+        } else {
+            format!("· {} {verb} at {}/s{eta} · {} in flight", HumanBytes(amount), HumanBytes(rate), moving.len())
+        };
+        self.top.set_message(message);
 
         self.bars.retain(|id, bar| {
             let keep = moving.contains_key(id);

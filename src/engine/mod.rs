@@ -8,8 +8,9 @@
 //! - [`graph`]: the task vocabulary and the counters that order pushes (a manifest goes up
 //!   only when everything it references is at the destination — never a partial image).
 //! - [`context`]: what tasks share, and their error type.
-//! - [`rule`], [`image`], [`blob`], [`push`]: one module per task kind.
-//! - [`queue`]: the worker pool; [`progress`]: events and totals.
+//! - [`rule`], [`image`], [`blob`], [`push`]: one module per task kind; [`verify`] audits an
+//!   image instead of syncing it (`--verify`).
+//! - [`queue`]: the worker pool; [`progress`]: events and totals, shown by [`live`] on a terminal.
 //!
 //! **Scheduling is depth first.** An image's blob and manifest tasks go to the queue's urgent
 //! lane, which workers always serve first; a worker starts a new image (or expands a rule) only
@@ -33,6 +34,7 @@ mod progress;
 mod push;
 mod queue;
 mod rule;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -46,7 +48,7 @@ use context::{Ctx, SyncError};
 use graph::Task;
 use queue::Queue;
 
-pub use context::{ImageStats, Outcome};
+pub use context::{ImageStats, Mode, Outcome};
 pub use graph::{Pair, Rule};
 pub use progress::Totals;
 
@@ -64,9 +66,9 @@ pub struct Job {
     pub platforms: PlatformFilter,
     /// Copy even when the destination has the same digest.
     pub force: bool,
-    /// Resolve everything against the registries and report the plan; send no request that
-    /// writes.
-    pub dry_run: bool,
+    /// Sync; or resolve everything against the registries and report the plan (a dry run); or
+    /// audit the destinations. The last two send no request that writes.
+    pub mode: Mode,
     /// Show the live display on stderr (a terminal) instead of periodic progress lines.
     pub live: bool,
 }
@@ -149,7 +151,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         regs,
         filter: job.platforms,
         force: job.force,
-        dry_run: job.dry_run,
+        mode: job.mode,
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),
@@ -199,7 +201,11 @@ pub fn run(job: Job, regs: &Registries) -> Report {
     // Failed or interrupted images: as far as they got.
     stats.values_mut().filter(|s| s.duration.is_zero()).for_each(ImageStats::finish_now);
     drop(ctx); // the last sender: the reporter finishes
-    let totals = Totals { dry_run: job.dry_run, ..reporter.join().unwrap_or_default() };
+    let totals = Totals {
+        dry_run: job.mode == Mode::DryRun,
+        verify: matches!(job.mode, Mode::Verify { .. }),
+        ..reporter.join().unwrap_or_default()
+    };
     Report { failures, totals, synced, outcomes, stats, elapsed: start.elapsed() }
 }
 
@@ -207,6 +213,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
 fn run_task(ctx: &Ctx, task: &Task) -> Result<(), SyncError> {
     match task {
         Task::Rule(rule) => rule::expand(ctx, rule),
+        Task::Image(pair) if matches!(ctx.mode, Mode::Verify { .. }) => verify::check(ctx, pair),
         Task::Image(pair) => image::sync(ctx, pair),
         Task::Blob(b) => blob::copy(ctx, b),
         Task::Manifest(node) => push::push(ctx, node),

@@ -41,6 +41,12 @@ pub enum Event {
     ImageUnchanged,
     /// Nothing in the image matched the platform filter.
     ImageSkipped,
+    /// `--verify`: the destination has the image, whole.
+    ImageVerified,
+    /// `--verify`: the destination differs.
+    ImageDrifted,
+    /// `--verify`: a blob was checked at the destination.
+    BlobChecked,
     /// A dry run found an image to copy: its blobs missing at the destination, their bytes,
     /// and its blobs already there.
     ImagePlanned {
@@ -110,6 +116,12 @@ pub struct Totals {
     pub images_planned: u64,
     pub blobs_planned: u64,
     pub bytes_planned: u64,
+    /// An audit (`--verify`): nothing was written; the `*_verified`/`drifted`/`checked`
+    /// fields say what was found.
+    pub verify: bool,
+    pub images_verified: u64,
+    pub images_drifted: u64,
+    pub blobs_checked: u64,
 }
 
 impl Totals {
@@ -126,6 +138,9 @@ impl Totals {
             Event::ImageSynced => self.images_synced += 1,
             Event::ImageUnchanged => self.images_unchanged += 1,
             Event::ImageSkipped => self.images_skipped += 1,
+            Event::ImageVerified => self.images_verified += 1,
+            Event::ImageDrifted => self.images_drifted += 1,
+            Event::BlobChecked => self.blobs_checked += 1,
             Event::ImagePlanned { missing, bytes, present } => {
                 self.images_planned += 1;
                 self.blobs_planned += missing;
@@ -138,10 +153,16 @@ impl Totals {
 
     /// Images finished without failing.
     pub fn images_done(&self) -> u64 {
-        self.images_synced + self.images_unchanged + self.images_skipped + self.images_planned
+        self.images_synced + self.images_unchanged + self.images_skipped + self.images_planned + self.images_verified
     }
 
     pub fn summary(&self) -> String {
+        if self.verify {
+            return format!(
+                "verify: {} image(s) match their source, {} differ, {} skipped; {} blob(s) checked",
+                self.images_verified, self.images_drifted, self.images_skipped, self.blobs_checked
+            );
+        }
         if self.dry_run {
             return format!(
                 "dry run: {} image(s) would be copied, {} unchanged; {} blob(s) to copy ({:.1} MiB), {} already present",

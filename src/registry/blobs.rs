@@ -218,13 +218,19 @@ pub enum Upload {
 impl Client {
     /// `true` when the registry has the blob in `repo`.
     pub fn blob_exists(&self, repo: &str, digest: &Digest, access: Access) -> Result<bool, Error> {
+        Ok(self.blob_size(repo, digest, access)?.is_some())
+    }
+
+    /// `HEAD` a blob: `None` when `repo` does not have it, else the `Content-Length` the
+    /// registry announces (when it announces one).
+    pub fn blob_size(&self, repo: &str, digest: &Digest, access: Access) -> Result<Option<Option<u64>>, Error> {
         let what = format!("HEAD blob {repo}@{digest}");
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         self.retrying(&what, || {
             let mut r = self.send("HEAD", &url, &access.scopes(repo), &[], Body::Empty, &what)?;
             match r.status().as_u16() {
-                200 => Ok(true),
-                404 => Ok(false),
+                200 => Ok(Some(header(&r, "content-length").and_then(|l| l.parse().ok()))),
+                404 => Ok(None),
                 _ => Err(Error::status(&self.registry, &what, &mut r)),
             }
         })
@@ -289,6 +295,16 @@ impl Client {
             meter: Meter::new(self),
             failed: false,
             progress: None,
+        })
+    }
+
+    /// Read a blob to its end and throw it away (`--verify-blobs`): an error when it is
+    /// missing, cut short, too long, or its digest is wrong. Returns its length.
+    pub fn read_blob(&self, repo: &str, digest: &Digest, size: Option<u64>) -> Result<u64, Error> {
+        let what = format!("GET blob {repo}@{digest}");
+        self.retrying(&what, || {
+            let mut source = self.get_blob(repo, digest, size)?;
+            io::copy(&mut source, &mut io::sink()).map_err(|e| Error::io(&self.registry, &what, e))
         })
     }
 

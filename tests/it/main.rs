@@ -21,3 +21,4 @@ mod smoke;
 mod tls;
 mod token_auth;
 mod uploads;
+mod verify;

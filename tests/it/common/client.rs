@@ -186,6 +186,16 @@ impl Client {
         tags
     }
 
+    /// `DELETE /v2/<repo>/blobs/<digest>` (the registry must have deletes enabled, as the test
+    /// registries do): the status.
+    pub fn delete_blob(&self, repo: &str, digest: &str) -> u16 {
+        let mut r = self.agent.delete(&self.url(&format!("/v2/{repo}/blobs/{digest}")));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        r.call().map(|resp| resp.status().as_u16()).expect("DELETE")
+    }
+
     /// A raw GET (path or absolute URL) with extra headers: (status, headers, body).
     pub fn raw_get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
         let mut r = self.get_req(path);

@@ -115,6 +115,13 @@ impl Registry {
         format!("{}/{}", self.addr(), repo)
     }
 
+    /// Where the registry stores the blob `digest` (`sha256:…`) on disk: overwrite it to damage
+    /// the blob behind the registry's back.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.join("data").join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+
     /// The fixture client for this registry, with its credentials when it has htpasswd auth.
     pub fn api(&self) -> &Client {
         &self.client

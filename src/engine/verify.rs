@@ -1,0 +1,169 @@
+//! Audit mode (`--verify`): change nothing, and find where a destination differs from its
+//! source. For each image: the destination tag must have the source's digest (after the
+//! platform filter, which rewrites an index deterministically, so the same digest means the
+//! same children), and every manifest and blob that digest references must be at the
+//! destination with the size its descriptor gives — or, with `--verify-blobs`, read back and
+//! hashed. Every request is a read with pull access, so read-only credentials are enough.
+//!
+//! What differs is a [`SyncError::Drift`] naming each problem; it is permanent (not retried),
+//! so it ends up in the failure list, the `--output-failed-images` file and the exit code, and a
+//! sync of that file repairs exactly the images that drifted.
+
+use super::context::{Ctx, Outcome, SyncError};
+use super::graph::Pair;
+use super::image::{bad, image_platform, skipped};
+use super::progress::Event;
+use crate::manifest::{filter_index, Filtered, Kind, Manifest};
+use crate::reference::{Digest, Reference};
+use crate::registry::{Access, Client, ErrorKind};
+
+/// Indexes nest at most this deep.
+const MAX_DEPTH: usize = 8;
+
+pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
+    ctx.started(pair);
+    let (src, dst) = (&pair.src, &pair.dst);
+    let sc = ctx.regs.client(&src.repo);
+    let dc = ctx.regs.client(&dst.repo);
+    let Some(want) = source_digest(ctx, &sc, pair)? else { return Ok(()) };
+    let reference = if dst.is_digest() { Reference::Digest(want.clone()) } else { dst.reference.clone() };
+    let mut problems = Vec::new();
+    match dc.head_manifest(&dst.repo.name, &reference, Access::Pull)? {
+        None => problems.push("missing at the destination".to_string()),
+        Some(head) => {
+            let have = match head.digest {
+                Some(d) => d,
+                None => dc.get_manifest(&dst.repo.name, &reference, Access::Pull)?.digest,
+            };
+            if have != want {
+                problems.push(format!("the destination has {have}, the source {want}"));
+            } else {
+                let mut walk = Walk { ctx, dc: &dc, repo: &dst.repo.name, problems: &mut problems, blobs: 0 };
+                walk.manifest(&want, 0)?;
+                let blobs = walk.blobs;
+                ctx.tally(pair, |s| s.blobs_present += blobs);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        log::warn!("drift {pair}: {}", problems.join("; "));
+        ctx.event(Event::ImageDrifted);
+        return Err(SyncError::Drift { image: dst.to_string(), problems });
+    }
+    log::info!("verified {pair}: {want}");
+    ctx.event(Event::ImageVerified);
+    ctx.outcome(pair, Outcome::Verified(want));
+    ctx.synced.lock().push(pair.clone());
+    Ok(())
+}
+
+/// The digest the destination should have; `None` when the filter leaves nothing to have.
+fn source_digest(ctx: &Ctx, sc: &Client, pair: &Pair) -> Result<Option<Digest>, SyncError> {
+    let src = &pair.src;
+    if ctx.filter.is_empty() {
+        let head = sc.head_manifest(&src.repo.name, &src.reference, Access::Pull)?;
+        let Some(head) = head else { return Err(bad(src, "manifest not found at the source")) };
+        if let Some(d) = head.digest {
+            return Ok(Some(d));
+        }
+    }
+    let fetched = sc.get_manifest(&src.repo.name, &src.reference, Access::Pull)?;
+    if ctx.filter.is_empty() {
+        return Ok(Some(fetched.digest));
+    }
+    let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).map_err(|m| bad(src, m))?;
+    match parsed.kind {
+        Kind::Index { .. } => match filter_index(&fetched.bytes, &ctx.filter).map_err(|m| bad(src, m))? {
+            Filtered::Unchanged => Ok(Some(fetched.digest)),
+            Filtered::Rewritten(b) => Ok(Some(Digest::of(&b))),
+            Filtered::Empty => {
+                skipped(ctx, pair, "no platform in it matches --os/--arch".into());
+                Ok(None)
+            }
+        },
+        Kind::Image { config, .. } => {
+            let platform = image_platform(sc, src, &config.digest)?;
+            if ctx.filter.matches(&platform) {
+                Ok(Some(fetched.digest))
+            } else {
+                skipped(ctx, pair, format!("its platform {platform} does not match --os/--arch"));
+                Ok(None)
+            }
+        }
+        Kind::Schema1 { .. } => Ok(Some(fetched.digest)),
+    }
+}
+
+/// A walk down what one destination manifest references, noting what is missing or wrong.
+struct Walk<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    dc: &'a Client,
+    repo: &'a str,
+    problems: &'a mut Vec<String>,
+    /// Blobs found in order.
+    blobs: u64,
+}
+
+impl Walk<'_, '_> {
+    fn manifest(&mut self, digest: &Digest, depth: usize) -> Result<(), SyncError> {
+        if depth > MAX_DEPTH {
+            self.problems.push(format!("indexes nest deeper than {MAX_DEPTH} below {digest}"));
+            return Ok(());
+        }
+        let fetched = match self.dc.get_manifest(self.repo, &Reference::Digest(digest.clone()), Access::Pull) {
+            Ok(f) => f,
+            Err(e) if e.status_code() == Some(404) => {
+                self.problems.push(format!("manifest {digest} is missing"));
+                return Ok(());
+            }
+            Err(e) if matches!(e.kind, ErrorKind::DigestMismatch { .. }) => {
+                self.problems.push(format!("manifest {digest} is damaged ({e})"));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let parsed = match Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()) {
+            Ok(m) => m,
+            Err(m) => {
+                self.problems.push(format!("manifest {digest} does not parse: {m}"));
+                return Ok(());
+            }
+        };
+        if let Kind::Index { manifests } = &parsed.kind {
+            for child in manifests {
+                self.manifest(&child.digest, depth + 1)?;
+            }
+            return Ok(());
+        }
+        for blob in parsed.blobs() {
+            self.blob(&blob.digest, blob.size)?;
+        }
+        Ok(())
+    }
+
+    fn blob(&mut self, digest: &Digest, size: Option<u64>) -> Result<(), SyncError> {
+        self.ctx.event(Event::BlobChecked);
+        let Some(announced) = self.dc.blob_size(self.repo, digest, Access::Pull)? else {
+            self.problems.push(format!("blob {digest} is missing"));
+            return Ok(());
+        };
+        if let (Some(want), Some(have)) = (size, announced) {
+            if want != have {
+                self.problems.push(format!("blob {digest} has {have} bytes, its descriptor says {want}"));
+                return Ok(());
+            }
+        }
+        if self.ctx.verify_blobs() {
+            match self.dc.read_blob(self.repo, digest, size) {
+                Ok(_) => {}
+                Err(e) if e.is_damaged_body() => {
+                    self.problems.push(format!("blob {digest} is damaged ({})", e.kind));
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.blobs += 1;
+        Ok(())
+    }
+}
