@@ -59,6 +59,9 @@ fn live_display_updates_on_a_terminal_and_ends_with_the_summary() {
     let raw = run.stdout.clone();
     assert!(raw.contains("\u{1b}["), "a terminal gets a live display (escape codes):\n{raw:?}");
     let plain = strip_ansi(&raw);
+    if std::env::var_os("SHOW_DISPLAY").is_some() {
+        eprintln!("{plain}"); // to see what the display drew: SHOW_DISPLAY=1 cargo test progress -- --nocapture
+    }
 
     // (Before the tag list is in, the display reads "images 0/0".)
     let drawn: Vec<String> = counters(&plain).into_iter().filter(|c| c != "0/0").collect();
