@@ -1,6 +1,9 @@
 //! `${VAR}` / `$VAR` expansion, as the Go tool's `os.ExpandEnv` does for usernames, passwords and
 //! destinations — so users can keep secrets out of their files. Unlike Go, a `$` that starts no
-//! variable name stays a literal `$` (Go drops `$$`, `$!` and the like, which mangles passwords).
+//! variable name stays a literal `$` (Go drops `$$`, `$!` and the like, which mangles passwords),
+//! and so does a bare `$name` whose variable is not set: a Harbor robot account
+//! `robot$ci+sync` stays `robot$ci+sync` (Go turned it into `robot+sync`). The braced form
+//! `${NAME}` is the explicit one: unset, it expands to nothing and the caller is told.
 
 /// Where variables come from: the process environment, or (in tests) a fixed map — so that
 /// tests running in parallel never mutate the process environment.
@@ -27,8 +30,9 @@ impl Env {
         (self.lookup)(name)
     }
 
-    /// Expand variables. Returns the names of unset variables, which expand to the empty
-    /// string (as in Go), so the caller can warn about them.
+    /// Expand variables. Returns the names of unset `${NAME}` variables, which expand to the
+    /// empty string (as in Go), so the caller can warn about them; an unset bare `$name` is
+    /// kept as written.
     pub fn expand(&self, s: &str) -> (String, Vec<String>) {
         expand_with(s, &self.lookup)
     }
@@ -41,6 +45,7 @@ fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
+        let braced = after.starts_with('{');
         let (name, consumed) = if let Some(body) = after.strip_prefix('{') {
             match body.find('}') {
                 Some(end) if is_name(&body[..end]) => (&body[..end], end + 2),
@@ -57,7 +62,11 @@ fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec
         }
         match lookup(name) {
             Some(v) => out.push_str(&v),
-            None => unset.push(name.to_string()),
+            None if braced => unset.push(name.to_string()),
+            None => {
+                out.push('$');
+                out.push_str(name);
+            }
         }
         rest = &after[consumed..];
     }
@@ -90,10 +99,17 @@ mod tests {
     #[test]
     fn unset_and_literals() {
         let (s, unset) = expand_with("a${NOPE}b$MISSING", env);
-        assert_eq!(s, "ab");
-        assert_eq!(unset, ["NOPE", "MISSING"]);
+        assert_eq!(s, "ab$MISSING");
+        assert_eq!(unset, ["NOPE"]);
         assert_eq!(expand_with("pa$$!%$", env).0, "pa$$!%$");
         assert_eq!(expand_with("x${bad-name}", env).0, "x${bad-name}");
         assert_eq!(expand_with("no vars", env), ("no vars".to_string(), vec![]));
+    }
+
+    #[test]
+    fn harbor_robot_accounts_keep_their_dollar() {
+        assert_eq!(expand_with("robot$ci+sync", env), ("robot$ci+sync".to_string(), vec![]));
+        assert_eq!(expand_with("robot$${NS}+sync", env).0, "robot$team+sync");
+        assert_eq!(expand_with("$USER", env).0, "alice");
     }
 }

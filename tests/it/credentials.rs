@@ -126,3 +126,19 @@ fn auth_key_matching_no_image_is_warned_about() {
         assert!(!run.stderr.contains(&format!("auth key \"{used}\" matches no image")), "false warning:\n{run}");
     }
 }
+
+/// A Harbor robot account's name holds a `$` (`robot$ci+sync`): it is sent as written, not
+/// read as the unset variable `$ci`.
+#[test]
+fn robot_account_names_keep_their_dollar() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd("robot$ci+sync", "r0bot-Pa55"));
+    let img = push_simple(src.api(), "app/robot", "v1");
+    let auth =
+        [AuthEntry::insecure(&src.addr()), AuthEntry::insecure(&dst.addr()).with_creds("robot$ci+sync", "r0bot-Pa55")];
+    let job = Job::new(&auth, &images_yaml(&[(&src.repo("app/robot:v1"), &[&dst.repo("app/robot")])]));
+    let run = job.run_within(60, &[]);
+    run.assert_ok();
+    assert!(!run.output().contains("not set"), "no unset-variable warning:\n{run}");
+    assert_image_copied(src.api(), dst.api(), &img, "app/robot", "v1");
+}
