@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, HumanDuration, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::progress::{Totals, Transfer};
 
@@ -20,6 +20,16 @@ const MAX_BARS: usize = 8;
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Redraws per second at most.
 const REFRESH_HZ: u8 = 10;
+
+/// `42s`, `3m05s`, `2h07m`: short enough for an 80-column top line.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
 
 pub struct Board {
     display: MultiProgress,
@@ -59,18 +69,18 @@ impl Board {
         let found = totals.images_found.max(done);
         let eta = if done > 0 && found > done {
             let left = self.started.elapsed().mul_f64((found - done) as f64 / done as f64);
-            format!(" · ETA {}", HumanDuration(left))
+            format!(" · ETA {}", short_duration(left))
         } else {
             String::new()
         };
-        let verb = if totals.dry_run { "to copy" } else { "moved" };
+        let verb = if totals.dry_run { " to copy" } else { "" };
         let amount = if totals.dry_run { totals.bytes_planned } else { moved };
         self.top.set_length(found);
         self.top.set_position(done);
         let message = if totals.verify {
             format!("· {} blob(s) checked · {} differ{eta}", totals.blobs_checked, totals.images_drifted)
         } else {
-            format!("· {} {verb} at {}/s{eta} · {} in flight", HumanBytes(amount), HumanBytes(rate), moving.len())
+            format!("· {}{verb} at {}/s{eta} · {} in flight", HumanBytes(amount), HumanBytes(rate), moving.len())
         };
         self.top.set_message(message);
 
@@ -106,5 +116,17 @@ impl Board {
         self.top.finish_and_clear();
         let _ = self.display.clear();
         crate::term::detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_fit_the_top_line() {
+        let d = |s| short_duration(Duration::from_secs(s));
+        assert_eq!((d(0), d(42), d(185), d(7620)), ("0s".into(), "42s".into(), "3m05s".into(), "2h07m".into()));
     }
 }

@@ -67,7 +67,7 @@ fn live_display_updates_on_a_terminal_and_ends_with_the_summary() {
     let drawn: Vec<String> = counters(&plain).into_iter().filter(|c| c != "0/0").collect();
     assert!(drawn.len() >= 2, "the display updates (seen {drawn:?}):\n{plain}");
     assert!(drawn.iter().all(|c| c.ends_with("/4")), "it counts the images the rule found: {drawn:?}\n{plain}");
-    assert!(plain.contains("moved at"), "bytes and rate are shown:\n{plain}");
+    assert!(plain.contains("MiB at ") && plain.contains(" in flight"), "bytes and rate are shown:\n{plain}");
     // A bar for a large layer in flight, named by image and short digest.
     let short = |d: &str| d["sha256:".len()..][..12].to_string();
     let layer = short(&imgs[0].layers[0]);
