@@ -85,17 +85,20 @@ impl Client {
     ) -> Result<Response<ureq::Body>, Error> {
         let idempotent = matches!(method, "GET" | "HEAD");
         let resendable = !matches!(body, Body::Stream(..));
+        // A URL the registry handed back (an upload `Location`, a tag list `Link`) may point to
+        // another host: credentials go only to the registry's own origin.
+        let same_origin = origin(url) == origin(&self.base);
         let mut auth_retried = false;
         loop {
             if crate::stop::requested() {
                 return Err(Error::new(&self.registry, what, ErrorKind::Interrupted));
             }
-            let authz = self.auth.header(&self.agent, scopes)?;
+            let authz = if same_origin { self.auth.header(&self.agent, scopes)? } else { None };
             let resp = self
                 .send_once(method, url, headers, authz.as_deref(), &mut body)
                 .map_err(|e| Error::transport(&self.registry, what, e))?;
             let status = resp.status().as_u16();
-            if status == 401 && resendable {
+            if status == 401 && resendable && same_origin {
                 // Learn the scheme and retry once; a second 401 gets the best diagnosis we have
                 // (e.g. "invalid username or password" when Basic credentials were refused).
                 let challenge = header(&resp, "www-authenticate");

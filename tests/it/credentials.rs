@@ -142,3 +142,29 @@ fn robot_account_names_keep_their_dollar() {
     assert!(!run.output().contains("not set"), "no unset-variable warning:\n{run}");
     assert_image_copied(src.api(), dst.api(), &img, "app/robot", "v1");
 }
+
+/// An upload `Location` on another origin gets no `Authorization` (with Basic auth that header
+/// is the password): the upload is refused there and the image fails cleanly instead.
+#[test]
+fn credentials_never_follow_a_location_to_another_origin() {
+    let src = Registry::start();
+    let dst = Registry::start_with(RegistryOpts::htpasswd("writer", "0rigin-Pa55-kept"));
+    let elsewhere = Proxy::start(&dst.addr());
+    let front = Proxy::start_with(
+        &dst.addr(),
+        ProxyOpts { location_host: Some(format!("localhost:{}", elsewhere.port())), ..ProxyOpts::default() },
+    );
+    push_simple(src.api(), "app/origin", "v1");
+    let auth =
+        [AuthEntry::insecure(&src.addr()), AuthEntry::insecure(&front.addr()).with_creds("writer", "0rigin-Pa55-kept")];
+    let job = Job::new(&auth, &images_yaml(&[(&src.repo("app/origin:v1"), &[&front.repo("app/origin")])]));
+    let run = job.run_within(60, &["--retries", "0"]);
+    assert_eq!(run.code, Some(1), "the other origin refuses the anonymous upload:\n{run}");
+    run.assert_no_panic();
+    let there = elsewhere.requests();
+    assert!(!there.is_empty(), "the upload went to the Location given");
+    assert!(there.iter().all(|r| r.authorization.is_none()), "no Authorization to another origin: {there:?}");
+    assert!(front.requests().iter().any(|r| r.authorization.is_some()), "the registry itself got the credentials");
+    assert!(dst.api().get_manifest("app/origin", "v1").is_none(), "no partial image");
+    assert!(!run.output().contains("0rigin-Pa55-kept"), "{run}");
+}

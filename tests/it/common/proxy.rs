@@ -176,6 +176,9 @@ pub struct ProxyOpts {
     pub max_body: Option<usize>,
     /// Send response bodies at about this many bytes per second (0 = as fast as possible).
     pub rate: u64,
+    /// Point every absolute `Location` the registry answers (upload sessions) at this
+    /// `host:port` instead: another origin.
+    pub location_host: Option<String>,
     pub faults: Vec<FaultRule>,
     pub random: Option<RandomFaults>,
 }
@@ -506,6 +509,12 @@ fn answer(
     if fault == Some(Fault::DropAfter) {
         let _ = client.shutdown(Shutdown::Both);
         return 0;
+    }
+    if let (Some(host), Some(loc)) = (&st.opts.location_host, rhead.get("location")) {
+        if let Some(rest) = loc.strip_prefix("http://") {
+            let path = rest.find('/').map_or("", |i| &rest[i..]);
+            rhead.set("Location", &format!("http://{host}{path}"));
+        }
     }
     let is_head = method == "HEAD";
     rhead.remove("connection");
