@@ -237,10 +237,17 @@ impl Client {
     }
 }
 
-/// Scheme, host and port of a URL.
+/// Scheme, host and port of a URL (the port filled in from the scheme when the URL has none,
+/// so `https://r.example` and `https://R.example:443` are one origin).
 fn origin(url: &str) -> Option<(Option<String>, Option<String>, Option<u16>)> {
     let u = url.parse::<Uri>().ok()?;
-    Some((u.scheme_str().map(String::from), u.host().map(String::from), u.port_u16()))
+    let scheme = u.scheme_str().map(str::to_ascii_lowercase);
+    let default_port = match scheme.as_deref() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    };
+    Some((scheme, u.host().map(str::to_ascii_lowercase), u.port_u16().or(default_port)))
 }
 
 /// Resolve `location` (absolute URL, absolute path, or relative path) against `current`.
@@ -267,6 +274,15 @@ pub(crate) fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_compare_with_default_ports_and_any_case() {
+        assert_eq!(origin("https://r.example/v2/"), origin("https://R.example:443/v2/a/blobs/uploads/x"));
+        assert_eq!(origin("http://127.0.0.1:5000/v2/"), origin("http://127.0.0.1:5000/x"));
+        assert_ne!(origin("http://127.0.0.1:5000/"), origin("http://localhost:5000/"));
+        assert_ne!(origin("http://r.example/"), origin("https://r.example/"));
+        assert_ne!(origin("https://r.example/"), origin("https://r.example:8443/"));
+    }
 
     #[test]
     fn locations() {
