@@ -28,13 +28,9 @@ pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
     let Some(want) = source_digest(ctx, &sc, pair)? else { return Ok(()) };
     let reference = if dst.is_digest() { Reference::Digest(want.clone()) } else { dst.reference.clone() };
     let mut problems = Vec::new();
-    match dc.head_manifest(&dst.repo.name, &reference, Access::Pull)? {
+    match dc.manifest_digest(&dst.repo.name, &reference, Access::Pull)? {
         None => problems.push("missing at the destination".to_string()),
-        Some(head) => {
-            let have = match head.digest {
-                Some(d) => d,
-                None => dc.get_manifest(&dst.repo.name, &reference, Access::Pull)?.digest,
-            };
+        Some(have) => {
             if have != want {
                 problems.push(format!("the destination has {have}, the source {want}"));
             } else {
@@ -61,9 +57,7 @@ pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
 fn source_digest(ctx: &Ctx, sc: &Client, pair: &Pair) -> Result<Option<Digest>, SyncError> {
     let src = &pair.src;
     if ctx.filter.is_empty() {
-        let head = sc.head_manifest(&src.repo.name, &src.reference, Access::Pull)?;
-        let Some(head) = head else { return Err(bad(src, "manifest not found at the source")) };
-        if let Some(d) = head.digest {
+        if let Some(d) = sc.manifest_digest(&src.repo.name, &src.reference, Access::Pull)? {
             return Ok(Some(d));
         }
     }

@@ -53,6 +53,26 @@ impl Client {
         })
     }
 
+    /// The digest a destination has under `reference`, `None` when it has nothing there. Works
+    /// with registries whose `HEAD` leaves out `Docker-Content-Digest` (the digest of a digest
+    /// reference, else a `GET` and the digest of its bytes) or refuses `HEAD` (405: a `GET`).
+    pub fn manifest_digest(&self, repo: &str, reference: &Reference, access: Access) -> Result<Option<Digest>, Error> {
+        match self.head_manifest(repo, reference, access) {
+            Ok(Some(Head { digest: Some(d), .. })) => Ok(Some(d)),
+            Ok(Some(_)) => match reference.digest() {
+                Some(d) => Ok(Some(d.clone())),
+                None => Ok(Some(self.get_manifest(repo, reference, access)?.digest)),
+            },
+            Ok(None) => Ok(None),
+            Err(e) if e.status_code() == Some(405) => match self.get_manifest(repo, reference, access) {
+                Ok(f) => Ok(Some(f.digest)),
+                Err(e) if e.status_code() == Some(404) => Ok(None),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// GET a manifest's exact bytes, verified against a digest reference, or else against the
     /// `Docker-Content-Digest` the registry announced (a body damaged in transit is caught
     /// before it can be pushed anywhere).

@@ -217,3 +217,39 @@ fn only_missing_children_are_uploaded() {
         );
     }
 }
+
+/// Quirky registries: a source that refuses manifest `HEAD` (405) is read with `GET`, and a
+/// destination whose `HEAD` leaves out `Docker-Content-Digest` still sees an unchanged image as
+/// unchanged (a `GET` and the digest of its bytes) — no write on the re-run.
+#[test]
+fn quirky_heads_still_sync_and_skip_unchanged_images() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let sp = Proxy::start_with(&src.addr(), ProxyOpts { head_refused: true, ..ProxyOpts::default() });
+    let dp = Proxy::start_with(&dst.addr(), ProxyOpts { head_without_digest: true, ..ProxyOpts::default() });
+    let img = push_simple(src.api(), "quirk/app", "v1");
+    let idx = push_index(
+        src.api(),
+        "quirk/app",
+        "multi",
+        IndexKind::OciIndex,
+        &[("linux", "amd64", ""), ("linux", "arm64", "v8")],
+    );
+    let job = Job::new(
+        &[AuthEntry::insecure(&sp.addr()), AuthEntry::insecure(&dp.addr())],
+        &images_yaml_pairs(&[(sp.repo("quirk/app"), dp.repo("quirk/app"))]),
+    );
+    job.run_within(60, &[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "quirk/app", "v1");
+    assert_index_copied(src.api(), dst.api(), &idx, "quirk/app", "multi");
+    assert!(sp.requests().iter().any(|r| r.method == "HEAD" && r.status == 405), "the source refused HEAD");
+
+    dst.clear_requests();
+    let run = job.run_within(60, &[]);
+    run.assert_ok();
+    let unchanged = run.output().lines().filter(|l| l.contains("unchanged ") && l.contains(" -> ")).count();
+    assert_eq!(unchanged, 2, "both seen as unchanged:\n{run}");
+    let writes: Vec<Request> = dst.requests().into_iter().filter(|r| r.is_write()).collect();
+    assert!(writes.is_empty(), "nothing written on the re-run: {writes:?}");
+    job.run_within(60, &["--verify"]).assert_ok();
+}

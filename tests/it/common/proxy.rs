@@ -179,6 +179,10 @@ pub struct ProxyOpts {
     /// Point every absolute `Location` the registry answers (upload sessions) at this
     /// `host:port` instead: another origin.
     pub location_host: Option<String>,
+    /// Quirks of some registries on manifest `HEAD`s: leave out `Docker-Content-Digest`, or
+    /// refuse the method (405).
+    pub head_without_digest: bool,
+    pub head_refused: bool,
     pub faults: Vec<FaultRule>,
     pub random: Option<RandomFaults>,
 }
@@ -501,6 +505,11 @@ fn answer(
         let _ = client.shutdown(Shutdown::Both);
         return 0;
     }
+    let manifest_head = method == "HEAD" && path.starts_with("/v2/") && path.contains("/manifests/");
+    if manifest_head && st.opts.head_refused {
+        write_response(client, 405, &[], b"", false);
+        return 405;
+    }
     let Some((mut rhead, mut rbody)) = forward(st, &head, &body) else {
         write_response(client, 502, &[], b"upstream unreachable", false);
         return 502;
@@ -515,6 +524,9 @@ fn answer(
             let path = rest.find('/').map_or("", |i| &rest[i..]);
             rhead.set("Location", &format!("http://{host}{path}"));
         }
+    }
+    if manifest_head && st.opts.head_without_digest {
+        rhead.remove("docker-content-digest");
     }
     let is_head = method == "HEAD";
     rhead.remove("connection");
