@@ -3,7 +3,8 @@
 //! variable name stays a literal `$` (Go drops `$$`, `$!` and the like, which mangles passwords),
 //! and so does a bare `$name` whose variable is not set: a Harbor robot account
 //! `robot$ci+sync` stays `robot$ci+sync` (Go turned it into `robot+sync`). The braced form
-//! `${NAME}` is the explicit one: unset, it expands to nothing and the caller is told.
+//! `${NAME}` is the explicit one: unset, it expands to nothing and the caller is told. `$$` is
+//! a literal `$` (to write `$NAME` when `NAME` is set).
 
 /// Where variables come from: the process environment, or (in tests) a fixed map — so that
 /// tests running in parallel never mutate the process environment.
@@ -34,17 +35,29 @@ impl Env {
     /// empty string (as in Go), so the caller can warn about them; an unset bare `$name` is
     /// kept as written.
     pub fn expand(&self, s: &str) -> (String, Vec<String>) {
-        expand_with(s, &self.lookup)
+        expand_with(s, &self.lookup, false)
+    }
+
+    /// Expand variables where a `$` has no literal use (destinations): every unset variable,
+    /// `$name` too, is reported.
+    pub fn expand_strict(&self, s: &str) -> (String, Vec<String>) {
+        expand_with(s, &self.lookup, true)
     }
 }
 
-fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>, strict: bool) -> (String, Vec<String>) {
     let mut out = String::with_capacity(s.len());
     let mut unset = Vec::new();
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 1..];
+        if let Some(more) = after.strip_prefix('$') {
+            // `$$` is an escaped, literal `$`.
+            out.push('$');
+            rest = more;
+            continue;
+        }
         let braced = after.starts_with('{');
         let (name, consumed) = if let Some(body) = after.strip_prefix('{') {
             match body.find('}') {
@@ -62,7 +75,7 @@ fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> (String, Vec
         }
         match lookup(name) {
             Some(v) => out.push_str(&v),
-            None if braced => unset.push(name.to_string()),
+            None if braced || strict => unset.push(name.to_string()),
             None => {
                 out.push('$');
                 out.push_str(name);
@@ -92,24 +105,27 @@ mod tests {
 
     #[test]
     fn expands_both_forms() {
-        assert_eq!(expand_with("${USER}-$NS/x", env).0, "alice-team/x");
-        assert_eq!(expand_with("reg/${NS}/app:v1", env).0, "reg/team/app:v1");
+        assert_eq!(expand_with("${USER}-$NS/x", env, false).0, "alice-team/x");
+        assert_eq!(expand_with("reg/${NS}/app:v1", env, false).0, "reg/team/app:v1");
     }
 
     #[test]
     fn unset_and_literals() {
-        let (s, unset) = expand_with("a${NOPE}b$MISSING", env);
+        let (s, unset) = expand_with("a${NOPE}b$MISSING", env, false);
         assert_eq!(s, "ab$MISSING");
         assert_eq!(unset, ["NOPE"]);
-        assert_eq!(expand_with("pa$$!%$", env).0, "pa$$!%$");
-        assert_eq!(expand_with("x${bad-name}", env).0, "x${bad-name}");
-        assert_eq!(expand_with("no vars", env), ("no vars".to_string(), vec![]));
+        assert_eq!(expand_with("pa$$!%$", env, false).0, "pa$!%$");
+        assert_eq!(expand_with("$$USER", env, false).0, "$USER");
+        assert_eq!(expand_with("x${bad-name}", env, false).0, "x${bad-name}");
+        assert_eq!(expand_with("no vars", env, false), ("no vars".to_string(), vec![]));
     }
 
     #[test]
     fn harbor_robot_accounts_keep_their_dollar() {
-        assert_eq!(expand_with("robot$ci+sync", env), ("robot$ci+sync".to_string(), vec![]));
-        assert_eq!(expand_with("robot$${NS}+sync", env).0, "robot$team+sync");
-        assert_eq!(expand_with("$USER", env).0, "alice");
+        assert_eq!(expand_with("robot$ci+sync", env, false), ("robot$ci+sync".to_string(), vec![]));
+        assert_eq!(expand_with("robot$${NS}+sync", env, false).0, "robot${NS}+sync");
+        assert_eq!(expand_with("robot$$USER", env, false).0, "robot$USER");
+        assert_eq!(expand_with("$USER", env, false).0, "alice");
+        assert_eq!(expand_with("r/$TEAM/app", env, true).1, ["TEAM"]);
     }
 }

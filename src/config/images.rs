@@ -90,7 +90,7 @@ fn rule_err(origin: &Path, src: &str, dst: &str, message: impl Into<String>) -> 
 
 fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, env: &Env) -> Result<Rule, ConfigError> {
     let fail = |m: String| rule_err(origin, src_text, dst_text, m);
-    let (mut dst_expanded, unset) = env.expand(dst_text);
+    let (mut dst_expanded, unset) = env.expand_strict(dst_text);
     if let Some(var) = unset.first() {
         return Err(fail(format!("environment variable {var} is not set")));
     }
