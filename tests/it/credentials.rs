@@ -168,3 +168,33 @@ fn credentials_never_follow_a_location_to_another_origin() {
     assert!(dst.api().get_manifest("app/origin", "v1").is_none(), "no partial image");
     assert!(!run.output().contains("0rigin-Pa55-kept"), "{run}");
 }
+
+/// A tag list whose `Link` (next page) points at another origin: that page is asked for
+/// without `Authorization`.
+#[test]
+fn credentials_never_follow_a_link_to_another_origin() {
+    let src = Registry::start_with(RegistryOpts::htpasswd("reader", "L1nk-Pa55-kept"));
+    let dst = Registry::start();
+    let elsewhere = Proxy::start(&src.addr());
+    let front = Proxy::start_with(
+        &src.addr(),
+        ProxyOpts {
+            page_size: 2,
+            location_host: Some(format!("localhost:{}", elsewhere.port())),
+            ..ProxyOpts::default()
+        },
+    );
+    for t in ["a", "b", "c"] {
+        push_simple(src.api(), "app/link", t);
+    }
+    let auth =
+        [AuthEntry::insecure(&front.addr()).with_creds("reader", "L1nk-Pa55-kept"), AuthEntry::insecure(&dst.addr())];
+    let job = Job::new(&auth, &images_yaml(&[(&front.repo("app/link"), &[&dst.repo("app/link")])]));
+    let run = job.run_within(60, &["--retries", "0"]);
+    run.assert_no_panic();
+    assert_ne!(run.code, Some(0), "the other origin refuses the anonymous page:\n{run}");
+    let there = elsewhere.requests();
+    assert!(there.iter().any(|r| r.uri.contains("/tags/list")), "the next page was asked there: {there:?}");
+    assert!(there.iter().all(|r| r.authorization.is_none()), "no Authorization to another origin: {there:?}");
+    assert!(!run.output().contains("L1nk-Pa55-kept"), "{run}");
+}

@@ -176,8 +176,8 @@ pub struct ProxyOpts {
     pub max_body: Option<usize>,
     /// Send response bodies at about this many bytes per second (0 = as fast as possible).
     pub rate: u64,
-    /// Point every absolute `Location` the registry answers (upload sessions) at this
-    /// `host:port` instead: another origin.
+    /// Point every absolute `Location` the registry answers (upload sessions), and the `Link`
+    /// of a paginated tag list, at this `host:port` instead: another origin.
     pub location_host: Option<String>,
     /// Quirks of some registries on manifest `HEAD`s: leave out `Docker-Content-Digest`, or
     /// refuse the method (405).
@@ -661,7 +661,9 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
     let mut hs = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
     if rest.len() > chunk.len() {
         let last = chunk.last().cloned().unwrap_or_default();
-        hs.push(("Link".to_string(), format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\"")));
+        // With `location_host`, the next page is on that other origin too.
+        let host = st.opts.location_host.as_ref().map(|h| format!("http://{h}")).unwrap_or_default();
+        hs.push(("Link".to_string(), format!("<{host}/v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\"")));
     }
     let out = serde_json::to_vec(&serde_json::json!({"name": name, "tags": chunk})).unwrap();
     write_response(client, 200, &hs, &out, false);
