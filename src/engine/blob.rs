@@ -12,6 +12,7 @@ use crate::registry::retry::Backoff;
 use crate::registry::{Access, Client, Upload};
 
 /// How a blob came to be at the destination.
+#[derive(Clone, Copy)]
 enum Moved {
     Present,
     Mounted,
@@ -67,18 +68,21 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     // On failure the waiters stay with this task, which may be retried after the pass.
     waiters.extend(others);
     let moved = result?;
-    let (event, count): (Event, fn(&mut super::context::ImageStats)) = match moved {
-        Moved::Present => (Event::BlobPresent, |s| s.blobs_present += 1),
-        Moved::Mounted => (Event::BlobMounted, |s| s.blobs_mounted += 1),
-        Moved::Copied(n) => (Event::BlobCopied(n), |s| s.blobs_copied += 1),
-    };
-    if let (Some(image), Moved::Copied(n)) = (&image, &moved) {
-        ctx.tally(image, |s| s.bytes += n);
-    }
     if let Some(image) = &image {
-        ctx.tally(image, count);
+        ctx.tally(image, |s| match moved {
+            Moved::Present => s.blobs_present += 1,
+            Moved::Mounted => s.blobs_mounted += 1,
+            Moved::Copied(n) => {
+                s.blobs_copied += 1;
+                s.bytes += n;
+            }
+        });
     }
-    ctx.event(event);
+    ctx.event(match moved {
+        Moved::Present => Event::BlobPresent,
+        Moved::Mounted => Event::BlobMounted,
+        Moved::Copied(n) => Event::BlobCopied(n),
+    });
     ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
     waiters.drain(..).for_each(|n| ctx.complete(&n));
     Ok(())
