@@ -49,6 +49,14 @@ pub struct Args {
     #[argh(switch)]
     pub force: bool,
 
+    /// do not copy referrers (signatures, SBOMs, attestations) with their images; by default they follow
+    #[argh(switch)]
+    pub no_referrers: bool,
+
+    /// copy only referrers of this artifact type (repeatable), e.g. application/spdx+json; cosign's .sig/.att/.sbom tags follow regardless
+    #[argh(option)]
+    pub referrer_type: Vec<String>,
+
     /// log file (default: stderr)
     #[argh(option)]
     pub log: Option<String>,

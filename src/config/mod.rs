@@ -26,7 +26,7 @@ pub use images::{DefaultDest, ImagesFile};
 use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
-use crate::engine::{Job, Mode};
+use crate::engine::{Job, Mode, Referrers};
 use crate::manifest::PlatformFilter;
 use crate::registry::{Auth, Limits, TlsOptions};
 
@@ -207,8 +207,20 @@ impl Config {
             client_cert: None,
             skip_verify: args.skip_tls_verify,
         };
-        let job =
-            Job { rules, proc: args.proc, retries: args.retries, platforms, force: args.force, mode, live: false };
+        if args.no_referrers && !args.referrer_type.is_empty() {
+            return Err(ConfigError::Usage("--referrer-type and --no-referrers contradict each other".into()));
+        }
+        let referrers = Referrers { enabled: !args.no_referrers, types: args.referrer_type.clone() };
+        let job = Job {
+            rules,
+            proc: args.proc,
+            retries: args.retries,
+            platforms,
+            force: args.force,
+            mode,
+            live: false,
+            referrers,
+        };
         let report = args.report.as_ref().map(PathBuf::from);
         Ok(Config { auth, tls, limits, job, output, failed_output, report })
     }

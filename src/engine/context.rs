@@ -1,8 +1,9 @@
 //! What every task can see: the registries, the run's options, the shared blob bookkeeping and
 //! the queue — and the one error type tasks return.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -11,8 +12,8 @@ use super::graph::{complete, BlobState, Node, Pair, Task};
 use super::progress::{Event, Moving};
 use super::queue::Queue;
 use crate::manifest::PlatformFilter;
-use crate::reference::Digest;
-use crate::registry::{self, Registries};
+use crate::reference::{Digest, Repository};
+use crate::registry::{self, Client, Registries};
 
 /// Why a task failed.
 #[derive(Debug)]
@@ -91,6 +92,12 @@ pub struct Ctx<'a> {
     pub force: bool,
     /// Sync, plan (dry run) or audit.
     pub mode: Mode,
+    /// Which referrers follow their subject.
+    pub referrers: Referrers,
+    /// Whether a registry has the referrers API, once known.
+    pub referrers_api: Mutex<HashMap<String, bool>>,
+    /// Source tag lists read this run (`None`: it could not be read).
+    pub tags: Mutex<HashMap<Repository, Option<Arc<HashSet<String>>>>>,
     /// Blob copies per destination: done, or in flight with waiters.
     pub blobs: Mutex<HashMap<BlobKey, BlobState>>,
     /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.
@@ -120,6 +127,14 @@ pub enum Outcome {
     Planned(Digest),
     /// `--verify`: the destination has it, whole.
     Verified(Digest),
+}
+
+/// Which referrers (signatures, SBOMs, attestations) are copied with their subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Referrers {
+    pub enabled: bool,
+    /// Only these artifact types (all when empty); cosign's tags are copied regardless.
+    pub types: Vec<String>,
 }
 
 /// What a run does with each image.
@@ -169,6 +184,39 @@ impl Ctx<'_> {
 
     pub fn verify_blobs(&self) -> bool {
         self.mode == Mode::Verify { blobs: true }
+    }
+
+    /// Whether `registry` has the referrers API, if known yet.
+    pub fn has_referrers_api(&self, registry: &str) -> Option<bool> {
+        self.referrers_api.lock().get(registry).copied()
+    }
+
+    pub fn set_referrers_api(&self, registry: &str, has: bool) {
+        if self.referrers_api.lock().insert(registry.to_string(), has).is_none() && !has {
+            log::debug!("{registry}: no referrers API; using the referrers tag schema");
+        }
+    }
+
+    /// Remember the tags a rule listed, for the referrer lookups that follow.
+    pub fn remember_tags(&self, repo: &Repository, tags: &[String]) {
+        self.tags.lock().insert(repo.clone(), Some(Arc::new(tags.iter().cloned().collect())));
+    }
+
+    /// The tags of a source repository: listed once per run (two workers may list it at the
+    /// same moment; both get the same answer). `None` when the registry does not let us list.
+    pub fn tags_of(&self, client: &Client, repo: &Repository) -> Option<Arc<HashSet<String>>> {
+        if let Some(known) = self.tags.lock().get(repo) {
+            return known.clone();
+        }
+        let listed = match client.list_tags(&repo.name) {
+            Ok(t) => Some(Arc::new(t.into_iter().collect::<HashSet<_>>())),
+            Err(e) => {
+                log::debug!("{repo}: cannot list tags ({e}); asking for referrer tags one by one");
+                None
+            }
+        };
+        self.tags.lock().insert(repo.clone(), listed.clone());
+        listed
     }
 
     /// Record how `pair` ended.

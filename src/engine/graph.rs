@@ -40,8 +40,7 @@ pub struct Node {
     pub src: ImageRef,
     /// Where it goes: repository plus the tag or digest to push it under.
     pub dst: ImageRef,
-    pub bytes: Vec<u8>,
-    pub media_type: String,
+    pub action: Action,
     /// Blobs and child manifests still missing at the destination.
     pending: AtomicUsize,
     /// The index this manifest belongs to; `None` for the top-level image.
@@ -55,14 +54,39 @@ impl Node {
     }
 }
 
-/// A manifest as planned, before any task exists: what it needs, and its children.
+/// What a node does once everything it waits for is at the destination.
+pub enum Action {
+    /// PUT these exact bytes under the node's destination reference.
+    Push { bytes: Vec<u8>, media_type: String },
+    /// Nothing: the image was at the destination already, and only manifests referring to it
+    /// (its children here) were missing. Completes the image as unchanged.
+    Settle(Digest),
+}
+
+/// A manifest as planned, before any task exists: what it needs, and its children (child
+/// manifests of an index, and manifests referring to it — all pushed before it).
 pub struct Planned {
     pub src: ImageRef,
     pub dst: ImageRef,
-    pub bytes: Vec<u8>,
-    pub media_type: String,
+    pub action: Action,
     pub blobs: Vec<BlobRef>,
     pub children: Vec<Planned>,
+}
+
+impl Planned {
+    /// A manifest to push.
+    pub fn push(src: ImageRef, dst: ImageRef, bytes: Vec<u8>, media_type: String) -> Planned {
+        Planned { src, dst, action: Action::Push { bytes, media_type }, blobs: Vec::new(), children: Vec::new() }
+    }
+
+    /// Every node of this tree, depth first (for a dry run's counts).
+    pub fn walk(&self) -> Vec<&Planned> {
+        let mut out = vec![self];
+        for c in &self.children {
+            out.extend(c.walk());
+        }
+        out
+    }
 }
 
 /// The tasks of one image, built whole before the first is queued.
@@ -75,13 +99,12 @@ pub struct Graph {
 impl Graph {
     /// Add `planned` and its children; each node's counter is the length of its wait list.
     pub fn add(&mut self, planned: Planned, image: &Arc<Pair>, parent: Option<Arc<Node>>) {
-        let Planned { src, dst, bytes, media_type, blobs, children } = planned;
+        let Planned { src, dst, action, blobs, children } = planned;
         let node = Arc::new(Node {
             image: image.clone(),
             src,
             dst,
-            bytes,
-            media_type,
+            action,
             pending: AtomicUsize::new(blobs.len() + children.len()),
             parent,
         });

@@ -1,17 +1,19 @@
 //! One image (source reference → destination reference): decide whether anything must be
-//! copied, and if so plan the blob and manifest tasks.
+//! copied, and if so plan the blob and manifest tasks ([`super::tree`] walks the manifests).
 //!
-//! The cheap path comes first: with no platform filter, a HEAD at each side compares digests
-//! and an unchanged image costs two requests (and no manifest GET, which some registries
-//! rate-limit). Otherwise the source manifest is fetched, filtered if asked, and compared with
-//! the destination by digest — never by JSON text.
+//! The cheap path comes first: a HEAD at each side compares digests and an unchanged image
+//! costs two requests (and no manifest GET, which some registries rate-limit) — with
+//! `--os/--arch` too when the HEAD says the tag is a single image. Otherwise the source manifest
+//! is fetched, filtered if asked, and compared with the destination by digest — never by JSON
+//! text. An unchanged image still gets what refers to it and is missing at the destination.
 
 use std::sync::Arc;
 
 use super::context::{Ctx, Outcome, SyncError};
-use super::graph::{Graph, Pair, Planned};
+use super::graph::{Action, Graph, Pair, Planned};
 use super::progress::Event;
-use crate::manifest::{filter_index, Filtered, Kind, Manifest, Platform};
+use super::tree::Planner;
+use crate::manifest::{entries, is_image_type, Filtered, Kind, Manifest, Platform};
 use crate::reference::{Digest, ImageRef, Reference};
 use crate::registry::{Access, Client};
 
@@ -42,28 +44,31 @@ fn unchanged(ctx: &Ctx, pair: &Pair, digest: &Digest) {
     ctx.synced.lock().push(pair.clone());
 }
 
-/// Sync one image: nothing when the destination has it already, else queue its graph.
+/// Sync one image: nothing when the destination has it already (and whatever refers to it),
+/// else queue its graph.
 pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
     let sc = ctx.regs.client(&src.repo);
     let dc = ctx.regs.client(&dst.repo);
     let (sname, dname) = (&src.repo.name, &dst.repo.name);
+    let mut planner = Planner::new(ctx, &sc, &dc, src, &dst.repo);
 
     let mut dst_digest: Option<Option<Digest>> = None;
-    if !ctx.force && ctx.filter.is_empty() {
+    if !ctx.force {
         // A source that refuses HEAD (405), answers it 404 while GET works, or leaves out the
-        // digest goes straight to the GET below.
+        // digest goes straight to the GET below. With `--os/--arch`, only a single image can be
+        // judged by its digest alone; an index is filtered first.
         let head = match sc.head_manifest(sname, &src.reference, Access::Pull) {
             Ok(h) => h,
             Err(e) if e.status_code() == Some(405) => None,
             Err(e) => return Err(e.into()),
         };
-        if let Some(sd) = head.and_then(|h| h.digest) {
+        let judged = |t: &Option<String>| ctx.filter.is_empty() || t.as_deref().is_some_and(is_image_type);
+        if let Some(sd) = head.filter(|h| judged(&h.media_type)).and_then(|h| h.digest) {
             let dd = dc.manifest_digest(dname, &dst.reference, Access::Push)?;
             if dd.as_ref() == Some(&sd) {
-                unchanged(ctx, pair, &sd);
-                return Ok(());
+                return settled(ctx, &mut planner, pair, sd, true);
             }
             dst_digest = Some(dd);
         }
@@ -73,7 +78,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).map_err(|m| bad(src, m))?;
     let mut filtered = false;
     let (bytes, digest) = match &parsed.kind {
-        Kind::Index { .. } => match filter_index(&fetched.bytes, &ctx.filter).map_err(|m| bad(src, m))? {
+        Kind::Index { .. } if !ctx.filter.is_empty() => match planner.filter(&fetched.bytes, 1)? {
             Filtered::Unchanged => (fetched.bytes, fetched.digest),
             Filtered::Rewritten(b) => {
                 filtered = true;
@@ -100,19 +105,11 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             _ => dc.manifest_digest(dname, &dst.reference, Access::Push)?,
         };
         if dd.as_ref() == Some(&digest) {
-            unchanged(ctx, &pair, &digest);
-            return Ok(());
+            return settled(ctx, &mut planner, &pair, digest, !filtered);
         }
     }
 
-    let mut top = Planned {
-        src: src.clone(),
-        dst: dst.clone(),
-        bytes,
-        media_type: parsed.media_type.clone(),
-        blobs: Vec::new(),
-        children: Vec::new(),
-    };
+    let mut top = Planned::push(src.clone(), dst.clone(), Vec::new(), parsed.media_type.clone());
     match &parsed.kind {
         Kind::Image { config, .. } => {
             if !ctx.filter.is_empty() {
@@ -124,45 +121,47 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             }
             top.blobs = parsed.blobs();
         }
-        Kind::Schema1 { .. } => top.blobs = parsed.blobs(),
-        Kind::Index { .. } => {
+        Kind::Index { manifests } => {
             // The entries kept by the filter (all of them without one).
-            let manifests = match &parsed.kind {
-                Kind::Index { manifests } if !filtered => manifests.clone(),
-                _ => match Manifest::parse(&top.bytes, Some(&parsed.media_type)).map_err(|m| bad(src, m))?.kind {
-                    Kind::Index { manifests } => manifests,
-                    _ => return Err(bad(src, "the filtered index no longer parses as an index")),
-                },
-            };
-            for child in manifests {
-                let child_ref = Reference::Digest(child.digest.clone());
-                if !ctx.force && dc.head_manifest(dname, &child_ref, Access::Push)?.is_some() {
-                    log::debug!("{dst}: child {} already present", child.digest);
-                    continue;
-                }
-                let f = sc.get_manifest(sname, &child_ref, Access::Pull)?;
-                let child_src = ImageRef { repo: src.repo.clone(), reference: child_ref.clone() };
-                let m = Manifest::parse(&f.bytes, f.media_type.as_deref()).map_err(|e| bad(&child_src, e))?;
-                if let Kind::Index { .. } = m.kind {
-                    return Err(bad(&child_src, "nested indexes are not supported"));
-                }
-                top.children.push(Planned {
-                    src: child_src,
-                    dst: ImageRef { repo: dst.repo.clone(), reference: child_ref },
-                    bytes: f.bytes,
-                    media_type: m.media_type.clone(),
-                    blobs: m.blobs(),
-                    children: Vec::new(),
-                });
-            }
+            let kept = if filtered { entries(&bytes).map_err(|m| bad(src, m))? } else { manifests.clone() };
+            top.children = planner.children(&kept, 1)?;
         }
     }
+    if !filtered {
+        // What refers to the index the filter rewrote refers to the source's, not to ours.
+        top.children.extend(planner.referrers(&digest, 2)?);
+    }
+    top.action = Action::Push { bytes, media_type: parsed.media_type.clone() };
+    queue(ctx, &pair, top, &digest)
+}
+
+/// The destination has the image: done, unless something referring to it is missing there.
+fn settled(
+    ctx: &Ctx,
+    planner: &mut Planner,
+    pair: &Arc<Pair>,
+    digest: Digest,
+    with_referrers: bool,
+) -> Result<(), SyncError> {
+    let missing = if with_referrers { planner.referrers(&digest, 2)? } else { Vec::new() };
+    if missing.is_empty() {
+        unchanged(ctx, pair, &digest);
+        return Ok(());
+    }
+    let mut top = Planned::push(pair.src.clone(), pair.dst.clone(), Vec::new(), String::new());
+    top.action = Action::Settle(digest.clone());
+    top.children = missing;
+    queue(ctx, pair, top, &digest)
+}
+
+/// Queue the graph of `top` (or, in a dry run, report what it would move).
+fn queue(ctx: &Ctx, pair: &Arc<Pair>, top: Planned, digest: &Digest) -> Result<(), SyncError> {
     if ctx.dry_run() {
-        return plan(ctx, &pair, &top, &digest);
+        return plan(ctx, pair, &top, digest);
     }
     let mut graph = Graph::default();
-    graph.add(top, &pair, None);
-    graph.enqueue(&ctx.queue, &src.repo, &dst.repo);
+    graph.add(top, pair, None);
+    graph.enqueue(&ctx.queue, &pair.src.repo, &pair.dst.repo);
     Ok(())
 }
 
@@ -172,7 +171,8 @@ fn plan(ctx: &Ctx, pair: &Pair, top: &Planned, digest: &Digest) -> Result<(), Sy
     let dc = ctx.regs.client(&pair.dst.repo);
     let mut seen = std::collections::HashSet::new();
     let (mut missing, mut bytes, mut present) = (0, 0, 0);
-    for blob in top.blobs.iter().chain(top.children.iter().flat_map(|c| c.blobs.iter())) {
+    let nodes = top.walk();
+    for blob in nodes.iter().flat_map(|n| n.blobs.iter()) {
         if !seen.insert(blob.digest.clone()) {
             continue;
         }
@@ -183,7 +183,7 @@ fn plan(ctx: &Ctx, pair: &Pair, top: &Planned, digest: &Digest) -> Result<(), Sy
             bytes += blob.size.unwrap_or(0);
         }
     }
-    let manifests = 1 + top.children.len();
+    let manifests = nodes.iter().filter(|n| matches!(n.action, Action::Push { .. })).count();
     log::info!(
         "would copy {pair}: {manifests} manifest(s), {missing} blob(s) to copy ({:.1} MiB), {present} already present",
         bytes as f64 / (1024.0 * 1024.0)

@@ -33,7 +33,9 @@ mod live;
 mod progress;
 mod push;
 mod queue;
+mod referrers;
 mod rule;
+mod tree;
 mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,7 +50,7 @@ use context::{Ctx, SyncError};
 use graph::Task;
 use queue::Queue;
 
-pub use context::{ImageStats, Mode, Outcome};
+pub use context::{ImageStats, Mode, Outcome, Referrers};
 pub use graph::{Pair, Rule};
 pub use progress::Totals;
 
@@ -71,6 +73,8 @@ pub struct Job {
     pub mode: Mode,
     /// Show the live display on stderr (a terminal) instead of periodic progress lines.
     pub live: bool,
+    /// Which referrers are copied with their subject.
+    pub referrers: Referrers,
 }
 
 /// Something that did not sync, with its first root cause.
@@ -152,6 +156,9 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         filter: job.platforms,
         force: job.force,
         mode: job.mode,
+        referrers: job.referrers,
+        referrers_api: Mutex::new(HashMap::new()),
+        tags: Mutex::new(HashMap::new()),
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),

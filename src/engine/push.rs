@@ -4,20 +4,35 @@
 use std::sync::Arc;
 
 use super::context::{Ctx, Outcome, SyncError};
-use super::graph::Node;
+use super::graph::{Action, Node};
 use super::progress::Event;
+use crate::reference::Digest;
 
 pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
-    let client = ctx.regs.client(&node.dst.repo);
-    client.put_manifest(&node.dst.repo.name, &node.dst.reference, &node.bytes, &node.media_type)?;
-    ctx.event(Event::ManifestPushed);
-    ctx.tally(&node.image, |s| s.manifests_pushed += 1);
+    let outcome = match &node.action {
+        Action::Push { bytes, media_type } => {
+            let client = ctx.regs.client(&node.dst.repo);
+            client.put_manifest(&node.dst.repo.name, &node.dst.reference, bytes, media_type)?;
+            ctx.event(Event::ManifestPushed);
+            ctx.tally(&node.image, |s| s.manifests_pushed += 1);
+            Outcome::Synced(Digest::of(bytes))
+        }
+        Action::Settle(digest) => Outcome::Unchanged(digest.clone()),
+    };
     match &node.parent {
         Some(parent) => ctx.complete(parent),
         None => {
-            log::info!("synced {}", node.image);
-            ctx.event(Event::ImageSynced);
-            ctx.outcome(&node.image, Outcome::Synced(crate::reference::Digest::of(&node.bytes)));
+            match &outcome {
+                Outcome::Unchanged(_) => {
+                    log::info!("unchanged {}: destination has the same digest; referrers copied", node.image);
+                    ctx.event(Event::ImageUnchanged);
+                }
+                _ => {
+                    log::info!("synced {}", node.image);
+                    ctx.event(Event::ImageSynced);
+                }
+            }
+            ctx.outcome(&node.image, outcome);
             ctx.synced.lock().push((*node.image).clone());
         }
     }

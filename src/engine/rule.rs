@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::context::{Ctx, SyncError};
 use super::graph::{Pair, Rule, Task};
 use super::progress::Event;
+use crate::manifest::is_referrer_tag;
 use crate::reference::{ImageRef, Reference, Selector};
 
 /// Resolve a rule's source tags and pair them with destination references.
@@ -14,13 +15,19 @@ pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
     let refs: Vec<Reference> = match &rule.src.selector {
         Selector::Tags(t) => t.iter().cloned().map(Reference::Tag).collect(),
         Selector::Digest(d) => vec![Reference::Digest(d.clone())],
-        Selector::All => src_client.list_tags(&rule.src.repo.name)?.into_iter().map(Reference::Tag).collect(),
-        Selector::Regex(re) => src_client
-            .list_tags(&rule.src.repo.name)?
-            .into_iter()
-            .filter(|t| re.is_match(t))
-            .map(Reference::Tag)
-            .collect(),
+        Selector::All | Selector::Regex(_) => {
+            let tags = src_client.list_tags(&rule.src.repo.name)?;
+            ctx.remember_tags(&rule.src.repo, &tags);
+            tags.into_iter()
+                .filter(|t| match &rule.src.selector {
+                    Selector::Regex(re) => re.is_match(t),
+                    _ => true,
+                })
+                // A referrer tag follows its subject, not the rule.
+                .filter(|t| !(ctx.referrers.enabled && is_referrer_tag(t)))
+                .map(Reference::Tag)
+                .collect()
+        }
     };
     if refs.is_empty() {
         log::warn!("{}: no tags to synchronise", rule.describe());

@@ -13,19 +13,18 @@ use super::context::{Ctx, Outcome, SyncError};
 use super::graph::Pair;
 use super::image::{bad, image_platform, skipped};
 use super::progress::Event;
-use crate::manifest::{filter_index, Filtered, Kind, Manifest};
+use super::tree::{Planner, MAX_DEPTH};
+use crate::manifest::{Filtered, Kind, Manifest};
 use crate::reference::{Digest, Reference};
 use crate::registry::{Access, Client, ErrorKind};
-
-/// Indexes nest at most this deep.
-const MAX_DEPTH: usize = 8;
 
 pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
     ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
     let sc = ctx.regs.client(&src.repo);
     let dc = ctx.regs.client(&dst.repo);
-    let Some(want) = source_digest(ctx, &sc, pair)? else { return Ok(()) };
+    let mut planner = Planner::new(ctx, &sc, &dc, src, &dst.repo);
+    let Some(want) = source_digest(ctx, &mut planner, pair)? else { return Ok(()) };
     let reference = if dst.is_digest() { Reference::Digest(want.clone()) } else { dst.reference.clone() };
     let mut problems = Vec::new();
     match dc.manifest_digest(&dst.repo.name, &reference, Access::Pull)? {
@@ -54,8 +53,8 @@ pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
 }
 
 /// The digest the destination should have; `None` when the filter leaves nothing to have.
-fn source_digest(ctx: &Ctx, sc: &Client, pair: &Pair) -> Result<Option<Digest>, SyncError> {
-    let src = &pair.src;
+fn source_digest(ctx: &Ctx, planner: &mut Planner, pair: &Pair) -> Result<Option<Digest>, SyncError> {
+    let (src, sc) = (&pair.src, planner.sc);
     if ctx.filter.is_empty() {
         if let Some(d) = sc.manifest_digest(&src.repo.name, &src.reference, Access::Pull)? {
             return Ok(Some(d));
@@ -67,7 +66,7 @@ fn source_digest(ctx: &Ctx, sc: &Client, pair: &Pair) -> Result<Option<Digest>, 
     }
     let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).map_err(|m| bad(src, m))?;
     match parsed.kind {
-        Kind::Index { .. } => match filter_index(&fetched.bytes, &ctx.filter).map_err(|m| bad(src, m))? {
+        Kind::Index { .. } => match planner.filter(&fetched.bytes, 1)? {
             Filtered::Unchanged => Ok(Some(fetched.digest)),
             Filtered::Rewritten(b) => Ok(Some(Digest::of(&b))),
             Filtered::Empty => {
@@ -84,7 +83,6 @@ fn source_digest(ctx: &Ctx, sc: &Client, pair: &Pair) -> Result<Option<Digest>, 
                 Ok(None)
             }
         }
-        Kind::Schema1 { .. } => Ok(Some(fetched.digest)),
     }
 }
 

@@ -8,12 +8,14 @@
 //! we must avoid.)
 
 mod platform;
+mod referrers;
 
 use std::fmt;
 
 use serde::Deserialize;
 
-pub use platform::{filter_index, Filtered, PlatformFilter};
+pub use platform::{apply, entries, filter_index, Filtered, Keep, PlatformFilter};
+pub use referrers::{cosign_tags, fallback_tag, is_referrer_tag, merge_fallback, Referrer};
 
 use crate::reference::Digest;
 
@@ -91,13 +93,7 @@ struct Raw {
     layers: Vec<Descriptor>,
     manifests: Option<Vec<Descriptor>>,
     #[serde(rename = "fsLayers", default)]
-    fs_layers: Vec<FsLayer>,
-}
-
-#[derive(Deserialize)]
-struct FsLayer {
-    #[serde(rename = "blobSum")]
-    blob_sum: Digest,
+    fs_layers: Option<serde_json::Value>,
 }
 
 /// What a manifest references.
@@ -107,8 +103,6 @@ pub enum Kind {
     Image { config: Descriptor, layers: Vec<Descriptor> },
     /// A Docker manifest list or OCI index.
     Index { manifests: Vec<Descriptor> },
-    /// Docker v2 schema1: layers only, no sizes.
-    Schema1 { blobs: Vec<Digest> },
 }
 
 /// A parsed manifest and the media type to push it with.
@@ -125,27 +119,63 @@ pub struct BlobRef {
     pub size: Option<u64>,
 }
 
+/// The media type without parameters (`; charset=utf-8`), lowercased.
+fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// Whether `t` is one of the media types an index is pushed with.
+pub fn is_index_type(t: &str) -> bool {
+    t == DOCKER_LIST || t == OCI_INDEX
+}
+
+pub fn is_image_type(t: &str) -> bool {
+    t == DOCKER_V2 || t == OCI_MANIFEST
+}
+
 impl Manifest {
     /// Parse `bytes`; `content_type` is what the registry said it served.
+    ///
+    /// The media type pushed is the body's `mediaType` when it has one. A `Content-Type` naming
+    /// another manifest type is an error (pushing the bytes under either type could make an image
+    /// the source never had); a `Content-Type` that is no manifest type at all (`application/json`,
+    /// `text/plain`: some servers say that) is ignored. A body without `mediaType` (allowed by
+    /// OCI) takes the header's type, else the type its shape implies. Docker schema 1 is refused:
+    /// see the README ("What gets copied").
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, String> {
         let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest JSON: {e}"))?;
-        let header = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_string());
-        let known =
-            |t: &str| [DOCKER_V2, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX, DOCKER_V1, DOCKER_V1_SIGNED].contains(&t);
-        let kind = if raw.schema_version == Some(1) {
-            Kind::Schema1 { blobs: raw.fs_layers.into_iter().map(|l| l.blob_sum).collect() }
-        } else if let Some(manifests) = raw.manifests {
+        let header = content_type.map(essence).filter(|h| h.contains("manifest") || h.contains("image.index"));
+        let schema1 = |t: &Option<String>| t.as_deref().is_some_and(|t| t == DOCKER_V1 || t == DOCKER_V1_SIGNED);
+        if raw.schema_version == Some(1) || raw.fs_layers.is_some() || schema1(&header) || schema1(&raw.media_type) {
+            return Err("Docker schema 1 manifest: not supported (deprecated since 2017, refused by current \
+                registries); push the image again with a current client, or convert it with \
+                `skopeo copy --format v2s2`"
+                .into());
+        }
+        let kind = if let Some(manifests) = raw.manifests {
             Kind::Index { manifests }
         } else if let Some(config) = raw.config {
             Kind::Image { config, layers: raw.layers }
         } else {
-            return Err("manifest has neither config, layers nor manifests".into());
+            return Err("not a manifest: it has neither config nor manifests".into());
         };
-        let media_type = match (header, raw.media_type) {
-            (Some(h), _) if known(&h) => h,
-            (_, Some(m)) if !m.is_empty() => m,
-            _ => match &kind {
-                Kind::Schema1 { .. } => DOCKER_V1_SIGNED.to_string(),
+        let body = raw.media_type.filter(|m| !m.is_empty());
+        if let (Some(h), Some(b)) = (&header, &body) {
+            if h != b {
+                return Err(format!("the registry serves it as {h} but its body says mediaType {b}"));
+            }
+        }
+        let shape_fits = |t: &str| match &kind {
+            Kind::Index { .. } => is_index_type(t),
+            Kind::Image { .. } => is_image_type(t),
+        };
+        let media_type = match body.or(header) {
+            Some(t) if shape_fits(&t) => t,
+            Some(t) if is_index_type(&t) || is_image_type(&t) => {
+                return Err(format!("its mediaType is {t} but its content is {}", kind.shape()))
+            }
+            Some(t) => return Err(format!("unsupported manifest media type {t}")),
+            None => match &kind {
                 Kind::Index { .. } => OCI_INDEX.to_string(),
                 Kind::Image { .. } => OCI_MANIFEST.to_string(),
             },
@@ -167,10 +197,18 @@ impl Manifest {
                     add(&d.digest, d.size);
                 }
             }
-            Kind::Schema1 { blobs } => blobs.iter().for_each(|b| add(b, None)),
             Kind::Index { .. } => {}
         }
         out
+    }
+}
+
+impl Kind {
+    fn shape(&self) -> &'static str {
+        match self {
+            Kind::Index { .. } => "an index (it lists manifests)",
+            Kind::Image { .. } => "an image (it has a config)",
+        }
     }
 }
 
@@ -214,15 +252,37 @@ mod tests {
     }
 
     #[test]
-    fn schema1_and_foreign() {
+    fn schema1_is_refused_and_foreign_layers_skipped() {
         let m = format!(r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{D1}"}},{{"blobSum":"{D1}"}}]}}"#);
-        let p = Manifest::parse(m.as_bytes(), None).unwrap();
-        assert_eq!(p.media_type, DOCKER_V1_SIGNED);
-        assert_eq!(p.blobs().len(), 1);
+        let e = Manifest::parse(m.as_bytes(), None).unwrap_err();
+        assert!(e.contains("schema 1"), "{e}");
+        assert!(Manifest::parse(b"{}", Some(DOCKER_V1_SIGNED)).unwrap_err().contains("schema 1"));
         let m = format!(
             r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{D2}","urls":["https://x"]}}]}}"#
         );
         assert_eq!(Manifest::parse(m.as_bytes(), None).unwrap().blobs().len(), 1);
+    }
+
+    #[test]
+    fn content_type_and_body_must_agree() {
+        let m = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{D1}","size":1}}}}"#);
+        let e = Manifest::parse(m.as_bytes(), Some(DOCKER_V2)).unwrap_err();
+        assert!(e.contains(DOCKER_V2) && e.contains(OCI_MANIFEST), "{e}");
+        // Not a manifest type at all: ignored, the body decides.
+        let p = Manifest::parse(m.as_bytes(), Some("application/json; charset=utf-8")).unwrap();
+        assert_eq!(p.media_type, OCI_MANIFEST);
+        assert_eq!(
+            Manifest::parse(m.as_bytes(), Some("application/vnd.oci.image.manifest.v1+json")).unwrap().media_type,
+            OCI_MANIFEST
+        );
+        // No mediaType in the body: the header's type, when it fits the shape.
+        let bare = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}}}}"#);
+        assert_eq!(Manifest::parse(bare.as_bytes(), Some(DOCKER_V2)).unwrap().media_type, DOCKER_V2);
+        assert!(Manifest::parse(bare.as_bytes(), Some(DOCKER_LIST)).unwrap_err().contains("an image"));
+        let idx = format!(r#"{{"schemaVersion":2,"mediaType":"{DOCKER_V2}","manifests":[]}}"#);
+        assert!(Manifest::parse(idx.as_bytes(), None).unwrap_err().contains("an index"));
+        let odd = format!(r#"{{"schemaVersion":2,"mediaType":"application/x-odd","config":{{"digest":"{D1}"}}}}"#);
+        assert!(Manifest::parse(odd.as_bytes(), None).unwrap_err().contains("unsupported"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! if every entry matches, the original bytes are kept (same digest), otherwise the index is
 //! re-serialised from its own JSON (unknown fields and order preserved) and so gets a new digest.
 
-use super::Platform;
+use super::{Descriptor, Platform};
+use crate::reference::Digest;
 
 /// Selected platforms. Empty lists select everything.
 #[derive(Clone, Debug, Default)]
@@ -64,26 +65,68 @@ pub enum Filtered {
     Empty,
 }
 
+/// What becomes of one entry of an index under the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    Yes,
+    No,
+    /// Kept, pointing at this rewritten child instead (a nested index the filter changed).
+    As {
+        digest: Digest,
+        size: u64,
+    },
+}
+
 /// Apply `filter` to the index `bytes`. Entries without a platform are dropped when filtering.
 pub fn filter_index(bytes: &[u8], filter: &PlatformFilter) -> Result<Filtered, String> {
     if filter.is_empty() {
+        return Ok(Filtered::Unchanged);
+    }
+    let keep: Vec<Keep> = entries(bytes)?
+        .iter()
+        .map(|d| if d.platform.as_ref().is_some_and(|p| filter.matches(p)) { Keep::Yes } else { Keep::No })
+        .collect();
+    apply(bytes, &keep)
+}
+
+/// The entries of the index `bytes`, in order.
+pub fn entries(bytes: &[u8]) -> Result<Vec<Descriptor>, String> {
+    #[derive(serde::Deserialize)]
+    struct Entries {
+        manifests: Option<Vec<Descriptor>>,
+    }
+    let e: Entries = serde_json::from_slice(bytes).map_err(|e| format!("invalid index JSON: {e}"))?;
+    e.manifests.ok_or_else(|| "index has no manifests array".into())
+}
+
+/// Rewrite the index `bytes` entry by entry as `keep` says (one decision per entry, in order).
+/// The index is re-serialised from its own JSON (unknown fields and order preserved), so the
+/// same input always gives the same bytes.
+pub fn apply(bytes: &[u8], keep: &[Keep]) -> Result<Filtered, String> {
+    if keep.iter().all(|k| *k == Keep::Yes) {
         return Ok(Filtered::Unchanged);
     }
     let mut doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid index JSON: {e}"))?;
     let Some(list) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
         return Err("index has no manifests array".into());
     };
-    let before = list.len();
-    list.retain(|entry| {
-        entry
-            .get("platform")
-            .and_then(|p| serde_json::from_value::<Platform>(p.clone()).ok())
-            .is_some_and(|p| filter.matches(&p))
-    });
+    if list.len() != keep.len() {
+        return Err("index entries changed while filtering".into());
+    }
+    let old = std::mem::take(list);
+    for (mut entry, k) in old.into_iter().zip(keep) {
+        match k {
+            Keep::No => continue,
+            Keep::Yes => {}
+            Keep::As { digest, size } => {
+                entry["digest"] = serde_json::Value::String(digest.to_string());
+                entry["size"] = serde_json::Value::from(*size);
+            }
+        }
+        list.push(entry);
+    }
     Ok(if list.is_empty() {
         Filtered::Empty
-    } else if list.len() == before {
-        Filtered::Unchanged
     } else {
         Filtered::Rewritten(serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?)
     })
@@ -122,7 +165,7 @@ mod tests {
     fn index_rewrite() {
         let idx = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
             {"digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","platform":{"os":"linux","architecture":"amd64"}},
-            {"digest":"sha256:b","platform":{"os":"linux","architecture":"arm64"},"annotations":{"k":"v"}}],
+            {"digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","platform":{"os":"linux","architecture":"arm64"},"annotations":{"k":"v"}}],
             "annotations":{"z":"1","a":"2"}}"#;
         assert_eq!(filter_index(idx, &f(&[], &[])).unwrap(), Filtered::Unchanged);
         assert_eq!(filter_index(idx, &f(&["linux"], &[])).unwrap(), Filtered::Unchanged);
@@ -136,5 +179,20 @@ mod tests {
         // Deterministic: the same input gives the same bytes (so re-runs see the same digest).
         let Filtered::Rewritten(again) = filter_index(idx, &f(&[], &["arm64"])).unwrap() else { panic!() };
         assert_eq!(text.as_bytes(), &again[..]);
+    }
+
+    #[test]
+    fn nested_rewrite_points_at_the_new_child() {
+        let idx = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":9},{"digest":"sha256:b"}]}"#;
+        assert_eq!(apply(idx, &[Keep::Yes, Keep::Yes]).unwrap(), Filtered::Unchanged);
+        assert_eq!(apply(idx, &[Keep::No, Keep::No]).unwrap(), Filtered::Empty);
+        let d = Digest::of(b"x");
+        let Filtered::Rewritten(out) = apply(idx, &[Keep::As { digest: d.clone(), size: 1 }, Keep::No]).unwrap() else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(v["manifests"][0]["digest"], d.to_string());
+        assert_eq!(v["manifests"][0]["size"], 1);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::client::{header, Body};
 use super::{pull_scope, push_scope, Client, Error, ErrorKind};
-use crate::manifest::{ACCEPT, DOCKER_V1_SIGNED, MAX_MANIFEST_BYTES};
+use crate::manifest::{ACCEPT, DOCKER_V1_SIGNED, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::reference::{Digest, Reference};
 
 /// What a HEAD told us.
@@ -96,6 +96,30 @@ impl Client {
                 return Err(Error::new(&self.registry, &what, ErrorKind::DigestMismatch { expected, actual }));
             }
             Ok(Fetched { bytes, media_type, digest: actual })
+        })
+    }
+
+    /// The referrers API (OCI 1.1): the index of what refers to `digest`, or `None` when the
+    /// registry has no such API (a registry that has it never answers 404; older ones answer
+    /// 404, some 400, 405 or 501). With `artifact_type` the registry may filter; callers filter
+    /// again, as the spec lets a registry ignore it.
+    pub fn referrers(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+        access: Access,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let what = format!("GET referrers {repo}@{digest}");
+        let query = artifact_type.map(|t| format!("?artifactType={}", t.replace('+', "%2B"))).unwrap_or_default();
+        let url = self.url(&format!("/v2/{repo}/referrers/{digest}{query}"));
+        self.retrying(&what, || {
+            let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", OCI_INDEX)], Body::Empty, &what)?;
+            match r.status().as_u16() {
+                200 => Ok(Some(self.read_body(r, MAX_MANIFEST_BYTES, &what)?)),
+                400 | 404 | 405 | 501 => Ok(None),
+                _ => Err(Error::status(&self.registry, &what, &mut r)),
+            }
         })
     }
 

@@ -1,5 +1,7 @@
 //! Fixture builders (images, indexes, big images, artifacts) and the assertions that a copy
-//! is byte-exact at the destination.
+//! is byte-exact at the destination. Manifests of any other shape (nested indexes, OCI 1.1
+//! artifacts with a `subject`, referrers tags) are written as JSON: [`push_manifest_json`],
+//! [`descriptor`], [`push_artifact_with_subject`], [`push_referrers_tag`].
 
 use super::*;
 
@@ -286,5 +288,176 @@ pub fn assert_index_copied(src: &Client, dst: &Client, idx: &Index, dst_repo: &s
     assert_eq!(m.content_type, idx.media_type, "{dst_repo}:{tag} content type");
     for child in &idx.children {
         assert_image_copied(src, dst, child, dst_repo, &child.digest);
+    }
+}
+
+/// The OCI empty descriptor's media type (the config of an artifact that has none).
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// The blob an empty descriptor points at: the two bytes `{}`.
+pub const EMPTY_JSON: &[u8] = b"{}";
+/// The digest of [`EMPTY_JSON`].
+pub const EMPTY_DIGEST: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
+/// A manifest pushed from JSON ([`push_manifest_json`]): its exact bytes and the blobs it names.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub repo: String,
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    /// The config and layer digests (none for an index).
+    pub blobs: Vec<String>,
+}
+
+impl Pushed {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.bytes).expect("manifest JSON")
+    }
+
+    /// `{mediaType, digest, size}`, as an index entry names it.
+    pub fn descriptor(&self) -> serde_json::Value {
+        descriptor(&self.media_type, &self.bytes)
+    }
+
+    /// Its descriptor as a referrers list names it (OCI 1.1): [`Pushed::descriptor`] plus
+    /// `artifactType` (the manifest's, else its config's media type) and the manifest's
+    /// `annotations` when it has any.
+    pub fn referrer_descriptor(&self) -> serde_json::Value {
+        let v = self.json();
+        let mut d = self.descriptor();
+        let artifact_type = v["artifactType"].as_str().or(v["config"]["mediaType"].as_str());
+        if let Some(t) = artifact_type {
+            d["artifactType"] = t.into();
+        }
+        if v["annotations"].is_object() {
+            d["annotations"] = v["annotations"].clone();
+        }
+        d
+    }
+}
+
+/// `{mediaType, digest, size}` of `bytes`.
+pub fn descriptor(media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    serde_json::json!({"mediaType": media_type, "digest": sha256_digest(bytes), "size": bytes.len()})
+}
+
+/// An index entry for a pushed image: its descriptor with its `platform` (`variant` when set).
+pub fn platform_descriptor(img: &Image) -> serde_json::Value {
+    let mut d = descriptor(&img.media_type, &img.bytes);
+    d["platform"] = serde_json::json!({"architecture": img.platform.arch, "os": img.platform.os});
+    if !img.platform.variant.is_empty() {
+        d["platform"]["variant"] = img.platform.variant.clone().into();
+    }
+    d
+}
+
+/// Pushes `bytes` as a blob of `repo`; its descriptor with `media_type`.
+pub fn push_blob_descriptor(c: &Client, repo: &str, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    c.push_blob(repo, bytes);
+    descriptor(media_type, bytes)
+}
+
+/// `{schemaVersion: 2, mediaType, manifests}`: an OCI index or a docker manifest list.
+pub fn index_json(media_type: &str, manifests: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({"schemaVersion": 2, "mediaType": media_type, "manifests": manifests})
+}
+
+/// Pushes `json` (serialised as docker does, see [`docker_json`]) as a manifest of `media_type`
+/// under `reference` — a tag, or its own digest when `None`. Its blobs (config, layers) must
+/// already be in `repo`, and an index's children too: the registry checks.
+pub fn push_manifest_json(
+    c: &Client,
+    repo: &str,
+    reference: Option<&str>,
+    media_type: &str,
+    json: &serde_json::Value,
+) -> Pushed {
+    let bytes = docker_json(json);
+    let digest = sha256_digest(&bytes);
+    let pushed = c.put_manifest(repo, reference.unwrap_or(&digest), media_type, &bytes);
+    assert_eq!(pushed, digest);
+    let mut blobs: Vec<String> = json["config"]["digest"].as_str().map(str::to_string).into_iter().collect();
+    for layer in json["layers"].as_array().into_iter().flatten() {
+        blobs.push(layer["digest"].as_str().expect("layer digest").to_string());
+    }
+    Pushed { repo: repo.to_string(), digest, bytes, media_type: media_type.to_string(), blobs }
+}
+
+/// Pushes an OCI 1.1 artifact: an OCI manifest with `artifactType`, the empty config
+/// ([`OCI_EMPTY`], blob [`EMPTY_JSON`]), one small JSON layer of `layer_media_type` (unique
+/// content), a `created` annotation, and `subject` when given (a descriptor; the registry does
+/// not need to hold it). Under `reference`, or by digest when `None`.
+pub fn push_oci_artifact(
+    c: &Client,
+    repo: &str,
+    reference: Option<&str>,
+    artifact_type: &str,
+    layer_media_type: &str,
+    subject: Option<&serde_json::Value>,
+) -> Pushed {
+    let config = push_blob_descriptor(c, repo, OCI_EMPTY, EMPTY_JSON);
+    let content = serde_json::to_vec(&serde_json::json!({
+        "fixture": format!("{:016x}", unique_seed()),
+        "artifactType": artifact_type,
+    }))
+    .unwrap();
+    let mut layer = push_blob_descriptor(c, repo, layer_media_type, &content);
+    layer["annotations"] = serde_json::json!({"org.opencontainers.image.title": "payload.json"});
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": config,
+        "layers": [layer],
+    });
+    if let Some(s) = subject {
+        m["subject"] = s.clone();
+    }
+    m["annotations"] = serde_json::json!({"org.opencontainers.image.created": "2024-01-01T00:00:00Z"});
+    push_manifest_json(c, repo, reference, OCI_MANIFEST, &m)
+}
+
+/// [`push_oci_artifact`] by digest with a `subject`: a referrer of `subject`.
+pub fn push_artifact_with_subject(
+    c: &Client,
+    repo: &str,
+    artifact_type: &str,
+    layer_media_type: &str,
+    subject: &serde_json::Value,
+) -> Pushed {
+    push_oci_artifact(c, repo, None, artifact_type, layer_media_type, Some(subject))
+}
+
+/// The referrers tag schema's tag for `digest`: `sha256:HEX` -> `sha256-HEX`.
+pub fn referrers_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
+/// Pushes the referrers tag `sha256-HEX` of `subject_digest` as oras and cosign do against a
+/// registry without the referrers API: an OCI index whose `manifests` are `referrers` (use
+/// [`Pushed::referrer_descriptor`]). They must already be in `repo`.
+pub fn push_referrers_tag(c: &Client, repo: &str, subject_digest: &str, referrers: &[serde_json::Value]) -> Pushed {
+    push_manifest_json(
+        c,
+        repo,
+        Some(&referrers_tag(subject_digest)),
+        OCI_INDEX,
+        &index_json(OCI_INDEX, referrers.to_vec()),
+    )
+}
+
+/// Asserts that `dst` holds `m` in `dst_repo` under `reference` (tag or digest) with identical
+/// digest, bytes and `Content-Type`, and every blob it names with identical bytes.
+pub fn assert_manifest_copied(src: &Client, dst: &Client, m: &Pushed, dst_repo: &str, reference: &str) {
+    let got = dst
+        .get_manifest(dst_repo, reference)
+        .unwrap_or_else(|| panic!("{dst_repo}:{reference} ({}) missing at destination", m.digest));
+    assert_eq!(got.digest, m.digest, "{dst_repo}:{reference} digest");
+    assert!(got.bytes == m.bytes, "{dst_repo}:{reference} manifest bytes differ");
+    assert_eq!(got.content_type, m.media_type, "{dst_repo}:{reference} content type");
+    for blob in &m.blobs {
+        let want = src.get_blob(&m.repo, blob).unwrap_or_else(|| panic!("source blob {blob} missing"));
+        let have = dst.get_blob(dst_repo, blob).unwrap_or_else(|| panic!("blob {blob} missing in {dst_repo}"));
+        assert!(have == want, "blob {blob} bytes differ in {dst_repo}");
     }
 }

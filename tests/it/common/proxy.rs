@@ -15,6 +15,10 @@
 //!   `client_max_body_size` does ([`ProxyOpts::max_body`]),
 //! * inject [`Fault`]s: on the first N matching requests ([`FaultRule`]), or at random with a
 //!   seed ([`RandomFaults`]). Stopping (drop) ends every stalled answer.
+//! * lie about manifests: rewrite the `Content-Type` of manifest answers
+//!   ([`ProxyOpts::manifest_content_types`]) or serve a fixed manifest of its own
+//!   ([`ProxyOpts::served_manifests`], e.g. a schema 1 one the Debian registry cannot store),
+//! * speak the OCI 1.1 referrers API the Debian registry lacks ([`ProxyOpts::referrers`]).
 
 use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -24,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::http::{error_body, query_param, read_body, read_head, write_response, Head};
-use super::util::{base64, splitmix64};
+use super::util::{base64, sha256_digest, splitmix64};
 
 /// Which requests a fault applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +189,33 @@ pub struct ProxyOpts {
     pub head_refused: bool,
     pub faults: Vec<FaultRule>,
     pub random: Option<RandomFaults>,
+    /// `(needle, content type)`: a successful manifest `GET` or `HEAD` answer whose path contains
+    /// `needle` is relayed with this `Content-Type` instead of the registry's (the body is
+    /// untouched). The first matching pair wins; empty = off.
+    pub manifest_content_types: Vec<(String, String)>,
+    /// Manifest `GET`s and `HEAD`s whose path contains a [`ServedManifest::needle`] are answered by
+    /// the proxy itself with that manifest, nothing forwarded. The first match wins; empty = off.
+    pub served_manifests: Vec<ServedManifest>,
+    /// Speak the OCI 1.1 referrers API: `GET /v2/NAME/referrers/DIGEST` is answered by the proxy
+    /// (200, an OCI index) listing the descriptors given here for DIGEST — none for any other
+    /// digest — filtered by an `artifactType` query parameter as the spec says. `None` = such
+    /// requests are forwarded (and the Debian registry answers 404).
+    pub referrers: Option<Vec<(String, Vec<serde_json::Value>)>>,
+}
+
+/// A manifest the proxy serves itself ([`ProxyOpts::served_manifests`]): `200`, this body and
+/// `Content-Type`, and `Docker-Content-Digest` = the sha256 of the body.
+#[derive(Clone, Debug)]
+pub struct ServedManifest {
+    pub needle: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl ServedManifest {
+    pub fn new(needle: &str, content_type: &str, body: &[u8]) -> ServedManifest {
+        ServedManifest { needle: needle.to_string(), content_type: content_type.to_string(), body: body.to_vec() }
+    }
 }
 
 /// One request received by the proxy.
@@ -510,6 +541,22 @@ fn answer(
         write_response(client, 405, &[], b"", false);
         return 405;
     }
+    let manifest_read = manifest_head || Match::ManifestGet.matches(method, path, 0, &[]);
+    if let Some(m) = st.opts.served_manifests.iter().find(|m| manifest_read && path.contains(m.needle.as_str())) {
+        let hs = vec![
+            ("Content-Type".to_string(), m.content_type.clone()),
+            ("Docker-Content-Digest".to_string(), sha256_digest(&m.body)),
+        ];
+        write_response(client, 200, &hs, &m.body, method == "HEAD");
+        return 200;
+    }
+    if let Some(listed) = &st.opts.referrers {
+        if method == "GET" && path.starts_with("/v2/") {
+            if let Some((_, digest)) = path.rsplit_once("/referrers/") {
+                return referrers(client, listed, digest, uri);
+            }
+        }
+    }
     let Some((mut rhead, mut rbody)) = forward(st, &head, &body) else {
         write_response(client, 502, &[], b"upstream unreachable", false);
         return 502;
@@ -527,6 +574,11 @@ fn answer(
     }
     if manifest_head && st.opts.head_without_digest {
         rhead.remove("docker-content-digest");
+    }
+    if manifest_read && (200..300).contains(&status) {
+        if let Some((_, ct)) = st.opts.manifest_content_types.iter().find(|(n, _)| path.contains(n.as_str())) {
+            rhead.set("Content-Type", ct);
+        }
     }
     let is_head = method == "HEAD";
     rhead.remove("connection");
@@ -623,6 +675,31 @@ fn forward(st: &State, head: &Head, body: &[u8]) -> Option<(Head, Vec<u8>)> {
     let no_body = is_head || matches!(rhead.status(), 204 | 304) || (100..200).contains(&rhead.status());
     let rbody = if no_body { Vec::new() } else { read_body(&mut reader, &rhead, true).ok()? };
     Some((rhead, rbody))
+}
+
+/// Answer `GET /v2/NAME/referrers/DIGEST` as an OCI 1.1 registry does: an OCI index of the
+/// descriptors configured for `digest` (in order), only those of the requested `artifactType`
+/// when the query names one (then `OCI-Filters-Applied: artifactType`).
+fn referrers(client: &mut TcpStream, listed: &[(String, Vec<serde_json::Value>)], digest: &str, uri: &str) -> u16 {
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    let wanted = query_param(query, "artifactType");
+    let manifests: Vec<serde_json::Value> = listed
+        .iter()
+        .filter(|(d, _)| d == digest)
+        .flat_map(|(_, descs)| descs.iter().cloned())
+        .filter(|d| wanted.as_ref().is_none_or(|t| d["artifactType"].as_str() == Some(t.as_str())))
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let mut hs = vec![("Content-Type".to_string(), "application/vnd.oci.image.index.v1+json".to_string())];
+    if wanted.is_some() {
+        hs.push(("OCI-Filters-Applied".to_string(), "artifactType".to_string()));
+    }
+    write_response(client, 200, &hs, &serde_json::to_vec(&index).unwrap(), false);
+    200
 }
 
 /// Answer a tag-list GET with one page of the sorted upstream list.

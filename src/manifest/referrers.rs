@@ -1,0 +1,140 @@
+//! Referrers: manifests that point at another one (signatures, SBOMs, attestations), and the
+//! two ways registries list them.
+//!
+//! OCI 1.1 gives each referrer a `subject`; a registry with the referrers API lists them at
+//! `/v2/<name>/referrers/<digest>`. A registry without it (distribution 2.8, most mirrors
+//! today) is served by the *referrers tag schema*: a tag `sha256-<hex>` holding an index of the
+//! referrers' descriptors, which clients keep up to date. Cosign's older scheme puts a
+//! signature, attestation or SBOM under the tags `sha256-<hex>.sig`, `.att` and `.sbom`.
+//!
+//! The descriptors are kept as the source served them (JSON values): `artifactType` and
+//! `annotations` are what policy tools filter on, and we have no reason to drop a field.
+
+use serde_json::Value;
+
+use super::OCI_INDEX;
+use crate::reference::Digest;
+
+/// Cosign's legacy tag suffixes.
+const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// One referrer as a listing names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub artifact_type: Option<String>,
+    /// The descriptor as served, for the destination's fallback index.
+    pub descriptor: Value,
+}
+
+impl Referrer {
+    /// The referrers an index (an API answer or a fallback tag) lists; entries without a valid
+    /// digest are left out.
+    pub fn list(index: &[u8]) -> Result<Vec<Referrer>, String> {
+        let doc: Value = serde_json::from_slice(index).map_err(|e| format!("invalid referrers index: {e}"))?;
+        let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
+            return Err("referrers index has no manifests array".into());
+        };
+        Ok(entries
+            .iter()
+            .filter_map(|d| {
+                let digest = Digest::parse(d.get("digest")?.as_str()?).ok()?;
+                let artifact_type = d.get("artifactType").and_then(Value::as_str).map(String::from);
+                Some(Referrer { digest, artifact_type, descriptor: d.clone() })
+            })
+            .collect())
+    }
+}
+
+/// The referrers tag schema's tag for `subject`: `sha256-<hex>`.
+pub fn fallback_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
+}
+
+/// Cosign's tags for `subject`.
+pub fn cosign_tags(subject: &Digest) -> Vec<String> {
+    COSIGN_SUFFIXES.iter().map(|s| format!("{}.{s}", fallback_tag(subject))).collect()
+}
+
+/// Whether `tag` belongs to another manifest (a fallback index or a cosign tag) rather than
+/// naming an image of its own.
+pub fn is_referrer_tag(tag: &str) -> bool {
+    let Some(rest) = tag.strip_prefix("sha256-") else { return false };
+    let (hex, suffix) = rest.split_at(rest.len().min(64));
+    hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && (suffix.is_empty() || COSIGN_SUFFIXES.iter().any(|s| suffix.strip_prefix('.') == Some(s)))
+}
+
+/// The destination's fallback index for a subject with `add` merged in: `None` when it already
+/// lists every one of them. Entries already there are kept, in their order; new ones follow in
+/// the order given. `existing` that is no index is an error (we never overwrite what we cannot
+/// read).
+pub fn merge_fallback(existing: Option<&[u8]>, add: &[Referrer]) -> Result<Option<Vec<u8>>, String> {
+    let mut doc = match existing {
+        Some(bytes) => {
+            let doc: Value =
+                serde_json::from_slice(bytes).map_err(|e| format!("the existing referrers tag is not JSON: {e}"))?;
+            if !doc.get("manifests").is_some_and(Value::is_array) {
+                return Err("the existing referrers tag is not an index".into());
+            }
+            doc
+        }
+        None => serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+    };
+    let list = doc["manifests"].as_array_mut().expect("checked above");
+    let mut changed = false;
+    for r in add {
+        let listed = list.iter().any(|d| d.get("digest").and_then(Value::as_str) == Some(r.digest.as_str()));
+        if !listed {
+            list.push(r.descriptor.clone());
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    serde_json::to_vec(&doc).map(Some).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap()
+    }
+
+    fn referrer(c: char, t: &str) -> Referrer {
+        let descriptor = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": d(c).to_string(), "size": 10, "artifactType": t,
+        });
+        Referrer { digest: d(c), artifact_type: Some(t.into()), descriptor }
+    }
+
+    #[test]
+    fn tags() {
+        let s = d('a');
+        assert_eq!(fallback_tag(&s), format!("sha256-{}", "a".repeat(64)));
+        assert!(cosign_tags(&s).iter().all(|t| is_referrer_tag(t)));
+        assert!(is_referrer_tag(&fallback_tag(&s)));
+        assert!(!is_referrer_tag("sha256-abc"));
+        assert!(!is_referrer_tag(&format!("sha256-{}.foo", "a".repeat(64))));
+        assert!(!is_referrer_tag(&format!("sha256-{}", "A".repeat(64))));
+        assert!(!is_referrer_tag("v1.0"));
+    }
+
+    #[test]
+    fn merge_keeps_what_is_there() {
+        let first = merge_fallback(None, &[referrer('a', "x")]).unwrap().unwrap();
+        let listed = Referrer::list(&first).unwrap();
+        assert_eq!(listed, [referrer('a', "x")]);
+        assert_eq!(merge_fallback(Some(&first), &[referrer('a', "x")]).unwrap(), None, "nothing new: no write");
+        let both = merge_fallback(Some(&first), &[referrer('b', "y"), referrer('a', "x")]).unwrap().unwrap();
+        let digests: Vec<Digest> = Referrer::list(&both).unwrap().into_iter().map(|r| r.digest).collect();
+        assert_eq!(digests, [d('a'), d('b')]);
+        assert!(merge_fallback(Some(b"{\"schemaVersion\":2}"), &[referrer('a', "x")]).is_err());
+        assert!(merge_fallback(Some(b"junk"), &[referrer('a', "x")]).is_err());
+    }
+}

@@ -1,0 +1,312 @@
+//! Referrers (signatures, SBOMs, attestations) follow their image: found at the source through
+//! the OCI 1.1 referrers API or, where it answers 404 (the Debian registry), the referrers tag
+//! schema (`sha256-HEX`), plus cosign's legacy `sha256-HEX.sig` tags; copied by digest, byte-
+//! exact, with their own referrers; listed at a destination without the API in its `sha256-HEX`
+//! tag, merged with what that tag already listed. `--no-referrers` turns all of it off.
+
+use std::collections::BTreeMap;
+
+use crate::common::*;
+
+const REPO: &str = "signed/app";
+const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+const SPDX: &str = "application/spdx+json";
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+
+/// A signed image at the source.
+struct Signed {
+    /// `v1`: an OCI index of a linux/amd64 image and a buildkit attestation manifest.
+    top: Pushed,
+    img: Image,
+    attestation: Pushed,
+    /// The cosign legacy signature, tagged `sha256-HEX.sig` (HEX of `top`).
+    legacy_sig: Option<Pushed>,
+    /// OCI 1.1 artifacts whose `subject` is `top`.
+    sig: Pushed,
+    sbom: Pushed,
+    att: Pushed,
+    /// A signature whose `subject` is `sbom`.
+    sbom_sig: Pushed,
+}
+
+impl Signed {
+    /// The referrers of `top`.
+    fn referrers(&self) -> [&Pushed; 3] {
+        [&self.sig, &self.sbom, &self.att]
+    }
+
+    /// Every manifest that must follow the image: the referrers, the SBOM's signature, and the
+    /// legacy signature.
+    fn followers(&self) -> Vec<&Pushed> {
+        let mut v = vec![&self.sig, &self.sbom, &self.att, &self.sbom_sig];
+        v.extend(self.legacy_sig.as_ref());
+        v
+    }
+}
+
+/// How the source publishes the referrers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Published {
+    /// As oras and cosign do against a registry without the referrers API: `sha256-HEX` tags
+    /// at the source, and a cosign legacy `.sig` tag.
+    FallbackTags,
+    /// Artifacts pushed by digest only (a proxy answers the referrers API for them).
+    ByDigestOnly,
+}
+
+/// A cosign legacy signature manifest for `subject` (config + one simplesigning layer with the
+/// signature annotation), tagged `sha256-HEX.sig`.
+fn push_legacy_sig(c: &Client, subject: &Pushed) -> Pushed {
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": format!("example.com/{REPO}")},
+            "image": {"docker-manifest-digest": subject.digest},
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    }))
+    .unwrap();
+    let mut layer = push_blob_descriptor(c, REPO, SIMPLESIGNING, &payload);
+    layer["annotations"] = serde_json::json!({"dev.cosignproject.cosign/signature": "MEUCIQD0fixture"});
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]},
+    }))
+    .unwrap();
+    let config = push_blob_descriptor(c, REPO, OCI_CONFIG, &config);
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config,
+        "layers": [layer],
+    });
+    push_manifest_json(c, REPO, Some(&format!("{}.sig", referrers_tag(&subject.digest))), OCI_MANIFEST, &m)
+}
+
+/// A buildkit-style attestation manifest for `img` (pushed by digest) and its index entry:
+/// platform unknown/unknown, `vnd.docker.reference.*` annotations.
+fn push_attestation_manifest(c: &Client, img: &Image) -> (Pushed, serde_json::Value) {
+    let statement = serde_json::to_vec(&serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://spdx.dev/Document",
+        "subject": [{"name": "pkg:docker/app", "digest": {"sha256": img.digest.trim_start_matches("sha256:")}}],
+        "predicate": {"fixture": format!("{:016x}", unique_seed())},
+    }))
+    .unwrap();
+    let mut layer = push_blob_descriptor(c, REPO, IN_TOTO, &statement);
+    layer["annotations"] = serde_json::json!({"in-toto.io/predicate-type": "https://spdx.dev/Document"});
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "unknown",
+        "os": "unknown",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&statement)]},
+    }))
+    .unwrap();
+    let config = push_blob_descriptor(c, REPO, OCI_CONFIG, &config);
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
+    let att = push_manifest_json(c, REPO, None, OCI_MANIFEST, &m);
+    let mut entry = att.descriptor();
+    entry["platform"] = serde_json::json!({"architecture": "unknown", "os": "unknown"});
+    entry["annotations"] = serde_json::json!({
+        "vnd.docker.reference.type": "attestation-manifest",
+        "vnd.docker.reference.digest": img.digest,
+    });
+    (att, entry)
+}
+
+/// Pushes the signed image `signed/app:v1` and its referrers to `c`.
+fn push_signed(c: &Client, published: Published) -> Signed {
+    let img = push_image_untagged(c, REPO, ImageKind::Oci, "linux", "amd64", "");
+    let (attestation, entry) = push_attestation_manifest(c, &img);
+    let top = push_manifest_json(
+        c,
+        REPO,
+        Some("v1"),
+        OCI_INDEX,
+        &index_json(OCI_INDEX, vec![platform_descriptor(&img), entry]),
+    );
+    let subject = top.descriptor();
+    let sig = push_artifact_with_subject(c, REPO, COSIGN_SIG, SIMPLESIGNING, &subject);
+    let sbom = push_artifact_with_subject(c, REPO, SPDX, SPDX, &subject);
+    let att = push_artifact_with_subject(c, REPO, IN_TOTO, IN_TOTO, &subject);
+    let sbom_sig = push_artifact_with_subject(c, REPO, COSIGN_SIG, SIMPLESIGNING, &sbom.descriptor());
+    let mut legacy_sig = None;
+    if published == Published::FallbackTags {
+        let listed: Vec<serde_json::Value> = [&sig, &sbom, &att].iter().map(|a| a.referrer_descriptor()).collect();
+        push_referrers_tag(c, REPO, &top.digest, &listed);
+        push_referrers_tag(c, REPO, &sbom.digest, &[sbom_sig.referrer_descriptor()]);
+        legacy_sig = Some(push_legacy_sig(c, &top));
+    }
+    Signed { top, img, attestation, legacy_sig, sig, sbom, att, sbom_sig }
+}
+
+/// An unrelated referrer of `subject` already at the destination, listed in its `sha256-HEX`
+/// tag there.
+fn preseed(d: &Client, subject: &Pushed) -> Pushed {
+    let other = push_artifact_with_subject(
+        d,
+        REPO,
+        "application/vnd.cncf.notary.signature",
+        "application/jose+json",
+        &subject.descriptor(),
+    );
+    push_referrers_tag(d, REPO, &subject.digest, &[other.referrer_descriptor()]);
+    other
+}
+
+/// The destination's referrers tag of `subject` is an OCI index listing each of `want` once,
+/// with the descriptor the source gives it (media type, size, artifactType).
+fn assert_listed(src: &Client, dst: &Client, subject: &str, want: &[&Pushed]) {
+    let tag = referrers_tag(subject);
+    let m = dst.get_manifest(REPO, &tag).unwrap_or_else(|| panic!("{REPO}:{tag} missing at the destination"));
+    assert_eq!(m.content_type, OCI_INDEX, "{tag} content type");
+    let v = m.json();
+    assert_eq!(v["mediaType"], OCI_INDEX, "{tag} mediaType");
+    let text = String::from_utf8_lossy(&m.bytes).to_string();
+    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for d in v["manifests"].as_array().unwrap_or_else(|| panic!("{tag} has no manifests: {text}")) {
+        let digest = d["digest"].as_str().unwrap_or_default().to_string();
+        assert!(seen.insert(digest.clone(), d.clone()).is_none(), "{digest} listed twice in {tag}: {text}");
+        assert!(dst.head_manifest(REPO, &digest).is_some(), "{tag} lists {digest}, which is not at the destination");
+    }
+    for p in want {
+        let got = seen.get(&p.digest).unwrap_or_else(|| panic!("{tag} does not list {}: {text}", p.digest));
+        let expect = p.referrer_descriptor();
+        for k in ["mediaType", "size", "artifactType"] {
+            assert_eq!(got[k], expect[k], "{k} of {} in {tag}: {text}", p.digest);
+        }
+        assert_manifest_copied(src, dst, p, REPO, &p.digest);
+    }
+}
+
+/// The destination after syncing `f` with referrers: the image, the legacy `.sig` tag, every
+/// referrer by digest, and the referrers tags (with `pre`, a referrer already there, kept).
+fn assert_signed_copied(src: &Registry, dst: &Registry, f: &Signed, pre: Option<&Pushed>) {
+    let (s, d) = (src.api(), dst.api());
+    assert_manifest_copied(s, d, &f.top, REPO, "v1");
+    assert_image_copied(s, d, &f.img, REPO, &f.img.digest);
+    assert_manifest_copied(s, d, &f.attestation, REPO, &f.attestation.digest);
+    if let Some(legacy) = &f.legacy_sig {
+        let tag = format!("{}.sig", referrers_tag(&f.top.digest));
+        assert_eq!(d.head_manifest(REPO, &tag), Some(legacy.digest.clone()), "{tag} at the destination");
+        assert_manifest_copied(s, d, legacy, REPO, &tag);
+    }
+    for p in f.followers() {
+        assert_manifest_copied(s, d, p, REPO, &p.digest);
+    }
+    let mut want: Vec<&Pushed> = f.referrers().to_vec();
+    if let Some(pre) = pre {
+        // Pushed at the destination: compare it with itself there.
+        assert_listed(d, d, &f.top.digest, &[pre]);
+        want.retain(|p| p.digest != pre.digest);
+    }
+    assert_listed(s, d, &f.top.digest, &want);
+    assert_listed(s, d, &f.sbom.digest, &[&f.sbom_sig]);
+}
+
+fn assert_rerun_writes_nothing(job: &Job, dst: &Registry, extra: &[&str]) {
+    dst.clear_requests();
+    let run = job.run_within(90, extra);
+    run.assert_ok();
+    let writes: Vec<Request> = dst.requests().into_iter().filter(Request::is_write).collect();
+    assert!(writes.is_empty(), "writes at the destination on re-run: {writes:?}\n{run}");
+}
+
+/// An explicit tag: the tool finds the referrers tags, the `.sig` tag and the SBOM's own
+/// referrer itself, and merges the destination's referrers tag with what it already listed.
+#[test]
+fn referrers_follow_an_explicit_tag_and_merge_with_the_destination() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let f = push_signed(src.api(), Published::FallbackTags);
+    let pre = preseed(dst.api(), &f.top);
+    let job = job(&[&src, &dst], &[(&src.repo("signed/app:v1"), &[&dst.repo("signed/app:v1")])]);
+    job.run_within(90, &[]).assert_ok();
+    assert_signed_copied(&src, &dst, &f, Some(&pre));
+    assert_rerun_writes_nothing(&job, &dst, &[]);
+    assert_signed_copied(&src, &dst, &f, Some(&pre));
+}
+
+/// `--no-referrers`: the image alone.
+#[test]
+fn no_referrers_copies_the_image_alone() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let f = push_signed(src.api(), Published::FallbackTags);
+    let job = job(&[&src, &dst], &[(&src.repo("signed/app:v1"), &[&dst.repo("signed/app:v1")])]);
+    job.run_within(60, &["--no-referrers"]).assert_ok();
+    let (s, d) = (src.api(), dst.api());
+    assert_manifest_copied(s, d, &f.top, REPO, "v1");
+    assert_image_copied(s, d, &f.img, REPO, &f.img.digest);
+    assert_eq!(d.tags(REPO), vec!["v1"], "no .sig and no sha256- tag at the destination");
+    for p in f.followers() {
+        assert_eq!(d.head_manifest(REPO, &p.digest), None, "referrer {} copied with --no-referrers", p.digest);
+    }
+}
+
+/// An "all tags" rule: the referrers tags are not images of their own — they follow `v1`, and
+/// the report lists `v1` alone.
+#[test]
+fn all_tags_rule_treats_referrer_tags_as_followers_not_images() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let f = push_signed(src.api(), Published::FallbackTags);
+    let pre = preseed(dst.api(), &f.top);
+    let source_tags = src.api().tags(REPO);
+    assert_eq!(source_tags.len(), 4, "v1, two sha256- tags, one .sig: {source_tags:?}");
+    let job = job(&[&src, &dst], &[(&src.repo("signed/app"), &[&dst.repo("signed/app")])]);
+    let report = job.dir.join("report.json");
+    let run = job.run_within(90, &["--report", p(&report)]);
+    run.assert_ok();
+    assert_signed_copied(&src, &dst, &f, Some(&pre));
+
+    let text = std::fs::read_to_string(&report).expect("report written");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    let sources: Vec<&str> =
+        v["images"].as_array().expect("images[]").iter().map(|e| e["source"].as_str().unwrap_or_default()).collect();
+    assert_eq!(sources, vec![src.repo("signed/app:v1").as_str()], "only v1 is an image of its own:\n{text}");
+    assert_eq!(v["totals"]["images_found"], 1, "{text}");
+    assert_eq!(v["totals"]["images_synced"], 1, "{text}");
+    assert_eq!(run.failed_count(), Some(0), "{run}");
+    assert!(run.output().contains("1 image(s) synced, 0 unchanged"), "the totals count v1 alone:\n{run}");
+
+    assert_rerun_writes_nothing(&job, &dst, &[]);
+}
+
+/// A source that speaks the referrers API (a proxy answering it), no referrers tags there: the
+/// referrers still arrive, and the destination's referrers tags list them.
+#[test]
+fn referrers_api_of_the_source_is_used() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let f = push_signed(src.api(), Published::ByDigestOnly);
+    assert_eq!(src.api().tags(REPO), vec!["v1"], "no referrers tag at the source");
+    let listed: Vec<serde_json::Value> = f.referrers().iter().map(|a| a.referrer_descriptor()).collect();
+    let proxy = Proxy::start_with(
+        &src.addr(),
+        ProxyOpts {
+            referrers: Some(vec![
+                (f.top.digest.clone(), listed),
+                (f.sbom.digest.clone(), vec![f.sbom_sig.referrer_descriptor()]),
+            ]),
+            ..ProxyOpts::default()
+        },
+    );
+    let job = Job::new(
+        &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
+        &images_yaml_pairs(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]),
+    );
+    job.run_within(90, &[]).assert_ok();
+    let asked = format!("/v2/{REPO}/referrers/{}", f.top.digest);
+    let reqs = proxy.requests();
+    assert!(
+        reqs.iter().any(|r| r.method == "GET" && r.path() == asked && r.status == 200),
+        "{asked} was not requested: {:?}",
+        reqs.iter().map(|r| format!("{} {} {}", r.method, r.uri, r.status)).collect::<Vec<_>>()
+    );
+    assert_signed_copied(&src, &dst, &f, None);
+    assert_rerun_writes_nothing(&job, &dst, &[]);
+}
