@@ -49,6 +49,8 @@ pub enum Selector {
     Regex(Regex),
     /// `repo@sha256:…`.
     Digest(Digest),
+    /// `repo:tag@sha256:…`: pulled by the digest (the tag is not looked up), pushed under the tag.
+    Pinned { tag: String, digest: Digest },
 }
 
 /// One side of an images-file rule.
@@ -278,9 +280,18 @@ pub fn normalize_registry(host: &str) -> String {
 /// Parse one side of an images-file rule: `repo`, `repo:t1,t2`, `repo:/re/`, `repo@sha256:…`.
 pub fn parse_rule_ref(s: &str) -> Result<RuleRef, ParseError> {
     let s = s.trim();
-    if let Some((repo, digest)) = s.split_once('@') {
+    if let Some((name, digest)) = s.split_once('@') {
         let digest = Digest::parse(digest)?;
-        return Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Digest(digest) });
+        let last_slash = name.rfind('/').map_or(0, |p| p + 1);
+        if let Some(p) = name[last_slash..].find(':') {
+            let (repo, tag) = (&name[..last_slash + p], &name[last_slash + p + 1..]);
+            if !valid_tag(tag) {
+                return err(format!("invalid tag {tag:?}"));
+            }
+            let selector = Selector::Pinned { tag: tag.to_string(), digest };
+            return Ok(RuleRef { repo: parse_repository(repo)?, selector });
+        }
+        return Ok(RuleRef { repo: parse_repository(name)?, selector: Selector::Digest(digest) });
     }
     // A regex may contain '/' and ':', so it is found first: "repo:/re/".
     if let Some(pos) = s.find(":/") {
@@ -362,6 +373,18 @@ mod tests {
             Selector::Regex(re) => assert!(re.is_match("xaax") && !re.is_match("b")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn tag_and_digest() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = parse_rule_ref(&format!("localhost:5000/a/b:v1@{d}")).unwrap();
+        assert_eq!(r.repo.registry, "localhost:5000");
+        assert_eq!(r.repo.name, "a/b");
+        assert!(matches!(r.selector, Selector::Pinned { ref tag, ref digest } if tag == "v1" && digest.as_str() == d));
+        assert!(matches!(parse_rule_ref(&format!("localhost:5000/a/b@{d}")).unwrap().selector, Selector::Digest(_)));
+        assert!(parse_rule_ref(&format!("a/b:v!@{d}")).is_err());
+        assert!(parse_rule_ref("a/b:v1@sha256:abc").is_err());
     }
 
     #[test]

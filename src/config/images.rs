@@ -103,6 +103,9 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
     let dst = parse_rule_ref(&dst_expanded).map_err(|e| fail(format!("destination: {e}")))?;
     match (&src.selector, &dst.selector) {
         (_, Selector::Regex(_)) => return Err(fail("a destination cannot be a tag regex".into())),
+        (_, Selector::Pinned { .. }) => {
+            return Err(fail("a destination names a tag or a digest, not both (repo:tag or repo@sha256:…)".into()))
+        }
         (Selector::Tags(s), Selector::Tags(d)) if s.len() != d.len() => {
             return Err(fail(format!(
                 "the destination renames {} tag(s) but the source names {}; the counts must match",
@@ -110,13 +113,13 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
                 s.len()
             )))
         }
-        (Selector::Digest(_), Selector::Tags(d)) if d.len() != 1 => {
+        (Selector::Digest(_) | Selector::Pinned { .. }, Selector::Tags(d)) if d.len() != 1 => {
             return Err(fail("a source digest can be given exactly one destination tag".into()))
         }
         (Selector::All | Selector::Regex(_), Selector::Tags(_)) => {
             return Err(fail("renaming tags needs an explicit source tag list (repo:a,b)".into()))
         }
-        (Selector::Digest(s), Selector::Digest(d)) if s != d => {
+        (Selector::Digest(s) | Selector::Pinned { digest: s, .. }, Selector::Digest(d)) if s != d => {
             return Err(fail("the destination digest differs from the source digest".into()))
         }
         (Selector::Tags(_) | Selector::All | Selector::Regex(_), Selector::Digest(_)) => {

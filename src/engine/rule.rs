@@ -14,7 +14,7 @@ pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
     let src_client = ctx.regs.client(&rule.src.repo);
     let refs: Vec<Reference> = match &rule.src.selector {
         Selector::Tags(t) => t.iter().cloned().map(Reference::Tag).collect(),
-        Selector::Digest(d) => vec![Reference::Digest(d.clone())],
+        Selector::Digest(d) | Selector::Pinned { digest: d, .. } => vec![Reference::Digest(d.clone())],
         Selector::All | Selector::Regex(_) => {
             let tags = src_client.list_tags(&rule.src.repo.name)?;
             ctx.remember_tags(&rule.src.repo, &tags);
@@ -37,7 +37,13 @@ pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
         let dst_reference = match &rule.dst.selector {
             Selector::Tags(t) => Reference::Tag(t[i].clone()),
             Selector::Digest(d) => Reference::Digest(d.clone()),
-            Selector::All | Selector::Regex(_) => reference.clone(),
+            Selector::All | Selector::Regex(_) => match &rule.src.selector {
+                // `repo:tag@sha256:…` lands under its tag.
+                Selector::Pinned { tag, .. } => Reference::Tag(tag.clone()),
+                _ => reference.clone(),
+            },
+            // Refused when the images file is read; its tag is the only sensible reading.
+            Selector::Pinned { tag, .. } => Reference::Tag(tag.clone()),
         };
         let src = ImageRef { repo: rule.src.repo.clone(), reference };
         let dst = ImageRef { repo: rule.dst.repo.clone(), reference: dst_reference };

@@ -503,11 +503,13 @@ impl Error {
 
     /// The registry refused a single-request (`PUT` with body) upload as such — not the blob.
     /// Some registries (older Pulp, some proxies) only take PATCH uploads; a proxy's body-size
-    /// limit answers 413.
+    /// limit answers 413. A refusal of the repository (unknown, or no permission) is no such
+    /// thing, whichever request of the upload met it.
     pub fn refuses_monolithic_upload(&self) -> bool {
         matches!(self.status_code(), Some(400 | 404 | 405 | 411 | 413 | 415 | 416 | 501))
-            && !self.has_code("DIGEST_INVALID")
-            && !self.has_code("SIZE_INVALID")
+            && !["DIGEST_INVALID", "SIZE_INVALID", "NAME_UNKNOWN", "NAME_INVALID", "DENIED", "UNAUTHORIZED"]
+                .iter()
+                .any(|c| self.has_code(c))
     }
 }
 
@@ -523,6 +525,8 @@ mod tests {
     #[test]
     fn monolithic_refusal_is_told_from_bad_blobs() {
         assert!(status(405, "").refuses_monolithic_upload());
+        assert!(!status(404, "NAME_UNKNOWN repository name not known to registry").refuses_monolithic_upload());
+        assert!(!status(403, "DENIED requested access to the resource is denied").refuses_monolithic_upload());
         assert!(status(413, "").refuses_monolithic_upload());
         assert!(status(400, "BLOB_UPLOAD_INVALID blob upload invalid").refuses_monolithic_upload());
         assert!(

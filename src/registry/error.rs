@@ -217,6 +217,18 @@ impl Error {
 }
 
 /// The registry's errors as `CODE message; CODE message`.
+/// What a registry error code means for the user, for the codes whose fix is theirs.
+fn hint(errors: &[(String, String)]) -> Option<&'static str> {
+    errors.iter().find_map(|(code, _)| match code.as_str() {
+        "NAME_UNKNOWN" => Some(
+            "the repository does not exist there; registries such as Harbor and ECR do not create \
+             projects or repositories on push: create it first, or check the name",
+        ),
+        "DENIED" => Some("the credentials lack the permission this needs (a push needs write access)"),
+        _ => None,
+    })
+}
+
 fn detail(errors: &[(String, String)]) -> String {
     errors.iter().map(|(c, m)| format!("{c} {m}")).collect::<Vec<_>>().join("; ")
 }
@@ -242,7 +254,13 @@ impl fmt::Display for ErrorKind {
                  certificate with cert_file/key_file, or use skip_tls_verify)"
             ),
             ErrorKind::Status { status, errors, .. } if errors.is_empty() => write!(f, "HTTP {status}"),
-            ErrorKind::Status { status, errors, .. } => write!(f, "HTTP {status}: {}", detail(errors)),
+            ErrorKind::Status { status, errors, .. } => {
+                write!(f, "HTTP {status}: {}", detail(errors))?;
+                match hint(errors) {
+                    Some(h) => write!(f, " ({h})"),
+                    None => Ok(()),
+                }
+            }
             ErrorKind::Unauthorized(m) => write!(f, "unauthorized: {m}"),
             ErrorKind::DigestMismatch { expected, actual } => {
                 write!(f, "digest mismatch: expected {expected}, got {actual}")

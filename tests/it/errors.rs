@@ -225,3 +225,44 @@ fn secrets_absent_at_trace_log_level() {
     run.assert_failed();
     check(&run, &bad.dir.join("none"));
 }
+
+#[test]
+fn destination_repository_unknown_or_denied_fails_once_with_a_reason() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let proxy = Proxy::faulty(
+        &dst.addr(),
+        vec![
+            FaultRule::always(Match::UploadStart, Fault::Code(404, "NAME_UNKNOWN")).on("/v2/noproject/"),
+            FaultRule::always(Match::UploadStart, Fault::Code(403, "DENIED")).on("/v2/readonly/"),
+        ],
+    );
+    let img = push_simple(src.api(), "push/app", "v1");
+    let repo = |r: &str| format!("{}/{r}", proxy.addr());
+    let images = images_yaml(&[
+        (&src.repo("push/app:v1"), &[&repo("noproject/app")]),
+        (&src.repo("push/app:v1"), &[&repo("readonly/app")]),
+        (&src.repo("push/app:v1"), &[&repo("fine/app")]),
+    ]);
+    let job = Job::new(&[AuthEntry::insecure(&src.addr()), AuthEntry::insecure(&proxy.addr())], &images);
+    let run = job.run_within(60, &["--retries", "2"]);
+    run.assert_failed();
+    assert_eq!(run.failed_count(), Some(2), "{run}");
+    let line = |needle: &str| run.stderr.lines().find(|l| l.contains("failed") && l.contains(needle)).map(String::from);
+    let unknown = line("noproject/app").unwrap_or_else(|| panic!("no failure line for noproject:\n{run}"));
+    assert!(unknown.contains("NAME_UNKNOWN") && unknown.contains("create it first"), "{unknown}");
+    let denied = line("readonly/app").unwrap_or_else(|| panic!("no failure line for readonly:\n{run}"));
+    assert!(denied.contains("DENIED") && denied.contains("permission"), "{denied}");
+    // Refusals are not retried: at most one upload start per blob, across all passes (a
+    // mount attempt from fine/app, on the same registry, may come first).
+    let starts = |prefix: &str| {
+        let is_start = |r: &&ProxyRequest| r.is(Match::UploadStart) && !r.uri.contains("mount=");
+        proxy.requests().iter().filter(is_start).filter(|r| r.path().starts_with(prefix)).count()
+    };
+    let blobs = img.blobs().len();
+    for prefix in ["/v2/noproject/", "/v2/readonly/"] {
+        let n = starts(prefix);
+        assert!((1..=blobs).contains(&n), "{prefix}: {n} upload starts for {blobs} blobs:\n{run}");
+    }
+    assert_image_copied(src.api(), dst.api(), &img, "fine/app", "v1");
+}

@@ -86,6 +86,36 @@ fn digest_source_is_pushed_by_digest_or_under_a_given_tag() {
 }
 
 #[test]
+fn tag_and_digest_source_pulls_the_digest_and_keeps_the_tag() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let s = src.api();
+    let old = push_simple(s, "pin/app", "v1");
+    // The tag moves on; the rule pins the old digest under the tag's name.
+    let new = push_simple(s, "pin/app", "v1");
+    assert_ne!(old.digest, new.digest);
+
+    let pinned = format!("{}:v1@{}", src.repo("pin/app"), old.digest);
+    let job = job(&[&src, &dst], &[(&pinned, &[&dst.repo("pin/app"), &dst.repo("renamed/app:stable")])]);
+    src.clear_requests();
+    let run = job.run_within(60, &[]);
+    run.assert_ok();
+    assert_image_copied(s, dst.api(), &old, "pin/app", "v1");
+    assert_eq!(dst.api().tags("pin/app"), vec!["v1"]);
+    assert_image_copied(s, dst.api(), &old, "renamed/app", "stable");
+    // The source tag was never looked up: the digest was.
+    let tag_reads = src.requests().into_iter().filter(|r| r.path.ends_with("/manifests/v1")).count();
+    assert_eq!(tag_reads, 0, "the pinned rule read the moving tag:\n{run}");
+
+    // A destination cannot pin.
+    let dst_pinned = format!("{}:v1@{}", dst.repo("x/app"), old.digest);
+    let bad = Job::new(&auth_for(&[&src, &dst]), &images_yaml(&[(&src.repo("pin/app:v1"), &[&dst_pinned])]));
+    let run = bad.run_within(30, &[]);
+    run.assert_failed();
+    assert!(run.stderr.contains("not both"), "{run}");
+}
+
+#[test]
 fn regex_selects_matching_tags() {
     let src = Registry::start();
     let dst = Registry::start();

@@ -82,6 +82,8 @@ pub enum Fault {
     /// Answer with this status and a registry error body; nothing is forwarded. 429 and 503
     /// carry `Retry-After: 1`.
     Status(u16),
+    /// Answer with this status and a registry error body with this code (e.g. `NAME_UNKNOWN`).
+    Code(u16, &'static str),
     /// `429 Too Many Requests` with `Retry-After` as an HTTP date one second ahead.
     RetryAfterDate,
     /// Close the connection without an answer; nothing is forwarded.
@@ -487,6 +489,11 @@ fn answer(
             }
             write_response(client, code, &hs, &error_body("INJECTED", "injected failure"), false);
             return code;
+        }
+        Some(Fault::Code(status, code)) => {
+            let hs = vec![("Content-Type".to_string(), "application/json".to_string())];
+            write_response(client, status, &hs, &error_body(code, "injected"), false);
+            return status;
         }
         Some(Fault::RetryAfterDate) => {
             let when = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(1));
