@@ -38,6 +38,8 @@ pub struct Client {
     pub(crate) limits: Limits,
     /// Upload blobs in PATCH chunks instead of one PUT (see [`Client::upload_blob`]).
     chunked: AtomicBool,
+    /// What to change in the auth file when the registry speaks the other scheme.
+    scheme_fix: String,
 }
 
 impl Client {
@@ -48,8 +50,9 @@ impl Client {
         auth: Authenticator,
         limits: Limits,
         chunked: bool,
+        scheme_fix: String,
     ) -> Client {
-        Client { registry: registry.to_string(), base, agent, auth, limits, chunked: chunked.into() }
+        Client { registry: registry.to_string(), base, agent, auth, limits, chunked: chunked.into(), scheme_fix }
     }
 
     /// The URL of an API path on this registry.
@@ -96,7 +99,8 @@ impl Client {
             let authz = if same_origin { self.auth.header(&self.agent, scopes)? } else { None };
             let resp = self
                 .send_once(method, url, headers, authz.as_deref(), &mut body)
-                .map_err(|e| Error::transport(&self.registry, what, e))?;
+                .map_err(|e| self.scheme_hint(Error::transport(&self.registry, what, e)))?;
+            let resp = self.check_plain_http_answer(resp, what)?;
             let status = resp.status().as_u16();
             if status == 401 && resendable && same_origin {
                 // Learn the scheme and retry once; a second 401 gets the best diagnosis we have
@@ -118,6 +122,40 @@ impl Client {
             }
             return Ok(resp);
         }
+    }
+
+    /// An error that says the registry speaks the other scheme, with the fix.
+    fn scheme_hint(&self, mut e: Error) -> Error {
+        if let ErrorKind::WrongScheme(m) = &mut e.kind {
+            m.push_str("; ");
+            m.push_str(&self.scheme_fix);
+        }
+        e
+    }
+
+    /// A TLS server answers plain http with a 400 whose body says so (Go: "Client sent an HTTP
+    /// request to an HTTPS server", nginx: "The plain HTTP request was sent to HTTPS port"):
+    /// reported as exactly that. Any other answer is handed back untouched.
+    fn check_plain_http_answer(&self, resp: Response<ureq::Body>, what: &str) -> Result<Response<ureq::Body>, Error> {
+        if resp.status().as_u16() != 400 || !self.base.starts_with("http://") {
+            return Ok(resp);
+        }
+        let (parts, mut body) = resp.into_parts();
+        let read = |body: &mut ureq::Body| body.with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
+        let bytes = read(&mut body);
+        let says_https = |bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            text.contains("HTTPS server") || text.contains("sent to HTTPS port")
+        };
+        // A HEAD answer has no body to tell: ask the API root once.
+        let https = says_https(&bytes)
+            || (bytes.is_empty()
+                && self.agent.get(self.url("/v2/")).call().is_ok_and(|mut r| says_https(&read(r.body_mut()))));
+        if https {
+            let m = "it answered plain http with \"400 Bad Request: this is an HTTPS server\": it speaks https";
+            return Err(self.scheme_hint(Error::new(&self.registry, what, ErrorKind::WrongScheme(m.into()))));
+        }
+        Ok(Response::from_parts(parts, ureq::Body::builder().data(bytes)))
     }
 
     /// Run `op` (a request and the reading of its answer) until it succeeds, fails for good,

@@ -62,6 +62,9 @@ pub enum ErrorKind {
     /// invalidates a session whose stored size no longer matches its state token): the blob
     /// must start again in a new session. Transient: a new attempt starts over.
     UploadLost(String),
+    /// Plain http spoken to a TLS server, or a TLS handshake answered in plain http: the
+    /// registry's scheme is not the one we used (the message says which auth key fixes it).
+    WrongScheme(String),
 }
 
 impl Error {
@@ -75,7 +78,7 @@ impl Error {
             ureq::Error::Io(io) => return Error::io(registry, what, io),
             ureq::Error::Timeout(t) => ErrorKind::Stalled(format!("no progress within --stall-timeout ({t})")),
             ureq::Error::Tls(m) => ErrorKind::Tls(m.to_string()),
-            ureq::Error::Rustls(e) => ErrorKind::Tls(e.to_string()),
+            ureq::Error::Rustls(e) => tls_kind(&e),
             ureq::Error::Pem(e) => ErrorKind::Tls(e.to_string()),
             ureq::Error::HostNotFound => ErrorKind::Connection("host not found".into()),
             ureq::Error::ConnectionFailed => ErrorKind::Connection("connection refused or unreachable".into()),
@@ -101,7 +104,7 @@ impl Error {
             return Error::transport(registry, what, ureq::Error::from(e));
         }
         if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-            return Error::new(registry, what, ErrorKind::Tls(tls.to_string()));
+            return Error::new(registry, what, tls_kind(tls));
         }
         let kind = match e.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Stalled(e.to_string()),
@@ -204,6 +207,7 @@ impl Error {
             ErrorKind::Invalid(_) => "invalid",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::UploadLost(_) => "upload_lost",
+            ErrorKind::WrongScheme(_) => "scheme",
         }
     }
 
@@ -217,6 +221,17 @@ impl Error {
 }
 
 /// The registry's errors as `CODE message; CODE message`.
+/// A TLS failure; a plain-http server answers a ClientHello with an HTTP error page, which is no
+/// TLS record at all.
+fn tls_kind(e: &rustls::Error) -> ErrorKind {
+    match e {
+        rustls::Error::InvalidMessage(_) => {
+            ErrorKind::WrongScheme("it answered the TLS handshake in plain http: it does not speak https".into())
+        }
+        e => ErrorKind::Tls(e.to_string()),
+    }
+}
+
 /// What a registry error code means for the user, for the codes whose fix is theirs.
 fn hint(errors: &[(String, String)]) -> Option<&'static str> {
     errors.iter().find_map(|(code, _)| match code.as_str() {
@@ -278,6 +293,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Invalid(m) => f.write_str(m),
             ErrorKind::Interrupted => f.write_str("interrupted: the run is stopping"),
             ErrorKind::UploadLost(m) => write!(f, "upload cut and the registry cannot resume it ({m})"),
+            ErrorKind::WrongScheme(m) => f.write_str(m),
         }
     }
 }

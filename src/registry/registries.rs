@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use super::auth::Authenticator;
 use super::settings::{Auth, Limits, TlsOptions};
-use super::{transport, Client};
+use super::{transport, Client, Error, ErrorKind};
 use crate::reference::Repository;
 
 /// Clients by (registry, matching auth key).
@@ -58,31 +58,54 @@ impl Registries {
         if credentials.is_none() && self.anonymous_logged.lock().insert(repo.to_string()) {
             log::info!("no credentials for {repo}: accessing it anonymously");
         }
+        let tls = rule.map_or_else(|| self.global_tls.clone(), |r| r.tls.merged(&self.global_tls));
+        // Every TLS profile got an agent in `new`; plain http uses the global one.
+        let agent = self.agents.get(&tls).or_else(|| self.agents.get(&self.global_tls)).cloned();
+        let agent = agent.unwrap_or_else(|| unreachable!("the global TLS profile always has an agent"));
         let insecure = match rule {
             Some(r) => r.insecure,
-            None => is_loopback(&repo.registry),
+            // As Docker does for its default insecure registries: https when it speaks TLS.
+            None if is_loopback(&repo.registry) => !speaks_tls(&agent, &repo.registry),
+            None => false,
         };
-        let tls = rule.map_or_else(|| self.global_tls.clone(), |r| r.tls.merged(&self.global_tls));
         if tls.skip_verify && !insecure {
             log::warn!("{}: TLS certificates are not verified (skip_tls_verify)", repo.registry);
         }
         let scheme = if insecure { "http" } else { "https" };
-        // Every TLS profile got an agent in `new`; plain http uses the global one.
-        let agent = self.agents.get(&tls).or_else(|| self.agents.get(&self.global_tls)).cloned();
+        let registry = &repo.registry;
+        let scheme_fix = match (rule, insecure) {
+            (Some(r), true) => format!("remove `insecure: true` from auth key {:?}", r.key),
+            (Some(r), false) => format!("set `insecure: true` under auth key {:?} if it is plain http", r.key),
+            (None, true) => format!("add auth key {registry:?} to the auth file (without `insecure`)"),
+            (None, false) => format!("add `{registry}: {{insecure: true}}` to the auth file"),
+        };
         let client = Arc::new(Client::new(
-            &repo.registry,
-            format!("{scheme}://{}", repo.registry),
-            agent.unwrap_or_else(|| unreachable!("the global TLS profile always has an agent")),
-            Authenticator::new(&repo.registry, credentials, self.limits.stall_timeout),
+            registry,
+            format!("{scheme}://{registry}"),
+            agent,
+            Authenticator::new(registry, credentials, self.limits.stall_timeout),
             self.limits,
             rule.is_some_and(|r| r.chunked_upload),
+            scheme_fix,
         ));
         clients.insert(key, client.clone());
         client
     }
 }
 
-/// Loopback registries are plain http unless the auth file says otherwise (as Docker does).
+/// Whether the loopback `registry` speaks TLS: one `GET /v2/` over https. Any HTTP answer, or a
+/// TLS failure of the certificate kind (it is TLS; the error will say how to trust it), is a
+/// yes; a handshake answered in plain http, or no connection at all, is a no.
+fn speaks_tls(agent: &ureq::Agent, registry: &str) -> bool {
+    let tls = match agent.get(format!("https://{registry}/v2/")).call() {
+        Ok(_) => true,
+        Err(e) => matches!(Error::transport(registry, "probe", e).kind, ErrorKind::Tls(_)),
+    };
+    log::debug!("{registry}: no auth key; it {} TLS", if tls { "speaks" } else { "does not speak" });
+    tls
+}
+
+/// Loopback registries without an auth key are tried over https first (as Docker does).
 fn is_loopback(registry: &str) -> bool {
     let host =
         registry

@@ -236,3 +236,51 @@ fn mtls_registry_without_a_client_certificate_fails_clearly() {
     assert!(run.failed_count().is_some_and(|n| n > 0), "summary line should count failures:\n{run}");
     assert!(dst.api().tags("app/mtls-nocert").is_empty());
 }
+
+#[test]
+fn loopback_registry_without_auth_key_is_tried_over_https_first() {
+    let pki = Pki::new();
+    let src = SecureRegistry::start_tls(&pki, tls_only());
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "app/loop", "v1");
+    // No auth key for either: the TLS one is reached over https, the plain one over http.
+    let unrelated = AuthKey::new("registry.example.com").insecure();
+    let job = PrivateJob::new(&[unrelated], &[(&src.repo("app/loop:v1"), &[&dst.repo("app/loop")])]);
+    let run = job.run(&["--ca-file", path(&pki.ca_cert)]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "app/loop", "v1");
+}
+
+#[test]
+fn wrong_scheme_is_reported_with_the_key_that_fixes_it() {
+    let pki = Pki::new();
+    let tls = SecureRegistry::start_tls(&pki, tls_only());
+    let plain = Registry::start();
+    push_simple(tls.api(), "app/s", "v1");
+    push_simple(plain.api(), "app/s", "v1");
+
+    // Plain http to a TLS server.
+    let job = PrivateJob::new(
+        &[AuthKey::new(&tls.addr()).insecure(), AuthKey::new(&plain.addr()).insecure()],
+        &[(&tls.repo("app/s:v1"), &[&plain.repo("copy/s")])],
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    let line = run.stderr.lines().find(|l| l.contains("failed:")).unwrap_or_else(|| panic!("{run}"));
+    assert!(line.contains(&tls.addr()) && line.contains("speaks https"), "{line}");
+    assert!(line.contains("remove `insecure: true`") && line.contains(&tls.addr()), "{line}");
+
+    // A TLS handshake to a plain-http server.
+    let job = PrivateJob::new(
+        &[
+            AuthKey::new(&plain.addr()).field("insecure", "false"),
+            AuthKey::new(&tls.addr()).ca_file(path(&pki.ca_cert)),
+        ],
+        &[(&plain.repo("app/s:v1"), &[&tls.repo("copy/s")])],
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    let line = run.stderr.lines().find(|l| l.contains("failed:")).unwrap_or_else(|| panic!("{run}"));
+    assert!(line.contains(&plain.addr()) && line.contains("does not speak https"), "{line}");
+    assert!(line.contains("set `insecure: true`"), "{line}");
+}
