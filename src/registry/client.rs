@@ -40,6 +40,8 @@ pub struct Client {
     chunked: AtomicBool,
     /// What to change in the auth file when the registry speaks the other scheme.
     scheme_fix: String,
+    /// The pull budget the registry announces, if any.
+    pub(crate) rate: super::ratelimit::RateLimit,
 }
 
 impl Client {
@@ -52,7 +54,8 @@ impl Client {
         chunked: bool,
         scheme_fix: String,
     ) -> Client {
-        Client { registry: registry.to_string(), base, agent, auth, limits, chunked: chunked.into(), scheme_fix }
+        let rate = Default::default();
+        Client { registry: registry.to_string(), base, agent, auth, limits, chunked: chunked.into(), scheme_fix, rate }
     }
 
     /// The URL of an API path on this registry.

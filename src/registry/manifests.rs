@@ -45,6 +45,7 @@ impl Client {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         self.retrying(&what, || {
             let mut r = self.send("HEAD", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
+            self.rate.observe(&self.registry, |h| header(&r, h));
             match r.status().as_u16() {
                 200 => Ok(Some(Head { digest: content_digest(&r), media_type: header(&r, "content-type") })),
                 404 => Ok(None),
@@ -80,7 +81,16 @@ impl Client {
         let what = format!("GET manifest {repo}{}{reference}", sep(reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         self.retrying(&what, || {
+            // A manifest GET is what a pull budget counts.
+            let wait = self.rate.delay();
+            if !wait.is_zero() {
+                log::info!("{}: waiting {wait:.0?} before {what}, to stay within its rate limit", self.registry);
+                if !crate::stop::sleep(wait) {
+                    return Err(Error::new(&self.registry, &what, ErrorKind::Interrupted));
+                }
+            }
             let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
+            self.rate.observe(&self.registry, |h| header(&r, h));
             if r.status().as_u16() != 200 {
                 return Err(Error::status(&self.registry, &what, &mut r));
             }
@@ -111,7 +121,7 @@ impl Client {
         access: Access,
     ) -> Result<Option<Vec<u8>>, Error> {
         let what = format!("GET referrers {repo}@{digest}");
-        let query = artifact_type.map(|t| format!("?artifactType={}", t.replace('+', "%2B"))).unwrap_or_default();
+        let query = artifact_type.map(|t| format!("?artifactType={}", super::encode_query(t))).unwrap_or_default();
         let url = self.url(&format!("/v2/{repo}/referrers/{digest}{query}"));
         self.retrying(&what, || {
             let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", OCI_INDEX)], Body::Empty, &what)?;

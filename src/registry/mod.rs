@@ -7,13 +7,15 @@
 //! - [`client`]: one registry's [`Client`]: send, auth retry, redirects, back-off.
 //! - [`registries`]: the clients of a run, one per registry and credential set.
 //! - [`auth`], [`transport`]: tokens and challenges; agents with TLS and timeouts.
-//! - [`blobs`], [`manifests`], [`tags`]: the API calls.
+//! - [`blobs`], [`manifests`], [`tags`]: the API calls; [`ratelimit`]: pacing against an
+//!   announced pull budget (Docker Hub).
 
 mod auth;
 mod blobs;
 mod client;
 mod error;
 mod manifests;
+mod ratelimit;
 mod registries;
 pub mod retry;
 pub mod settings;

@@ -68,3 +68,26 @@ fn blob_redirect_to_another_host_gets_no_credentials() {
     assert!(leaked.is_empty(), "credentials sent to the redirect target: {leaked:?}");
     assert!(!run.output().contains("redirect-secret"), "{run}");
 }
+
+#[test]
+fn a_nearly_spent_pull_budget_is_paced_instead_of_collecting_429s() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let tags: Vec<String> = (0..6).map(|i| format!("v{i}")).collect();
+    for t in &tags {
+        push_simple(src.api(), "hub/app", t);
+    }
+    // 3 pulls per 2-second window: 6 images need at least two refills.
+    let budget = PullBudget { limit: 3, window: std::time::Duration::from_secs(2) };
+    let proxy = Proxy::start_with(&src.addr(), ProxyOpts { pull_budget: Some(budget), ..ProxyOpts::default() });
+    let mut auth = auth_for(&[&src, &dst]);
+    auth.push(AuthEntry::insecure(&proxy.addr()));
+    let job = Job::new(&auth, &images_yaml(&[(&proxy.repo("hub/app"), &[&dst.repo("hub/app")])]));
+    let run = job.run_within(60, &["--proc", "2"]);
+    run.assert_ok();
+    assert_eq!(dst.api().tags("hub/app"), tags);
+    let refused: Vec<_> = proxy.requests().into_iter().filter(|r| r.status == 429).collect();
+    assert!(refused.is_empty(), "{} request(s) hit the limit:\n{run}", refused.len());
+    assert!(run.output().contains("rate-limit window"), "the slowdown is said:\n{run}");
+    assert!(run.output().contains("to stay within its rate limit"), "each wait is said:\n{run}");
+}

@@ -203,6 +203,18 @@ pub struct ProxyOpts {
     /// digest — filtered by an `artifactType` query parameter as the spec says. `None` = such
     /// requests are forwarded (and the Debian registry answers 404).
     pub referrers: Option<Vec<(String, Vec<serde_json::Value>)>>,
+    /// A pull budget as Docker Hub enforces it: every manifest `GET` spends one pull of `limit`
+    /// per `window` (the window starts at the first pull and refills whole when it ends); manifest
+    /// answers carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a `GET`
+    /// with nothing left gets `429` (without `Retry-After`).
+    pub pull_budget: Option<PullBudget>,
+}
+
+/// See [`ProxyOpts::pull_budget`].
+#[derive(Clone, Copy, Debug)]
+pub struct PullBudget {
+    pub limit: u64,
+    pub window: Duration,
 }
 
 /// A manifest the proxy serves itself ([`ProxyOpts::served_manifests`]): `200`, this body and
@@ -258,6 +270,32 @@ struct Shared {
     rules: Mutex<Vec<(FaultRule, usize)>>,
     open: Mutex<Vec<TcpStream>>,
     arrivals: AtomicUsize,
+    /// [`ProxyOpts::pull_budget`]: when the window started, and the pulls spent in it.
+    pulls: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Shared {
+    /// Spend a pull (for a `GET`) or just look: the headers to answer with, and whether the
+    /// pull is refused.
+    fn pull(&self, budget: &PullBudget, spend: bool) -> (Vec<(String, String)>, bool) {
+        let mut pulls = self.pulls.lock().unwrap();
+        let now = Instant::now();
+        let (start, used) = match *pulls {
+            Some((start, used)) if now < start + budget.window => (start, used),
+            _ => (now, 0),
+        };
+        let refused = spend && used >= budget.limit;
+        let used = if spend && !refused { used + 1 } else { used };
+        *pulls = Some((start, used));
+        let w = budget.window.as_secs().max(1);
+        let reset = (start + budget.window).saturating_duration_since(now).as_secs_f64().ceil() as u64;
+        let hs = vec![
+            ("RateLimit-Limit".to_string(), format!("{};w={w}", budget.limit)),
+            ("RateLimit-Remaining".to_string(), format!("{};w={w}", budget.limit.saturating_sub(used))),
+            ("RateLimit-Reset".to_string(), reset.to_string()),
+        ];
+        (hs, refused)
+    }
 }
 
 struct State {
@@ -564,10 +602,22 @@ fn answer(
             }
         }
     }
+    let mut budget_headers = Vec::new();
+    if let Some(budget) = st.opts.pull_budget.filter(|_| manifest_read) {
+        let (hs, refused) = st.shared.pull(&budget, method == "GET");
+        if refused {
+            write_response(client, 429, &hs, &error_body("TOOMANYREQUESTS", "pull rate limit reached"), false);
+            return 429;
+        }
+        budget_headers = hs;
+    }
     let Some((mut rhead, mut rbody)) = forward(st, &head, &body) else {
         write_response(client, 502, &[], b"upstream unreachable", false);
         return 502;
     };
+    for (k, v) in &budget_headers {
+        rhead.set(k, v);
+    }
     let status = rhead.status();
     if fault == Some(Fault::DropAfter) {
         let _ = client.shutdown(Shutdown::Both);

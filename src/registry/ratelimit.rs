@@ -1,0 +1,120 @@
+//! Pulls against a rate limit (Docker Hub): the budget a registry announces is read from every
+//! manifest answer, and when it is nearly spent the manifest GETs that count against it are
+//! spaced out so that the budget lasts until it refills — a run that slows down and says so,
+//! rather than one that collects 429s and fails images.
+//!
+//! Headers read: `RateLimit-Remaining: 76;w=21600` and `RateLimit-Limit: 100;w=21600`
+//! (Docker Hub; `w` is the window in seconds), and `RateLimit-Reset` (seconds until the budget
+//! refills, sent by some registries). With a reset time the remaining pulls are spread over it;
+//! without one, the window's refill rate (window / limit) paces them.
+
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Below this many pulls left, requests are paced.
+const LOW: u64 = 10;
+/// No single wait is longer than this (each wait is logged, and a stop ends it).
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Budget {
+    remaining: u64,
+    limit: Option<u64>,
+    window: Option<Duration>,
+    /// When the budget refills, when the registry says.
+    reset: Option<Instant>,
+}
+
+/// One registry's announced budget.
+#[derive(Default)]
+pub struct RateLimit {
+    budget: Mutex<Option<Budget>>,
+    /// When the last paced request went out (pacing is shared by all workers).
+    last: Mutex<Option<Instant>>,
+}
+
+/// `76;w=21600` → (76, Some(21600 s)).
+fn parse(value: &str) -> Option<(u64, Option<Duration>)> {
+    let mut parts = value.split(';');
+    let n = parts.next()?.trim().parse().ok()?;
+    let w = parts.find_map(|p| p.trim().strip_prefix("w=")?.parse().ok()).map(Duration::from_secs);
+    Some((n, w))
+}
+
+impl RateLimit {
+    /// Read the budget from an answer's headers (`get(name)` returns a header's value).
+    pub fn observe(&self, registry: &str, get: impl Fn(&str) -> Option<String>) {
+        let Some((remaining, window)) = get("ratelimit-remaining").as_deref().and_then(parse) else { return };
+        let limit = get("ratelimit-limit").as_deref().and_then(parse);
+        let reset = get("ratelimit-reset")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Instant::now() + Duration::from_secs(s));
+        let budget = Budget { remaining, limit: limit.map(|l| l.0), window: window.or(limit.and_then(|l| l.1)), reset };
+        let before = self.budget.lock().replace(budget);
+        if remaining <= LOW && before.is_none_or(|b| b.remaining > LOW) {
+            let of = budget.limit.map(|l| format!(" of {l}")).unwrap_or_default();
+            log::warn!("{registry}: {remaining}{of} pulls left in its rate-limit window; pacing manifest requests");
+        }
+    }
+
+    /// How long to wait before the next request that counts against the budget.
+    pub fn delay(&self) -> Duration {
+        let Some(b) = *self.budget.lock() else { return Duration::ZERO };
+        if b.remaining > LOW {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let interval = match (b.reset, b.window, b.limit) {
+            (Some(reset), _, _) => reset.saturating_duration_since(now) / (b.remaining as u32 + 1),
+            (None, Some(w), Some(l)) if l > 0 => w / l as u32,
+            _ => return Duration::ZERO,
+        };
+        let mut last = self.last.lock();
+        let next = last.map_or(now, |t| t + interval).max(now);
+        *last = Some(next);
+        (next - now).min(MAX_WAIT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers<'a>(h: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| h.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(parse("76;w=21600"), Some((76, Some(Duration::from_secs(21600)))));
+        assert_eq!(parse(" 5 "), Some((5, None)));
+        assert_eq!(parse("x;w=1"), None);
+    }
+
+    #[test]
+    fn plenty_left_means_no_wait() {
+        let r = RateLimit::default();
+        assert_eq!(r.delay(), Duration::ZERO);
+        r.observe("r", headers(&[("ratelimit-remaining", "76;w=21600"), ("ratelimit-limit", "100;w=21600")]));
+        assert_eq!(r.delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn nearly_spent_budget_is_spread_until_it_refills() {
+        let r = RateLimit::default();
+        r.observe("r", headers(&[("ratelimit-remaining", "3"), ("ratelimit-reset", "8")]));
+        // 8 s for 3 pulls (+1): about 2 s apart, the first one at once.
+        assert_eq!(r.delay(), Duration::ZERO);
+        let second = r.delay();
+        assert!(second > Duration::from_millis(1500) && second <= Duration::from_secs(2), "{second:?}");
+        let third = r.delay();
+        assert!(third > Duration::from_millis(3500), "{third:?}");
+        // Without a reset time: the window's refill rate.
+        let r = RateLimit::default();
+        r.observe("r", headers(&[("ratelimit-remaining", "2;w=21600"), ("ratelimit-limit", "100;w=21600")]));
+        r.delay();
+        let d = r.delay();
+        assert!(d > Duration::from_secs(215) && d <= Duration::from_secs(216), "{d:?}");
+    }
+}
