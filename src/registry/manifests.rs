@@ -6,6 +6,9 @@ use super::{pull_scope, push_scope, Client, Error, ErrorKind};
 use crate::manifest::{ACCEPT, DOCKER_V1_SIGNED, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::reference::{Digest, Reference};
 
+/// A safety stop against a referrers listing whose `Link` never ends.
+const MAX_REFERRER_PAGES: usize = 1000;
+
 /// What a HEAD told us.
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -109,10 +112,11 @@ impl Client {
         })
     }
 
-    /// The referrers API (OCI 1.1): the index of what refers to `digest`, or `None` when the
-    /// registry has no such API (a registry that has it never answers 404; older ones answer
-    /// 404, some 400, 405 or 501). With `artifact_type` the registry may filter; callers filter
-    /// again, as the spec lets a registry ignore it.
+    /// The referrers API (OCI 1.1): the index of what refers to `digest` (pages the registry
+    /// splits with `Link: <…>; rel="next"` merged into one), or `None` when the registry has no
+    /// such API (a registry that has it never answers 404; older ones answer 404, some 400, 405
+    /// or 501). With `artifact_type` the registry may filter; callers filter again, as the spec
+    /// lets a registry ignore it.
     pub fn referrers(
         &self,
         repo: &str,
@@ -122,15 +126,39 @@ impl Client {
     ) -> Result<Option<Vec<u8>>, Error> {
         let what = format!("GET referrers {repo}@{digest}");
         let query = artifact_type.map(|t| format!("?artifactType={}", super::encode_query(t))).unwrap_or_default();
-        let url = self.url(&format!("/v2/{repo}/referrers/{digest}{query}"));
-        self.retrying(&what, || {
-            let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", OCI_INDEX)], Body::Empty, &what)?;
-            match r.status().as_u16() {
-                200 => Ok(Some(self.read_body(r, MAX_MANIFEST_BYTES, &what)?)),
-                400 | 404 | 405 | 501 => Ok(None),
-                _ => Err(Error::status(&self.registry, &what, &mut r)),
+        let mut url = self.url(&format!("/v2/{repo}/referrers/{digest}{query}"));
+        let invalid = |m: String| Error::new(&self.registry, &what, ErrorKind::Invalid(m));
+        let mut merged: Option<serde_json::Value> = None;
+        for _ in 0..MAX_REFERRER_PAGES {
+            let page = self.retrying(&what, || {
+                let mut r =
+                    self.send("GET", &url, &access.scopes(repo), &[("Accept", OCI_INDEX)], Body::Empty, &what)?;
+                match r.status().as_u16() {
+                    200 => {
+                        let next = header(&r, "link").and_then(|l| super::tags::next_link(&l));
+                        Ok(Some((self.read_body(r, MAX_MANIFEST_BYTES, &what)?, next)))
+                    }
+                    400 | 404 | 405 | 501 if merged.is_none() => Ok(None),
+                    _ => Err(Error::status(&self.registry, &what, &mut r)),
+                }
+            })?;
+            let Some((bytes, next)) = page else { return Ok(None) };
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid referrers index: {e}")))?;
+            match (&mut merged, doc.get_mut("manifests").and_then(|m| m.as_array_mut())) {
+                (None, Some(_)) => merged = Some(doc),
+                (Some(all), Some(more)) => {
+                    let more = std::mem::take(more);
+                    all["manifests"].as_array_mut().expect("checked on the first page").extend(more);
+                }
+                (_, None) => return Err(invalid("referrers answer has no manifests array".into())),
             }
-        })
+            match next {
+                Some(n) => url = self.resolve(&n),
+                None => return serde_json::to_vec(&merged).map(Some).map_err(|e| invalid(e.to_string())),
+            }
+        }
+        Err(invalid("referrers pagination does not end".into()))
     }
 
     /// PUT a manifest with exactly these bytes; checks the digest the registry reports.

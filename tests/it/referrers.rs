@@ -292,6 +292,8 @@ fn referrers_api_of_the_source_is_used() {
                 (f.top.digest.clone(), listed),
                 (f.sbom.digest.clone(), vec![f.sbom_sig.referrer_descriptor()]),
             ]),
+            // One referrer per page: the listing is followed through its `Link`s.
+            page_size: 1,
             ..ProxyOpts::default()
         },
     );
@@ -307,6 +309,27 @@ fn referrers_api_of_the_source_is_used() {
         "{asked} was not requested: {:?}",
         reqs.iter().map(|r| format!("{} {} {}", r.method, r.uri, r.status)).collect::<Vec<_>>()
     );
+    let pages = reqs.iter().filter(|r| r.path() == asked && r.uri.contains("page=")).count();
+    assert!(pages >= 2, "the referrers listing was not followed page by page:\n{reqs:?}");
     assert_signed_copied(&src, &dst, &f, None);
     assert_rerun_writes_nothing(&job, &dst, &[]);
+}
+
+/// `--referrer-type`: only referrers of that artifact type (and cosign's tags) follow.
+#[test]
+fn referrer_type_keeps_only_that_artifact_type() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let f = push_signed(src.api(), Published::FallbackTags);
+    let job = job(&[&src, &dst], &[(&src.repo("signed/app:v1"), &[&dst.repo("signed/app:v1")])]);
+    job.run_within(90, &["--referrer-type", SPDX]).assert_ok();
+    let (s, d) = (src.api(), dst.api());
+    assert_manifest_copied(s, d, &f.top, REPO, "v1");
+    assert_manifest_copied(s, d, &f.sbom, REPO, &f.sbom.digest);
+    for p in [&f.sig, &f.att] {
+        assert_eq!(d.head_manifest(REPO, &p.digest), None, "referrer {} is not an SBOM", p.digest);
+    }
+    assert_listed(s, d, &f.top.digest, &[&f.sbom]);
+    let sig_tag = format!("{}.sig", referrers_tag(&f.top.digest));
+    assert!(d.tags(REPO).contains(&sig_tag), "cosign's tag follows regardless: {:?}", d.tags(REPO));
 }

@@ -169,8 +169,8 @@ pub struct RandomFaults {
 /// How the proxy behaves; the default is a faithful recording proxy.
 #[derive(Clone, Debug, Default)]
 pub struct ProxyOpts {
-    /// Largest page of tags returned (the client's `n` is honoured when smaller). 0 = tag lists
-    /// are forwarded as they are.
+    /// Largest page of tags returned (the client's `n` is honoured when smaller), and of
+    /// referrers when [`ProxyOpts::referrers`] is on. 0 = tag lists are forwarded as they are.
     pub page_size: usize,
     /// Answer blob GETs with `307 Temporary Redirect` to `http://HOST:PORT<same path>`.
     pub redirect_blobs_to: Option<String>,
@@ -598,7 +598,7 @@ fn answer(
     if let Some(listed) = &st.opts.referrers {
         if method == "GET" && path.starts_with("/v2/") {
             if let Some((_, digest)) = path.rsplit_once("/referrers/") {
-                return referrers(client, listed, digest, uri);
+                return referrers(client, listed, digest, uri, st.opts.page_size);
             }
         }
     }
@@ -737,15 +737,25 @@ fn forward(st: &State, head: &Head, body: &[u8]) -> Option<(Head, Vec<u8>)> {
 /// Answer `GET /v2/NAME/referrers/DIGEST` as an OCI 1.1 registry does: an OCI index of the
 /// descriptors configured for `digest` (in order), only those of the requested `artifactType`
 /// when the query names one (then `OCI-Filters-Applied: artifactType`).
-fn referrers(client: &mut TcpStream, listed: &[(String, Vec<serde_json::Value>)], digest: &str, uri: &str) -> u16 {
-    let query = uri.split_once('?').map_or("", |(_, q)| q);
+fn referrers(
+    client: &mut TcpStream,
+    listed: &[(String, Vec<serde_json::Value>)],
+    digest: &str,
+    uri: &str,
+    page_size: usize,
+) -> u16 {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
     let wanted = query_param(query, "artifactType");
-    let manifests: Vec<serde_json::Value> = listed
+    let all: Vec<serde_json::Value> = listed
         .iter()
         .filter(|(d, _)| d == digest)
         .flat_map(|(_, descs)| descs.iter().cloned())
         .filter(|d| wanted.as_ref().is_none_or(|t| d["artifactType"].as_str() == Some(t.as_str())))
         .collect();
+    // With a page size, pages follow one another through `Link` (`?page=N`, as the spec allows).
+    let page: usize = query_param(query, "page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let size = if page_size == 0 { all.len().max(1) } else { page_size };
+    let manifests: Vec<serde_json::Value> = all.iter().skip(page * size).take(size).cloned().collect();
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -754,6 +764,13 @@ fn referrers(client: &mut TcpStream, listed: &[(String, Vec<serde_json::Value>)]
     let mut hs = vec![("Content-Type".to_string(), "application/vnd.oci.image.index.v1+json".to_string())];
     if wanted.is_some() {
         hs.push(("OCI-Filters-Applied".to_string(), "artifactType".to_string()));
+    }
+    if (page + 1) * size < all.len() {
+        let mut next = format!("{path}?page={}", page + 1);
+        if let Some(t) = &wanted {
+            next.push_str(&format!("&artifactType={t}"));
+        }
+        hs.push(("Link".to_string(), format!("<{next}>; rel=\"next\"")));
     }
     write_response(client, 200, &hs, &serde_json::to_vec(&index).unwrap(), false);
     200
