@@ -1,12 +1,16 @@
 //! Credentials from docker's `config.json` (`auths`, `credsStore`, `credHelpers`) and podman's
 //! `auth.json` (`REGISTRY_AUTH_FILE`), used when the auth file has none for a registry — so a
 //! host where `docker login` was run just works. The `docker_credential` crate reads the files
-//! and runs the credential helpers (blocking, no async).
+//! and runs the credential helpers (blocking, no async). An identity token (`identitytoken`, or
+//! a helper's `<token>` username, as after `az acr login`) comes back as username `<token>`.
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
 use crate::reference::DOCKER_HUB;
 use crate::registry::{Credentials, Keychain};
+
+/// Docker's username for "the secret is an identity token"; the registry layer reads it so.
+const IDENTITY_TOKEN_USERNAME: &str = "<token>";
 
 /// The registry layer's keychain: docker's, then podman's credential files.
 pub struct DockerKeychain;
@@ -39,8 +43,11 @@ fn credentials(registry: &str) -> Option<Credentials> {
                     log::info!("{registry}: using credentials from the {source}");
                     return Some(Credentials { username, password });
                 }
-                Ok(DockerCredential::IdentityToken(_)) => {
-                    log::warn!("{registry}: the {source} holds an identity token, which is not supported; ignoring it");
+                // `identitytoken` in the file, or a helper answering Username `<token>`: an OAuth2
+                // refresh token, exchanged at the registry's token server.
+                Ok(DockerCredential::IdentityToken(token)) => {
+                    log::info!("{registry}: using the identity token from the {source}");
+                    return Some(Credentials { username: IDENTITY_TOKEN_USERNAME.to_string(), password: token });
                 }
                 Err(CredentialRetrievalError::ConfigNotFound)
                 | Err(CredentialRetrievalError::ConfigReadError)

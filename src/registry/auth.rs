@@ -5,6 +5,12 @@
 //! each. Bearer tokens are cached per scope set until shortly before they expire and are shared
 //! by all worker threads; only one thread fetches a given token at a time. Credentials go to the
 //! token endpoint only; they never appear in `Debug` output, logs or errors.
+//!
+//! A token is asked for with `GET realm?service=…&scope=…` and the credentials as Basic (the
+//! distribution token spec), or — when the username is [`IDENTITY_TOKEN_USERNAME`], i.e. the
+//! password is an identity token (`az acr login`, docker's `identitytoken`) — with the OAuth2
+//! refresh-token grant: a form `POST` to the realm, without `Authorization`. Credentials of an
+//! https registry never go to a plain-http realm ([`ErrorKind::InsecureRealm`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,6 +21,12 @@ use serde::Deserialize;
 use super::retry::Backoff;
 use super::settings::Credentials;
 use super::{encode_query, Error, ErrorKind};
+
+/// The username meaning "the password is an identity token" (docker's convention, as its
+/// credential helpers answer `{"Username": "<token>", "Secret": …}`).
+pub const IDENTITY_TOKEN_USERNAME: &str = "<token>";
+/// `client_id` of the OAuth2 refresh-token grant.
+const CLIENT_ID: &str = "image-syncer";
 
 /// How long a token without `expires_in` is valid (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -52,6 +64,8 @@ struct State {
 
 pub struct Authenticator {
     registry: String,
+    /// The registry itself is https: its credentials never go to a plain-http token realm.
+    https: bool,
     /// A token answer is small: it must arrive whole within this time (a trickle is a stall).
     deadline: Duration,
     credentials: Option<Credentials>,
@@ -70,10 +84,52 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// What a token request carries.
+enum Grant<'a> {
+    Anonymous,
+    /// `GET` with this `Authorization: Basic …` value.
+    Basic(String),
+    /// `POST` of the OAuth2 refresh-token grant with this identity token; no `Authorization`.
+    RefreshToken(&'a str),
+}
+
+/// `true` when `url` is plain http (the scheme is case-insensitive).
+fn is_plain_http(url: &str) -> bool {
+    url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+/// The `application/x-www-form-urlencoded` body of the refresh-token grant (OAuth2, RFC 6749
+/// §6; the distribution OAuth spec): scopes space-separated in one `scope`.
+fn refresh_form(refresh_token: &str, service: Option<&str>, scopes: &[String]) -> String {
+    let mut fields = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+    if let Some(s) = service {
+        fields.push(("service", s));
+    }
+    let scope = scopes.join(" ");
+    if !scope.is_empty() {
+        fields.push(("scope", &scope));
+    }
+    fields.push(("client_id", CLIENT_ID));
+    fields.iter().map(|(k, v)| format!("{k}={}", encode_query(v))).collect::<Vec<_>>().join("&")
+}
+
+/// The OAuth2 `error` code of a refused grant (`invalid_grant`, …), when the body has one that
+/// looks like a code: never the body itself.
+fn oauth_error(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct OAuthError {
+        error: String,
+    }
+    let e = serde_json::from_slice::<OAuthError>(body).ok()?.error;
+    (e.len() <= 64 && e.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(e)
+}
+
 impl Authenticator {
-    pub fn new(registry: &str, credentials: Option<Credentials>, deadline: Duration) -> Authenticator {
+    /// `https`: the registry's own base URL is https.
+    pub fn new(registry: &str, https: bool, credentials: Option<Credentials>, deadline: Duration) -> Authenticator {
         Authenticator {
             registry: registry.to_string(),
+            https,
             deadline,
             credentials,
             state: Mutex::new(State { scheme: Scheme::Unknown, tokens: HashMap::new() }),
@@ -120,6 +176,36 @@ impl Authenticator {
         self.credentials.as_ref().map(|c| http_auth::basic::encode_credentials(&c.username, &c.password))
     }
 
+    /// The identity token, when the credentials are one.
+    fn identity_token(&self) -> Option<&str> {
+        self.credentials.as_ref().filter(|c| c.username == IDENTITY_TOKEN_USERNAME).map(|c| c.password.as_str())
+    }
+
+    /// Who is asking, for messages.
+    fn who(&self) -> &'static str {
+        match (&self.credentials, self.identity_token()) {
+            (None, _) => "anonymous access",
+            (Some(_), Some(_)) => "the identity token",
+            (Some(_), None) => "the configured credentials",
+        }
+    }
+
+    /// How to ask `realm` for a token. Credentials of an https registry are not sent to a
+    /// plain-http realm (anonymous requests may go there).
+    fn grant(&self, realm: &str) -> Result<Grant<'_>, Error> {
+        if self.credentials.is_none() {
+            return Ok(Grant::Anonymous);
+        }
+        if self.https && is_plain_http(realm) {
+            return Err(Error::new(&self.registry, "fetch token", ErrorKind::InsecureRealm(realm.to_string())));
+        }
+        Ok(match (self.identity_token(), self.basic()) {
+            (Some(token), _) => Grant::RefreshToken(token),
+            (None, Some(basic)) => Grant::Basic(basic),
+            (None, None) => Grant::Anonymous,
+        })
+    }
+
     /// Learn from a `401`. `Ok` means: try again with [`Self::header`]; `Err` means it is hopeless.
     /// `retried` says the request already carried what an earlier 401 asked for: then the answer
     /// is always the best diagnosis.
@@ -130,7 +216,7 @@ impl Authenticator {
         sent: Option<&str>,
         retried: bool,
     ) -> Result<(), Error> {
-        let who = if self.credentials.is_some() { "the configured credentials" } else { "anonymous access" };
+        let who = self.who();
         if retried {
             let why = match sent {
                 Some(s) if s.starts_with("Bearer ") => {
@@ -195,6 +281,7 @@ impl Authenticator {
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<Token, Error> {
+        let grant = self.grant(realm)?;
         let mut url = realm.to_string();
         let mut sep = if url.contains('?') { '&' } else { '?' };
         if let Some(s) = service {
@@ -205,15 +292,32 @@ impl Authenticator {
             url.push_str(&format!("{sep}scope={}", encode_query(s)));
             sep = '&';
         }
+        // The form holds the identity token: it goes in the body of a POST, never in a URL.
+        let form = match grant {
+            Grant::RefreshToken(token) => Some(refresh_form(token, service, scopes)),
+            _ => None,
+        };
         let what = "fetch token";
         let mut backoff = Backoff::new();
         // The token server is retried like any registry request: it fails the same ways.
         let mut resp = loop {
-            let mut req = agent.get(&url).config().timeout_global(Some(self.deadline)).build();
-            if let Some(b) = self.basic() {
-                req = req.header("Authorization", b);
-            }
-            let err = match req.call() {
+            let sent = match (&form, &grant) {
+                (Some(form), _) => agent
+                    .post(realm)
+                    .config()
+                    .timeout_global(Some(self.deadline))
+                    .build()
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .send(form.as_bytes()),
+                (None, grant) => {
+                    let mut req = agent.get(&url).config().timeout_global(Some(self.deadline)).build();
+                    if let Grant::Basic(b) = grant {
+                        req = req.header("Authorization", b);
+                    }
+                    req.call()
+                }
+            };
+            let err = match sent {
                 Ok(r) if r.status().as_u16() >= 500 || r.status().as_u16() == 429 => {
                     let mut r = r;
                     Error::status(&self.registry, what, &mut r)
@@ -228,9 +332,22 @@ impl Authenticator {
             }
         };
         let status = resp.status().as_u16();
+        if form.is_some() && matches!(status, 400 | 401 | 403) {
+            // RFC 6749 §5.2: a refused grant is a 400 `invalid_grant`; some servers answer 401.
+            let body = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
+            let code = oauth_error(&body).map(|c| format!(": {c}")).unwrap_or_default();
+            return Err(self.unauthorized(format!(
+                "the token server refused the identity token (HTTP {status}{code}); it may have expired: log in \
+                 again (docker login, az acr login) for a new one"
+            )));
+        }
+        if form.is_some() && matches!(status, 404 | 405) {
+            return Err(self.unauthorized(format!(
+                "the token server does not take identity tokens (HTTP {status} to the OAuth2 refresh-token POST)"
+            )));
+        }
         if status == 401 || status == 403 {
-            let who = if self.credentials.is_some() { "the configured credentials" } else { "anonymous access" };
-            return Err(self.unauthorized(format!("the token server refused {who} (HTTP {status})")));
+            return Err(self.unauthorized(format!("the token server refused {} (HTTP {status})", self.who())));
         }
         if status != 200 {
             return Err(Error::status(&self.registry, what, &mut resp));
@@ -250,5 +367,63 @@ impl Authenticator {
         log::debug!("{}: new token for {} valid {}s", self.registry, scopes.join(" "), lifetime.as_secs());
         let margin = REFRESH_MARGIN.min(lifetime / 2);
         Ok(Token { value, refresh_at: Instant::now() + lifetime - margin })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(https: bool, user: Option<(&str, &str)>) -> Authenticator {
+        let credentials = user.map(|(u, p)| Credentials { username: u.into(), password: p.into() });
+        Authenticator::new("r.io", https, credentials, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn credentials_of_an_https_registry_never_go_to_a_plain_http_realm() {
+        let realm = "HTTP://auth.r.io/token";
+        for user in [("u", "p"), (IDENTITY_TOKEN_USERNAME, "refresh-s3cret")] {
+            let e = auth(true, Some(user)).grant(realm).err().expect("refused");
+            assert!(matches!(&e.kind, ErrorKind::InsecureRealm(r) if r == realm), "{e:?}");
+            assert!(!e.is_transient());
+            let text = e.to_string();
+            assert!(text.contains("r.io") && text.contains(realm) && text.contains("plain-http token realm"), "{text}");
+            assert!(!text.contains("refresh-s3cret") && !format!("{e:?}").contains("refresh-s3cret"));
+        }
+        // Anonymous may go there; so may a plain-http registry's credentials; https is fine.
+        assert!(matches!(auth(true, None).grant(realm), Ok(Grant::Anonymous)));
+        assert!(matches!(auth(false, Some(("u", "p"))).grant(realm), Ok(Grant::Basic(_))));
+        assert!(matches!(auth(true, Some(("u", "p"))).grant("https://auth.r.io/token"), Ok(Grant::Basic(_))));
+    }
+
+    #[test]
+    fn identity_token_is_a_refresh_token_grant() {
+        let a = auth(true, Some((IDENTITY_TOKEN_USERNAME, "id-tok")));
+        assert!(matches!(a.grant("https://r.io/oauth2/token"), Ok(Grant::RefreshToken("id-tok"))));
+        assert_eq!(a.who(), "the identity token");
+        // Only the exact username: anything else is a password.
+        let a = auth(true, Some(("<Token>", "p")));
+        assert!(matches!(a.grant("https://r.io/oauth2/token"), Ok(Grant::Basic(_))));
+    }
+
+    #[test]
+    fn refresh_form_is_urlencoded_with_space_separated_scopes() {
+        let scopes = ["repository:a/b:pull".to_string(), "repository:c:pull,push".to_string()];
+        assert_eq!(
+            refresh_form("t+k/=n", Some("r.io"), &scopes),
+            "grant_type=refresh_token&refresh_token=t%2Bk%2F%3Dn&service=r.io\
+             &scope=repository%3Aa%2Fb%3Apull%20repository%3Ac%3Apull%2Cpush&client_id=image-syncer"
+        );
+        assert_eq!(refresh_form("t", None, &[]), "grant_type=refresh_token&refresh_token=t&client_id=image-syncer");
+    }
+
+    #[test]
+    fn only_an_oauth_error_code_is_quoted() {
+        assert_eq!(
+            oauth_error(br#"{"error":"invalid_grant","error_description":"x"}"#).as_deref(),
+            Some("invalid_grant")
+        );
+        assert_eq!(oauth_error(br#"{"error":"token abc is bad"}"#), None);
+        assert_eq!(oauth_error(b"<html>"), None);
     }
 }

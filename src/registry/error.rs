@@ -65,6 +65,9 @@ pub enum ErrorKind {
     /// Plain http spoken to a TLS server, or a TLS handshake answered in plain http: the
     /// registry's scheme is not the one we used (the message says which auth key fixes it).
     WrongScheme(String),
+    /// An https registry whose token realm (this URL) is plain http: credentials are not sent
+    /// there, so the token cannot be fetched with them.
+    InsecureRealm(String),
 }
 
 impl Error {
@@ -208,6 +211,7 @@ impl Error {
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::UploadLost(_) => "upload_lost",
             ErrorKind::WrongScheme(_) => "scheme",
+            ErrorKind::InsecureRealm(_) => "insecure_realm",
         }
     }
 
@@ -294,6 +298,11 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Interrupted => f.write_str("interrupted: the run is stopping"),
             ErrorKind::UploadLost(m) => write!(f, "upload cut and the registry cannot resume it ({m})"),
             ErrorKind::WrongScheme(m) => f.write_str(m),
+            ErrorKind::InsecureRealm(realm) => write!(
+                f,
+                "credentials are not sent to a plain-http token realm: this https registry's token realm is \
+                 {realm} (it must be https)"
+            ),
         }
     }
 }

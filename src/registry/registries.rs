@@ -83,7 +83,7 @@ impl Registries {
             registry,
             format!("{scheme}://{registry}"),
             agent,
-            Authenticator::new(registry, credentials, self.limits.stall_timeout),
+            Authenticator::new(registry, !insecure, credentials, self.limits.stall_timeout),
             self.limits,
             rule.is_some_and(|r| r.chunked_upload),
             scheme_fix,

@@ -2,20 +2,41 @@
 //! side, token reuse across blobs and threads, credentials sent only to the token server,
 //! refresh of short-lived tokens, `access_token` responses, cross-repository mounts, wrong
 //! passwords, tokens the registry rejects, and no credential or token in any output at
-//! `RUST_LOG=trace`.
+//! `RUST_LOG=trace`. Also: no credentials to a plain-http realm of an https registry, and
+//! identity tokens (username `<token>`: the auth file, docker's `identitytoken`, a credential
+//! helper) exchanged with the OAuth2 refresh-token grant.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::common::pki::{JwtSigner, Pki};
 use crate::common::private::{AuthKey, PrivateJob};
 use crate::common::secure::{SecureOpts, SecureRegistry, TokenAuth};
-use crate::common::token::{TokenField, TokenOpts, TokenServer, ISSUER, SERVICE};
+use crate::common::token::{TokenField, TokenOpts, TokenRequest, TokenServer, ISSUER, SERVICE};
 use crate::common::*;
 
 const USER: &str = "robot";
 const PASS: &str = "T0ken-Pa55-plugh-4242";
 const WRONG: &str = "Wr0ng-T0ken-Pa55-xyzzy";
+/// Docker's username for an identity token.
+const IDENTITY: &str = "<token>";
+const REFRESH: &str = "1dent1ty-Refr3sh-T0ken-wxyz";
+const WRONG_REFRESH: &str = "Wr0ng-Refr3sh-T0ken-qrst";
+
+/// [`PrivateJob::run_env`], but killed (failing the test) when it takes longer than `secs`.
+fn run_within(job: &PrivateJob, secs: u64, extra: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut args = vec!["--auth", p(&job.auth), "--images", p(&job.images)];
+    args.extend_from_slice(extra);
+    let mut all: Vec<(&str, &str)> = vec![
+        ("DOCKER_CONFIG", p(&job.docker_config)),
+        ("REGISTRY_AUTH_FILE", p(&job.podman_auth)),
+        ("XDG_RUNTIME_DIR", p(job.dir.path())),
+        ("HOME", p(job.dir.path())),
+    ];
+    all.extend_from_slice(envs);
+    Running::spawn(&args, &all).wait(Duration::from_secs(secs))
+}
 
 /// A token-auth registry (plain http) behind a recording [`Proxy`]; the syncer is given the
 /// proxy's address.
@@ -58,6 +79,11 @@ impl TokenRegistry {
 
     fn key(&self, pass: &str) -> AuthKey {
         AuthKey::new(&self.addr()).creds(USER, pass).insecure()
+    }
+
+    /// Username `<token>` and the identity token as the password.
+    fn identity_key(&self, token: &str) -> AuthKey {
+        AuthKey::new(&self.addr()).creds(IDENTITY, token).insecure()
     }
 
     /// Blob requests (any method) the registry answered.
@@ -341,4 +367,234 @@ fn no_password_or_token_in_any_output_at_trace_level() {
         &[WRONG, TLS_PASS],
         &[(USER, WRONG), (TLS_USER, TLS_PASS)],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// No credentials to a plain-http realm of an https registry
+// ---------------------------------------------------------------------------------------------
+
+/// An https token-auth registry whose realm is `server`'s plain-http URL.
+fn https_registry_with_plain_realm(pki: &Pki, server: &TokenServer) -> SecureRegistry {
+    SecureRegistry::start_tls(
+        pki,
+        SecureOpts {
+            tls: true,
+            token: Some(TokenAuth {
+                realm: server.realm(),
+                service: SERVICE.into(),
+                issuer: ISSUER.into(),
+                rootcertbundle: server.rootcertbundle().to_path_buf(),
+            }),
+            ..SecureOpts::default()
+        },
+    )
+}
+
+#[test]
+fn credentials_are_not_sent_to_a_plain_http_realm_of_an_https_registry() {
+    let pki = Pki::new();
+    let server = TokenServer::start(TokenOpts::refresh(USER, PASS, REFRESH));
+    let src = https_registry_with_plain_realm(&pki, &server);
+    let dst = Registry::start();
+    push_simple(src.api(), "app/realm", "v1");
+    assert!(server.realm().starts_with("http://"));
+    let ca = p(&pki.ca_cert);
+    // Username and password, then an identity token: neither may go to the http realm.
+    for (user, secret) in [(USER, PASS), (IDENTITY, REFRESH)] {
+        let job = PrivateJob::new(
+            &[AuthKey::new(&src.addr()).creds(user, secret).ca_file(ca), AuthKey::new(&dst.addr()).insecure()],
+            &[(&src.repo("app/realm:v1"), &[&dst.repo("app/realm")])],
+        );
+        let run = run_within(&job, 60, &["--retries", "0"], &[]);
+        run.assert_failed();
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains("credentials are not sent to a plain-http token realm"))
+            .unwrap_or_else(|| panic!("no line says the credentials are kept from the http realm:\n{run}"));
+        assert!(line.contains(&src.addr()) && line.contains(&server.realm()), "names registry and realm: {line}");
+        assert!(run.failed_count().is_some_and(|n| n > 0), "summary line counts the failure:\n{run}");
+        private::assert_no_secrets(&[("output", &run.output())], &[secret], &[(user, secret)]);
+        let reqs = server.requests();
+        assert!(reqs.iter().all(|r| r.authorization.is_none()), "an Authorization went to the http realm");
+        assert!(reqs.iter().all(|r| r.form.is_empty()), "a refresh-token grant went to the http realm");
+        assert!(src.requests().iter().any(|r| r.status == 401), "the registry was asked (and challenged)");
+        assert!(dst.api().tags("app/realm").is_empty());
+    }
+}
+
+#[test]
+fn anonymous_token_requests_may_use_a_plain_http_realm() {
+    let pki = Pki::new();
+    let server = TokenServer::start(TokenOpts { anonymous: true, ..TokenOpts::new(USER, PASS) });
+    let src = https_registry_with_plain_realm(&pki, &server);
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "app/anon", "v1");
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).ca_file(p(&pki.ca_cert)), AuthKey::new(&dst.addr()).insecure()],
+        &[(&src.repo("app/anon:v1"), &[&dst.repo("app/anon")])],
+    );
+    run_within(&job, 60, &[], &[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "app/anon", "v1");
+    let reqs = server.requests();
+    assert!(!reqs.is_empty(), "the anonymous token came from the http realm");
+    assert!(reqs.iter().all(|r| r.method == "GET" && r.authorization.is_none() && r.token.is_some()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity tokens: the OAuth2 refresh-token grant
+// ---------------------------------------------------------------------------------------------
+
+/// A request's method, path and scopes, for messages (its form holds the refresh token).
+fn summary(r: &TokenRequest) -> String {
+    format!("{} {} {:?}", r.method, r.path, r.scopes)
+}
+
+/// Every token request was the refresh-token grant with `token`: a form POST with the service,
+/// the client id and no `Authorization`; there was no GET (the Basic flow) at all.
+fn assert_refresh_grants_only(server: &TokenServer, token: &str) {
+    let reqs = server.requests();
+    assert!(!reqs.is_empty(), "the token server was asked");
+    let all: Vec<String> = reqs.iter().map(summary).collect();
+    for r in &reqs {
+        assert_eq!(r.method, "POST", "only refresh-token grants, no GET: {all:#?}");
+        assert!(r.authorization.is_none(), "no Authorization with the grant: {}", summary(r));
+        assert!(
+            r.header("content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")),
+            "a form: {:?}",
+            r.header("content-type")
+        );
+        assert_eq!(r.field("grant_type"), Some("refresh_token"), "{}", summary(r));
+        assert!(r.field("refresh_token") == Some(token), "the identity token is the refresh_token");
+        assert_eq!(r.field("client_id"), Some("image-syncer"), "{}", summary(r));
+        assert_eq!(r.service.as_deref(), Some(SERVICE), "{}", summary(r));
+        assert!(!r.scopes.is_empty(), "scopes asked: {}", summary(r));
+    }
+}
+
+/// The registry's token is worth nothing without the refresh token: none of it in `texts`.
+fn assert_no_identity_secrets(texts: &[(&str, &str)], server: &TokenServer) {
+    let tokens = server.tokens();
+    let mut secrets: Vec<&str> = vec![REFRESH];
+    secrets.extend(tokens.iter().map(String::as_str));
+    private::assert_no_secrets(texts, &secrets, &[(IDENTITY, REFRESH)]);
+}
+
+#[test]
+fn identity_token_in_the_auth_file_is_exchanged_with_the_refresh_token_grant() {
+    let server = TokenServer::start(TokenOpts::refresh(USER, PASS, REFRESH));
+    let reg = TokenRegistry::start(&server, Duration::ZERO);
+    let img = push_simple(reg.api(), "id/app", "v1");
+    // Within one registry: pull, push, and a mount whose grant asks for two scopes at once.
+    let job = PrivateJob::new(&[reg.identity_key(REFRESH)], &[(&reg.repo("id/app:v1"), &[&reg.repo("id/copy")])]);
+    let log = job.dir.join("sync.log");
+    let run = run_within(&job, 120, &["--log", p(&log)], &[("RUST_LOG", "trace")]);
+    run.assert_ok();
+    assert_image_copied(reg.api(), reg.api(), &img, "id/copy", "v1");
+    assert_refresh_grants_only(&server, REFRESH);
+    let sets = server.scope_sets();
+    assert!(sets.contains("repository:id/app:pull"), "{sets:#?}");
+    assert!(
+        sets.contains("repository:id/app:pull repository:id/copy:pull,push"),
+        "the mount's two scopes, space-separated in one grant: {sets:#?}"
+    );
+    reg.assert_only_issued_bearer_tokens(&server);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.lines().count() > 5, "trace logging went to the --log file:\n{log_text}");
+    assert_no_identity_secrets(&[("stdout", &run.stdout), ("stderr", &run.stderr), ("--log file", &log_text)], &server);
+}
+
+#[test]
+fn identity_token_from_docker_config_is_exchanged_with_the_refresh_token_grant() {
+    let server = TokenServer::start(TokenOpts::refresh(USER, PASS, REFRESH));
+    let src = Registry::start();
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    let img = push_simple(src.api(), "id/docker", "v1");
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).insecure()],
+        &[(&src.repo("id/docker:v1"), &[&dst.repo("id/docker")])],
+    );
+    // What `az acr login` leaves: an empty-password "auth" and the identity token.
+    let config = serde_json::json!({"auths": {dst.addr(): {
+        "auth": base64(b"00000000-0000-0000-0000-000000000000:"),
+        "identitytoken": REFRESH,
+    }}});
+    std::fs::write(job.docker_config.join("config.json"), config.to_string()).unwrap();
+    let run = run_within(&job, 60, &[], &[]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "id/docker", "v1");
+    assert_refresh_grants_only(&server, REFRESH);
+    assert_eq!(
+        server.scope_sets().into_iter().collect::<Vec<_>>(),
+        ["repository:id/docker:pull,push"],
+        "the destination's scope"
+    );
+    dst.assert_only_issued_bearer_tokens(&server);
+    assert!(!run.stderr.contains("not supported"), "the identity token is used, not ignored:\n{run}");
+    assert_no_identity_secrets(&[("output", &run.output())], &server);
+}
+
+#[test]
+fn credential_helper_answering_username_token_gives_an_identity_token() {
+    let server = TokenServer::start(TokenOpts::refresh(USER, PASS, REFRESH));
+    let src = TokenRegistry::start(&server, Duration::ZERO);
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "id/helper", "v1");
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).insecure()],
+        &[(&src.repo("id/helper:v1"), &[&dst.repo("id/helper")])],
+    );
+    // `docker-credential-idtest get`: reads the server on stdin, answers Username `<token>`.
+    let helper = job.write(
+        "bin/docker-credential-idtest",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\nprintf '%s' '{}'\n",
+            serde_json::json!({"ServerURL": src.addr(), "Username": IDENTITY, "Secret": REFRESH})
+        ),
+    );
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = serde_json::json!({"credHelpers": {src.addr(): "idtest"}});
+    std::fs::write(job.docker_config.join("config.json"), config.to_string()).unwrap();
+    let path = format!("{}:{}", p(&job.dir.join("bin")), std::env::var("PATH").unwrap_or_default());
+    let run = run_within(&job, 60, &[], &[("PATH", &path)]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "id/helper", "v1");
+    assert_refresh_grants_only(&server, REFRESH);
+    assert_eq!(server.scope_sets().into_iter().collect::<Vec<_>>(), ["repository:id/helper:pull"]);
+    src.assert_only_issued_bearer_tokens(&server);
+    assert_no_identity_secrets(&[("output", &run.output())], &server);
+}
+
+#[test]
+fn refused_identity_token_fails_with_one_clear_line() {
+    let server = TokenServer::start(TokenOpts::refresh(USER, PASS, REFRESH));
+    let src = Registry::start();
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    push_simple(src.api(), "id/refused", "v1");
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), dst.identity_key(WRONG_REFRESH)],
+        &[(&src.repo("id/refused:v1"), &[&dst.repo("id/refused")])],
+    );
+    let run = run_within(&job, 60, &["--retries", "0"], &[]);
+    run.assert_failed();
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(&dst.addr()) && contains_any_ci(l, &["identity token"]) && l.contains("refused"))
+        .collect();
+    assert!(!lines.is_empty(), "a line naming {} says the identity token was refused:\n{run}", dst.addr());
+    assert!(lines.iter().all(|l| contains_any_ci(l, &["unauthorized"])), "{lines:#?}");
+    assert!(run.failed_count().is_some_and(|n| n > 0), "summary line counts the failure:\n{run}");
+    private::assert_no_secrets(
+        &[("output", &run.output())],
+        &[WRONG_REFRESH, REFRESH],
+        &[(IDENTITY, WRONG_REFRESH), (IDENTITY, REFRESH)],
+    );
+    let reqs = server.requests();
+    assert!(!reqs.is_empty(), "the token server was asked");
+    assert!(reqs.iter().all(|r| r.method == "POST" && r.authorization.is_none()), "{:#?}", reqs.iter().map(summary));
+    assert!(reqs.iter().all(|r| r.field("refresh_token") == Some(WRONG_REFRESH)), "the configured token was sent");
+    assert!(reqs.iter().all(|r| r.token.is_none()), "nothing was issued");
+    assert!(dst.tap.authorizations().is_empty(), "the registry received no Authorization at all");
+    assert!(dst.api().tags("id/refused").is_empty());
 }

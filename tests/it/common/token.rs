@@ -1,9 +1,11 @@
 //! A small token server (the "realm" of `WWW-Authenticate: Bearer`) for `auth.token` registries.
 //!
-//! It checks Basic credentials, grants exactly the scopes asked for, issues RS256 JWTs that
-//! distribution 2.8 accepts (signed with a [`JwtSigner`] whose certificate is the registry's
-//! `rootcertbundle`), and records every request: the scopes, the service, and the credentials
-//! that came with it. One request per connection; stops on drop.
+//! It checks Basic credentials on `GET` (the token spec) or the refresh token of an OAuth2
+//! refresh-token grant `POST`ed as a form (the identity-token flow), grants exactly the scopes
+//! asked for, issues RS256 JWTs that distribution 2.8 accepts (signed with a [`JwtSigner`] whose
+//! certificate is the registry's `rootcertbundle`), and records every request: method, scopes,
+//! service, headers, form fields and the credentials that came with it. One request per
+//! connection; stops on drop.
 
 use std::collections::BTreeSet;
 use std::io::{BufReader, Write};
@@ -37,6 +39,10 @@ pub struct TokenOpts {
     pub field: TokenField,
     /// Put into every token's `jti` claim, so tokens are recognisable.
     pub marker: String,
+    /// The refresh token (identity token) a `POST` grant must carry; `None` refuses every `POST`.
+    pub refresh_token: Option<String>,
+    /// Grant a `GET` without any `Authorization` (anonymous pulls).
+    pub anonymous: bool,
 }
 
 impl TokenOpts {
@@ -49,7 +55,14 @@ impl TokenOpts {
             expires_in: Some(300),
             field: TokenField::Token,
             marker: "tok3n-marker".into(),
+            refresh_token: None,
+            anonymous: false,
         }
+    }
+
+    /// Accepts the OAuth2 refresh-token grant with `refresh_token` (and Basic `user:pass`).
+    pub fn refresh(user: &str, pass: &str, refresh_token: &str) -> TokenOpts {
+        TokenOpts { refresh_token: Some(refresh_token.into()), ..TokenOpts::new(user, pass) }
     }
 }
 
@@ -59,9 +72,17 @@ pub const ISSUER: &str = "test-issuer";
 /// One request to the token endpoint.
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
+    /// `GET` (token spec) or `POST` (OAuth2 grant).
+    pub method: String,
     pub path: String,
+    /// Every header, as received.
+    pub headers: Vec<(String, String)>,
+    /// The decoded `application/x-www-form-urlencoded` fields of a `POST` body, in order (the
+    /// refresh token included: this stays in memory, for assertions).
+    pub form: Vec<(String, String)>,
+    /// From the query (`GET`) or the form (`POST`).
     pub service: Option<String>,
-    /// Every `scope=` parameter, in order.
+    /// Every `scope=` parameter (`GET`), or the space-separated `scope` field (`POST`), in order.
     pub scopes: Vec<String>,
     /// The raw `Authorization` header, if any.
     pub authorization: Option<String>,
@@ -69,6 +90,29 @@ pub struct TokenRequest {
     pub basic: Option<(String, String)>,
     /// The token issued (`None` when refused).
     pub token: Option<String>,
+}
+
+impl TokenRequest {
+    /// The first form field `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The first header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// `k=v&k=v` decoded.
+fn decode_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
 }
 
 struct Shared {
@@ -159,17 +203,23 @@ fn now() -> u64 {
 fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &JwtSigner) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-    let Some((request_line, headers)) = crate::common::http::read_request_head(&mut reader) else { return };
-    let authorization = headers.into_iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v);
-    let uri = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let Some(head) = crate::common::http::read_head(&mut reader) else { return };
+    let method = head.line.split_whitespace().next().unwrap_or("").to_string();
+    let authorization = head.get("authorization");
+    let uri = head.line.split_whitespace().nth(1).unwrap_or("").to_string();
     let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
+    let form = if method == "POST" {
+        let body = crate::common::http::read_body(&mut reader, &head, false).unwrap_or_default();
+        decode_pairs(&String::from_utf8_lossy(&body))
+    } else {
+        Vec::new()
+    };
     let mut service = None;
     let mut scopes = Vec::new();
-    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        match k {
-            "service" => service = Some(percent_decode(v)),
-            "scope" => scopes.push(percent_decode(v)),
+    for (k, v) in decode_pairs(query) {
+        match k.as_str() {
+            "service" => service = Some(v),
+            "scope" => scopes.push(v),
             _ => {}
         }
     }
@@ -179,15 +229,43 @@ fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &Jwt
         .and_then(|b| base64_decode(b.trim()))
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())));
-    let ok = basic.as_ref().is_some_and(|(u, p)| *u == opts.user && *p == opts.pass);
-    let mut record =
-        TokenRequest { path: path.to_string(), service, scopes: scopes.clone(), authorization, basic, token: None };
+    let mut record = TokenRequest {
+        method: method.clone(),
+        path: path.to_string(),
+        headers: head.headers.clone(),
+        form,
+        service,
+        scopes,
+        authorization,
+        basic,
+        token: None,
+    };
+    let ok = if method == "POST" {
+        // The OAuth2 refresh-token grant: service and scopes come in the form.
+        if let Some(s) = record.field("service") {
+            record.service = Some(s.to_string());
+        }
+        record.scopes = record.field("scope").unwrap_or("").split_whitespace().map(str::to_string).collect();
+        record.field("grant_type") == Some("refresh_token")
+            && opts.refresh_token.is_some()
+            && record.field("refresh_token") == opts.refresh_token.as_deref()
+    } else {
+        let anonymous = opts.anonymous && record.authorization.is_none();
+        anonymous || record.basic.as_ref().is_some_and(|(u, p)| *u == opts.user && *p == opts.pass)
+    };
     if !ok {
         shared.requests.lock().unwrap().push(record);
-        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
-        respond(&mut stream, "401 Unauthorized", &[("WWW-Authenticate", "Basic realm=\"token\"")], body);
+        if method == "POST" {
+            // RFC 6749 §5.2.
+            let body = br#"{"error":"invalid_grant","error_description":"refresh token refused"}"#;
+            respond(&mut stream, "400 Bad Request", &[("Content-Type", "application/json")], body);
+        } else {
+            let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+            respond(&mut stream, "401 Unauthorized", &[("WWW-Authenticate", "Basic realm=\"token\"")], body);
+        }
         return;
     }
+    let scopes = record.scopes.clone();
     let access: Vec<serde_json::Value> = scopes
         .iter()
         .filter_map(|s| {
@@ -211,6 +289,8 @@ fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &Jwt
     });
     let token = signer.sign(&claims);
     let mut body = match opts.field {
+        // An OAuth2 answer always has `access_token` (and the scope granted).
+        _ if method == "POST" => serde_json::json!({"access_token": token, "scope": scopes.join(" ")}),
         TokenField::Token => serde_json::json!({"token": token}),
         TokenField::AccessToken => serde_json::json!({"access_token": token}),
     };
