@@ -49,6 +49,10 @@ pub struct Args {
     #[argh(switch)]
     pub force: bool,
 
+    /// exact mirror: after the run, delete destination tags that no rule produces any more (as `prune: true` on every rule; see README)
+    #[argh(switch)]
+    pub prune: bool,
+
     /// do not copy referrers (signatures, SBOMs, attestations) with their images; by default they follow
     #[argh(switch)]
     pub no_referrers: bool,

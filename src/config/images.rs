@@ -12,15 +12,87 @@ use serde::{Deserialize, Deserializer};
 
 use super::env::Env;
 use super::ConfigError;
-use crate::engine::Rule;
-use crate::reference::{parse_rule_ref, RuleRef, Selector};
+use regex::Regex;
 
-/// A destination or a list of destinations.
+use crate::engine::{LatestBy, Namespace, Rule, Selection};
+use crate::reference::{parse_rule_ref, Repository, RuleRef, Selector};
+
+/// A destination, a list of destinations, or a map with `to:` and the selection keys.
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]
 pub enum Dests {
     One(String),
     Many(Vec<String>),
+    Spec(serde_json::Map<String, serde_json::Value>),
+}
+
+/// The keys a rule's map may have.
+const KEYS: [&str; 8] = ["to", "semver", "latest", "latest_by", "exclude", "prune", "include_repos", "exclude_repos"];
+
+/// A rule's map, read.
+#[derive(Default)]
+struct Spec {
+    to: Vec<String>,
+    select: Selection,
+    prune: bool,
+    namespace: Namespace,
+}
+
+/// A string or a list of strings.
+fn strings(key: &str, v: &serde_json::Value) -> Result<Vec<String>, String> {
+    match v {
+        serde_json::Value::String(s) => Ok(vec![s.clone()]),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map(String::from).ok_or_else(|| format!("{key}: every entry must be a string")))
+            .collect(),
+        _ => Err(format!("{key}: expected a string or a list of strings")),
+    }
+}
+
+fn regexes(key: &str, v: &serde_json::Value) -> Result<Vec<Regex>, String> {
+    strings(key, v)?.iter().map(|r| Regex::new(r).map_err(|e| format!("{key}: invalid regex /{r}/: {e}"))).collect()
+}
+
+fn spec(map: &serde_json::Map<String, serde_json::Value>) -> Result<Spec, String> {
+    if let Some(k) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(format!("unknown key {k:?} (known: {})", KEYS.join(", ")));
+    }
+    let mut out = Spec::default();
+    for (k, v) in map {
+        match k.as_str() {
+            "to" => out.to = strings(k, v)?,
+            "semver" => {
+                let text = v.as_str().ok_or("semver: expected a range such as \">=1.20, <2\"")?;
+                let req =
+                    semver::VersionReq::parse(text).map_err(|e| format!("semver: invalid range {text:?}: {e}"))?;
+                out.select.semver = Some((text.to_string(), req));
+            }
+            "latest" => match v.as_u64() {
+                Some(n) if n > 0 => out.select.latest = Some(n as usize),
+                _ => return Err("latest: expected a number above 0".into()),
+            },
+            "latest_by" => {
+                out.select.latest_by = match v.as_str() {
+                    Some("semver") => LatestBy::Semver,
+                    Some("created") => LatestBy::Created,
+                    _ => return Err("latest_by: expected semver or created".into()),
+                }
+            }
+            "exclude" => out.select.exclude = regexes(k, v)?,
+            "prune" => out.prune = v.as_bool().ok_or("prune: expected true or false")?,
+            "include_repos" => out.namespace.include = regexes(k, v)?,
+            "exclude_repos" => out.namespace.exclude = regexes(k, v)?,
+            _ => unreachable!("checked against KEYS above"),
+        }
+    }
+    if map.contains_key("latest_by") && out.select.latest.is_none() {
+        return Err("latest_by needs latest".into());
+    }
+    if out.to.is_empty() {
+        return Err("the map has no `to:` (the destination)".into());
+    }
+    Ok(out)
 }
 
 /// The file's pairs, in the order written (serde maps would sort or shuffle them).
@@ -70,15 +142,32 @@ pub fn rules(file: ImagesFile, origin: &Path, defaults: &DefaultDest, env: &Env)
         return Err(ConfigError::Parse { path: origin.to_path_buf(), message: "no images to synchronise".into() });
     }
     for (src_text, dests) in file.0 {
-        let dests = match dests {
-            Dests::One(d) => vec![d],
-            Dests::Many(v) => v,
+        let spec = match dests {
+            Dests::One(d) => Spec { to: vec![d], ..Spec::default() },
+            Dests::Many(v) => Spec { to: v, ..Spec::default() },
+            Dests::Spec(map) => spec(&map).map_err(|m| rule_err(origin, &src_text, "{…}", m))?,
         };
-        if dests.is_empty() {
+        if spec.to.is_empty() {
             return Err(rule_err(origin, &src_text, "", "the destination list is empty"));
         }
-        for dst_text in dests {
-            out.push(rule(&src_text, &dst_text, origin, defaults, env)?);
+        for dst_text in &spec.to {
+            let mut r = rule(&src_text, dst_text, origin, defaults, env)?;
+            let fail = |m: &str| rule_err(origin, &src_text, dst_text, m);
+            if !spec.select.is_empty() && !matches!(r.src.selector, Selector::All | Selector::Regex(_)) {
+                return Err(fail("semver, latest and exclude select among listed tags: the source must name all tags (repo) or a tag regex (repo:/re/)"));
+            }
+            if r.namespace.is_none() && !(spec.namespace.include.is_empty() && spec.namespace.exclude.is_empty()) {
+                return Err(fail("include_repos and exclude_repos need a namespace source (registry/namespace/*)"));
+            }
+            if spec.prune && !r.pushes_tags() {
+                return Err(fail("prune needs a rule that pushes tags; this one pushes by digest only"));
+            }
+            if let Some(ns) = &mut r.namespace {
+                *ns = spec.namespace.clone();
+            }
+            r.select = spec.select.clone();
+            r.prune = spec.prune;
+            out.push(r);
         }
     }
     Ok(out)
@@ -94,7 +183,10 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
     if let Some(var) = unset.first() {
         return Err(fail(format!("environment variable {var} is not set")));
     }
-    let src = parse_rule_ref(src_text).map_err(|e| fail(format!("source: {e}")))?;
+    let (src, namespace) = match src_text.trim().strip_suffix("/*") {
+        Some(prefix) => (namespace_ref(prefix).map_err(|e| fail(format!("source: {e}")))?, Some(Namespace::default())),
+        None => (parse_rule_ref(src_text).map_err(|e| fail(format!("source: {e}")))?, None),
+    };
     if dst_expanded.trim().is_empty() {
         dst_expanded = defaults.destination(&src).ok_or_else(|| {
             fail("the destination is empty and no default is set (--registry and --namespace)".into())
@@ -127,7 +219,23 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
         }
         _ => {}
     }
-    Ok(Rule { src_text: src_text.to_string(), dst_text: dst_text.to_string(), src, dst })
+    if namespace.is_some() && !matches!(dst.selector, Selector::All) {
+        return Err(fail("a namespace goes to a repository prefix, without a tag or digest".into()));
+    }
+    Ok(Rule { namespace, ..Rule::new(src_text, dst_text, src, dst) })
+}
+
+/// `registry/namespace` (or a bare `registry`) of a `…/*` source: the namespace is the
+/// repository name prefix, empty for a whole registry.
+fn namespace_ref(prefix: &str) -> Result<RuleRef, String> {
+    let repo = if prefix.contains('/') {
+        crate::reference::parse_repository(prefix).map_err(|e| e.to_string())?
+    } else if prefix.contains(['.', ':']) || prefix == "localhost" {
+        Repository { registry: crate::reference::normalize_registry(prefix), name: String::new() }
+    } else {
+        return Err(format!("{prefix:?}/* names no registry: write registry/namespace/* or registry/*"));
+    };
+    Ok(RuleRef { repo, selector: Selector::All })
 }
 
 #[cfg(test)]
@@ -155,6 +263,34 @@ mod tests {
         let r = rules(f, Path::new("i.json"), &DefaultDest::default(), &Env::from_pairs(&[])).unwrap();
         assert_eq!(r[0].src.repo.registry, "b.io");
         assert_eq!(r[1].src.repo.registry, "a.io");
+    }
+
+    #[test]
+    fn rule_maps() {
+        let yaml =
+            "a.io/x:\n  to: [b.io/x, c.io/x]\n  semver: \">=1.2, <2\"\n  latest: 3\n  exclude: -rc\n  prune: true\n";
+        let r = parse(yaml).unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(r[1].prune && r[1].select.latest == Some(3) && r[1].select.exclude.len() == 1);
+        assert_eq!(r[0].select.semver.as_ref().unwrap().0, ">=1.2, <2");
+        let e = parse("a.io/x:\n  to: b.io/x\n  lastest: 3\n").unwrap_err().to_string();
+        assert!(e.contains("a.io/x") && e.contains("lastest"), "{e}");
+        assert!(parse("a.io/x:\n  semver: \"^1\"\n").unwrap_err().to_string().contains("to:"));
+        assert!(parse("a.io/x:v1:\n  to: b.io/x\n  latest: 2\n").unwrap_err().to_string().contains("all tags"));
+        assert!(parse("a.io/x:\n  to: b.io/x\n  semver: \"not a range\"\n").is_err());
+        assert!(parse("a.io/x@sha256:0000000000000000000000000000000000000000000000000000000000000000:\n  to: b.io/x\n  prune: true\n").is_err());
+        assert!(parse("a.io/x:\n  to: b.io/x\n  include_repos: a\n").unwrap_err().to_string().contains("namespace"));
+    }
+
+    #[test]
+    fn namespaces() {
+        let r = parse("a.io/team/*:\n  to: b.io/mirror\n  include_repos: ^app-\n").unwrap();
+        assert_eq!((r[0].src.repo.registry.as_str(), r[0].src.repo.name.as_str()), ("a.io", "team"));
+        assert!(r[0].namespace.as_ref().is_some_and(|n| n.admits("app-1") && !n.admits("db")));
+        let r = parse("localhost:5000/*: b.io/all\n").unwrap();
+        assert_eq!((r[0].src.repo.registry.as_str(), r[0].src.repo.name.as_str()), ("localhost:5000", ""));
+        assert!(parse("team/*: b.io/all\n").is_err(), "a bare name is no registry");
+        assert!(parse("a.io/team/*: b.io/all:v1\n").is_err(), "a namespace goes to a prefix");
     }
 
     #[test]

@@ -207,6 +207,14 @@ impl Config {
             client_cert: None,
             skip_verify: args.skip_tls_verify,
         };
+        let mut rules = rules;
+        if args.prune {
+            // Rules that push by digest only produce no tag: they prune nothing (and keep
+            // nothing from being pruned by others: their repositories' tags are not theirs).
+            for r in rules.iter_mut().filter(|r| r.pushes_tags()) {
+                r.prune = true;
+            }
+        }
         if args.no_referrers && !args.referrer_type.is_empty() {
             return Err(ConfigError::Usage("--referrer-type and --no-referrers contradict each other".into()));
         }

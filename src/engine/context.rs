@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::graph::{complete, BlobState, Node, Pair, Task};
+use super::graph::{complete, BlobState, Node, Pair, Rule, Task};
 use super::progress::{Event, Moving};
 use super::queue::Queue;
 use crate::manifest::PlatformFilter;
@@ -24,6 +24,8 @@ pub enum SyncError {
         image: String,
         message: String,
     },
+    /// A namespace rule whose registry does not let us list its repositories.
+    Catalog(Box<registry::Error>),
     /// `--verify`: the destination differs from the source.
     Drift {
         image: String,
@@ -38,7 +40,7 @@ impl SyncError {
     /// refusal, an invalid manifest or a bug will not.
     pub fn is_transient(&self) -> bool {
         match self {
-            SyncError::Registry(e) => e.is_transient() || e.is_damaged_body(),
+            SyncError::Registry(e) | SyncError::Catalog(e) => e.is_transient() || e.is_damaged_body(),
             SyncError::Manifest { .. } | SyncError::Drift { .. } | SyncError::Panic(_) => false,
         }
     }
@@ -47,7 +49,7 @@ impl SyncError {
 impl SyncError {
     /// The operation behind it was already retried as often as the policy allows.
     pub fn is_exhausted(&self) -> bool {
-        matches!(self, SyncError::Registry(e) if e.exhausted)
+        matches!(self, SyncError::Registry(e) | SyncError::Catalog(e) if e.exhausted)
     }
 }
 
@@ -55,7 +57,7 @@ impl SyncError {
     /// A short name for the kind of failure, for reports: decided by type, never by text.
     pub fn class(&self) -> &'static str {
         match self {
-            SyncError::Registry(e) => e.class(),
+            SyncError::Registry(e) | SyncError::Catalog(e) => e.class(),
             SyncError::Manifest { .. } => "manifest",
             SyncError::Drift { .. } => "drift",
             SyncError::Panic(_) => "internal",
@@ -67,6 +69,12 @@ impl fmt::Display for SyncError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SyncError::Registry(e) => e.fmt(f),
+            SyncError::Catalog(e) => write!(
+                f,
+                "{}: the catalog (GET /v2/_catalog) is refused: {}; a namespace rule (…/*) needs it (many \
+                 registries restrict it): grant catalog access, or list the repositories as rules",
+                e.registry, e.kind
+            ),
             SyncError::Manifest { image, message } => write!(f, "{image}: {message}"),
             SyncError::Drift { image, problems } => {
                 write!(f, "{image}: differs from the source: {}", problems.join("; "))
@@ -82,6 +90,9 @@ impl From<registry::Error> for SyncError {
     }
 }
 
+/// A rule, and the pairs it expanded into (`None` until it did).
+pub type Expansion = (Arc<Rule>, Option<Vec<Pair>>);
+
 /// A blob at a destination: (registry, repository, digest).
 pub type BlobKey = (String, String, Digest);
 
@@ -96,6 +107,8 @@ pub struct Ctx<'a> {
     pub referrers: Referrers,
     /// Whether a registry has the referrers API, once known.
     pub referrers_api: Mutex<HashMap<String, bool>>,
+    /// Every rule started, with its pairs once it expanded (for prune).
+    pub rules: Mutex<Vec<Expansion>>,
     /// Source tag lists read this run (`None`: it could not be read).
     pub tags: Mutex<HashMap<Repository, Option<Arc<HashSet<String>>>>>,
     /// Blob copies per destination: done, or in flight with waiters.
@@ -184,6 +197,21 @@ impl Ctx<'_> {
 
     pub fn verify_blobs(&self) -> bool {
         self.mode == Mode::Verify { blobs: true }
+    }
+
+    /// `rule` starts expanding (again, after a failure: it is recorded once).
+    pub fn expansion_started(&self, rule: &Arc<Rule>) {
+        let mut rules = self.rules.lock();
+        if !rules.iter().any(|(r, _)| Arc::ptr_eq(r, rule)) {
+            rules.push((rule.clone(), None));
+        }
+    }
+
+    /// `rule` expanded into `pairs`.
+    pub fn expanded(&self, rule: &Arc<Rule>, pairs: &[Pair]) {
+        if let Some(entry) = self.rules.lock().iter_mut().find(|(r, _)| Arc::ptr_eq(r, rule)) {
+            entry.1 = Some(pairs.to_vec());
+        }
     }
 
     /// Whether `registry` has the referrers API, if known yet.

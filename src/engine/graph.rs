@@ -16,6 +16,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::queue::{Lane, Queue};
+use super::select::Selection;
 use crate::manifest::BlobRef;
 use crate::reference::{Digest, ImageRef, Repository, RuleRef};
 
@@ -203,6 +204,50 @@ pub struct Rule {
     pub dst_text: String,
     pub src: RuleRef,
     pub dst: RuleRef,
+    /// Which of the listed tags to copy (`semver`, `latest`, `exclude`).
+    pub select: Selection,
+    /// Delete the destination's tags this rule no longer produces (`prune`, `--prune`).
+    pub prune: bool,
+    /// `src` is a namespace (`registry/team/*`): one rule per repository below it.
+    pub namespace: Option<Namespace>,
+}
+
+/// The repositories of a namespace rule: matched against the path below the namespace.
+#[derive(Clone, Debug, Default)]
+pub struct Namespace {
+    pub include: Vec<regex::Regex>,
+    pub exclude: Vec<regex::Regex>,
+}
+
+impl Namespace {
+    pub fn admits(&self, path: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(path)))
+            && !self.exclude.iter().any(|r| r.is_match(path))
+    }
+}
+
+impl Rule {
+    /// Whether the rule's images land under tags (not by digest only): prune needs that.
+    pub fn pushes_tags(&self) -> bool {
+        use crate::reference::Selector;
+        !matches!(
+            (&self.src.selector, &self.dst.selector),
+            (_, Selector::Digest(_)) | (Selector::Digest(_), Selector::All | Selector::Regex(_))
+        )
+    }
+
+    /// A plain rule: every tag the selector names, nothing pruned.
+    pub fn new(src_text: &str, dst_text: &str, src: RuleRef, dst: RuleRef) -> Rule {
+        Rule {
+            src_text: src_text.to_string(),
+            dst_text: dst_text.to_string(),
+            src,
+            dst,
+            select: Selection::default(),
+            prune: false,
+            namespace: None,
+        }
+    }
 }
 
 impl Rule {

@@ -31,10 +31,12 @@ mod graph;
 mod image;
 mod live;
 mod progress;
+mod prune;
 mod push;
 mod queue;
 mod referrers;
 mod rule;
+mod select;
 mod tree;
 mod verify;
 
@@ -51,8 +53,9 @@ use graph::Task;
 use queue::Queue;
 
 pub use context::{ImageStats, Mode, Outcome, Referrers};
-pub use graph::{Pair, Rule};
+pub use graph::{Namespace, Pair, Rule};
 pub use progress::Totals;
+pub use select::{LatestBy, Selection};
 
 /// How often a progress line is logged while a run goes on.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(30);
@@ -158,6 +161,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         mode: job.mode,
         referrers: job.referrers,
         referrers_api: Mutex::new(HashMap::new()),
+        rules: Mutex::new(Vec::new()),
         tags: Mutex::new(HashMap::new()),
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
@@ -201,6 +205,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
     synced.sort();
     synced.dedup();
     let failures = causes.failures(failed, &synced);
+    let pruned = if matches!(job.mode, Mode::Verify { .. }) { 0 } else { prune::prune(&ctx, &failures) };
     let mut outcomes = std::mem::take(&mut *ctx.outcomes.lock());
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     outcomes.dedup_by(|a, b| a.0 == b.0);
@@ -211,6 +216,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
     let totals = Totals {
         dry_run: job.mode == Mode::DryRun,
         verify: matches!(job.mode, Mode::Verify { .. }),
+        tags_pruned: pruned,
         ..reporter.join().unwrap_or_default()
     };
     Report { failures, totals, synced, outcomes, stats, elapsed: start.elapsed() }

@@ -122,6 +122,8 @@ pub struct Totals {
     pub images_verified: u64,
     pub images_drifted: u64,
     pub blobs_checked: u64,
+    /// Destination tags deleted by prune (in a dry run: that would be).
+    pub tags_pruned: u64,
 }
 
 impl Totals {

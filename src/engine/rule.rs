@@ -1,38 +1,50 @@
-//! A rule of the images file, and what running it does: resolve the source's tags and queue
-//! one image task per source → destination pair.
+//! A rule of the images file, and what running it does: resolve the source's tags (or, for a
+//! namespace, its repositories), select among them, and queue one image task per source →
+//! destination pair.
 
 use std::sync::Arc;
 
 use super::context::{Ctx, SyncError};
 use super::graph::{Pair, Rule, Task};
 use super::progress::Event;
-use crate::manifest::is_referrer_tag;
-use crate::reference::{ImageRef, Reference, Selector};
+use super::select::rfc3339;
+use crate::manifest::{is_referrer_tag, Kind, Manifest};
+use crate::reference::{ImageRef, Reference, Repository, RuleRef, Selector};
+use crate::registry::{Access, Client};
+
+/// Config blobs read for `latest_by: created` are small JSON documents.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Resolve a rule's source tags and pair them with destination references.
-pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
+pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
+    ctx.expansion_started(rule);
+    if rule.namespace.is_some() {
+        return namespace(ctx, rule);
+    }
     let src_client = ctx.regs.client(&rule.src.repo);
     let refs: Vec<Reference> = match &rule.src.selector {
         Selector::Tags(t) => t.iter().cloned().map(Reference::Tag).collect(),
         Selector::Digest(d) | Selector::Pinned { digest: d, .. } => vec![Reference::Digest(d.clone())],
         Selector::All | Selector::Regex(_) => {
-            let tags = src_client.list_tags(&rule.src.repo.name)?;
-            ctx.remember_tags(&rule.src.repo, &tags);
-            tags.into_iter()
+            let listed = src_client.list_tags(&rule.src.repo.name)?;
+            ctx.remember_tags(&rule.src.repo, &listed);
+            let tags: Vec<String> = listed
+                .into_iter()
                 .filter(|t| match &rule.src.selector {
                     Selector::Regex(re) => re.is_match(t),
                     _ => true,
                 })
                 // A referrer tag follows its subject, not the rule.
                 .filter(|t| !(ctx.referrers.enabled && is_referrer_tag(t)))
-                .map(Reference::Tag)
-                .collect()
+                .collect();
+            select(&src_client, rule, tags)?.into_iter().map(Reference::Tag).collect()
         }
     };
     if refs.is_empty() {
         log::warn!("{}: no tags to synchronise", rule.describe());
     }
     ctx.event(Event::ImagesFound(refs.len() as u64));
+    let mut pairs = Vec::with_capacity(refs.len());
     for (i, reference) in refs.into_iter().enumerate() {
         let dst_reference = match &rule.dst.selector {
             Selector::Tags(t) => Reference::Tag(t[i].clone()),
@@ -47,7 +59,91 @@ pub fn expand(ctx: &Ctx, rule: &Rule) -> Result<(), SyncError> {
         };
         let src = ImageRef { repo: rule.src.repo.clone(), reference };
         let dst = ImageRef { repo: rule.dst.repo.clone(), reference: dst_reference };
-        ctx.queue.push(Task::Image(Arc::new(Pair { src, dst })));
+        pairs.push(Pair { src, dst });
     }
+    ctx.expanded(rule, &pairs);
+    for pair in pairs {
+        ctx.queue.push(Task::Image(Arc::new(pair)));
+    }
+    Ok(())
+}
+
+/// The rule's selection keys applied to the listed `tags`, logged in one line.
+fn select(client: &Client, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>, SyncError> {
+    if rule.select.is_empty() {
+        return Ok(tags);
+    }
+    let total = tags.len();
+    let repo = &rule.src.repo;
+    let (kept, how) = rule.select.apply(tags, |tag| created(client, repo, tag))?;
+    log::info!("{}: {} of {total} tags selected ({how})", rule.describe(), kept.len());
+    Ok(kept)
+}
+
+/// When the image under `tag` was created (its config's `created`; for an index, its first
+/// child's), for `latest_by: created`.
+fn created(client: &Client, repo: &Repository, tag: &str) -> Result<Option<i64>, SyncError> {
+    let mut reference = Reference::Tag(tag.to_string());
+    for _ in 0..super::tree::MAX_DEPTH {
+        let f = client.get_manifest(&repo.name, &reference, Access::Pull)?;
+        let at = ImageRef { repo: repo.clone(), reference: reference.clone() };
+        match Manifest::parse(&f.bytes, f.media_type.as_deref()).map_err(|m| super::image::bad(&at, m))?.kind {
+            Kind::Index { manifests } => match manifests.first() {
+                Some(first) => reference = Reference::Digest(first.digest.clone()),
+                None => return Ok(None),
+            },
+            Kind::Image { config, .. } => {
+                let raw = client.get_blob_bytes(&repo.name, &config.digest, MAX_CONFIG_BYTES)?;
+                let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                return Ok(v.get("created").and_then(|c| c.as_str()).and_then(rfc3339));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A namespace rule: one rule per repository of the source catalog below the namespace.
+fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
+    let ns = rule.namespace.as_ref().expect("checked by the caller");
+    let client = ctx.regs.client(&rule.src.repo);
+    let all = client.list_catalog().map_err(|e| SyncError::Catalog(Box::new(e)))?;
+    let prefix = &rule.src.repo.name;
+    let mut found = 0;
+    for name in all {
+        let below = if prefix.is_empty() {
+            name.as_str()
+        } else {
+            match name.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')) {
+                Some(b) => b,
+                None => continue,
+            }
+        };
+        if !ns.admits(below) {
+            log::debug!("{}: {name} left out by include_repos/exclude_repos", rule.describe());
+            continue;
+        }
+        found += 1;
+        let src = RuleRef {
+            repo: Repository { registry: rule.src.repo.registry.clone(), name: name.clone() },
+            selector: Selector::All,
+        };
+        let dst_name =
+            if rule.dst.repo.name.is_empty() { below.to_string() } else { format!("{}/{below}", rule.dst.repo.name) };
+        let dst = RuleRef {
+            repo: Repository { registry: rule.dst.repo.registry.clone(), name: dst_name },
+            selector: Selector::All,
+        };
+        let child = Rule {
+            src_text: src.repo.to_string(),
+            dst_text: dst.repo.to_string(),
+            src,
+            dst,
+            namespace: None,
+            ..(**rule).clone()
+        };
+        ctx.queue.push(Task::Rule(Arc::new(child)));
+    }
+    log::info!("{}: {found} repositor{} in the namespace", rule.describe(), if found == 1 { "y" } else { "ies" });
+    ctx.expanded(rule, &[]);
     Ok(())
 }

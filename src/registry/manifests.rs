@@ -161,6 +161,22 @@ impl Client {
         Err(invalid("referrers pagination does not end".into()))
     }
 
+    /// DELETE a manifest by tag or digest: `false` when it was not there. A registry that
+    /// cannot delete this way answers an error (405 `UNSUPPORTED`, or 400 for a tag).
+    pub fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<bool, Error> {
+        let what = format!("DELETE manifest {repo}{}{reference}", sep(reference));
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        self.retrying(&what, || {
+            let scopes = [format!("repository:{repo}:pull,push,delete")];
+            let mut r = self.send("DELETE", &url, &scopes, &[], Body::Empty, &what)?;
+            match r.status().as_u16() {
+                200 | 202 | 204 => Ok(true),
+                404 => Ok(false),
+                _ => Err(Error::status(&self.registry, &what, &mut r)),
+            }
+        })
+    }
+
     /// PUT a manifest with exactly these bytes; checks the digest the registry reports.
     pub fn put_manifest(&self, repo: &str, reference: &Reference, bytes: &[u8], media_type: &str) -> Result<(), Error> {
         let what = format!("PUT manifest {repo}{}{reference}", sep(reference));
