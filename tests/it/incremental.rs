@@ -253,3 +253,23 @@ fn quirky_heads_still_sync_and_skip_unchanged_images() {
     assert!(writes.is_empty(), "nothing written on the re-run: {writes:?}");
     job.run_within(60, &["--verify"]).assert_ok();
 }
+
+#[test]
+fn rerun_with_platform_filter_judges_a_single_image_by_its_head() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_image(src.api(), "inc/arm", "v1", ImageKind::Oci, "linux", "arm64", "");
+    let job = job(&[&src, &dst], &[(&src.repo("inc/arm:v1"), &[&dst.repo("inc/arm")])]);
+    job.run_within(60, &["--arch", "arm64"]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "inc/arm", "v1");
+
+    src.clear_requests();
+    let run = job.run_within(60, &["--arch", "arm64"]);
+    run.assert_ok();
+    assert!(run.output().contains("unchanged"), "{run}");
+    // The HEAD says "single image" and the digests match: no manifest or config read (the
+    // referrer lookups — one tag list, one referrers probe — are not image reads).
+    let is_image_read = |r: &Request| r.path.contains("/manifests/") || r.path.contains("/blobs/");
+    let reads: Vec<Request> = src.requests().into_iter().filter(|r| r.method == "GET" && is_image_read(r)).collect();
+    assert!(reads.is_empty(), "reads on the cheap path: {reads:?}\n{run}");
+}
