@@ -1,8 +1,8 @@
 //! One image (source reference → destination reference): decide whether anything must be
 //! copied, and if so plan the blob and manifest tasks ([`super::tree`] walks the manifests).
 //!
-//! The cheap path comes first: a HEAD at each side compares digests and an unchanged image
-//! costs two requests (and no manifest GET, which some registries rate-limit) — with
+//! The cheap path comes first: a HEAD at each side (the destination's first: a tag it lacks
+//! needs no source HEAD) compares digests and an unchanged image costs two requests (and no manifest GET, which some registries rate-limit) — with
 //! `--os/--arch` too when the HEAD says the tag is a single image. Otherwise the source manifest
 //! is fetched, filtered if asked, and compared with the destination by digest — never by JSON
 //! text. An unchanged image still gets what refers to it and is missing at the destination.
@@ -56,22 +56,26 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
 
     let mut dst_digest: Option<Option<Digest>> = None;
     if !ctx.force {
-        // A source that refuses HEAD (405), answers it 404 while GET works, or leaves out the
-        // digest goes straight to the GET below. With `--os/--arch`, only a single image can be
-        // judged by its digest alone; an index is filtered first.
-        let head = match sc.head_manifest(sname, &src.reference, Access::Pull) {
-            Ok(h) => h,
-            Err(e) if e.status_code() == Some(405) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let judged = |t: &Option<String>| ctx.filter.is_empty() || t.as_deref().is_some_and(is_image_type);
-        if let Some(sd) = head.filter(|h| judged(&h.media_type)).and_then(|h| h.digest) {
-            let dd = dc.manifest_digest(dname, &dst.reference, Access::Push)?;
-            if dd.as_ref() == Some(&sd) {
-                return settled(ctx, &mut planner, pair, sd, true);
+        // The destination first: where it lacks the tag, a source HEAD would tell nothing that
+        // the GET below does not (one request per new tag saved).
+        let dd = dc.manifest_digest(dname, &dst.reference, Access::Push)?;
+        if dd.is_some() {
+            // A source that refuses HEAD (405), answers it 404 while GET works, or leaves out
+            // the digest goes straight to the GET below. With `--os/--arch`, only a single image
+            // can be judged by its digest alone; an index is filtered first.
+            let head = match sc.head_manifest(sname, &src.reference, Access::Pull) {
+                Ok(h) => h,
+                Err(e) if e.status_code() == Some(405) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let judged = |t: &Option<String>| ctx.filter.is_empty() || t.as_deref().is_some_and(is_image_type);
+            if let Some(sd) = head.filter(|h| judged(&h.media_type)).and_then(|h| h.digest) {
+                if dd.as_ref() == Some(&sd) {
+                    return settled(ctx, &mut planner, pair, sd, true);
+                }
             }
-            dst_digest = Some(dd);
         }
+        dst_digest = Some(dd);
     }
 
     let fetched = sc.get_manifest(sname, &src.reference, Access::Pull)?;

@@ -242,11 +242,12 @@ fn quirky_heads_still_sync_and_skip_unchanged_images() {
     job.run_within(60, &[]).assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "quirk/app", "v1");
     assert_index_copied(src.api(), dst.api(), &idx, "quirk/app", "multi");
-    assert!(sp.requests().iter().any(|r| r.method == "HEAD" && r.status == 405), "the source refused HEAD");
 
     dst.clear_requests();
     let run = job.run_within(60, &[]);
     run.assert_ok();
+    // The destination has the tags now, so the source is asked with HEAD first — and refuses.
+    assert!(sp.requests().iter().any(|r| r.method == "HEAD" && r.status == 405), "the source refused HEAD");
     let unchanged = run.output().lines().filter(|l| l.contains("unchanged ") && l.contains(" -> ")).count();
     assert_eq!(unchanged, 2, "both seen as unchanged:\n{run}");
     let writes: Vec<Request> = dst.requests().into_iter().filter(|r| r.is_write()).collect();
@@ -272,4 +273,24 @@ fn rerun_with_platform_filter_judges_a_single_image_by_its_head() {
     let is_image_read = |r: &Request| r.path.contains("/manifests/") || r.path.contains("/blobs/");
     let reads: Vec<Request> = src.requests().into_iter().filter(|r| r.method == "GET" && is_image_read(r)).collect();
     assert!(reads.is_empty(), "reads on the cheap path: {reads:?}\n{run}");
+}
+
+#[test]
+fn a_tag_new_to_the_destination_costs_no_source_head() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "cold/app", "v1");
+    let job = job(&[&src, &dst], &[(&src.repo("cold/app:v1"), &[&dst.repo("cold/app")])]);
+    src.clear_requests();
+    let run = job.run_within(60, &[]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "cold/app", "v1");
+    let heads = src.requests().into_iter().filter(|r| r.method == "HEAD" && r.path.contains("/manifests/")).count();
+    assert_eq!(heads, 0, "the destination lacked the tag: the GET alone answers\n{run}");
+    // The no-op re-run: one manifest HEAD per side.
+    src.clear_requests();
+    dst.clear_requests();
+    job.run_within(60, &[]).assert_ok();
+    let manifest_reqs = |r: &Registry| r.requests().into_iter().filter(|q| q.path.contains("/manifests/")).count();
+    assert_eq!((manifest_reqs(&src), manifest_reqs(&dst)), (1, 1));
 }
