@@ -47,11 +47,32 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
                 return Ok(());
             }
             None => {
+                // Another repository of this registry is getting it right now: wait for that
+                // and mount it from there, rather than stream it a second time.
+                let mut moving = ctx.moving_blobs.lock();
+                let reg_key = (task.dst.registry.clone(), digest.clone());
+                if moving.get(&reg_key).is_some_and(|(repo, _)| *repo != task.dst.name) {
+                    let waiters = std::mem::take(&mut *task.waiters.lock());
+                    let later = BlobTask { waiters: waiters.into(), ..task.clone_empty() };
+                    moving.get_mut(&reg_key).expect("checked").1.push(later);
+                    log::debug!("blob {digest} for {}: waiting for its copy to another repository", task.dst);
+                    return Ok(());
+                }
+                moving.insert(reg_key, (task.dst.name.clone(), Vec::new()));
                 blobs.insert(key.clone(), BlobState::InFlight(Vec::new()));
             }
         }
     }
     let result = transfer_with_retries(ctx, task, image.as_deref());
+    // Whoever waited for this copy goes again: it finds the blob known here and mounts it (or,
+    // if this copy failed, makes its own).
+    let deferred = ctx.moving_blobs.lock().remove(&(task.dst.registry.clone(), digest.clone()));
+    if result.is_ok() {
+        ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
+    }
+    for later in deferred.map(|(_, l)| l).unwrap_or_default() {
+        ctx.queue.push(super::graph::Task::Blob(later));
+    }
     // Settle the entry in one critical section, so no other task can start a second copy.
     let others = {
         let mut blobs = ctx.blobs.lock();
@@ -83,7 +104,6 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
         Moved::Mounted => Event::BlobMounted,
         Moved::Copied(n) => Event::BlobCopied(n),
     });
-    ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
     waiters.drain(..).for_each(|n| ctx.complete(&n));
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::graph::{complete, BlobState, Node, Pair, Rule, Task};
+use super::graph::{complete, BlobState, BlobTask, Node, Pair, Rule, Task};
 use super::progress::{Event, Moving};
 use super::queue::Queue;
 use crate::manifest::PlatformFilter;
@@ -113,6 +113,9 @@ pub struct Ctx<'a> {
     pub tags: Mutex<HashMap<Repository, Option<Arc<HashSet<String>>>>>,
     /// Blob copies per destination: done, or in flight with waiters.
     pub blobs: Mutex<HashMap<BlobKey, BlobState>>,
+    /// Blobs being copied to a registry, (registry, digest) → the repository getting it and the
+    /// tasks of other repositories that wait to mount it from there.
+    pub moving_blobs: Mutex<HashMap<(String, Digest), (String, Vec<BlobTask>)>>,
     /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.
     pub known: Mutex<HashMap<(String, Digest), String>>,
     /// Images that are in sync (copied or already unchanged).

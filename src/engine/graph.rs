@@ -153,6 +153,18 @@ pub struct BlobTask {
     pub waiters: Mutex<Vec<Arc<Node>>>,
 }
 
+impl BlobTask {
+    /// The same blob for the same repositories, waited for by no one yet.
+    pub fn clone_empty(&self) -> BlobTask {
+        BlobTask {
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+            blob: self.blob.clone(),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 pub enum Task {
     Rule(Arc<Rule>),
     Image(Arc<Pair>),

@@ -165,6 +165,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         tags: Mutex::new(HashMap::new()),
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
+        moving_blobs: Mutex::new(HashMap::new()),
         synced: Mutex::new(Vec::new()),
         outcomes: Mutex::new(Vec::new()),
         stats: Mutex::new(HashMap::new()),

@@ -52,3 +52,31 @@ fn img_blob_count(img: &Image) -> usize {
     let m: serde_json::Value = serde_json::from_slice(&img.bytes).expect("manifest JSON");
     1 + m["layers"].as_array().map_or(0, Vec::len)
 }
+
+#[test]
+fn a_layer_shared_by_two_repositories_is_streamed_once_and_mounted() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let shared = random_bytes(unique_seed(), 2 * 1024 * 1024);
+    let a = push_image_with_layers(src.api(), "share/a", "v1", vec![shared.clone()]);
+    let b = push_image_with_layers(src.api(), "share/b", "v1", vec![shared]);
+    let layer = a.layers[0].clone();
+    assert_eq!(layer, b.layers[0]);
+    // A slow source (2 MiB/s) keeps the first copy in flight while the second image starts.
+    let proxy = Proxy::start_with(&src.addr(), ProxyOpts { rate: 2 * 1024 * 1024, ..ProxyOpts::default() });
+    let job = Job::new(
+        &[AuthEntry::insecure(&proxy.addr()), AuthEntry::insecure(&dst.addr())],
+        &images_yaml_pairs(&[
+            (proxy.repo("share/a:v1"), dst.repo("share/a")),
+            (proxy.repo("share/b:v1"), dst.repo("share/b")),
+        ]),
+    );
+    let run = job.run_within(90, &["--proc", "4"]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &a, "share/a", "v1");
+    assert_image_copied(src.api(), dst.api(), &b, "share/b", "v1");
+    let layer_gets = proxy.requests().iter().filter(|r| r.is(Match::BlobGet) && r.path().ends_with(&layer)).count();
+    assert_eq!(layer_gets, 1, "the shared layer was read from the source more than once:\n{run}");
+    let mounted = dst.requests().iter().any(|r| r.method == "POST" && r.query.contains("mount=") && r.status == 201);
+    assert!(mounted, "the second repository got the layer by a mount:\n{run}");
+}
