@@ -90,6 +90,10 @@ impl From<registry::Error> for SyncError {
     }
 }
 
+/// A blob copy in flight to a registry: the repository getting it, and the tasks of other
+/// repositories waiting to mount it from there.
+pub type InFlightCopy = (String, Vec<BlobTask>);
+
 /// A rule, and the pairs it expanded into (`None` until it did).
 pub type Expansion = (Arc<Rule>, Option<Vec<Pair>>);
 
@@ -115,7 +119,7 @@ pub struct Ctx<'a> {
     pub blobs: Mutex<HashMap<BlobKey, BlobState>>,
     /// Blobs being copied to a registry, (registry, digest) → the repository getting it and the
     /// tasks of other repositories that wait to mount it from there.
-    pub moving_blobs: Mutex<HashMap<(String, Digest), (String, Vec<BlobTask>)>>,
+    pub moving_blobs: Mutex<HashMap<(String, Digest), InFlightCopy>>,
     /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.
     pub known: Mutex<HashMap<(String, Digest), String>>,
     /// Images that are in sync (copied or already unchanged).
