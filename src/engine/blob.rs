@@ -156,7 +156,11 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, S
     };
     let moving = ctx.moving(label, task.blob.size);
     let length = match stream(ctx, task, &dc, session, &moving) {
-        Err(SyncError::Registry(e)) if e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() => {
+        // Only the destination's own answer can say so (a source's 404 travels through the
+        // upload body as an error too).
+        Err(SyncError::Registry(e))
+            if e.registry == dc.registry && e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() =>
+        {
             log::info!(
                 "{}: refuses single-request blob uploads ({}); switching to PATCH uploads in chunks of {} bytes",
                 dst.registry,

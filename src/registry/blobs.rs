@@ -507,9 +507,17 @@ impl Error {
     /// thing, whichever request of the upload met it.
     pub fn refuses_monolithic_upload(&self) -> bool {
         matches!(self.status_code(), Some(400 | 404 | 405 | 411 | 413 | 415 | 416 | 501))
-            && !["DIGEST_INVALID", "SIZE_INVALID", "NAME_UNKNOWN", "NAME_INVALID", "DENIED", "UNAUTHORIZED"]
-                .iter()
-                .any(|c| self.has_code(c))
+            && ![
+                "DIGEST_INVALID",
+                "SIZE_INVALID",
+                "NAME_UNKNOWN",
+                "NAME_INVALID",
+                "DENIED",
+                "UNAUTHORIZED",
+                "BLOB_UNKNOWN",
+            ]
+            .iter()
+            .any(|c| self.has_code(c))
     }
 }
 
