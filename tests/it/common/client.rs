@@ -196,6 +196,42 @@ impl Client {
         r.call().map(|resp| resp.status().as_u16()).expect("DELETE")
     }
 
+    /// `DELETE /v2/<repo>/manifests/<reference>`: the status. Distribution deletes by digest
+    /// only (a tag is answered `400 DIGEST_INVALID`), and deleting a digest removes every tag
+    /// that points at it; without deletion enabled it answers `405 UNSUPPORTED`.
+    pub fn delete_manifest(&self, repo: &str, reference: &str) -> u16 {
+        let mut r = self.agent.delete(&self.url(&format!("/v2/{repo}/manifests/{reference}")));
+        if let Some(a) = &self.auth {
+            r = r.header("Authorization", a);
+        }
+        r.call().map(|resp| resp.status().as_u16()).expect("DELETE manifest")
+    }
+
+    /// Every repository of the registry (`GET /v2/_catalog`, following `Link` pages), sorted.
+    pub fn catalog(&self) -> Vec<String> {
+        let mut repos = Vec::new();
+        let mut next = Some("/v2/_catalog".to_string());
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            pages += 1;
+            assert!(pages <= 1000, "GET /v2/_catalog: more than 1000 pages");
+            let mut resp = self.get_req(&path).call().expect("GET catalog");
+            let status = resp.status().as_u16();
+            let bytes = read_body(&mut resp);
+            assert_eq!(status, 200, "GET {path}: {}", String::from_utf8_lossy(&bytes));
+            let v: serde_json::Value = serde_json::from_slice(&bytes).expect("catalog JSON");
+            for r in v["repositories"].as_array().into_iter().flatten() {
+                repos.push(r.as_str().expect("repository name").to_string());
+            }
+            next = header(&resp, "Link").and_then(|l| {
+                let (start, end) = (l.find('<')?, l.find('>')?);
+                l.contains("rel=\"next\"").then(|| l[start + 1..end].to_string())
+            });
+        }
+        repos.sort();
+        repos
+    }
+
     /// A raw GET (path or absolute URL) with extra headers: (status, headers, body).
     pub fn raw_get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
         let mut r = self.get_req(path);

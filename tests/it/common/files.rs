@@ -83,6 +83,35 @@ pub fn images_yaml_pairs(pairs: &[(String, String)]) -> String {
     images_yaml(&rules)
 }
 
+/// An images file in YAML whose rule values are any JSON value, written in YAML's flow style:
+/// a string (`src: dst`), a list of destinations, or a map (`{to: …, semver: …, prune: …}`).
+pub fn images_yaml_values(rules: &[(&str, serde_json::Value)]) -> String {
+    let mut out = String::new();
+    for (src, value) in rules {
+        out.push_str(&format!("{}: {}\n", yaml_str(src), yaml_flow(value)));
+    }
+    out
+}
+
+/// `value` in YAML's flow style, strings double-quoted: `{"to": "r/x", "latest": 5}`.
+fn yaml_flow(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(m) => {
+            let items: Vec<String> = m.iter().map(|(k, v)| format!("{}: {}", yaml_str(k), yaml_flow(v))).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        serde_json::Value::Array(a) => format!("[{}]", a.iter().map(yaml_flow).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
+}
+
+/// The same rules as an images file in JSON (one object).
+pub fn images_json_values(rules: &[(&str, serde_json::Value)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> =
+        rules.iter().map(|(src, v)| (src.to_string(), v.clone())).collect();
+    serde_json::to_string_pretty(&serde_json::Value::Object(map)).unwrap()
+}
+
 /// A temp dir holding `auth.yaml` and `images.yaml`, ready for `--auth` / `--images`.
 pub struct Job {
     pub dir: TestDir,
@@ -92,9 +121,15 @@ pub struct Job {
 
 impl Job {
     pub fn new(auth: &[AuthEntry], images: &str) -> Job {
+        Job::with_images_file(auth, "images.yaml", images)
+    }
+
+    /// [`Job::new`] with the images file named `name` (e.g. `images.json`: the format follows
+    /// the extension).
+    pub fn with_images_file(auth: &[AuthEntry], name: &str, images: &str) -> Job {
         let dir = TestDir::new("job");
         let auth = dir.write("auth.yaml", &auth_yaml(auth));
-        let images = dir.write("images.yaml", images);
+        let images = dir.write(name, images);
         Job { dir, auth, images }
     }
 

@@ -78,6 +78,7 @@ fn build_and_push_image(
     kind: ImageKind,
     platform: Platform,
     layers_data: Vec<Vec<u8>>,
+    created: &str,
 ) -> Image {
     let (mt, config_mt, layer_mt) = match kind {
         ImageKind::Docker => (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER),
@@ -103,7 +104,7 @@ fn build_and_push_image(
     if !platform.variant.is_empty() {
         config["variant"] = serde_json::Value::String(platform.variant.clone());
     }
-    config["created"] = serde_json::Value::String("2024-01-01T00:00:00Z".into());
+    config["created"] = serde_json::Value::String(created.into());
     config["config"] = serde_json::json!({"Env": [format!("FIXTURE={:016x}", unique_seed())]});
     config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
     let config_bytes = serde_json::to_vec(&config).unwrap();
@@ -126,6 +127,9 @@ fn build_and_push_image(
     Image { repo: repo.to_string(), digest, bytes, media_type: mt.to_string(), config_digest, layers, platform }
 }
 
+/// The `created` time of every fixture image's config unless a test gives one.
+pub const FIXTURE_CREATED: &str = "2024-01-01T00:00:00Z";
+
 fn small_layers() -> Vec<Vec<u8>> {
     (0..2)
         .map(|_| {
@@ -138,7 +142,7 @@ fn small_layers() -> Vec<Vec<u8>> {
 /// Pushes a single-platform image with two random layers (a few KiB each) and a config blob.
 /// `variant` may be empty.
 pub fn push_image(c: &Client, repo: &str, tag: &str, kind: ImageKind, os: &str, arch: &str, variant: &str) -> Image {
-    build_and_push_image(c, repo, Some(tag), kind, Platform::new(os, arch, variant), small_layers())
+    build_and_push_image(c, repo, Some(tag), kind, Platform::new(os, arch, variant), small_layers(), FIXTURE_CREATED)
 }
 
 /// Pushes a linux/amd64 docker image under `tag` (the common case).
@@ -149,7 +153,15 @@ pub fn push_simple(c: &Client, repo: &str, tag: &str) -> Image {
 /// Pushes a linux/amd64 docker image whose layers are `layers` (shared layers are pushed once
 /// per repository; the registry keeps one copy).
 pub fn push_image_with_layers(c: &Client, repo: &str, tag: &str, layers: Vec<Vec<u8>>) -> Image {
-    build_and_push_image(c, repo, Some(tag), ImageKind::Docker, Platform::new("linux", "amd64", ""), layers)
+    build_and_push_image(
+        c,
+        repo,
+        Some(tag),
+        ImageKind::Docker,
+        Platform::new("linux", "amd64", ""),
+        layers,
+        FIXTURE_CREATED,
+    )
 }
 
 /// Pushes the same image bytes under an extra tag.
@@ -157,16 +169,48 @@ pub fn tag_image(c: &Client, img: &Image, tag: &str) {
     c.put_manifest(&img.repo, tag, &img.media_type, &img.bytes);
 }
 
+/// Pushes one small linux/amd64 docker image under every tag of `tags` (the image once, then
+/// only its manifest per extra tag: cheap, for tests about which tags are chosen).
+pub fn push_under_tags(c: &Client, repo: &str, tags: &[&str]) -> Image {
+    let (first, rest) = tags.split_first().expect("at least one tag");
+    let img = push_simple(c, repo, first);
+    for t in rest {
+        tag_image(c, &img, t);
+    }
+    img
+}
+
+/// Pushes a linux/amd64 docker image whose config says it was `created` at this RFC 3339 time,
+/// under `tag` (by digest only when `None`).
+pub fn push_image_created(c: &Client, repo: &str, tag: Option<&str>, created: &str) -> Image {
+    build_and_push_image(c, repo, tag, ImageKind::Docker, Platform::new("linux", "amd64", ""), small_layers(), created)
+}
+
+/// Pushes a docker manifest list of `children` (already in `repo`, e.g. from
+/// [`push_image_created`] without a tag), in this order, under `tag`.
+pub fn push_list_of(c: &Client, repo: &str, tag: &str, children: &[&Image]) -> Pushed {
+    let entries = children.iter().map(|i| platform_descriptor(i)).collect();
+    push_manifest_json(c, repo, Some(tag), DOCKER_LIST, &index_json(DOCKER_LIST, entries))
+}
+
 /// Pushes an image by digest only (no tag).
 pub fn push_image_untagged(c: &Client, repo: &str, kind: ImageKind, os: &str, arch: &str, variant: &str) -> Image {
-    build_and_push_image(c, repo, None, kind, Platform::new(os, arch, variant), small_layers())
+    build_and_push_image(c, repo, None, kind, Platform::new(os, arch, variant), small_layers(), FIXTURE_CREATED)
 }
 
 /// Pushes an image whose first layer is `mib` MiB of pseudo-random bytes (plus a small layer).
 pub fn push_big_image(c: &Client, repo: &str, tag: &str, mib: usize) -> Image {
     let big = random_bytes(unique_seed(), mib * 1024 * 1024);
     let small = random_bytes(unique_seed(), 3000);
-    build_and_push_image(c, repo, Some(tag), ImageKind::Docker, Platform::new("linux", "amd64", ""), vec![big, small])
+    build_and_push_image(
+        c,
+        repo,
+        Some(tag),
+        ImageKind::Docker,
+        Platform::new("linux", "amd64", ""),
+        vec![big, small],
+        FIXTURE_CREATED,
+    )
 }
 
 /// Pushes an OCI artifact shaped like a Helm chart: an OCI manifest whose config and layer have

@@ -8,7 +8,7 @@
 //! it answered, when), and can:
 //!
 //! * paginate `/v2/NAME/tags/list` with `Link` headers ([`ProxyOpts::page_size`]; the Debian
-//!   registry never paginates),
+//!   registry never paginates), and `/v2/_catalog` ([`ProxyOpts::catalog_page_size`]),
 //! * redirect blob GETs to another host, and send its own credentials upstream (a stand-in for
 //!   pre-signed object-storage URLs),
 //! * delay every request ([`ProxyOpts::delay`]) or refuse bodies over a size as nginx's
@@ -42,6 +42,8 @@ pub enum Match {
     ManifestPut,
     /// `GET /v2/NAME/tags/list`
     TagList,
+    /// `GET /v2/_catalog` (any page).
+    Catalog,
     /// `POST /v2/NAME/blobs/uploads/`
     UploadStart,
     /// `PATCH` of an upload session.
@@ -63,6 +65,7 @@ impl Match {
             Match::ManifestGet => method == "GET" && v2 && path.contains("/manifests/"),
             Match::ManifestPut => method == "PUT" && v2 && path.contains("/manifests/"),
             Match::TagList => method == "GET" && v2 && path.ends_with("/tags/list"),
+            Match::Catalog => method == "GET" && path == "/v2/_catalog",
             Match::UploadStart => method == "POST" && v2 && path.contains("/blobs/uploads/"),
             Match::UploadPatch => method == "PATCH" && v2 && path.contains("/blobs/uploads/"),
             Match::UploadPut => method == "PUT" && v2 && path.contains("/blobs/uploads/"),
@@ -172,6 +175,9 @@ pub struct ProxyOpts {
     /// Largest page of tags returned (the client's `n` is honoured when smaller), and of
     /// referrers when [`ProxyOpts::referrers`] is on. 0 = tag lists are forwarded as they are.
     pub page_size: usize,
+    /// Largest page of repositories returned by `GET /v2/_catalog` (the client's `n` is honoured
+    /// when smaller), with `Link` headers as distribution sends them. 0 = forwarded as it is.
+    pub catalog_page_size: usize,
     /// Answer blob GETs with `307 Temporary Redirect` to `http://HOST:PORT<same path>`.
     pub redirect_blobs_to: Option<String>,
     /// Send these Basic credentials upstream instead of the client's `Authorization`.
@@ -394,6 +400,11 @@ impl Proxy {
         self.requests().iter().filter(|r| r.is(m)).count()
     }
 
+    /// How many `/v2/_catalog` requests were received.
+    pub fn catalog_requests(&self) -> usize {
+        self.count(Match::Catalog)
+    }
+
     /// How many `/tags/list` requests were received.
     pub fn tag_list_requests(&self) -> usize {
         self.count(Match::TagList)
@@ -566,6 +577,9 @@ fn answer(
     }
     if st.opts.page_size > 0 && Match::TagList.matches(method, path, 0, &[]) {
         return paginate(client, st, uri, head);
+    }
+    if st.opts.catalog_page_size > 0 && Match::Catalog.matches(method, path, 0, &[]) {
+        return paginate_catalog(client, st, uri, head);
     }
     if fault == Some(Fault::CutRequest) && body.len() > 1 {
         let half = body.len() / 2;
@@ -817,6 +831,44 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
         hs.push(("Link".to_string(), format!("<{host}/v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\"")));
     }
     let out = serde_json::to_vec(&serde_json::json!({"name": name, "tags": chunk})).unwrap();
+    write_response(client, 200, &hs, &out, false);
+    200
+}
+
+/// Answer a catalog GET with one page of the sorted upstream catalog (fetched whole, without
+/// `n`, which distribution caps at its `catalog.maxentries`, 1000 by default).
+fn paginate_catalog(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut h = head;
+    h.line = format!("GET {path} HTTP/1.1");
+    let Some((rhead, body)) = forward(st, &h, b"") else {
+        write_response(client, 502, &[], b"upstream unreachable", false);
+        return 502;
+    };
+    if rhead.status() != 200 {
+        let hs = vec![("Content-Type".to_string(), rhead.get("content-type").unwrap_or_default())];
+        write_response(client, rhead.status(), &hs, &body, false);
+        return rhead.status();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let mut repos: Vec<String> = v["repositories"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    repos.sort();
+    let size = st.opts.catalog_page_size;
+    let n: usize = query_param(query, "n").and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(size);
+    let page = n.min(size);
+    let last = query_param(query, "last");
+    let rest: Vec<String> = repos.into_iter().filter(|r| last.as_ref().is_none_or(|l| r > l)).collect();
+    let chunk: Vec<String> = rest.iter().take(page).cloned().collect();
+    let mut hs = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
+    if rest.len() > chunk.len() {
+        // As distribution writes it: `last` URL-encoded (`team%2Fa`).
+        let last = chunk.last().cloned().unwrap_or_default().replace('/', "%2F");
+        hs.push(("Link".to_string(), format!("</v2/_catalog?last={last}&n={page}>; rel=\"next\"")));
+    }
+    let out = serde_json::to_vec(&serde_json::json!({"repositories": chunk})).unwrap();
     write_response(client, 200, &hs, &out, false);
     200
 }

@@ -1,5 +1,6 @@
 //! [`Registry`]: a real `docker-registry` process on a free port, with temp storage, optional
-//! htpasswd auth, and its access log parsed into [`Request`]s (what tests count).
+//! htpasswd auth, deletion enabled unless asked otherwise, and its access log parsed into
+//! [`Request`]s (what tests count).
 
 use std::fs;
 use std::net::TcpListener;
@@ -17,11 +18,20 @@ use super::*;
 pub struct RegistryOpts {
     /// Protect the registry with htpasswd Basic auth for this user and password.
     pub htpasswd: Option<(String, String)>,
+    /// Leave `storage.delete.enabled` out of the config: every `DELETE` of a manifest or blob is
+    /// then answered `405 UNSUPPORTED`, as a stock distribution does. By default (`false`) the
+    /// test registries have deletion enabled.
+    pub deletion_disabled: bool,
 }
 
 impl RegistryOpts {
     pub fn htpasswd(user: &str, pass: &str) -> RegistryOpts {
-        RegistryOpts { htpasswd: Some((user.to_string(), pass.to_string())) }
+        RegistryOpts { htpasswd: Some((user.to_string(), pass.to_string())), ..RegistryOpts::default() }
+    }
+
+    /// A registry that refuses deletion (`405 UNSUPPORTED`).
+    pub fn without_deletion() -> RegistryOpts {
+        RegistryOpts { deletion_disabled: true, ..RegistryOpts::default() }
     }
 }
 
@@ -46,6 +56,9 @@ impl Request {
     pub fn is_manifest_put(&self) -> bool {
         self.method == "PUT" && self.path.contains("/manifests/")
     }
+    pub fn is_delete(&self) -> bool {
+        self.method == "DELETE"
+    }
 }
 
 const SENTINEL: &str = "harness-sync";
@@ -64,8 +77,21 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry with deletion enabled (`storage.delete.enabled: true`), as every test registry
+    /// has unless [`RegistryOpts::deletion_disabled`] is set.
     pub fn start() -> Registry {
         Registry::start_with(RegistryOpts::default())
+    }
+
+    /// [`Registry::start`], named for tests that delete: manifests and blobs can be deleted
+    /// through the API (`DELETE` by digest answers `202`).
+    pub fn start_with_deletion() -> Registry {
+        Registry::start_with(RegistryOpts::default())
+    }
+
+    /// A registry without `storage.delete.enabled`: `DELETE` answers `405 UNSUPPORTED`.
+    pub fn start_without_deletion() -> Registry {
+        Registry::start_with(RegistryOpts::without_deletion())
     }
 
     pub fn start_with(opts: RegistryOpts) -> Registry {
@@ -230,10 +256,11 @@ fn start_process(dir: &TestDir, opts: &RegistryOpts) -> Result<(Child, u16, Path
     let instance = format!("{:016x}", unique_seed());
     let data = dir.join("data");
     fs::create_dir_all(&data).expect("create data dir");
+    let delete = if opts.deletion_disabled { "" } else { "  delete: {enabled: true}\n" };
     let mut config = format!(
         "version: 0.1\n\
          log: {{level: warn, accesslog: {{disabled: false}}}}\n\
-         storage:\n  filesystem: {{rootdirectory: \"{}\"}}\n  delete: {{enabled: true}}\n\
+         storage:\n  filesystem: {{rootdirectory: \"{}\"}}\n{delete}\
          http:\n  addr: 127.0.0.1:{port}\n  secret: harness-secret-{instance}\n  \
          headers:\n    X-Harness-Instance: [\"{instance}\"]\n",
         data.display()
