@@ -333,3 +333,28 @@ fn referrer_type_keeps_only_that_artifact_type() {
     let sig_tag = format!("{}.sig", referrers_tag(&f.top.digest));
     assert!(d.tags(REPO).contains(&sig_tag), "cosign's tag follows regardless: {:?}", d.tags(REPO));
 }
+
+/// A destination that speaks the referrers API (a proxy answering it) lists what was pushed by
+/// itself: the referrers arrive, and no fallback `sha256-…` tag is written there.
+#[test]
+fn a_destination_with_the_referrers_api_gets_no_fallback_tags() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let f = push_signed(src.api(), Published::FallbackTags);
+    let dp = Proxy::start_with(&dst.addr(), ProxyOpts { referrers: Some(Vec::new()), ..ProxyOpts::default() });
+    let job = Job::new(
+        &[src.auth_entry(), AuthEntry::insecure(&dp.addr())],
+        &images_yaml_pairs(&[(src.repo("signed/app:v1"), dp.repo("signed/app:v1"))]),
+    );
+    job.run_within(90, &[]).assert_ok();
+    let (s, d) = (src.api(), dst.api());
+    assert_manifest_copied(s, d, &f.top, REPO, "v1");
+    for p in f.followers() {
+        assert_manifest_copied(s, d, p, REPO, &p.digest);
+    }
+    let fallback: Vec<String> =
+        d.tags(REPO).into_iter().filter(|t| !t.contains('.') && t.starts_with("sha256-")).collect();
+    assert!(fallback.is_empty(), "fallback tags written at a destination with the API: {fallback:?}");
+    let probed = dp.requests().iter().any(|r| r.method == "GET" && r.path().contains("/referrers/"));
+    assert!(probed, "the destination's referrers API was asked");
+}
