@@ -192,7 +192,11 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
             fail("the destination is empty and no default is set (--registry and --namespace)".into())
         })?;
     }
-    let dst = parse_rule_ref(&dst_expanded).map_err(|e| fail(format!("destination: {e}")))?;
+    let dst = match namespace {
+        Some(_) => namespace_ref(&dst_expanded),
+        None => parse_rule_ref(&dst_expanded).map_err(|e| e.to_string()),
+    }
+    .map_err(|e| fail(format!("destination: {e}")))?;
     match (&src.selector, &dst.selector) {
         (_, Selector::Regex(_)) => return Err(fail("a destination cannot be a tag regex".into())),
         (_, Selector::Pinned { .. }) => {
@@ -225,16 +229,22 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
     Ok(Rule { namespace, ..Rule::new(src_text, dst_text, src, dst) })
 }
 
-/// `registry/namespace` (or a bare `registry`) of a `…/*` source: the namespace is the
-/// repository name prefix, empty for a whole registry.
+/// `registry/namespace` (or a bare `registry`) of a `…/*` source or of its destination: the
+/// namespace is the repository path prefix, taken as written (no Docker Hub `library/`), empty
+/// for a whole registry.
 fn namespace_ref(prefix: &str) -> Result<RuleRef, String> {
-    let repo = if prefix.contains('/') {
-        crate::reference::parse_repository(prefix).map_err(|e| e.to_string())?
-    } else if prefix.contains(['.', ':']) || prefix == "localhost" {
-        Repository { registry: crate::reference::normalize_registry(prefix), name: String::new() }
-    } else {
-        return Err(format!("{prefix:?}/* names no registry: write registry/namespace/* or registry/*"));
+    let (host, path) = prefix.trim().split_once('/').unwrap_or((prefix.trim(), ""));
+    if !(host.contains(['.', ':']) || host == "localhost") {
+        return Err(format!("{prefix:?} names no registry: write registry/namespace or registry"));
+    }
+    let path = path.trim_matches('/');
+    let valid = |c: &str| {
+        !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     };
+    if !path.is_empty() && !path.split('/').all(valid) {
+        return Err(format!("{prefix:?}: a namespace is a repository path prefix (no tag, digest or upper case)"));
+    }
+    let repo = Repository { registry: crate::reference::normalize_registry(host), name: path.to_string() };
     Ok(RuleRef { repo, selector: Selector::All })
 }
 
@@ -291,6 +301,9 @@ mod tests {
         assert_eq!((r[0].src.repo.registry.as_str(), r[0].src.repo.name.as_str()), ("localhost:5000", ""));
         assert!(parse("team/*: b.io/all\n").is_err(), "a bare name is no registry");
         assert!(parse("a.io/team/*: b.io/all:v1\n").is_err(), "a namespace goes to a prefix");
+        let r = parse("docker.io/myorg/*: other.io\n").unwrap();
+        assert_eq!(r[0].src.repo.name, "myorg", "taken as written, no library/");
+        assert_eq!((r[0].dst.repo.registry.as_str(), r[0].dst.repo.name.as_str()), ("other.io", ""));
     }
 
     #[test]

@@ -192,7 +192,23 @@ impl Config {
         for key in auth.unused_keys(repos) {
             log::warn!("{}: auth key {key:?} matches no image in the rules; is it mistyped?", auth_path.display());
         }
+        let mut rules = rules;
+        if args.prune {
+            // Rules that push by digest only produce no tag: they prune nothing (and keep
+            // nothing from being pruned by others: their repositories' tags are not theirs).
+            for r in rules.iter_mut().filter(|r| r.pushes_tags()) {
+                r.prune = true;
+            }
+        }
         let shard = Shard::from_flag_or_env(args.shard.as_deref(), env).map_err(ConfigError::Usage)?;
+        if let (Some(_), Some(r)) = (&shard, rules.iter().find(|r| r.prune && r.namespace.is_some())) {
+            // Shards split by destination repository; a namespace's repositories are known only
+            // once its catalog is read, so another shard could own one of them.
+            return Err(ConfigError::Usage(format!(
+                "--shard with prune: {} is a namespace rule; name its repositories as rules, or do not prune",
+                r.describe()
+            )));
+        }
         let rules = match shard {
             None => rules,
             Some(shard) => {
@@ -207,14 +223,6 @@ impl Config {
             client_cert: None,
             skip_verify: args.skip_tls_verify,
         };
-        let mut rules = rules;
-        if args.prune {
-            // Rules that push by digest only produce no tag: they prune nothing (and keep
-            // nothing from being pruned by others: their repositories' tags are not theirs).
-            for r in rules.iter_mut().filter(|r| r.pushes_tags()) {
-                r.prune = true;
-            }
-        }
         if args.no_referrers && !args.referrer_type.is_empty() {
             return Err(ConfigError::Usage("--referrer-type and --no-referrers contradict each other".into()));
         }

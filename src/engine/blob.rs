@@ -63,13 +63,17 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
             }
         }
     }
-    let result = transfer_with_retries(ctx, task, image.as_deref());
+    // A panic must not leave the bookkeeping below undone: tasks parked on this copy would be
+    // lost, neither synced nor failed.
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transfer_with_retries(ctx, task, image.as_deref())))
+            .unwrap_or_else(|p| Err(SyncError::Panic(super::queue::panic_message(&p))));
     // Whoever waited for this copy goes again: it finds the blob known here and mounts it (or,
-    // if this copy failed, makes its own).
-    let deferred = ctx.moving_blobs.lock().remove(&(task.dst.registry.clone(), digest.clone()));
+    // if this copy failed, makes its own). Known first, so no one starts a second stream.
     if result.is_ok() {
         ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
     }
+    let deferred = ctx.moving_blobs.lock().remove(&(task.dst.registry.clone(), digest.clone()));
     for later in deferred.map(|(_, l)| l).unwrap_or_default() {
         ctx.queue.push(super::graph::Task::Blob(later));
     }

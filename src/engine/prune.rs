@@ -7,19 +7,21 @@
 //!   others produce);
 //! - never a tag that any rule of the run produces in that repository;
 //! - never a referrer or signature tag (`sha256-<hex>`, `.sig`, `.att`, `.sbom`);
-//! - by tag where the registry can delete a tag (OCI 1.1); where it can only delete a manifest
-//!   by digest (distribution 2.8 answers a tag `DELETE` with 400), the digest is deleted only
-//!   when no kept tag points to it — else the tag is reported as not prunable and stays;
+//! - never when no tag at all was produced there (an empty selection would delete everything);
+//! - never a manifest a kept tag still reaches (itself, or as a child of a kept index), nor one
+//!   the run pushed by digest: such a tag is reported as not prunable and stays. Then by tag
+//!   where the registry can delete a tag (OCI 1.1); where it can only delete a manifest by
+//!   digest (distribution 2.8 answers a tag `DELETE` with 400), by digest;
 //! - a registry that refuses deletion (405) is reported once, and nothing more is tried there.
 //!
 //! With `--dry-run` the same decisions are made with reads only, and printed.
 
 use std::collections::{HashMap, HashSet};
 
-use super::context::Ctx;
+use super::context::{Ctx, Outcome};
 use super::graph::Pair;
 use super::Failure;
-use crate::manifest::is_referrer_tag;
+use crate::manifest::{is_referrer_tag, Kind, Manifest};
 use crate::reference::{Digest, Reference, Repository};
 use crate::registry::{Access, Client, Error};
 
@@ -45,10 +47,22 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
             Failure::Rule { .. } => None,
         })
         .collect();
+    // What the run produces in each repository: tags, and digests pushed without one.
     let mut produced: HashMap<&Repository, HashSet<&str>> = HashMap::new();
+    let mut pinned: HashMap<Repository, Vec<Digest>> = HashMap::new();
     for pair in rules.iter().filter_map(|(_, p)| p.as_ref()).flatten() {
-        if let Reference::Tag(t) = &pair.dst.reference {
-            produced.entry(&pair.dst.repo).or_default().insert(t);
+        match &pair.dst.reference {
+            Reference::Tag(t) => {
+                produced.entry(&pair.dst.repo).or_default().insert(t);
+            }
+            Reference::Digest(d) => pinned.entry(pair.dst.repo.clone()).or_default().push(d.clone()),
+        }
+    }
+    for (pair, outcome) in ctx.outcomes.lock().iter() {
+        if let Outcome::Synced(d) | Outcome::Unchanged(d) = outcome {
+            if pair.dst.is_digest() {
+                pinned.entry(pair.dst.repo.clone()).or_default().push(d.clone());
+            }
         }
     }
     let mut how: HashMap<String, Deletes> = HashMap::new();
@@ -56,13 +70,15 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
     let mut count = 0;
     for (rule, pairs) in &rules {
         let repo = &rule.dst.repo;
-        let Some(pairs) = pairs.as_ref().filter(|_| rule.prune && rule.namespace.is_none()) else { continue };
-        if !done.insert(repo) {
+        if pairs.is_none() || !rule.prune || rule.namespace.is_some() || !done.insert(repo) {
             continue;
         }
-        let bad = pairs.iter().filter(|p| failed.contains(p)).count();
+        // Every rule writing here must be clean, not only this one.
+        let writers: Vec<&Vec<Pair>> =
+            rules.iter().filter(|(r, _)| r.dst.repo == *repo).filter_map(|(_, p)| p.as_ref()).collect();
+        let bad = writers.iter().flat_map(|p| p.iter()).filter(|p| failed.contains(p)).count();
         if bad > 0 {
-            log::warn!("not pruning {repo}: {bad} image(s) of {} failed", rule.describe());
+            log::warn!("not pruning {repo}: {bad} image(s) synced there failed");
             continue;
         }
         // A rule that never listed its tags may write here: what it produces is unknown.
@@ -72,7 +88,12 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
             log::warn!("not pruning {repo}: {} did not list its tags", other.describe());
             continue;
         }
-        let keep = produced.get(repo).cloned().unwrap_or_default();
+        let Some(keep) = produced.get(repo).filter(|k| !k.is_empty()) else {
+            // An empty selection (a typo in a range, a source emptied or answering `tags: null`)
+            // would otherwise delete every tag.
+            log::warn!("not pruning {repo}: no rule produced any tag there this run");
+            continue;
+        };
         let dc = ctx.regs.client(repo);
         if how.get(&dc.registry) == Some(&Deletes::Refused) {
             continue;
@@ -90,7 +111,8 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
         if gone.is_empty() {
             continue;
         }
-        let mut pruner = Pruner { ctx, dc: &dc, repo, kept: &kept, kept_digests: None, how: &mut how };
+        let roots = pinned.get(repo).cloned().unwrap_or_default();
+        let mut pruner = Pruner { ctx, dc: &dc, repo, kept: &kept, roots, protected: None, how: &mut how };
         count += pruner.run(&gone);
     }
     if count > 0 {
@@ -114,8 +136,11 @@ struct Pruner<'a, 'c> {
     dc: &'a Client,
     repo: &'a Repository,
     kept: &'a [String],
-    /// The digests the kept tags point to, read when first needed.
-    kept_digests: Option<HashMap<Digest, String>>,
+    /// Digests the run pushed here without a tag: kept, with all they reference.
+    roots: Vec<Digest>,
+    /// Every manifest a kept tag (or a root) reaches, with a tag that reaches it; read when
+    /// first needed.
+    protected: Option<HashMap<Digest, String>>,
     how: &'a mut HashMap<String, Deletes>,
 }
 
@@ -125,56 +150,31 @@ impl Pruner<'_, '_> {
         let mut deleted: HashSet<Digest> = HashSet::new();
         for tag in gone {
             let name = format!("{}:{tag}", self.repo);
-            let reference = Reference::Tag(tag.clone());
-            let by = self.how.get(&self.dc.registry).copied();
-            if by == Some(Deletes::Refused) {
-                return count;
-            }
-            if self.ctx.dry_run() || by == Some(Deletes::ByDigest) {
-                match self.by_digest(tag, &name, &mut deleted) {
-                    Ok(true) => count += 1,
-                    Ok(false) => {}
-                    Err(e) => self.failed(&name, &e),
-                }
-                continue;
-            }
-            match self.dc.delete_manifest(&self.repo.name, &reference) {
-                Ok(_) => {
-                    self.how.insert(self.dc.registry.clone(), Deletes::ByTag);
-                    log::info!("pruned {name}");
-                    count += 1;
-                }
-                // distribution 2.8: "DIGEST_INVALID" for a tag; others say UNSUPPORTED with 400.
-                Err(e) if e.status_code() == Some(400) && by.is_none() => {
-                    log::debug!("{}: cannot delete a tag by name ({e}); deleting by digest", self.dc.registry);
-                    self.how.insert(self.dc.registry.clone(), Deletes::ByDigest);
-                    match self.by_digest(tag, &name, &mut deleted) {
-                        Ok(true) => count += 1,
-                        Ok(false) => {}
-                        Err(e) => self.failed(&name, &e),
-                    }
-                }
+            match self.one(tag, &name, &mut deleted) {
+                Ok(true) => count += 1,
+                Ok(false) => {}
                 Err(e) => self.failed(&name, &e),
+            }
+            if self.how.get(&self.dc.registry) == Some(&Deletes::Refused) {
+                break;
             }
         }
         count
     }
 
-    /// Delete `tag` by deleting its manifest, when no kept tag points to the same digest.
-    fn by_digest(&mut self, tag: &str, name: &str, deleted: &mut HashSet<Digest>) -> Result<bool, Error> {
-        let Some(digest) = self.dc.manifest_digest(&self.repo.name, &Reference::Tag(tag.into()), Access::Push)? else {
+    /// Delete `tag`, unless what it shows is still shown by a kept tag (deleting by digest
+    /// would take that along; and a registry "deleting a tag" may delete its manifest).
+    fn one(&mut self, tag: &str, name: &str, deleted: &mut HashSet<Digest>) -> Result<bool, Error> {
+        let reference = Reference::Tag(tag.into());
+        let Some(digest) = self.dc.manifest_digest(&self.repo.name, &reference, Access::Push)? else {
             return Ok(false);
         };
         if deleted.contains(&digest) {
-            // Gone with the manifest of a tag deleted before it.
             log::info!("pruned {name} (with {})", digest.short());
             return Ok(true);
         }
-        if let Some(keeper) = self.kept_digests()?.get(&digest) {
-            log::warn!(
-                "{name} is not prunable: the registry deletes only by digest, and kept tag {keeper} has the same digest {}",
-                digest.short()
-            );
+        if let Some(keeper) = self.protected()?.get(&digest) {
+            log::warn!("{name} is not prunable: {keeper} still shows the same manifest {}", digest.short());
             return Ok(false);
         }
         if self.ctx.dry_run() {
@@ -182,23 +182,62 @@ impl Pruner<'_, '_> {
             deleted.insert(digest);
             return Ok(true);
         }
-        self.dc.delete_manifest(&self.repo.name, &Reference::Digest(digest.clone()))?;
+        if self.how.get(&self.dc.registry) != Some(&Deletes::ByDigest) {
+            match self.dc.delete_manifest(&self.repo.name, &reference) {
+                Ok(true) => {
+                    self.how.insert(self.dc.registry.clone(), Deletes::ByTag);
+                    log::info!("pruned {name}");
+                    return Ok(true);
+                }
+                Ok(false) => return Ok(false),
+                // distribution 2.8 answers a tag with 400 DIGEST_INVALID; others 400 UNSUPPORTED.
+                Err(e) if e.status_code() == Some(400) => {
+                    log::debug!("{}: cannot delete a tag by name ({e}); deleting by digest", self.dc.registry);
+                    self.how.insert(self.dc.registry.clone(), Deletes::ByDigest);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !self.dc.delete_manifest(&self.repo.name, &Reference::Digest(digest.clone()))? {
+            return Ok(false);
+        }
         log::info!("pruned {name} (deleted {})", digest.short());
         deleted.insert(digest);
         Ok(true)
     }
 
-    fn kept_digests(&mut self) -> Result<&HashMap<Digest, String>, Error> {
-        if self.kept_digests.is_none() {
+    /// Every manifest reachable from a kept tag or a root: indexes are walked down to their
+    /// children, so an image a kept index lists is never deleted under it.
+    fn protected(&mut self) -> Result<&HashMap<Digest, String>, Error> {
+        if self.protected.is_none() {
             let mut map = HashMap::new();
-            for t in self.kept {
-                if let Some(d) = self.dc.manifest_digest(&self.repo.name, &Reference::Tag(t.clone()), Access::Push)? {
-                    map.entry(d).or_insert_with(|| t.clone());
+            let mut todo: Vec<(Reference, String, usize)> =
+                self.kept.iter().map(|t| (Reference::Tag(t.clone()), format!("kept tag {t}"), 0)).collect();
+            todo.extend(
+                self.roots
+                    .iter()
+                    .map(|d| (Reference::Digest(d.clone()), format!("manifest {} pushed by this run", d.short()), 0)),
+            );
+            while let Some((reference, why, depth)) = todo.pop() {
+                let fetched = match self.dc.get_manifest(&self.repo.name, &reference, Access::Push) {
+                    Ok(f) => f,
+                    Err(e) if e.status_code() == Some(404) => continue,
+                    Err(e) => return Err(e),
+                };
+                if map.insert(fetched.digest.clone(), why.clone()).is_some() || depth >= super::tree::MAX_DEPTH {
+                    continue;
+                }
+                if let Ok(Manifest { kind: Kind::Index { manifests }, .. }) =
+                    Manifest::parse(&fetched.bytes, fetched.media_type.as_deref())
+                {
+                    for child in manifests {
+                        todo.push((Reference::Digest(child.digest), why.clone(), depth + 1));
+                    }
                 }
             }
-            self.kept_digests = Some(map);
+            self.protected = Some(map);
         }
-        Ok(self.kept_digests.as_ref().expect("just set"))
+        Ok(self.protected.as_ref().expect("just set"))
     }
 
     /// A deletion failed: a registry that refuses deletion is said once; other errors per tag.

@@ -109,14 +109,8 @@ impl<T: Send + Lane, E: Send> Queue<T, E> {
                     self.ready.wait_for(&mut st, std::time::Duration::from_millis(200));
                 }
             };
-            let result = catch_unwind(AssertUnwindSafe(|| work(&task))).unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(on_panic(msg))
-            });
+            let result =
+                catch_unwind(AssertUnwindSafe(|| work(&task))).unwrap_or_else(|p| Err(on_panic(panic_message(&p))));
             let mut st = self.state.lock();
             st.busy -= 1;
             if let Err(e) = result {
@@ -126,6 +120,14 @@ impl<T: Send + Lane, E: Send> Queue<T, E> {
             self.ready.notify_all();
         }
     }
+}
+
+/// The message a panic carried.
+pub fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 #[cfg(test)]

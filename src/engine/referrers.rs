@@ -19,7 +19,7 @@ use super::image::bad;
 use super::tree::{Planner, MAX_DEPTH};
 use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, Kind, Manifest, Referrer, OCI_INDEX};
 use crate::reference::{Digest, Reference};
-use crate::registry::Access;
+use crate::registry::{Access, ReferrersAnswer};
 
 impl Planner<'_, '_> {
     /// What refers to `subject` (at `level`) and is missing at the destination, planned to be
@@ -62,9 +62,14 @@ impl Planner<'_, '_> {
         if ctx.has_referrers_api(&self.sc.registry) != Some(false) {
             let types = &ctx.referrers.types;
             let one = (types.len() == 1).then(|| types[0].as_str());
-            let answer = self.sc.referrers(&self.src.name, subject, one, Access::Pull)?;
-            ctx.set_referrers_api(&self.sc.registry, answer.is_some());
-            listed = answer;
+            match self.sc.referrers(&self.src.name, subject, one, Access::Pull)? {
+                ReferrersAnswer::Listed(index) => {
+                    ctx.set_referrers_api(&self.sc.registry, true);
+                    listed = Some(index);
+                }
+                ReferrersAnswer::NoApi => ctx.set_referrers_api(&self.sc.registry, false),
+                ReferrersAnswer::Unknown => {}
+            }
         }
         if listed.is_none() {
             let tag = Reference::Tag(fallback_tag(subject));
@@ -77,7 +82,14 @@ impl Planner<'_, '_> {
             }
         }
         let Some(index) = listed else { return Ok(Vec::new()) };
-        let mut found = Referrer::list(&index).map_err(|m| bad(&at, m))?;
+        let mut found = match Referrer::list(&index) {
+            Ok(f) => f,
+            // Someone else's `sha256-…` tag, or a broken listing: the image itself still syncs.
+            Err(m) => {
+                log::warn!("{at}: referrers not copied: {m}");
+                return Ok(Vec::new());
+            }
+        };
         let types = &ctx.referrers.types;
         found.retain(|r| {
             r.digest != *subject && (types.is_empty() || r.artifact_type.as_ref().is_some_and(|t| types.contains(t)))
@@ -95,11 +107,19 @@ impl Planner<'_, '_> {
         let registry = &self.dc.registry;
         let api = match ctx.has_referrers_api(registry) {
             Some(known) => known,
-            None => {
-                let known = self.dc.referrers(&self.dst.name, subject, None, Access::Push)?.is_some();
-                ctx.set_referrers_api(registry, known);
-                known
-            }
+            None => match self.dc.referrers(&self.dst.name, subject, None, Access::Push)? {
+                ReferrersAnswer::Listed(_) => {
+                    ctx.set_referrers_api(registry, true);
+                    true
+                }
+                ReferrersAnswer::NoApi => {
+                    ctx.set_referrers_api(registry, false);
+                    false
+                }
+                // A repository new there: write the fallback tag this time (harmless where the
+                // API exists), and ask again for the next subject.
+                ReferrersAnswer::Unknown => false,
+            },
         };
         if api {
             return Ok(None);

@@ -75,7 +75,15 @@ fn select(client: &Client, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>
     }
     let total = tags.len();
     let repo = &rule.src.repo;
-    let (kept, how) = rule.select.apply(tags, |tag| created(client, repo, tag))?;
+    // One tag that cannot be read (gone since the listing, schema 1, no config) is "created
+    // unknown" and ranks last; only a failure that may clear up fails the rule (to be retried).
+    let (kept, how) = rule.select.apply(tags, |tag| match created(client, repo, tag) {
+        Err(e) if !e.is_transient() => {
+            log::warn!("{}: {repo}:{tag}: creation time unknown ({e})", rule.describe());
+            Ok(None)
+        }
+        other => other,
+    })?;
     log::info!("{}: {} of {total} tags selected ({how})", rule.describe(), kept.len());
     Ok(kept)
 }

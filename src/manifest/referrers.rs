@@ -60,9 +60,8 @@ pub fn cosign_tags(subject: &Digest) -> Vec<String> {
 /// naming an image of its own.
 pub fn is_referrer_tag(tag: &str) -> bool {
     let Some(rest) = tag.strip_prefix("sha256-") else { return false };
-    let (hex, suffix) = rest.split_at(rest.len().min(64));
-    hex.len() == 64
-        && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    let (Some(hex), Some(suffix)) = (rest.get(..64), rest.get(64..)) else { return false };
+    hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         && (suffix.is_empty() || COSIGN_SUFFIXES.iter().any(|s| suffix.strip_prefix('.') == Some(s)))
 }
 
@@ -123,6 +122,7 @@ mod tests {
         assert!(!is_referrer_tag(&format!("sha256-{}.foo", "a".repeat(64))));
         assert!(!is_referrer_tag(&format!("sha256-{}", "A".repeat(64))));
         assert!(!is_referrer_tag("v1.0"));
+        assert!(!is_referrer_tag(&format!("sha256-{}é", "a".repeat(63))), "no panic on a non-ASCII tag");
     }
 
     #[test]

@@ -9,6 +9,18 @@ use crate::reference::{Digest, Reference};
 /// A safety stop against a referrers listing whose `Link` never ends.
 const MAX_REFERRER_PAGES: usize = 1000;
 
+/// What the referrers API said.
+#[derive(Debug)]
+pub enum ReferrersAnswer {
+    /// The index of the referrers (all pages).
+    Listed(Vec<u8>),
+    /// The registry has no referrers API.
+    NoApi,
+    /// Cannot tell for now (the repository does not exist there yet, or the request was
+    /// refused): no referrers from it, and nothing to remember about the registry.
+    Unknown,
+}
+
 /// What a HEAD told us.
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -85,12 +97,8 @@ impl Client {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         self.retrying(&what, || {
             // A manifest GET is what a pull budget counts.
-            let wait = self.rate.delay();
-            if !wait.is_zero() {
-                log::info!("{}: waiting {wait:.0?} before {what}, to stay within its rate limit", self.registry);
-                if !crate::stop::sleep(wait) {
-                    return Err(Error::new(&self.registry, &what, ErrorKind::Interrupted));
-                }
+            if !self.rate.wait(&self.registry, &what) {
+                return Err(Error::new(&self.registry, &what, ErrorKind::Interrupted));
             }
             let mut r = self.send("GET", &url, &access.scopes(repo), &[("Accept", ACCEPT)], Body::Empty, &what)?;
             self.rate.observe(&self.registry, |h| header(&r, h));
@@ -123,7 +131,7 @@ impl Client {
         digest: &Digest,
         artifact_type: Option<&str>,
         access: Access,
-    ) -> Result<Option<Vec<u8>>, Error> {
+    ) -> Result<ReferrersAnswer, Error> {
         let what = format!("GET referrers {repo}@{digest}");
         let query = artifact_type.map(|t| format!("?artifactType={}", super::encode_query(t))).unwrap_or_default();
         let mut url = self.url(&format!("/v2/{repo}/referrers/{digest}{query}"));
@@ -133,16 +141,26 @@ impl Client {
             let page = self.retrying(&what, || {
                 let mut r =
                     self.send("GET", &url, &access.scopes(repo), &[("Accept", OCI_INDEX)], Body::Empty, &what)?;
-                match r.status().as_u16() {
-                    200 => {
-                        let next = header(&r, "link").and_then(|l| super::tags::next_link(&l));
-                        Ok(Some((self.read_body(r, MAX_MANIFEST_BYTES, &what)?, next)))
-                    }
-                    400 | 404 | 405 | 501 if merged.is_none() => Ok(None),
-                    _ => Err(Error::status(&self.registry, &what, &mut r)),
+                let status = r.status().as_u16();
+                if status == 200 {
+                    let next = header(&r, "link").and_then(|l| super::tags::next_link(&l));
+                    return Ok(Ok((self.read_body(r, MAX_MANIFEST_BYTES, &what)?, next)));
+                }
+                let e = Error::status(&self.registry, &what, &mut r);
+                match (status, &e.kind) {
+                    _ if merged.is_some() => Err(e),
+                    // A registry error: the repository (or manifest) is not known there yet.
+                    (404, ErrorKind::Status { errors, .. }) if !errors.is_empty() => Ok(Err(ReferrersAnswer::Unknown)),
+                    // No such route: a registry without the API.
+                    (400 | 404 | 405 | 406 | 501, _) => Ok(Err(ReferrersAnswer::NoApi)),
+                    (403, _) => Ok(Err(ReferrersAnswer::Unknown)),
+                    _ => Err(e),
                 }
             })?;
-            let Some((bytes, next)) = page else { return Ok(None) };
+            let (bytes, next) = match page {
+                Ok(p) => p,
+                Err(answer) => return Ok(answer),
+            };
             let mut doc: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| invalid(format!("invalid referrers index: {e}")))?;
             match (&mut merged, doc.get_mut("manifests").and_then(|m| m.as_array_mut())) {
@@ -155,7 +173,9 @@ impl Client {
             }
             match next {
                 Some(n) => url = self.resolve(&n),
-                None => return serde_json::to_vec(&merged).map(Some).map_err(|e| invalid(e.to_string())),
+                None => {
+                    return serde_json::to_vec(&merged).map(ReferrersAnswer::Listed).map_err(|e| invalid(e.to_string()))
+                }
             }
         }
         Err(invalid("referrers pagination does not end".into()))

@@ -25,7 +25,7 @@ mod transport;
 pub use blobs::{BlobSource, Upload};
 pub use client::Client;
 pub use error::{Error, ErrorKind};
-pub use manifests::{Access, Fetched, Head};
+pub use manifests::{Access, Fetched, Head, ReferrersAnswer};
 pub use registries::Registries;
 pub use settings::{Auth, AuthRule, Credentials, Keychain, Limits, TlsOptions};
 

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 /// Below this many pulls left, requests are paced.
 const LOW: u64 = 10;
-/// No single wait is longer than this (each wait is logged, and a stop ends it).
+/// A long wait is logged again after this long (and a stop ends it at any time).
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,7 +49,7 @@ impl RateLimit {
         let limit = get("ratelimit-limit").as_deref().and_then(parse);
         let reset = get("ratelimit-reset")
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Instant::now() + Duration::from_secs(s));
+            .and_then(|s| Instant::now().checked_add(Duration::from_secs(s.min(7 * 24 * 3600))));
         let budget = Budget { remaining, limit: limit.map(|l| l.0), window: window.or(limit.and_then(|l| l.1)), reset };
         let before = self.budget.lock().replace(budget);
         if remaining <= LOW && before.is_none_or(|b| b.remaining > LOW) {
@@ -66,14 +66,31 @@ impl RateLimit {
         }
         let now = Instant::now();
         let interval = match (b.reset, b.window, b.limit) {
-            (Some(reset), _, _) => reset.saturating_duration_since(now) / (b.remaining as u32 + 1),
-            (None, Some(w), Some(l)) if l > 0 => w / l as u32,
+            (Some(reset), _, _) => {
+                reset.saturating_duration_since(now) / u32::try_from(b.remaining + 1).unwrap_or(u32::MAX)
+            }
+            (None, Some(w), Some(l)) if l > 0 => w / u32::try_from(l).unwrap_or(u32::MAX),
             _ => return Duration::ZERO,
         };
         let mut last = self.last.lock();
         let next = last.map_or(now, |t| t + interval).max(now);
         *last = Some(next);
-        (next - now).min(MAX_WAIT)
+        next - now
+    }
+
+    /// Wait for the next request's slot (see [`RateLimit::delay`]), saying so every
+    /// [`MAX_WAIT`] at most; `false` when a stop ended the wait.
+    pub fn wait(&self, registry: &str, what: &str) -> bool {
+        let mut left = self.delay();
+        while !left.is_zero() {
+            let step = left.min(MAX_WAIT);
+            log::info!("{registry}: waiting {left:.0?} before {what}, to stay within its rate limit");
+            if !crate::stop::sleep(step) {
+                return false;
+            }
+            left -= step;
+        }
+        true
     }
 }
 

@@ -50,6 +50,20 @@ impl Registries {
     pub fn client(&self, repo: &Repository) -> Arc<Client> {
         let rule = self.auth.lookup(repo);
         let key = (repo.registry.clone(), rule.map(|r| r.key.clone()));
+        if let Some(c) = self.clients.lock().get(&key) {
+            return c.clone();
+        }
+        let tls = rule.map_or_else(|| self.global_tls.clone(), |r| r.tls.merged(&self.global_tls));
+        // Every TLS profile got an agent in `new`; plain http uses the global one.
+        let agent = self.agents.get(&tls).or_else(|| self.agents.get(&self.global_tls)).cloned();
+        let agent = agent.unwrap_or_else(|| unreachable!("the global TLS profile always has an agent"));
+        let insecure = match rule {
+            Some(r) => r.insecure,
+            // As Docker does for its default insecure registries: https when it speaks TLS. Asked
+            // without holding the client map, so a slow loopback port delays no one else.
+            None if is_loopback(&repo.registry) => !speaks_tls(&agent, &repo.registry),
+            None => false,
+        };
         let mut clients = self.clients.lock();
         if let Some(c) = clients.get(&key) {
             return c.clone();
@@ -58,16 +72,6 @@ impl Registries {
         if credentials.is_none() && self.anonymous_logged.lock().insert(repo.to_string()) {
             log::info!("no credentials for {repo}: accessing it anonymously");
         }
-        let tls = rule.map_or_else(|| self.global_tls.clone(), |r| r.tls.merged(&self.global_tls));
-        // Every TLS profile got an agent in `new`; plain http uses the global one.
-        let agent = self.agents.get(&tls).or_else(|| self.agents.get(&self.global_tls)).cloned();
-        let agent = agent.unwrap_or_else(|| unreachable!("the global TLS profile always has an agent"));
-        let insecure = match rule {
-            Some(r) => r.insecure,
-            // As Docker does for its default insecure registries: https when it speaks TLS.
-            None if is_loopback(&repo.registry) => !speaks_tls(&agent, &repo.registry),
-            None => false,
-        };
         if tls.skip_verify && !insecure {
             log::warn!("{}: TLS certificates are not verified (skip_tls_verify)", repo.registry);
         }

@@ -236,3 +236,41 @@ fn prune_of_a_digest_destination_is_an_input_error() {
     assert!(run.stderr.contains(&pinned), "the error names the rule:\n{run}");
     assert!(src.requests().is_empty(), "no request before an input error:\n{run}");
 }
+
+/// A kept index protects the images it lists: `1.0-amd64` (an image a kept index `1.0` lists) is
+/// not deleted under it, and a selection that produces no tag prunes nothing.
+#[test]
+fn prune_never_breaks_a_kept_index_nor_follows_an_empty_selection() {
+    let src = Registry::start_with_deletion();
+    let dst = Registry::start_with_deletion();
+    let s = src.api();
+    let idx = push_index(s, "p/multi", "1.0", IndexKind::OciIndex, &[("linux", "amd64", ""), ("linux", "arm64", "")]);
+    let amd = idx.child("linux", "amd64", "").clone();
+    tag_image(s, &amd, "1.0-amd64");
+    let all = rules_job(&[&src, &dst], &[(&src.repo("p/multi"), json!(dst.repo("p/multi")))]);
+    all.run_within(60, &[]).assert_ok();
+    assert_eq!(dst.api().tags("p/multi"), vec!["1.0", "1.0-amd64"]);
+
+    // The rule now leaves the per-arch tag out.
+    let job = rules_job(
+        &[&src, &dst],
+        &[(&src.repo("p/multi"), json!({"to": dst.repo("p/multi"), "exclude": "-amd64$", "prune": true}))],
+    );
+    dst.clear_requests();
+    let run = job.run_within(60, &[]);
+    run.assert_ok();
+    assert_eq!(dst.api().tags("p/multi"), vec!["1.0", "1.0-amd64"], "{run}");
+    assert!(!lines_with(&run, &["not prunable", "p/multi:1.0-amd64"]).is_empty(), "{run}");
+    assert!(manifest_deletes(&dst).is_empty(), "a DELETE was sent: {:?}", manifest_deletes(&dst));
+    assert_index_copied(s, dst.api(), &idx, "p/multi", "1.0");
+
+    // A selection matching nothing: nothing is pruned, and the run says why.
+    let none = rules_job(
+        &[&src, &dst],
+        &[(&src.repo("p/multi"), json!({"to": dst.repo("p/multi"), "semver": ">=99", "prune": true}))],
+    );
+    let run = none.run_within(60, &[]);
+    run.assert_ok();
+    assert_eq!(dst.api().tags("p/multi"), vec!["1.0", "1.0-amd64"], "{run}");
+    assert!(!lines_with(&run, &["not pruning", "no rule produced any tag"]).is_empty(), "{run}");
+}
