@@ -205,7 +205,10 @@ pub fn run(job: Job, regs: &Registries) -> Report {
     let mut synced = std::mem::take(&mut *ctx.synced.lock());
     synced.sort();
     synced.dedup();
-    let failures = causes.failures(failed, &synced);
+    let mut failures = causes.failures(failed, &synced);
+    if !crate::stop::requested() {
+        failures.extend(unfinished(&ctx, &synced, &failures));
+    }
     let pruned = if matches!(job.mode, Mode::Verify { .. }) { 0 } else { prune::prune(&ctx, &failures) };
     let mut outcomes = std::mem::take(&mut *ctx.outcomes.lock());
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
@@ -221,6 +224,31 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         ..reporter.join().unwrap_or_default()
     };
     Report { failures, totals, synced, outcomes, stats, elapsed: start.elapsed() }
+}
+
+/// Images a rule expanded into that neither synced, nor ended otherwise, nor failed: a bug
+/// (a task lost on the way). Reported as failures, so that no image is ever lost silently.
+fn unfinished(ctx: &Ctx, synced: &[Pair], failures: &[Failure]) -> Vec<Failure> {
+    use std::collections::HashSet;
+    // By source and destination repository: a platform filter may rewrite the destination
+    // reference of a digest pair.
+    let key = |p: &Pair| (p.src.clone(), p.dst.repo.clone());
+    let mut ended: HashSet<_> = synced.iter().map(key).collect();
+    ended.extend(ctx.outcomes.lock().iter().map(|(p, _)| key(p)));
+    ended.extend(failures.iter().filter_map(|f| match f {
+        Failure::Image { pair, .. } => Some(key(pair)),
+        Failure::Rule { .. } => None,
+    }));
+    let mut out = Vec::new();
+    for pair in ctx.rules.lock().iter().filter_map(|(_, p)| p.as_ref()).flatten() {
+        if ended.insert(key(pair)) {
+            log::error!("{pair}: did not finish (an internal error: please report it)");
+            let cause =
+                Cause { class: "internal", message: "did not finish (an internal error: please report it)".into() };
+            out.push(Failure::Image { pair: pair.clone(), cause });
+        }
+    }
+    out
 }
 
 /// The dispatch: the one place that knows every kind of task.
