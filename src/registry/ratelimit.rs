@@ -50,30 +50,66 @@ impl RateLimit {
         let reset = get("ratelimit-reset")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .and_then(|s| Instant::now().checked_add(Duration::from_secs(s.min(7 * 24 * 3600))));
-        let budget = Budget { remaining, limit: limit.map(|l| l.0), window: window.or(limit.and_then(|l| l.1)), reset };
-        let before = self.budget.lock().replace(budget);
-        if remaining <= LOW && before.is_none_or(|b| b.remaining > LOW) {
+        let mut budget =
+            Budget { remaining, limit: limit.map(|l| l.0), window: window.or(limit.and_then(|l| l.1)), reset };
+        let mut current = self.budget.lock();
+        // Answers of concurrent requests arrive in any order: within one window, the lowest
+        // count (ours included, see `delay`) is the truest.
+        if let Some(old) = *current {
+            let same_window = match (old.reset, budget.reset) {
+                (Some(a), Some(b)) => a.max(b) - a.min(b) < Duration::from_millis(1500),
+                (None, None) => true,
+                _ => false,
+            };
+            if same_window {
+                budget.remaining = budget.remaining.min(old.remaining);
+            }
+        }
+        let before = current.replace(budget);
+        if budget.remaining <= LOW && before.is_none_or(|b| b.remaining > LOW) {
             let of = budget.limit.map(|l| format!(" of {l}")).unwrap_or_default();
-            log::warn!("{registry}: {remaining}{of} pulls left in its rate-limit window; pacing manifest requests");
+            log::warn!(
+                "{registry}: {}{of} pulls left in its rate-limit window; pacing manifest requests",
+                budget.remaining
+            );
         }
     }
 
-    /// How long to wait before the next request that counts against the budget.
+    /// How long to wait before the next request that counts against the budget. Each call
+    /// spends one pull of the budget as last announced (the registry's next answer corrects
+    /// it), so workers asking at the same moment get successive slots: the pulls left are spread
+    /// until the budget refills, and with none left the next waits for the refill.
     pub fn delay(&self) -> Duration {
-        let Some(b) = *self.budget.lock() else { return Duration::ZERO };
-        if b.remaining > LOW {
+        let mut guard = self.budget.lock();
+        let Some(b) = guard.as_mut() else { return Duration::ZERO };
+        let left = b.remaining;
+        b.remaining = left.saturating_sub(1);
+        if left > LOW {
             return Duration::ZERO;
         }
         let now = Instant::now();
-        let interval = match (b.reset, b.window, b.limit) {
-            (Some(reset), _, _) => {
-                reset.saturating_duration_since(now) / u32::try_from(b.remaining + 1).unwrap_or(u32::MAX)
-            }
-            (None, Some(w), Some(l)) if l > 0 => w / u32::try_from(l).unwrap_or(u32::MAX),
-            _ => return Duration::ZERO,
+        let refill = match (b.window, b.limit) {
+            (Some(w), Some(l)) if l > 0 => Some(w / u32::try_from(l).unwrap_or(u32::MAX)),
+            _ => None,
         };
         let mut last = self.last.lock();
-        let next = last.map_or(now, |t| t + interval).max(now);
+        let next = match (left, b.reset) {
+            // Nothing left: the next pull is when the budget refills, which starts a new one.
+            (0, Some(reset)) => {
+                let at = reset.max(now);
+                b.remaining = b.limit.unwrap_or(1).saturating_sub(1);
+                b.reset = b.window.and_then(|w| at.checked_add(w));
+                at
+            }
+            (_, Some(reset)) => {
+                let interval = reset.saturating_duration_since(now) / u32::try_from(left).unwrap_or(u32::MAX);
+                last.map_or(now, |t| t + interval).max(now)
+            }
+            (_, None) => match refill {
+                Some(interval) => last.map_or(now, |t| t + interval).max(now),
+                None => now,
+            },
+        };
         *last = Some(next);
         next - now
     }
@@ -120,18 +156,42 @@ mod tests {
     #[test]
     fn nearly_spent_budget_is_spread_until_it_refills() {
         let r = RateLimit::default();
-        r.observe("r", headers(&[("ratelimit-remaining", "3"), ("ratelimit-reset", "8")]));
-        // 8 s for 3 pulls (+1): about 2 s apart, the first one at once.
+        r.observe(
+            "r",
+            headers(&[("ratelimit-remaining", "2"), ("ratelimit-limit", "3;w=6"), ("ratelimit-reset", "6")]),
+        );
+        // 2 pulls left in 6 s: one now, the other spread before the refill; then none left:
+        // the next waits for the refill (6 s), which starts a new budget.
         assert_eq!(r.delay(), Duration::ZERO);
         let second = r.delay();
-        assert!(second > Duration::from_millis(1500) && second <= Duration::from_secs(2), "{second:?}");
+        assert!(second > Duration::from_millis(2500) && second <= Duration::from_secs(6), "{second:?}");
         let third = r.delay();
-        assert!(third > Duration::from_millis(3500), "{third:?}");
+        assert!(third >= second && third > Duration::from_millis(5500), "{third:?}");
+        let fourth = r.delay();
+        assert!(fourth >= third, "{fourth:?} after {third:?}");
+        // A late answer from an earlier request cannot raise the count within the window.
+        let r = RateLimit::default();
+        r.observe("r", headers(&[("ratelimit-remaining", "0"), ("ratelimit-reset", "60")]));
+        r.observe("r", headers(&[("ratelimit-remaining", "1"), ("ratelimit-reset", "60")]));
+        assert!(r.delay() > Duration::from_secs(59));
         // Without a reset time: the window's refill rate.
         let r = RateLimit::default();
         r.observe("r", headers(&[("ratelimit-remaining", "2;w=21600"), ("ratelimit-limit", "100;w=21600")]));
         r.delay();
         let d = r.delay();
         assert!(d > Duration::from_secs(215) && d <= Duration::from_secs(216), "{d:?}");
+    }
+
+    #[test]
+    fn absurd_headers_do_not_panic() {
+        let r = RateLimit::default();
+        let huge = u64::MAX.to_string();
+        r.observe(
+            "r",
+            headers(&[("ratelimit-remaining", "1"), ("ratelimit-limit", &huge), ("ratelimit-reset", &huge)]),
+        );
+        r.delay();
+        r.delay();
+        r.delay();
     }
 }
