@@ -33,16 +33,26 @@ impl Planner<'_, '_> {
             log::warn!("{}: referrers nest deeper than {MAX_DEPTH} levels below {subject}; not followed", self.image);
             return Ok(Vec::new());
         }
-        let found = self.discover(subject)?;
+        let mut found = self.discover(subject)?;
         let mut out = Vec::new();
         let mut copied = Vec::new();
+        let mut dangling = Vec::new();
         for r in &found {
             if !self.ctx.force && self.present(&r.digest)? {
                 out.extend(self.referrers(&r.digest, level + 1)?);
-            } else {
-                copied.push(self.manifest(&r.digest, level)?);
+                continue;
+            }
+            match self.manifest(&r.digest, level) {
+                Ok(planned) => copied.push(planned),
+                // Listed, but gone from the source (a deleted signature): not the image's fault.
+                Err(SyncError::Registry(e)) if e.status_code() == Some(404) => {
+                    log::warn!("{}: referrer {} is listed but missing at the source; skipped", self.image, r.digest);
+                    dangling.push(r.digest.clone());
+                }
+                Err(e) => return Err(e),
             }
         }
+        found.retain(|r| !dangling.contains(&r.digest));
         match self.fallback_index(subject, &found)? {
             Some(mut index) => {
                 index.children = copied;

@@ -358,3 +358,35 @@ fn a_destination_with_the_referrers_api_gets_no_fallback_tags() {
     let probed = dp.requests().iter().any(|r| r.method == "GET" && r.path().contains("/referrers/"));
     assert!(probed, "the destination's referrers API was asked");
 }
+
+/// A referrer the source lists but no longer has (a deleted signature) is skipped with a
+/// warning: the image still syncs, and the destination lists nothing that is not there.
+#[test]
+fn a_listed_referrer_missing_at_the_source_is_skipped() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_simple(src.api(), REPO, "v1");
+    // The tag exists at the source; the proxy serves it listing a manifest nobody has.
+    push_referrers_tag(src.api(), REPO, &img.digest, &[]);
+    let ghost = format!("sha256:{}", "e".repeat(64));
+    let listing = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": ghost, "size": 100, "artifactType": SPDX}],
+    });
+    let body = serde_json::to_vec(&listing).unwrap();
+    let needle = format!("manifests/{}", referrers_tag(&img.digest));
+    let proxy = Proxy::start_with(
+        &src.addr(),
+        ProxyOpts { served_manifests: vec![ServedManifest::new(&needle, OCI_INDEX, &body)], ..ProxyOpts::default() },
+    );
+    let job = Job::new(
+        &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
+        &images_yaml_pairs(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]),
+    );
+    let run = job.run_within(60, &[]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, REPO, "v1");
+    assert!(run.output().contains("missing at the source; skipped"), "{run}");
+    assert_eq!(dst.api().tags(REPO), vec!["v1"], "no fallback index listing what is not there");
+}
