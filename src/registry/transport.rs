@@ -18,6 +18,19 @@ use super::settings::{Limits, TlsOptions};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The write buffer of each connection. Every connection (in use or idle in the pool) holds
+/// its buffers, so they are what memory grows by per worker. Measured on the 2-core dev
+/// machine, release build, two local registries, both buffers the same size: a 200 MiB layer
+/// copied in 1.50 s (median of 6) with 32 KiB against 1.47 s (9) with ureq's default 128 KiB
+/// and 1.74 s (5) with 16 KiB; 64 small images at `--proc 64` peaked at 17.8 MiB RSS with
+/// 32 KiB against 38.9 MiB with 128 KiB (`--proc 32`: 12.4 against 25.0 MiB). As chosen
+/// (64 KiB read, 32 KiB write): the layer in 1.52 s (median of 5), `--proc 8 / 32 / 64` at
+/// 7.8 / 13.7 / 21.4 MiB.
+const OUTPUT_BUFFER: usize = 32 * 1024;
+/// The read buffer: a response head must fit in it whole (ureq does not grow it), so it is as
+/// large as the 64 KiB head ureq accepts.
+const INPUT_BUFFER: usize = 64 * 1024;
+
 /// Build an agent for `tls`. `workers` sizes the idle-connection pool so every worker keeps its
 /// connections to a registry alive between requests. Unreadable TLS files are errors.
 pub fn agent(workers: usize, tls: &TlsOptions, limits: &Limits) -> Result<Agent, String> {
@@ -48,6 +61,8 @@ pub fn agent(workers: usize, tls: &TlsOptions, limits: &Limits) -> Result<Agent,
         .disable_verification(tls.skip_verify)
         .build();
     Ok(Agent::config_builder()
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
         .http_status_as_error(false)
         .max_redirects(0)
         .max_redirects_will_error(false)
