@@ -1,13 +1,14 @@
 //! One image (source reference → destination reference): decide whether anything must be
 //! copied, and if so plan the blob and manifest tasks ([`super::tree`] walks the manifests).
 //!
-//! The cheap path comes first: a HEAD at each side (the destination's first: a tag it lacks
-//! needs no source HEAD) compares digests and an unchanged image costs two requests (plus the
-//! referrer lookup: free from the tag list read once per repository, one GET at a source with
-//! the referrers API) (and no manifest GET, which some registries rate-limit) — with
-//! `--os/--arch` too when the HEAD says the tag is a single image. Otherwise the source manifest
-//! is fetched, filtered if asked, and compared with the destination by digest — never by JSON
-//! text. An unchanged image still gets what refers to it and is missing at the destination.
+//! The cheap path comes first. The destination is asked first (a tag it lacks needs no source
+//! HEAD); when it has the tag, a source HEAD compares digests, so an unchanged image costs two
+//! requests and no manifest GET (which some registries rate-limit) — with `--os/--arch` too
+//! when the HEAD says the tag is a single image. Looking up its referrers is free from the tag
+//! list read once per repository, or one GET at a source with the referrers API. Otherwise the
+//! source manifest is fetched, filtered if asked, and compared with the destination by digest —
+//! never by JSON text. An unchanged image still gets what refers to it and is missing at the
+//! destination.
 
 use std::sync::Arc;
 
