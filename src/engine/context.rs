@@ -109,6 +109,8 @@ pub struct Ctx<'a> {
     pub mode: Mode,
     /// Which referrers follow their subject.
     pub referrers: Referrers,
+    /// Source manifests read by several rules, fetched once.
+    pub manifests: super::cache::ManifestCache,
     /// Whether a registry has the referrers API, once known.
     pub referrers_api: Mutex<HashMap<String, bool>>,
     /// Every rule started, with its pairs once it expanded (for prune).

@@ -81,7 +81,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
         dst_digest = Some(dd);
     }
 
-    let fetched = sc.get_manifest(sname, &src.reference, Access::Pull)?;
+    let fetched = ctx.manifests.get(&sc, &src.repo, &src.reference)?;
     let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).map_err(|m| bad(src, m))?;
     let mut filtered = false;
     let (bytes, digest) = match &parsed.kind {

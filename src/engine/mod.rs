@@ -26,6 +26,7 @@
 //! notice it at their next read and end; the images not finished are reported as failed.
 
 mod blob;
+mod cache;
 mod context;
 mod graph;
 mod image;
@@ -160,6 +161,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         force: job.force,
         mode: job.mode,
         referrers: job.referrers,
+        manifests: cache::ManifestCache::for_sources(job.rules.iter().map(|r| &r.src.repo)),
         referrers_api: Mutex::new(HashMap::new()),
         rules: Mutex::new(Vec::new()),
         tags: Mutex::new(HashMap::new()),

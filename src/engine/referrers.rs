@@ -84,7 +84,7 @@ impl Planner<'_, '_> {
         if listed.is_none() {
             let tag = Reference::Tag(fallback_tag(subject));
             if self.source_has(&tag)? {
-                listed = match self.sc.get_manifest(&self.src.name, &tag, Access::Pull) {
+                listed = match self.ctx.manifests.get(self.sc, self.src, &tag) {
                     Ok(f) => Some(f.bytes),
                     Err(e) if e.status_code() == Some(404) => None,
                     Err(e) => return Err(e.into()),
@@ -158,7 +158,7 @@ impl Planner<'_, '_> {
                 continue;
             }
             let at = self.at_src(reference.clone());
-            let f = self.sc.get_manifest(&self.src.name, &reference, Access::Pull)?;
+            let f = self.ctx.manifests.get(self.sc, self.src, &reference)?;
             let m = Manifest::parse(&f.bytes, f.media_type.as_deref()).map_err(|e| bad(&at, e))?;
             let mut planned = Planned::push(at, self.at_dst(reference), f.bytes, m.media_type.clone());
             match &m.kind {

@@ -78,7 +78,7 @@ impl<'a, 'c> Planner<'a, 'c> {
         if level >= MAX_DEPTH {
             return Err(self.too_deep(&entry.digest));
         }
-        let f = self.sc.get_manifest(&self.src.name, &Reference::Digest(entry.digest.clone()), Access::Pull)?;
+        let f = self.ctx.manifests.get(self.sc, self.src, &Reference::Digest(entry.digest.clone()))?;
         let keep = match self.filter(&f.bytes, level + 1)? {
             Filtered::Unchanged => Keep::Yes,
             Filtered::Empty => Keep::No,
@@ -118,7 +118,7 @@ impl<'a, 'c> Planner<'a, 'c> {
         let cached = match self.cache.remove(digest) {
             Some(c) => c,
             None => {
-                let f = self.sc.get_manifest(&self.src.name, &reference, Access::Pull)?;
+                let f = self.ctx.manifests.get(self.sc, self.src, &reference)?;
                 Cached { bytes: f.bytes, content_type: f.media_type, rewritten: false }
             }
         };

@@ -176,8 +176,14 @@ fn list_of_destinations_across_registries() {
             (&src.repo("fan/list:v1"), &[&dst1.repo("fan/list"), &dst2.repo("fan/list")]),
         ],
     );
-    job.run(&[]).assert_ok();
+    src.clear_requests();
+    job.run_within(60, &[]).assert_ok();
 
+    // Read once, written many times: each source manifest is fetched once (the image, the
+    // list and its two children), though five destinations got them.
+    let manifest_gets =
+        src.requests().into_iter().filter(|r| r.method == "GET" && r.path.contains("/manifests/")).count();
+    assert_eq!(manifest_gets, 4, "source manifest GETs");
     assert_image_copied(s, dst1.api(), &img, "a/out", "v1");
     assert_image_copied(s, dst2.api(), &img, "b/out", "v9");
     assert_image_copied(s, dst1.api(), &img, "c/out", "renamed");
