@@ -11,7 +11,15 @@
 //!   layer: it must not grow with the layer size, as layers are streamed through a fixed buffer;
 //! * many small images (`BENCH_TAGS`, default 50, tags × 3 small layers of 8-32 KiB) with
 //!   `--proc 1` and `--proc 8`;
-//! * a no-op re-run of those tags (nothing changed): wall time and the requests each registry saw.
+//! * a no-op re-run of those tags (nothing changed): wall time and the requests each registry saw;
+//! * long links: `BENCH_WAN_TAGS` (default 24) small images of the same kind copied from the source
+//!   *through* a harness [`Proxy`] that delays every request by 20 ms and by 100 ms (a stand-in
+//!   for a far-away registry), with `--proc 5` (the default), 16 and 32: wall time, peak RSS and the
+//!   requests the proxy and the destination saw (last run).
+//!
+//! `BENCH_ONLY=SECTION[,SECTION…]` runs only some sections: `big` (throughput and peak memory),
+//! `small` (many small images and the no-op re-run), `wan` (long links). `BENCH_ONLY=wan cargo
+//! bench --bench sync` takes about a minute.
 //!
 //! Each syncer figure is the median of `BENCH_RUNS` (default 3) runs, each into a new destination
 //! repository. `IMAGE_SYNCER_BIN=/path/to/other/binary` measures another build (or the Go tool,
@@ -33,8 +41,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use common::{
-    docker_json, p, random_bytes, syncer_bin, unique_seed, Client, Registry, Request, TestDir, DOCKER_CONFIG,
-    DOCKER_LAYER, DOCKER_MANIFEST,
+    docker_json, p, random_bytes, syncer_bin, unique_seed, Client, Proxy, ProxyOpts, Registry, Request, TestDir,
+    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -44,6 +52,11 @@ const DEFAULT_LAYER_MIB: u64 = 256;
 const DEFAULT_TAGS: usize = 50;
 const LAYERS_PER_SMALL_IMAGE: usize = 3;
 const DEFAULT_RUNS: usize = 3;
+const DEFAULT_WAN_TAGS: usize = 24;
+/// The delay the proxy in front of the source adds to every request, in the long-links section.
+const WAN_DELAYS_MS: [u64; 2] = [20, 100];
+/// `--proc` values of the long-links section: the default, then more workers to hide the latency.
+const WAN_PROCS: [usize; 3] = [5, 16, 32];
 
 fn main() -> ExitCode {
     match bench() {
@@ -64,18 +77,54 @@ fn env_number(name: &str, default: u64) -> Result<u64, String> {
     }
 }
 
+/// Which sections run (`BENCH_ONLY`); all of them by default.
+struct Sections {
+    big: bool,
+    small: bool,
+    wan: bool,
+}
+
+impl Sections {
+    fn from_env() -> Result<Sections, String> {
+        let v = std::env::var("BENCH_ONLY").unwrap_or_default();
+        if v.trim().is_empty() {
+            return Ok(Sections { big: true, small: true, wan: true });
+        }
+        let mut s = Sections { big: false, small: false, wan: false };
+        for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "big" => s.big = true,
+                "small" => s.small = true,
+                "wan" => s.wan = true,
+                _ => return Err(format!("BENCH_ONLY={v:?}: unknown section {name:?} (expected big, small, wan)")),
+            }
+        }
+        Ok(s)
+    }
+
+    fn names(&self) -> String {
+        let names: Vec<&str> =
+            [(self.big, "big"), (self.small, "small"), (self.wan, "wan")].iter().filter(|n| n.0).map(|n| n.1).collect();
+        names.join(",")
+    }
+}
+
 fn bench() -> Result<(), String> {
+    let sections = Sections::from_env()?;
     let big_mib = env_number("BENCH_LAYER_MIB", DEFAULT_LAYER_MIB)?;
     let tags = env_number("BENCH_TAGS", DEFAULT_TAGS as u64)? as usize;
     let runs = env_number("BENCH_RUNS", DEFAULT_RUNS as u64)? as usize;
+    let wan_tags = env_number("BENCH_WAN_TAGS", DEFAULT_WAN_TAGS as u64)? as usize;
     let small_mib = SMALL_LAYER_MIB.min(big_mib);
     let bin = syncer_bin();
     println!("image-syncer benchmark");
     println!("  binary: {}", bin.display());
     println!(
         "  cpus: {}; layers of {small_mib} and {big_mib} MiB (BENCH_LAYER_MIB); {tags} small images (BENCH_TAGS); \
-         each figure is the median of {runs} runs (BENCH_RUNS)",
-        thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+         {wan_tags} small images over long links (BENCH_WAN_TAGS); each figure is the median of {runs} runs \
+         (BENCH_RUNS); sections: {} (BENCH_ONLY)",
+        thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        sections.names()
     );
     let started = Instant::now();
 
@@ -87,103 +136,154 @@ fn bench() -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
 
     // --- large layers: throughput and peak memory -------------------------------------------
-    let mut sizes = vec![small_mib];
-    if big_mib != small_mib {
-        sizes.push(big_mib);
-    }
     let mut peaks = Vec::new();
-    for &mib in &sizes {
-        eprint!("pushing a {mib} MiB layer to the source ... ");
-        let t = Instant::now();
-        let repo = format!("big/layer-{mib}");
-        let (manifest_digest, layer_digest) = push_streamed_image(&src, &repo, "v1", mib)?;
-        let push = Measured { wall: t.elapsed(), peak_kib: None, log: String::new() };
-        eprintln!("{:.1?}", push.wall);
+    if sections.big {
+        let mut sizes = vec![small_mib];
+        if big_mib != small_mib {
+            sizes.push(big_mib);
+        }
+        for &mib in &sizes {
+            eprint!("pushing a {mib} MiB layer to the source ... ");
+            let t = Instant::now();
+            let repo = format!("big/layer-{mib}");
+            let (manifest_digest, layer_digest) = push_streamed_image(&src, &repo, "v1", mib)?;
+            let push = Measured { wall: t.elapsed(), peak_kib: None, log: String::new() };
+            eprintln!("{:.1?}", push.wall);
 
-        // Every run copies into a new destination repository, so every run moves the whole layer.
-        let measured = repeat(runs, |i| {
-            let dst_repo = format!("{repo}-run{i}");
-            let images = work.write("images-big.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&dst_repo)));
-            let run = run_measured(&work, &auth, &images, 1, &format!("big-{mib}-{i}"))?;
-            check_same(src.api(), dst.api(), &repo, &dst_repo, "v1", &manifest_digest)?;
-            if !dst.api().blob_exists(&dst_repo, &layer_digest) {
-                return Err(format!("{dst_repo}: layer {layer_digest} missing at the destination"));
-            }
-            Ok(run)
-        })?;
-        let row = Row::new(format!("copy 1 image, {mib} MiB layer, --proc 1"), &measured).with_throughput(mib);
-        peaks.push((mib, row.peak_kib));
-        rows.push(row);
-
-        if mib == big_mib {
-            // A reference: how fast this process alone reads the blob from the source.
-            let measured = repeat(runs, |_| {
-                let t = Instant::now();
-                let n = read_blob(&src.addr(), &repo, &layer_digest)?;
-                if n != mib * MIB {
-                    return Err(format!("read {n} bytes of {layer_digest}, expected {}", mib * MIB));
+            // Every run copies into a new destination repository, so every run moves the whole layer.
+            let measured = repeat(runs, |i| {
+                let dst_repo = format!("{repo}-run{i}");
+                let images = work.write("images-big.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&dst_repo)));
+                let run = run_measured(&work, &auth, &images, 1, &format!("big-{mib}-{i}"))?;
+                check_same(src.api(), dst.api(), &repo, &dst_repo, "v1", &manifest_digest)?;
+                if !dst.api().blob_exists(&dst_repo, &layer_digest) {
+                    return Err(format!("{dst_repo}: layer {layer_digest} missing at the destination"));
                 }
-                Ok(Measured { wall: t.elapsed(), peak_kib: None, log: String::new() })
+                Ok(run)
             })?;
-            rows.push(
-                Row::new(format!("  reference: only GET {mib} MiB from the source"), &measured).with_throughput(mib),
-            );
-            rows.push(
-                Row::new(format!("  reference: only PUT {mib} MiB to a registry (1 run)"), &[push])
-                    .with_throughput(mib),
-            );
+            let row = Row::new(format!("copy 1 image, {mib} MiB layer, --proc 1"), &measured).with_throughput(mib);
+            peaks.push((mib, row.peak_kib));
+            rows.push(row);
+
+            if mib == big_mib {
+                // A reference: how fast this process alone reads the blob from the source.
+                let measured = repeat(runs, |_| {
+                    let t = Instant::now();
+                    let n = read_blob(&src.addr(), &repo, &layer_digest)?;
+                    if n != mib * MIB {
+                        return Err(format!("read {n} bytes of {layer_digest}, expected {}", mib * MIB));
+                    }
+                    Ok(Measured { wall: t.elapsed(), peak_kib: None, log: String::new() })
+                })?;
+                rows.push(
+                    Row::new(format!("  reference: only GET {mib} MiB from the source"), &measured)
+                        .with_throughput(mib),
+                );
+                rows.push(
+                    Row::new(format!("  reference: only PUT {mib} MiB to a registry (1 run)"), &[push])
+                        .with_throughput(mib),
+                );
+            }
         }
     }
 
     // --- many small images ------------------------------------------------------------------
-    eprint!("pushing {tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
-    let t = Instant::now();
-    let digests = push_small_images(src.api(), "small/app", tags)?;
-    eprintln!("{:.1?}", t.elapsed());
+    let mut noop = None;
+    if sections.small {
+        eprint!("pushing {tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
+        let t = Instant::now();
+        let digests = push_small_images(src.api(), "small/app", tags)?;
+        eprintln!("{:.1?}", t.elapsed());
 
-    let small_rule = |dst_repo: &str, name: &str| {
-        work.write(&format!("images-{name}.yaml"), &format!("{}: {}\n", src.repo("small/app"), dst.repo(dst_repo)))
-    };
-    let check_small = |dst_repo: &str| -> Result<(), String> {
-        for (tag, digest) in &digests {
-            match dst.api().head_manifest(dst_repo, tag) {
-                Some(d) if &d == digest => {}
-                other => return Err(format!("{dst_repo}:{tag}: destination has {other:?}, source {digest}")),
-            }
+        let small_rule = |dst_repo: &str, name: &str| {
+            work.write(&format!("images-{name}.yaml"), &format!("{}: {}\n", src.repo("small/app"), dst.repo(dst_repo)))
+        };
+        for procs in [1usize, 8] {
+            let measured = repeat(runs, |i| {
+                let dst_repo = format!("small-p{procs}-run{i}/app");
+                let images = small_rule(&dst_repo, "small");
+                let run = run_measured(&work, &auth, &images, procs, &format!("small-p{procs}-{i}"))?;
+                check_tags(dst.api(), &dst_repo, &digests)?;
+                Ok(run)
+            })?;
+            rows.push(Row::new(
+                format!("copy {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, --proc {procs}"),
+                &measured,
+            ));
         }
-        Ok(())
-    };
-    for procs in [1usize, 8] {
+
+        // --- no-op re-run -----------------------------------------------------------------------
+        // Against a destination filled by the last --proc 8 run: nothing may be copied again.
+        let images = small_rule(&format!("small-p8-run{}/app", runs - 1), "noop");
+        let mut counts = (Vec::new(), Vec::new(), 0usize);
         let measured = repeat(runs, |i| {
-            let dst_repo = format!("small-p{procs}-run{i}/app");
-            let images = small_rule(&dst_repo, "small");
-            let run = run_measured(&work, &auth, &images, procs, &format!("small-p{procs}-{i}"))?;
-            check_small(&dst_repo)?;
+            src.clear_requests();
+            dst.clear_requests();
+            let run = run_measured(&work, &auth, &images, 8, &format!("noop-{i}"))?;
+            let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
+            counts = (src.requests(), dst.requests(), unchanged);
             Ok(run)
         })?;
-        rows.push(Row::new(format!("copy {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, --proc {procs}"), &measured));
+        let mut row = Row::new(format!("no-op re-run of {tags} tags, --proc 8"), &measured);
+        row.requests = Some((counts.0.len(), counts.1.len()));
+        rows.push(row);
+        noop = Some(counts);
     }
 
-    // --- no-op re-run -----------------------------------------------------------------------
-    // Against a destination filled by the last --proc 8 run: nothing may be copied again.
-    let images = small_rule(&format!("small-p8-run{}/app", runs - 1), "noop");
-    let mut counts = (Vec::new(), Vec::new(), 0usize);
-    let measured = repeat(runs, |i| {
-        src.clear_requests();
-        dst.clear_requests();
-        let run = run_measured(&work, &auth, &images, 8, &format!("noop-{i}"))?;
-        let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
-        counts = (src.requests(), dst.requests(), unchanged);
-        Ok(run)
-    })?;
-    let (src_reqs, dst_reqs, unchanged) = counts;
-    let mut row = Row::new(format!("no-op re-run of {tags} tags, --proc 8"), &measured);
-    row.requests = Some((src_reqs.len(), dst_reqs.len()));
-    rows.push(row);
+    // --- long links: the source behind a proxy delaying every request ---------------------
+    let mut wan_rows: Vec<Row> = Vec::new();
+    if sections.wan {
+        eprint!("pushing {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
+        let t = Instant::now();
+        let digests = push_small_images(src.api(), "wan/app", wan_tags)?;
+        eprintln!("{:.1?}", t.elapsed());
+        for delay_ms in WAN_DELAYS_MS {
+            let proxy = Proxy::start_with(
+                &src.addr(),
+                ProxyOpts { delay: Duration::from_millis(delay_ms), ..ProxyOpts::default() },
+            );
+            let auth = work.write(
+                &format!("auth-wan-{delay_ms}.yaml"),
+                &format!("\"{}\":\n  insecure: true\n\"{}\":\n  insecure: true\n", proxy.addr(), dst.addr()),
+            );
+            for procs in WAN_PROCS {
+                eprint!("long link +{delay_ms} ms/request, --proc {procs} ... ");
+                let t = Instant::now();
+                let mut counts = (0usize, 0usize);
+                let measured = repeat(runs, |i| {
+                    let dst_repo = format!("wan-d{delay_ms}-p{procs}-run{i}/app");
+                    let images = work.write(
+                        &format!("images-wan-{delay_ms}-{procs}.yaml"),
+                        &format!("{}: {}\n", proxy.repo("wan/app"), dst.repo(&dst_repo)),
+                    );
+                    dst.clear_requests();
+                    let before = proxy.requests().len();
+                    let run = run_measured(&work, &auth, &images, procs, &format!("wan-d{delay_ms}-p{procs}-{i}"))?;
+                    counts = (proxy.requests().len() - before, dst.requests().len());
+                    check_tags(dst.api(), &dst_repo, &digests)?;
+                    Ok(run)
+                })?;
+                eprintln!("{:.1?}", t.elapsed());
+                let mut row = Row::new(
+                    format!("copy {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, +{delay_ms} ms/request, --proc {procs}"),
+                    &measured,
+                );
+                row.requests = Some(counts);
+                wan_rows.push(row);
+            }
+        }
+    }
 
     // --- report -----------------------------------------------------------------------------
-    println!();
-    print_table(&rows);
+    if !rows.is_empty() {
+        println!();
+        print_table(&rows);
+    }
+    if !wan_rows.is_empty() {
+        println!();
+        println!("long links: source behind a proxy that waits the given time before forwarding each request");
+        print_table(&wan_rows);
+    }
     println!();
     if let [(small, Some(a)), (big, Some(b))] = peaks[..] {
         println!(
@@ -195,18 +295,21 @@ fn bench() -> Result<(), String> {
             big as f64 / small as f64
         );
     }
-    println!("no-op re-run (last of {runs}):");
-    println!("  tags reported unchanged: {unchanged} of {tags}");
-    println!("  source requests:      {}", breakdown(&src_reqs));
-    println!("  destination requests: {}", breakdown(&dst_reqs));
-    println!(
-        "  destination writes: {}, source blob GETs: {}",
-        dst_reqs.iter().filter(|r| r.is_write()).count(),
-        src_reqs.iter().filter(|r| r.is_blob_get()).count()
-    );
-    println!();
+    if let Some((src_reqs, dst_reqs, unchanged)) = noop {
+        println!("no-op re-run (last of {runs}):");
+        println!("  tags reported unchanged: {unchanged} of {tags}");
+        println!("  source requests:      {}", breakdown(&src_reqs));
+        println!("  destination requests: {}", breakdown(&dst_reqs));
+        println!(
+            "  destination writes: {}, source blob GETs: {}",
+            dst_reqs.iter().filter(|r| r.is_write()).count(),
+            src_reqs.iter().filter(|r| r.is_blob_get()).count()
+        );
+        println!();
+    }
     println!("wall = median (min-max) over {runs} runs of the whole process, start to exit; throughput = layer MiB / median wall;");
-    println!("peak RSS = highest VmHWM of the syncer process over the runs.");
+    println!("peak RSS = highest VmHWM of the syncer process over the runs;");
+    println!("requests src/dst = requests the source (or, for long links, its proxy) and the destination saw in the last run.");
     println!("total benchmark time: {:.1?}", started.elapsed());
     Ok(())
 }
@@ -458,6 +561,17 @@ fn read_blob(addr: &str, repo: &str, digest: &str) -> Result<u64, String> {
         return Err(format!("GET blob {digest}: status {}", resp.status()));
     }
     io::copy(&mut resp.body_mut().as_reader(), &mut io::sink()).map_err(|e| format!("GET blob body: {e}"))
+}
+
+/// Every `tag` of `digests` is at `dst_repo` of the destination with the same manifest digest.
+fn check_tags(dst: &Client, dst_repo: &str, digests: &BTreeMap<String, String>) -> Result<(), String> {
+    for (tag, digest) in digests {
+        match dst.head_manifest(dst_repo, tag) {
+            Some(d) if &d == digest => {}
+            other => return Err(format!("{dst_repo}:{tag}: destination has {other:?}, source {digest}")),
+        }
+    }
+    Ok(())
 }
 
 fn check_same(src: &Client, dst: &Client, repo: &str, dst_repo: &str, tag: &str, want: &str) -> Result<(), String> {
