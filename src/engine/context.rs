@@ -117,6 +117,9 @@ pub struct Ctx<'a> {
     pub rules: Mutex<Vec<Expansion>>,
     /// Source tag lists read this run (`None`: it could not be read).
     pub tags: Mutex<HashMap<Repository, Option<Arc<HashSet<String>>>>>,
+    /// Held while a tag list is read lazily, or a registry is first asked for its referrers
+    /// API: workers arriving at the same moment wait for the one answer instead of asking too.
+    pub first_ask: Mutex<()>,
     /// Blob copies per destination: done, or in flight with waiters.
     pub blobs: Mutex<HashMap<BlobKey, BlobState>>,
     /// Blobs being copied to a registry, (registry, digest) → the repository getting it and the
@@ -242,6 +245,10 @@ impl Ctx<'_> {
     /// The tags of a source repository: listed once per run (two workers may list it at the
     /// same moment; both get the same answer). `None` when the registry does not let us list.
     pub fn tags_of(&self, client: &Client, repo: &Repository) -> Option<Arc<HashSet<String>>> {
+        if let Some(known) = self.tags.lock().get(repo) {
+            return known.clone();
+        }
+        let _one = self.first_ask.lock();
         if let Some(known) = self.tags.lock().get(repo) {
             return known.clone();
         }

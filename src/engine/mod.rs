@@ -165,6 +165,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         referrers_api: Mutex::new(HashMap::new()),
         rules: Mutex::new(Vec::new()),
         tags: Mutex::new(HashMap::new()),
+        first_ask: Mutex::new(()),
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         moving_blobs: Mutex::new(HashMap::new()),

@@ -69,16 +69,21 @@ impl Planner<'_, '_> {
         let ctx = self.ctx;
         let at = self.at_src(Reference::Digest(subject.clone()));
         let mut listed = None;
-        if ctx.has_referrers_api(&self.sc.registry) != Some(false) {
-            let types = &ctx.referrers.types;
-            let one = (types.len() == 1).then(|| types[0].as_str());
-            match self.sc.referrers(&self.src.name, subject, one, Access::Pull)? {
-                ReferrersAnswer::Listed(index) => {
-                    ctx.set_referrers_api(&self.sc.registry, true);
-                    listed = Some(index);
+        {
+            // Until the registry's answer is known, one worker asks at a time (the guard ends
+            // with this block: what follows takes the same lock to list tags).
+            let _one = ctx.has_referrers_api(&self.sc.registry).is_none().then(|| ctx.first_ask.lock());
+            if ctx.has_referrers_api(&self.sc.registry) != Some(false) {
+                let types = &ctx.referrers.types;
+                let one = (types.len() == 1).then(|| types[0].as_str());
+                match self.sc.referrers(&self.src.name, subject, one, Access::Pull)? {
+                    ReferrersAnswer::Listed(index) => {
+                        ctx.set_referrers_api(&self.sc.registry, true);
+                        listed = Some(index);
+                    }
+                    ReferrersAnswer::NoApi => ctx.set_referrers_api(&self.sc.registry, false),
+                    ReferrersAnswer::Unknown => {}
                 }
-                ReferrersAnswer::NoApi => ctx.set_referrers_api(&self.sc.registry, false),
-                ReferrersAnswer::Unknown => {}
             }
         }
         if listed.is_none() {

@@ -294,3 +294,23 @@ fn a_tag_new_to_the_destination_costs_no_source_head() {
     let manifest_reqs = |r: &Registry| r.requests().into_iter().filter(|q| q.path.contains("/manifests/")).count();
     assert_eq!((manifest_reqs(&src), manifest_reqs(&dst)), (1, 1));
 }
+
+#[test]
+fn many_workers_list_a_repository_and_probe_for_referrers_once() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let tags: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let img = push_simple(src.api(), "once/app", "t0");
+    for t in &tags[1..] {
+        tag_image(src.api(), &img, t);
+    }
+    // Explicit tags: the tag list is read lazily, for the referrer lookups.
+    let rule = format!("{}:{}", src.repo("once/app"), tags.join(","));
+    let job = job(&[&src, &dst], &[(&rule, &[&dst.repo("once/app")])]);
+    src.clear_requests();
+    job.run_within(60, &["--proc", "12"]).assert_ok();
+    let reqs = src.requests();
+    let lists = reqs.iter().filter(|r| r.path.ends_with("/tags/list")).count();
+    let probes = reqs.iter().filter(|r| r.path.contains("/referrers/")).count();
+    assert_eq!((lists, probes), (1, 1), "tag lists and referrers probes at the source");
+}
