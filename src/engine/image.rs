@@ -21,7 +21,7 @@ use crate::reference::{Digest, ImageRef, Reference};
 use crate::registry::{Access, Client};
 
 /// Config blobs are small JSON documents; refuse absurd ones.
-const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+pub(super) const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
 pub(super) fn bad(image: &ImageRef, message: impl Into<String>) -> SyncError {
     SyncError::Manifest { image: image.to_string(), message: message.into() }

@@ -17,7 +17,7 @@ use super::context::SyncError;
 use super::graph::Planned;
 use super::image::bad;
 use super::tree::{Planner, MAX_DEPTH};
-use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, Kind, Manifest, Referrer, OCI_INDEX};
+use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, Referrer, OCI_INDEX};
 use crate::reference::{Digest, Reference};
 use crate::registry::{Access, ReferrersAnswer};
 
@@ -164,13 +164,7 @@ impl Planner<'_, '_> {
             }
             let at = self.at_src(reference.clone());
             let f = self.ctx.manifests.get(self.sc, self.src, &reference)?;
-            let m = Manifest::parse(&f.bytes, f.media_type.as_deref()).map_err(|e| bad(&at, e))?;
-            let mut planned = Planned::push(at, self.at_dst(reference), f.bytes, m.media_type.clone());
-            match &m.kind {
-                Kind::Image { .. } => planned.blobs = m.blobs(),
-                Kind::Index { manifests } => planned.children = self.children(manifests, 1)?,
-            }
-            out.push(planned);
+            out.push(self.plan(at, reference, f.bytes, f.media_type.as_deref(), 1)?);
         }
         Ok(out)
     }

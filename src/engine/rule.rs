@@ -12,9 +12,6 @@ use crate::manifest::{is_referrer_tag, Kind, Manifest};
 use crate::reference::{ImageRef, Reference, Repository, RuleRef, Selector};
 use crate::registry::{Access, Client};
 
-/// Config blobs read for `latest_by: created` are small JSON documents.
-const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
-
 /// Resolve a rule's source tags and pair them with destination references.
 pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     ctx.expansion_started(rule);
@@ -101,7 +98,7 @@ fn created(client: &Client, repo: &Repository, tag: &str) -> Result<Option<i64>,
                 None => return Ok(None),
             },
             Kind::Image { config, .. } => {
-                let raw = client.get_blob_bytes(&repo.name, &config.digest, MAX_CONFIG_BYTES)?;
+                let raw = client.get_blob_bytes(&repo.name, &config.digest, super::image::MAX_CONFIG_BYTES)?;
                 let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
                 return Ok(v.get("created").and_then(|c| c.as_str()).and_then(rfc3339));
             }

@@ -110,6 +110,28 @@ impl<'a, 'c> Planner<'a, 'c> {
         Ok(self.dc.head_manifest(&self.dst.name, &Reference::Digest(digest.clone()), Access::Push)?.is_some())
     }
 
+    /// The manifest `bytes` from `at`, to push under `reference` at the destination (nesting
+    /// `level`): its blobs, or its children that the destination lacks.
+    pub fn plan(
+        &mut self,
+        at: ImageRef,
+        reference: Reference,
+        bytes: Vec<u8>,
+        content_type: Option<&str>,
+        level: usize,
+    ) -> Result<Planned, SyncError> {
+        let m = Manifest::parse(&bytes, content_type).map_err(|e| bad(&at, e))?;
+        if matches!(m.kind, Kind::Index { .. }) && level > MAX_DEPTH {
+            return Err(self.too_deep(&Digest::of(&bytes)));
+        }
+        let mut planned = Planned::push(at, self.at_dst(reference), bytes, m.media_type.clone());
+        match &m.kind {
+            Kind::Image { .. } => planned.blobs = m.blobs(),
+            Kind::Index { manifests } => planned.children = self.children(manifests, level)?,
+        }
+        Ok(planned)
+    }
+
     /// One manifest by digest (missing at the destination), at nesting `level`: its blobs, its
     /// children, and what refers to it.
     pub fn manifest(&mut self, digest: &Digest, level: usize) -> Result<Planned, SyncError> {
@@ -122,17 +144,7 @@ impl<'a, 'c> Planner<'a, 'c> {
                 Cached { bytes: f.bytes, content_type: f.media_type, rewritten: false }
             }
         };
-        let m = Manifest::parse(&cached.bytes, cached.content_type.as_deref()).map_err(|e| bad(&at, e))?;
-        let mut planned = Planned::push(at, self.at_dst(reference), cached.bytes, m.media_type.clone());
-        match &m.kind {
-            Kind::Image { .. } => planned.blobs = m.blobs(),
-            Kind::Index { manifests } => {
-                if level > MAX_DEPTH {
-                    return Err(self.too_deep(digest));
-                }
-                planned.children = self.children(manifests, level)?;
-            }
-        }
+        let mut planned = self.plan(at, reference, cached.bytes, cached.content_type.as_deref(), level)?;
         if !cached.rewritten {
             planned.children.extend(self.referrers(digest, level + 1)?);
         }

@@ -246,7 +246,7 @@ fn loopback_registry_without_auth_key_is_tried_over_https_first() {
     // No auth key for either: the TLS one is reached over https, the plain one over http.
     let unrelated = AuthKey::new("registry.example.com").insecure();
     let job = PrivateJob::new(&[unrelated], &[(&src.repo("app/loop:v1"), &[&dst.repo("app/loop")])]);
-    let run = job.run(&["--ca-file", path(&pki.ca_cert)]);
+    let run = job.run_within(60, &["--ca-file", path(&pki.ca_cert)]);
     run.assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "app/loop", "v1");
 }
@@ -264,7 +264,7 @@ fn wrong_scheme_is_reported_with_the_key_that_fixes_it() {
         &[AuthKey::new(&tls.addr()).insecure(), AuthKey::new(&plain.addr()).insecure()],
         &[(&tls.repo("app/s:v1"), &[&plain.repo("copy/s")])],
     );
-    let run = job.run(&["--retries", "0"]);
+    let run = job.run_within(60, &["--retries", "0"]);
     run.assert_failed();
     let line = run.stderr.lines().find(|l| l.contains("failed:")).unwrap_or_else(|| panic!("{run}"));
     assert!(line.contains(&tls.addr()) && line.contains("speaks https"), "{line}");
@@ -278,7 +278,7 @@ fn wrong_scheme_is_reported_with_the_key_that_fixes_it() {
         ],
         &[(&plain.repo("app/s:v1"), &[&tls.repo("copy/s")])],
     );
-    let run = job.run(&["--retries", "0"]);
+    let run = job.run_within(60, &["--retries", "0"]);
     run.assert_failed();
     let line = run.stderr.lines().find(|l| l.contains("failed:")).unwrap_or_else(|| panic!("{run}"));
     assert!(line.contains(&plain.addr()) && line.contains("does not speak https"), "{line}");

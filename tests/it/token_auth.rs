@@ -24,20 +24,6 @@ const IDENTITY: &str = "<token>";
 const REFRESH: &str = "1dent1ty-Refr3sh-T0ken-wxyz";
 const WRONG_REFRESH: &str = "Wr0ng-Refr3sh-T0ken-qrst";
 
-/// [`PrivateJob::run_env`], but killed (failing the test) when it takes longer than `secs`.
-fn run_within(job: &PrivateJob, secs: u64, extra: &[&str], envs: &[(&str, &str)]) -> Run {
-    let mut args = vec!["--auth", p(&job.auth), "--images", p(&job.images)];
-    args.extend_from_slice(extra);
-    let mut all: Vec<(&str, &str)> = vec![
-        ("DOCKER_CONFIG", p(&job.docker_config)),
-        ("REGISTRY_AUTH_FILE", p(&job.podman_auth)),
-        ("XDG_RUNTIME_DIR", p(job.dir.path())),
-        ("HOME", p(job.dir.path())),
-    ];
-    all.extend_from_slice(envs);
-    Running::spawn(&args, &all).wait(Duration::from_secs(secs))
-}
-
 /// A token-auth registry (plain http) behind a recording [`Proxy`]; the syncer is given the
 /// proxy's address.
 struct TokenRegistry {
@@ -405,7 +391,7 @@ fn credentials_are_not_sent_to_a_plain_http_realm_of_an_https_registry() {
             &[AuthKey::new(&src.addr()).creds(user, secret).ca_file(ca), AuthKey::new(&dst.addr()).insecure()],
             &[(&src.repo("app/realm:v1"), &[&dst.repo("app/realm")])],
         );
-        let run = run_within(&job, 60, &["--retries", "0"], &[]);
+        let run = job.run_env_within(60, &["--retries", "0"], &[]);
         run.assert_failed();
         let line = run
             .stderr
@@ -434,7 +420,7 @@ fn anonymous_token_requests_may_use_a_plain_http_realm() {
         &[AuthKey::new(&src.addr()).ca_file(p(&pki.ca_cert)), AuthKey::new(&dst.addr()).insecure()],
         &[(&src.repo("app/anon:v1"), &[&dst.repo("app/anon")])],
     );
-    run_within(&job, 60, &[], &[]).assert_ok();
+    job.run_env_within(60, &[], &[]).assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "app/anon", "v1");
     let reqs = server.requests();
     assert!(!reqs.is_empty(), "the anonymous token came from the http realm");
@@ -488,7 +474,7 @@ fn identity_token_in_the_auth_file_is_exchanged_with_the_refresh_token_grant() {
     // Within one registry: pull, push, and a mount whose grant asks for two scopes at once.
     let job = PrivateJob::new(&[reg.identity_key(REFRESH)], &[(&reg.repo("id/app:v1"), &[&reg.repo("id/copy")])]);
     let log = job.dir.join("sync.log");
-    let run = run_within(&job, 120, &["--log", p(&log)], &[("RUST_LOG", "trace")]);
+    let run = job.run_env_within(120, &["--log", p(&log)], &[("RUST_LOG", "trace")]);
     run.assert_ok();
     assert_image_copied(reg.api(), reg.api(), &img, "id/copy", "v1");
     assert_refresh_grants_only(&server, REFRESH);
@@ -520,7 +506,7 @@ fn identity_token_from_docker_config_is_exchanged_with_the_refresh_token_grant()
         "identitytoken": REFRESH,
     }}});
     std::fs::write(job.docker_config.join("config.json"), config.to_string()).unwrap();
-    let run = run_within(&job, 60, &[], &[]);
+    let run = job.run_env_within(60, &[], &[]);
     run.assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "id/docker", "v1");
     assert_refresh_grants_only(&server, REFRESH);
@@ -556,7 +542,7 @@ fn credential_helper_answering_username_token_gives_an_identity_token() {
     let config = serde_json::json!({"credHelpers": {src.addr(): "idtest"}});
     std::fs::write(job.docker_config.join("config.json"), config.to_string()).unwrap();
     let path = format!("{}:{}", p(&job.dir.join("bin")), std::env::var("PATH").unwrap_or_default());
-    let run = run_within(&job, 60, &[], &[("PATH", &path)]);
+    let run = job.run_env_within(60, &[], &[("PATH", &path)]);
     run.assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "id/helper", "v1");
     assert_refresh_grants_only(&server, REFRESH);
@@ -575,7 +561,7 @@ fn refused_identity_token_fails_with_one_clear_line() {
         &[AuthKey::new(&src.addr()).insecure(), dst.identity_key(WRONG_REFRESH)],
         &[(&src.repo("id/refused:v1"), &[&dst.repo("id/refused")])],
     );
-    let run = run_within(&job, 60, &["--retries", "0"], &[]);
+    let run = job.run_env_within(60, &["--retries", "0"], &[]);
     run.assert_failed();
     let lines: Vec<&str> = run
         .stderr

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{images_yaml, run_syncer_env, Run, TestDir};
+use crate::common::{images_yaml, Run, Running, TestDir};
 
 /// A YAML double-quoted string (JSON strings are valid YAML).
 pub fn q(s: &str) -> String {
@@ -115,8 +115,18 @@ impl PrivateJob {
         self.run_env(extra, &[])
     }
 
+    /// [`PrivateJob::run`], failing the test if the run takes longer than `secs` seconds.
+    pub fn run_within(&self, secs: u64, extra: &[&str]) -> Run {
+        self.run_env_within(secs, extra, &[])
+    }
+
     /// Runs with `--auth A --images I` + `extra`, the isolated credential environment, and `envs`.
     pub fn run_env(&self, extra: &[&str], envs: &[(&str, &str)]) -> Run {
+        self.run_env_within(600, extra, envs)
+    }
+
+    /// [`PrivateJob::run_env`], failing the test if the run takes longer than `secs` seconds.
+    pub fn run_env_within(&self, secs: u64, extra: &[&str], envs: &[(&str, &str)]) -> Run {
         let mut args = vec!["--auth", path_str(&self.auth), "--images", path_str(&self.images)];
         args.extend_from_slice(extra);
         let mut all: Vec<(&str, &str)> = vec![
@@ -126,7 +136,7 @@ impl PrivateJob {
             ("HOME", path_str(self.dir.path())),
         ];
         all.extend_from_slice(envs);
-        run_syncer_env(&args, &all)
+        Running::spawn(&args, &all).wait(std::time::Duration::from_secs(secs))
     }
 }
 
