@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod images;
 mod incremental;
+mod layout;
 mod manifests;
 mod progress;
 mod prune;
