@@ -598,7 +598,10 @@ fn a_damaged_blob_in_a_bundle_fails_only_the_image_that_needs_it() {
 #[test]
 fn sigterm_while_writing_a_layout_leaves_it_readable_and_a_rerun_completes_it() {
     let src = Registry::start();
-    let imgs: Vec<Image> = (0..8).map(|i| push_simple(src.api(), "slow/app", &format!("t{i}"))).collect();
+    // OCI images: skopeo 1.9 reads no docker-typed entry of a layout.
+    let imgs: Vec<Image> = (0..8)
+        .map(|i| push_image(src.api(), "slow/app", &format!("t{i}"), ImageKind::Oci, "linux", "amd64", ""))
+        .collect();
     // Every request held 60 ms and one worker: the run takes seconds, the signal lands mid-way.
     let proxy = Proxy::start_with(&src.addr(), ProxyOpts { delay: Duration::from_millis(60), ..ProxyOpts::default() });
     let bundle = TestDir::new("term");
@@ -608,7 +611,7 @@ fn sigterm_while_writing_a_layout_leaves_it_readable_and_a_rerun_completes_it() 
         &images_yaml_pairs(&[(proxy.repo("slow/app"), format!("oci:{}", p(&dir)))]),
     );
     let name = proxy.repo("slow/app");
-    let want_entry = |i: usize| Entry::new(&name, &format!("t{i}"), &imgs[i].digest, DOCKER_MANIFEST);
+    let want_entry = |i: usize| Entry::new(&name, &format!("t{i}"), &imgs[i].digest, OCI_MANIFEST);
 
     let mut running = Running::spawn(&job.args(&["--proc", "1"]), &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
