@@ -53,6 +53,11 @@ pub struct Args {
     #[argh(switch)]
     pub prune: bool,
 
+    /// writing a bundle (oci:DIR or oci-archive:FILE): leave out the blobs this previous bundle
+    /// (directory, archive, or its index.json) holds — a delta bundle
+    #[argh(option)]
+    pub base: Option<String>,
+
     /// do not copy referrers (signatures, SBOMs, attestations) with their images; by default they follow
     #[argh(switch)]
     pub no_referrers: bool,

@@ -40,9 +40,18 @@ fn run(args: &cli::Args) -> Result<bool, String> {
     let mut config = Config::from_args(args).map_err(|e| e.to_string())?;
     // The live display: on a terminal, unless the log goes to a file or only errors are wanted.
     config.job.live = args.log.is_none() && !args.quiet && term::stderr_is_live();
-    let regs = Registries::new(config.auth, config.tls, config.limits, config.job.proc)?;
+    let regs = Registries::new(config.auth, config.tls, config.limits, config.job.proc)?
+        .with_layouts(&config.layouts, config.base.as_deref())?;
     signals::install();
     let report = engine::run(config.job, &regs);
+    // Bundles written out (an archive is made only from a run that was not interrupted).
+    let (notes, finished) = match regs.finish(signals::exit_code().is_some()) {
+        Ok(notes) => (notes, true),
+        Err(e) => {
+            log::error!("{e}");
+            (Vec::new(), false)
+        }
+    };
     if let Some((path, format)) = &config.output {
         let pairs: Vec<_> = report.synced.iter().map(|p| (p.src.to_string(), p.dst.to_string())).collect();
         report::write_images(path, *format, &pairs)?;
@@ -55,8 +64,13 @@ fn run(args: &cli::Args) -> Result<bool, String> {
         report::write_report(path, &report)?;
     }
     report::log_failures(&report.failures);
-    log::info!(target: logging::SUMMARY, "{}", report.totals.summary());
+    let mut summary = report.totals.summary();
+    for note in notes {
+        summary.push_str("; ");
+        summary.push_str(&note);
+    }
+    log::info!(target: logging::SUMMARY, "{summary}");
     let what = if report.totals.verify { "Verification" } else { "Synchronization" };
     log::info!(target: logging::SUMMARY, "{what} finished, {} images failed, cost {:.2?}", report.failures.len(), report.elapsed);
-    Ok(report.failures.is_empty() && signals::exit_code().is_none())
+    Ok(finished && report.failures.is_empty() && signals::exit_code().is_none())
 }

@@ -32,10 +32,75 @@ impl Repository {
     }
 }
 
+impl Repository {
+    /// Whether this repository is in an OCI layout or archive rather than on a registry.
+    pub fn is_layout(&self) -> bool {
+        is_layout(&self.registry)
+    }
+
+    /// The full image name, as a layout stores it: `registry/path` (docker's form), or, for a
+    /// repository of a layout, its name there.
+    pub fn full_name(&self) -> String {
+        if self.is_layout() {
+            self.name.clone()
+        } else {
+            self.to_string()
+        }
+    }
+}
+
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.display_registry(), self.name)
+        match (self.is_layout(), self.name.is_empty()) {
+            (true, true) => f.write_str(&self.registry),
+            (true, false) => write!(f, "{}:{}", self.registry, self.name),
+            (false, _) => write!(f, "{}/{}", self.display_registry(), self.name),
+        }
     }
+}
+
+/// An OCI image layout directory: `oci:DIR`.
+pub const LAYOUT_DIR: &str = "oci:";
+/// An OCI image layout in one tar file: `oci-archive:FILE`.
+pub const LAYOUT_ARCHIVE: &str = "oci-archive:";
+
+/// Whether `location` names an OCI layout or archive (`oci:/path`, `oci-archive:/path`).
+pub fn is_layout(location: &str) -> bool {
+    location.starts_with(LAYOUT_DIR) || location.starts_with(LAYOUT_ARCHIVE)
+}
+
+/// `oci:PATH[:SEL]` (or `oci-archive:`) → the location with an absolute path (`oci:/abs/PATH`)
+/// and `SEL`; the first `:` after the prefix ends the path (as skopeo reads it). `None` when
+/// `s` names no layout.
+pub fn split_layout(s: &str) -> Option<Result<(String, Option<String>), ParseError>> {
+    let s = s.trim();
+    let prefix = [LAYOUT_ARCHIVE, LAYOUT_DIR].into_iter().find(|p| s.starts_with(p))?;
+    let rest = &s[prefix.len()..];
+    let (path, sel) = match rest.split_once(':') {
+        Some((p, sel)) => (p, Some(sel.to_string())),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Some(err(format!("{prefix} needs a path, e.g. {prefix}/media/usb/bundle")));
+    }
+    let path = match std::path::absolute(path) {
+        Ok(p) => p,
+        Err(e) => return Some(err(format!("{prefix}{path}: {e}"))),
+    };
+    Some(Ok((format!("{prefix}{}", path.display()), sel.filter(|s| !s.is_empty()))))
+}
+
+/// What `SEL` of `oci:DIR:SEL` names in the layout `location`: `NAME[:tags|@digest]` (NAME is a
+/// full image name, with a `/`), or, without a `/`, tags (`v1`, `a,b`, `/re/`) or `@sha256:…` of
+/// the layout's only image (`None` name: the caller decides which name that is).
+pub fn parse_layout_ref(location: &str, sel: &str) -> Result<(Option<String>, Selector), ParseError> {
+    if sel.contains('/') && !sel.starts_with('/') {
+        let r = parse_rule_ref(sel)?;
+        return Ok((Some(r.repo.to_string()), r.selector));
+    }
+    let stand_in = if sel.starts_with('@') { format!("x.io/x{sel}") } else { format!("x.io/x:{sel}") };
+    let r = parse_rule_ref(&stand_in).map_err(|e| ParseError(format!("{location}:{sel}: {e}")))?;
+    Ok((None, r.selector))
 }
 
 /// Which images of a repository a rule side names.
@@ -116,6 +181,12 @@ impl std::str::FromStr for Digest {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Digest, ParseError> {
         Digest::parse(s)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

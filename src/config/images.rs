@@ -15,7 +15,7 @@ use super::ConfigError;
 use regex::Regex;
 
 use crate::engine::{LatestBy, Namespace, Rule, Selection};
-use crate::reference::{parse_rule_ref, Repository, RuleRef, Selector};
+use crate::reference::{parse_layout_ref, parse_rule_ref, split_layout, Repository, RuleRef, Selector, LAYOUT_ARCHIVE};
 
 /// A destination, a list of destinations, or a map with `to:` and the selection keys.
 #[derive(Deserialize, Clone, Debug)]
@@ -183,20 +183,46 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
     if let Some(var) = unset.first() {
         return Err(fail(format!("environment variable {var} is not set")));
     }
-    let (src, namespace) = match src_text.trim().strip_suffix("/*") {
-        Some(prefix) => (namespace_ref(prefix).map_err(|e| fail(format!("source: {e}")))?, Some(Namespace::default())),
-        None => (parse_rule_ref(src_text).map_err(|e| fail(format!("source: {e}")))?, None),
+    let (src, namespace) = match (split_layout(src_text), src_text.trim().strip_suffix("/*")) {
+        (Some(layout), _) => {
+            let (location, sel) = layout.map_err(|e| fail(format!("source: {e}")))?;
+            match sel {
+                // A whole bundle: like a namespace, every image in it.
+                None => (layout_ref(location, String::new(), Selector::All), Some(Namespace::default())),
+                Some(sel) => {
+                    let (name, selector) =
+                        parse_layout_ref(&location, &sel).map_err(|e| fail(format!("source: {e}")))?;
+                    (layout_ref(location, name.unwrap_or_default(), selector), None)
+                }
+            }
+        }
+        (None, Some(prefix)) => {
+            (namespace_ref(prefix).map_err(|e| fail(format!("source: {e}")))?, Some(Namespace::default()))
+        }
+        (None, None) => (parse_rule_ref(src_text).map_err(|e| fail(format!("source: {e}")))?, None),
     };
     if dst_expanded.trim().is_empty() {
         dst_expanded = defaults.destination(&src).ok_or_else(|| {
             fail("the destination is empty and no default is set (--registry and --namespace)".into())
         })?;
     }
-    let dst = match namespace {
-        Some(_) => namespace_ref(&dst_expanded),
-        None => parse_rule_ref(&dst_expanded).map_err(|e| e.to_string()),
+    let dst = match (split_layout(&dst_expanded), namespace.is_some()) {
+        (Some(layout), _) => layout.map_err(|e| e.to_string()).and_then(|(location, sel)| match (sel, &namespace) {
+            (None, Some(_)) => Ok(layout_ref(location, String::new(), Selector::All)),
+            (Some(_), Some(_)) => Err("a namespace or a whole bundle goes into a bundle as it is: oci:DIR".into()),
+            // The source's name, and its tags unless renamed.
+            (None, None) => Ok(layout_ref(location, src.repo.full_name(), Selector::All)),
+            (Some(sel), None) => parse_layout_ref(&location, &sel)
+                .map(|(name, selector)| layout_ref(location, name.unwrap_or_else(|| src.repo.full_name()), selector))
+                .map_err(|e| e.to_string()),
+        }),
+        (None, true) => namespace_ref(&dst_expanded),
+        (None, false) => parse_rule_ref(&dst_expanded).map_err(|e| e.to_string()),
     }
     .map_err(|e| fail(format!("destination: {e}")))?;
+    if src.repo.registry.starts_with(LAYOUT_ARCHIVE) && src.repo.registry == dst.repo.registry {
+        return Err(fail("an archive cannot be read and rewritten by the same rule".into()));
+    }
     match (&src.selector, &dst.selector) {
         (_, Selector::Regex(_)) => return Err(fail("a destination cannot be a tag regex".into())),
         (_, Selector::Pinned { .. }) => {
@@ -227,6 +253,10 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
         return Err(fail("a namespace goes to a repository prefix, without a tag or digest".into()));
     }
     Ok(Rule { namespace, ..Rule::new(src_text, dst_text, src, dst) })
+}
+
+fn layout_ref(location: String, name: String, selector: Selector) -> RuleRef {
+    RuleRef { repo: Repository { registry: location, name }, selector }
 }
 
 /// `registry/namespace` (or a bare `registry`) of a `…/*` source or of its destination: the

@@ -28,7 +28,7 @@ use shard::Shard;
 use crate::cli::{parse_bytes, split_commas, Args};
 use crate::engine::{Job, Mode, Referrers};
 use crate::manifest::PlatformFilter;
-use crate::registry::{Auth, Limits, TlsOptions};
+use crate::registry::{Auth, LayoutSpec, Limits, TlsOptions};
 
 /// The smallest `--chunk-size`: registries may refuse smaller chunks (S3 multipart parts are
 /// at least 5 MiB, but registries buffer), and tiny chunks mean a request per few bytes.
@@ -76,6 +76,10 @@ pub struct Config {
     pub failed_output: Option<(PathBuf, Format)>,
     /// `--report`.
     pub report: Option<PathBuf>,
+    /// The OCI layouts and archives the rules name.
+    pub layouts: Vec<LayoutSpec>,
+    /// `--base`: the previous bundle a delta bundle leaves out.
+    pub base: Option<PathBuf>,
 }
 
 /// The legacy `--config` file: both maps in one.
@@ -238,8 +242,32 @@ impl Config {
             referrers,
         };
         let report = args.report.as_ref().map(PathBuf::from);
-        Ok(Config { auth, tls, limits, job, output, failed_output, report })
+        let layouts = layouts(&job);
+        let base = args.base.as_ref().map(PathBuf::from);
+        if base.is_some() && !layouts.iter().any(|l| l.dest) {
+            return Err(ConfigError::Usage(
+                "--base is for writing a bundle: no rule has an oci: or oci-archive: destination".into(),
+            ));
+        }
+        Ok(Config { auth, tls, limits, job, output, failed_output, report, layouts, base })
     }
+}
+
+/// The layouts the rules read or write, each once.
+fn layouts(job: &Job) -> Vec<LayoutSpec> {
+    let mut out: Vec<LayoutSpec> = Vec::new();
+    let sides = job.rules.iter().flat_map(|r| [(&r.src.repo, false), (&r.dst.repo, true)]);
+    for (repo, dest) in sides.filter(|(r, _)| r.is_layout()) {
+        let write = dest && job.mode == Mode::Sync;
+        match out.iter_mut().find(|l| l.location == repo.registry) {
+            Some(l) => {
+                l.dest |= dest;
+                l.write |= write;
+            }
+            None => out.push(LayoutSpec::new(&repo.registry, dest, write)),
+        }
+    }
+    out
 }
 
 /// `--auth FILE` when given; else none (docker's credentials may still cover the registries).

@@ -9,7 +9,7 @@ use super::context::{Ctx, SyncError};
 use super::graph::{BlobState, BlobTask, Pair};
 use super::progress::{Event, Moving};
 use crate::registry::retry::Backoff;
-use crate::registry::{Access, Client, Upload};
+use crate::registry::{Access, Store, Upload};
 
 /// How a blob came to be at the destination.
 #[derive(Clone, Copy)]
@@ -130,7 +130,7 @@ fn transfer_with_retries(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Re
 /// Make the blob exist at the destination: already there, mounted, or streamed from the source.
 fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, SyncError> {
     let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
-    let dc = ctx.regs.client(dst);
+    let dc = ctx.regs.store(dst);
     if dc.blob_exists(&dst.name, digest, Access::Push)? {
         log::debug!("blob {digest} already in {dst}");
         return Ok(Moved::Present);
@@ -163,15 +163,14 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, S
         // Only the destination's own answer can say so (a source's 404 travels through the
         // upload body as an error too).
         Err(SyncError::Registry(e))
-            if e.registry == dc.registry && e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() =>
+            if e.registry == dc.name() && e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() =>
         {
+            let chunk = dc.use_chunked_uploads().unwrap_or_default();
             log::info!(
-                "{}: refuses single-request blob uploads ({}); switching to PATCH uploads in chunks of {} bytes",
+                "{}: refuses single-request blob uploads ({}); switching to PATCH uploads in chunks of {chunk} bytes",
                 dst.registry,
                 e.kind,
-                dc.limits.chunk_size
             );
-            dc.use_chunked_uploads();
             stream(ctx, task, &dc, None, &moving)?
         }
         other => other?,
@@ -183,9 +182,9 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, S
 /// Open the source (refusing a length that disagrees with the descriptor before anything is
 /// sent), then stream it into the upload `session` (a new one when `None`). Returns the
 /// number of bytes sent.
-fn stream(ctx: &Ctx, task: &BlobTask, dc: &Client, session: Option<String>, moving: &Moving) -> Result<u64, SyncError> {
+fn stream(ctx: &Ctx, task: &BlobTask, dc: &Store, session: Option<String>, moving: &Moving) -> Result<u64, SyncError> {
     let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
-    let sc = ctx.regs.client(src);
+    let sc = ctx.regs.store(src);
     let mut source = match sc.get_blob(&src.name, digest, task.blob.size) {
         Ok(s) => s,
         Err(e) => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::reference::{Reference, Repository};
-use crate::registry::{Access, Client, Error, Fetched};
+use crate::registry::{Access, Error, Fetched, Store};
 
 /// The most manifest bytes kept (manifests are small: a few KiB each).
 const MAX_BYTES: usize = 32 * 1024 * 1024;
@@ -38,7 +38,7 @@ impl ManifestCache {
     }
 
     /// GET a source manifest, from the cache when another destination already had it fetched.
-    pub fn get(&self, client: &Client, repo: &Repository, reference: &Reference) -> Result<Fetched, Error> {
+    pub fn get(&self, client: &Store, repo: &Repository, reference: &Reference) -> Result<Fetched, Error> {
         if !self.shared.contains(repo) {
             return client.get_manifest(&repo.name, reference, Access::Pull);
         }

@@ -13,7 +13,7 @@ use super::progress::{Event, Moving};
 use super::queue::Queue;
 use crate::manifest::PlatformFilter;
 use crate::reference::{Digest, Repository};
-use crate::registry::{self, Client, Registries};
+use crate::registry::{self, Registries, Store};
 
 /// Why a task failed.
 #[derive(Debug)]
@@ -244,7 +244,7 @@ impl Ctx<'_> {
 
     /// The tags of a source repository: listed once per run (two workers may list it at the
     /// same moment; both get the same answer). `None` when the registry does not let us list.
-    pub fn tags_of(&self, client: &Client, repo: &Repository) -> Option<Arc<HashSet<String>>> {
+    pub fn tags_of(&self, client: &Store, repo: &Repository) -> Option<Arc<HashSet<String>>> {
         if let Some(known) = self.tags.lock().get(repo) {
             return known.clone();
         }

@@ -18,7 +18,7 @@ use super::progress::Event;
 use super::tree::Planner;
 use crate::manifest::{entries, is_image_type, Filtered, Kind, Manifest, Platform};
 use crate::reference::{Digest, ImageRef, Reference};
-use crate::registry::{Access, Client};
+use crate::registry::{Access, Store};
 
 /// Config blobs are small JSON documents; refuse absurd ones.
 pub(super) const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
@@ -35,7 +35,7 @@ pub(super) fn skipped(ctx: &Ctx, pair: &Pair, reason: String) {
 }
 
 /// The platform of a single image, read from its config blob.
-pub(super) fn image_platform(sc: &Client, src: &ImageRef, config: &Digest) -> Result<Platform, SyncError> {
+pub(super) fn image_platform(sc: &Store, src: &ImageRef, config: &Digest) -> Result<Platform, SyncError> {
     let raw = sc.get_blob_bytes(&src.repo.name, config, MAX_CONFIG_BYTES)?;
     Ok(serde_json::from_slice(&raw).unwrap_or_default())
 }
@@ -52,8 +52,8 @@ fn unchanged(ctx: &Ctx, pair: &Pair, digest: &Digest) {
 pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
-    let sc = ctx.regs.client(&src.repo);
-    let dc = ctx.regs.client(&dst.repo);
+    let sc = ctx.regs.store(&src.repo);
+    let dc = ctx.regs.store(&dst.repo);
     let (sname, dname) = (&src.repo.name, &dst.repo.name);
     let mut planner = Planner::new(ctx, &sc, &dc, src, &dst.repo);
 
@@ -175,7 +175,7 @@ fn queue(ctx: &Ctx, pair: &Arc<Pair>, top: Planned, digest: &Digest) -> Result<(
 /// A dry run: what copying `top` would move. Blobs are looked up at the destination with `HEAD`
 /// only; nothing is queued, so nothing is written.
 fn plan(ctx: &Ctx, pair: &Pair, top: &Planned, digest: &Digest) -> Result<(), SyncError> {
-    let dc = ctx.regs.client(&pair.dst.repo);
+    let dc = ctx.regs.store(&pair.dst.repo);
     let mut seen = std::collections::HashSet::new();
     let (mut missing, mut bytes, mut present) = (0, 0, 0);
     let nodes = top.walk();

@@ -23,7 +23,7 @@ use super::graph::Pair;
 use super::Failure;
 use crate::manifest::{is_referrer_tag, Kind, Manifest};
 use crate::reference::{Digest, Reference, Repository};
-use crate::registry::{Access, Client, Error};
+use crate::registry::{Access, Error, Store};
 
 /// How a registry deletes, once known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,13 +94,13 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
             log::warn!("not pruning {repo}: no rule produced any tag there this run");
             continue;
         };
-        let dc = ctx.regs.client(repo);
-        if how.get(&dc.registry) == Some(&Deletes::Refused) {
+        let dc = ctx.regs.store(repo);
+        if how.get(dc.name()) == Some(&Deletes::Refused) {
             continue;
         }
         let tags = match dc.list_tags(&repo.name) {
             Ok(t) => t,
-            Err(e) if e.status_code() == Some(404) => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 log::warn!("not pruning {repo}: {e}");
                 continue;
@@ -133,7 +133,7 @@ fn covers(dst: &Repository, namespace: bool, repo: &Repository) -> bool {
 /// The deletions in one repository.
 struct Pruner<'a, 'c> {
     ctx: &'a Ctx<'c>,
-    dc: &'a Client,
+    dc: &'a Store,
     repo: &'a Repository,
     kept: &'a [String],
     /// Digests the run pushed here without a tag: kept, with all they reference.
@@ -155,7 +155,7 @@ impl Pruner<'_, '_> {
                 Ok(false) => {}
                 Err(e) => self.failed(&name, &e),
             }
-            if self.how.get(&self.dc.registry) == Some(&Deletes::Refused) {
+            if self.how.get(self.dc.name()) == Some(&Deletes::Refused) {
                 break;
             }
         }
@@ -182,18 +182,18 @@ impl Pruner<'_, '_> {
             deleted.insert(digest);
             return Ok(true);
         }
-        if self.how.get(&self.dc.registry) != Some(&Deletes::ByDigest) {
+        if self.how.get(self.dc.name()) != Some(&Deletes::ByDigest) {
             match self.dc.delete_manifest(&self.repo.name, &reference) {
                 Ok(true) => {
-                    self.how.insert(self.dc.registry.clone(), Deletes::ByTag);
+                    self.how.insert(self.dc.name().to_string(), Deletes::ByTag);
                     log::info!("pruned {name}");
                     return Ok(true);
                 }
                 Ok(false) => return Ok(false),
                 // distribution 2.8 answers a tag with 400 DIGEST_INVALID; others 400 UNSUPPORTED.
                 Err(e) if e.status_code() == Some(400) => {
-                    log::debug!("{}: cannot delete a tag by name ({e}); deleting by digest", self.dc.registry);
-                    self.how.insert(self.dc.registry.clone(), Deletes::ByDigest);
+                    log::debug!("{}: cannot delete a tag by name ({e}); deleting by digest", self.dc.name());
+                    self.how.insert(self.dc.name().to_string(), Deletes::ByDigest);
                 }
                 Err(e) => return Err(e),
             }
@@ -221,7 +221,7 @@ impl Pruner<'_, '_> {
             while let Some((reference, why, depth)) = todo.pop() {
                 let fetched = match self.dc.get_manifest(&self.repo.name, &reference, Access::Push) {
                     Ok(f) => f,
-                    Err(e) if e.status_code() == Some(404) => continue,
+                    Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e),
                 };
                 if map.insert(fetched.digest.clone(), why.clone()).is_some() || depth >= super::tree::MAX_DEPTH {
@@ -243,10 +243,10 @@ impl Pruner<'_, '_> {
     /// A deletion failed: a registry that refuses deletion is said once; other errors per tag.
     fn failed(&mut self, name: &str, e: &Error) {
         if e.status_code() == Some(405) {
-            if self.how.insert(self.dc.registry.clone(), Deletes::Refused) != Some(Deletes::Refused) {
+            if self.how.insert(self.dc.name().to_string(), Deletes::Refused) != Some(Deletes::Refused) {
                 log::warn!(
                     "{}: the registry refuses deletion ({}); not pruning there (distribution needs storage.delete.enabled)",
-                    self.dc.registry,
+                    self.dc.name(),
                     e.kind
                 );
             }

@@ -45,7 +45,7 @@ impl Planner<'_, '_> {
             match self.manifest(&r.digest, level) {
                 Ok(planned) => copied.push(planned),
                 // Listed, but gone from the source (a deleted signature): not the image's fault.
-                Err(SyncError::Registry(e)) if e.status_code() == Some(404) => {
+                Err(SyncError::Registry(e)) if e.is_not_found() => {
                     log::warn!("{}: referrer {} is listed but missing at the source; skipped", self.image, r.digest);
                     dangling.push(r.digest.clone());
                 }
@@ -72,16 +72,16 @@ impl Planner<'_, '_> {
         {
             // Until the registry's answer is known, one worker asks at a time (the guard ends
             // with this block: what follows takes the same lock to list tags).
-            let _one = ctx.has_referrers_api(&self.sc.registry).is_none().then(|| ctx.first_ask.lock());
-            if ctx.has_referrers_api(&self.sc.registry) != Some(false) {
+            let _one = ctx.has_referrers_api(self.sc.name()).is_none().then(|| ctx.first_ask.lock());
+            if ctx.has_referrers_api(self.sc.name()) != Some(false) {
                 let types = &ctx.referrers.types;
                 let one = (types.len() == 1).then(|| types[0].as_str());
                 match self.sc.referrers(&self.src.name, subject, one, Access::Pull)? {
                     ReferrersAnswer::Listed(index) => {
-                        ctx.set_referrers_api(&self.sc.registry, true);
+                        ctx.set_referrers_api(self.sc.name(), true);
                         listed = Some(index);
                     }
-                    ReferrersAnswer::NoApi => ctx.set_referrers_api(&self.sc.registry, false),
+                    ReferrersAnswer::NoApi => ctx.set_referrers_api(self.sc.name(), false),
                     ReferrersAnswer::Unknown => {}
                 }
             }
@@ -91,7 +91,7 @@ impl Planner<'_, '_> {
             if self.source_has(&tag)? {
                 listed = match self.ctx.manifests.get(self.sc, self.src, &tag) {
                     Ok(f) => Some(f.bytes),
-                    Err(e) if e.status_code() == Some(404) => None,
+                    Err(e) if e.is_not_found() => None,
                     Err(e) => return Err(e.into()),
                 };
             }
@@ -119,7 +119,7 @@ impl Planner<'_, '_> {
             return Ok(None);
         }
         let ctx = self.ctx;
-        let registry = &self.dc.registry;
+        let registry = self.dc.name();
         let api = match ctx.has_referrers_api(registry) {
             Some(known) => known,
             None => match self.dc.referrers(&self.dst.name, subject, None, Access::Push)? {
@@ -142,7 +142,7 @@ impl Planner<'_, '_> {
         let tag = Reference::Tag(fallback_tag(subject));
         let existing = match self.dc.get_manifest(&self.dst.name, &tag, Access::Push) {
             Ok(f) => Some(f.bytes),
-            Err(e) if e.status_code() == Some(404) => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
         let dst = self.at_dst(tag.clone());

@@ -9,8 +9,8 @@ use super::graph::{Pair, Rule, Task};
 use super::progress::Event;
 use super::select::rfc3339;
 use crate::manifest::{is_referrer_tag, Kind, Manifest};
-use crate::reference::{ImageRef, Reference, Repository, RuleRef, Selector};
-use crate::registry::{Access, Client};
+use crate::reference::{parse_repository, ImageRef, Reference, Repository, RuleRef, Selector};
+use crate::registry::{Access, Store};
 
 /// Resolve a rule's source tags and pair them with destination references.
 pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
@@ -18,7 +18,7 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     if rule.namespace.is_some() {
         return namespace(ctx, rule);
     }
-    let src_client = ctx.regs.client(&rule.src.repo);
+    let src_client = ctx.regs.store(&rule.src.repo);
     let refs: Vec<Reference> = match &rule.src.selector {
         Selector::Tags(t) => t.iter().cloned().map(Reference::Tag).collect(),
         Selector::Digest(d) | Selector::Pinned { digest: d, .. } => vec![Reference::Digest(d.clone())],
@@ -66,7 +66,7 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
 }
 
 /// The rule's selection keys applied to the listed `tags`, logged in one line.
-fn select(client: &Client, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>, SyncError> {
+fn select(client: &Store, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>, SyncError> {
     if rule.select.is_empty() {
         return Ok(tags);
     }
@@ -87,7 +87,7 @@ fn select(client: &Client, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>
 
 /// When the image under `tag` was created (its config's `created`; for an index, its first
 /// child's), for `latest_by: created`.
-fn created(client: &Client, repo: &Repository, tag: &str) -> Result<Option<i64>, SyncError> {
+fn created(client: &Store, repo: &Repository, tag: &str) -> Result<Option<i64>, SyncError> {
     let mut reference = Reference::Tag(tag.to_string());
     for _ in 0..super::tree::MAX_DEPTH {
         let f = client.get_manifest(&repo.name, &reference, Access::Pull)?;
@@ -110,7 +110,7 @@ fn created(client: &Client, repo: &Repository, tag: &str) -> Result<Option<i64>,
 /// A namespace rule: one rule per repository of the source catalog below the namespace.
 fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     let ns = rule.namespace.as_ref().expect("checked by the caller");
-    let client = ctx.regs.client(&rule.src.repo);
+    let client = ctx.regs.store(&rule.src.repo);
     let all = client.list_catalog().map_err(|e| SyncError::Catalog(Box::new(e)))?;
     let prefix = &rule.src.repo.name;
     let mut found = 0;
@@ -123,7 +123,13 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
                 None => continue,
             }
         };
-        if !ns.admits(below) {
+        // A bundle's images keep their path below a registry prefix, not the registry they
+        // came from: `r.io/team/app` → `PREFIX/team/app`.
+        let path = match rule.src.repo.is_layout() {
+            true => parse_repository(below).map_or_else(|_| below.to_string(), |r| r.name),
+            false => below.to_string(),
+        };
+        if !ns.admits(&path) {
             log::debug!("{}: {name} left out by include_repos/exclude_repos", rule.describe());
             continue;
         }
@@ -132,8 +138,12 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
             repo: Repository { registry: rule.src.repo.registry.clone(), name: name.clone() },
             selector: Selector::All,
         };
-        let dst_name =
-            if rule.dst.repo.name.is_empty() { below.to_string() } else { format!("{}/{below}", rule.dst.repo.name) };
+        let dst_name = match (rule.dst.repo.is_layout(), rule.dst.repo.name.is_empty()) {
+            // Into a bundle: under the image's full name.
+            (true, _) => src.repo.full_name(),
+            (false, true) => path,
+            (false, false) => format!("{}/{path}", rule.dst.repo.name),
+        };
         let dst = RuleRef {
             repo: Repository { registry: rule.dst.repo.registry.clone(), name: dst_name },
             selector: Selector::All,

@@ -15,7 +15,7 @@ use super::graph::Planned;
 use super::image::bad;
 use crate::manifest::{apply, entries, is_index_type, Descriptor, Filtered, Keep, Kind, Manifest};
 use crate::reference::{Digest, ImageRef, Reference, Repository};
-use crate::registry::{Access, Client};
+use crate::registry::{Access, Store};
 
 /// Indexes nest at most this deep (the top-level index is level 1); referrers of referrers
 /// follow to the same depth.
@@ -32,8 +32,8 @@ struct Cached {
 /// Plans the manifests of one image.
 pub struct Planner<'a, 'c> {
     pub ctx: &'a Ctx<'c>,
-    pub sc: &'a Client,
-    pub dc: &'a Client,
+    pub sc: &'a Store,
+    pub dc: &'a Store,
     pub src: &'a Repository,
     pub dst: &'a Repository,
     /// The image being planned, for messages.
@@ -42,7 +42,7 @@ pub struct Planner<'a, 'c> {
 }
 
 impl<'a, 'c> Planner<'a, 'c> {
-    pub fn new(ctx: &'a Ctx<'c>, sc: &'a Client, dc: &'a Client, image: &'a ImageRef, dst: &'a Repository) -> Self {
+    pub fn new(ctx: &'a Ctx<'c>, sc: &'a Store, dc: &'a Store, image: &'a ImageRef, dst: &'a Repository) -> Self {
         Planner { ctx, sc, dc, src: &image.repo, dst, image, cache: HashMap::new() }
     }
 

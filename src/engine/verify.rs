@@ -16,13 +16,13 @@ use super::progress::Event;
 use super::tree::{Planner, MAX_DEPTH};
 use crate::manifest::{Filtered, Kind, Manifest};
 use crate::reference::{Digest, Reference};
-use crate::registry::{Access, Client, ErrorKind};
+use crate::registry::{Access, ErrorKind, Store};
 
 pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
     ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
-    let sc = ctx.regs.client(&src.repo);
-    let dc = ctx.regs.client(&dst.repo);
+    let sc = ctx.regs.store(&src.repo);
+    let dc = ctx.regs.store(&dst.repo);
     let mut planner = Planner::new(ctx, &sc, &dc, src, &dst.repo);
     let Some(want) = source_digest(ctx, &mut planner, pair)? else { return Ok(()) };
     let reference = if dst.is_digest() { Reference::Digest(want.clone()) } else { dst.reference.clone() };
@@ -89,7 +89,7 @@ fn source_digest(ctx: &Ctx, planner: &mut Planner, pair: &Pair) -> Result<Option
 /// A walk down what one destination manifest references, noting what is missing or wrong.
 struct Walk<'a, 'c> {
     ctx: &'a Ctx<'c>,
-    dc: &'a Client,
+    dc: &'a Store,
     repo: &'a str,
     problems: &'a mut Vec<String>,
     /// Blobs found in order.
@@ -104,7 +104,7 @@ impl Walk<'_, '_> {
         }
         let fetched = match self.dc.get_manifest(self.repo, &Reference::Digest(digest.clone()), Access::Pull) {
             Ok(f) => f,
-            Err(e) if e.status_code() == Some(404) => {
+            Err(e) if e.is_not_found() => {
                 self.problems.push(format!("manifest {digest} is missing"));
                 return Ok(());
             }

@@ -62,11 +62,41 @@ impl Meter {
     }
 }
 
+/// Where a blob's bytes come from: a registry (a `GET`, re-opened with `Range`), or a file of
+/// an OCI layout.
+pub(crate) trait Origin: Sync {
+    /// The registry or layout, for errors.
+    fn name(&self) -> &str;
+    /// The operation, for errors (`GET blob a/b@sha256:…`, `read blobs/sha256/…`).
+    fn what(&self, repo: &str, digest: &Digest) -> String;
+    /// The blob from byte `offset`, and the offset it really starts at (0 when a registry
+    /// ignored the `Range`).
+    fn open_at(&self, repo: &str, digest: &Digest, offset: u64) -> Result<(Box<dyn Read + Send>, u64), Error>;
+    /// The error for a body that is not what its descriptor says.
+    fn damaged(&self, what: String, kind: ErrorKind) -> Error {
+        Error::new(self.name(), what, kind)
+    }
+}
+
+impl Origin for Client {
+    fn name(&self) -> &str {
+        &self.registry
+    }
+
+    fn what(&self, repo: &str, digest: &Digest) -> String {
+        format!("GET blob {repo}@{digest}")
+    }
+
+    fn open_at(&self, repo: &str, digest: &Digest, offset: u64) -> Result<(Box<dyn Read + Send>, u64), Error> {
+        self.open_blob(repo, digest, offset)
+    }
+}
+
 /// A blob download that is checked as it is read: exact length, digest, minimum speed; and
 /// that can be re-opened at an offset (a `Range` request) when an upload chunk has to be sent
 /// again.
 pub struct BlobSource<'a> {
-    client: &'a Client,
+    origin: &'a dyn Origin,
     repo: &'a str,
     digest: &'a Digest,
     /// The descriptor's size, else the `Content-Length` the source announced.
@@ -77,21 +107,47 @@ pub struct BlobSource<'a> {
     hasher: Sha256,
     /// The position and hash state at the start of the current upload chunk.
     checkpoint: (u64, Sha256),
-    meter: Meter,
+    /// A download's minimum speed (a file has none).
+    meter: Option<Meter>,
     /// Set when a read failed because of the source (not because of the upload).
     failed: bool,
     /// Where the position is published for a progress display.
     progress: Option<Arc<AtomicU64>>,
 }
 
-impl BlobSource<'_> {
+impl<'a> BlobSource<'a> {
+    /// A checked read of `reader` (the blob from its first byte) from `origin`.
+    pub(crate) fn new(
+        origin: &'a dyn Origin,
+        repo: &'a str,
+        digest: &'a Digest,
+        size: Option<u64>,
+        reader: Box<dyn Read + Send>,
+        meter: Option<Meter>,
+    ) -> BlobSource<'a> {
+        let hasher = Sha256::new();
+        BlobSource {
+            origin,
+            repo,
+            digest,
+            size,
+            reader,
+            pos: 0,
+            checkpoint: (0, hasher.clone()),
+            hasher,
+            meter,
+            failed: false,
+            progress: None,
+        }
+    }
+
     fn what(&self) -> String {
-        format!("GET blob {}@{}", self.repo, self.digest)
+        self.origin.what(self.repo, self.digest)
     }
 
     fn fail(&mut self, kind: ErrorKind) -> io::Error {
         self.failed = true;
-        Error::new(&self.client.registry, self.what(), kind).into_io()
+        self.origin.damaged(self.what(), kind).into_io()
     }
 
     /// The number of bytes this blob has, when known.
@@ -127,7 +183,7 @@ impl BlobSource<'_> {
         let (start, ref hasher) = self.checkpoint;
         if offset < start || offset > self.pos {
             return Err(Error::new(
-                &self.client.registry,
+                self.origin.name(),
                 self.what(),
                 ErrorKind::Invalid(format!("cannot resume at byte {offset} (chunk started at {start})")),
             ));
@@ -135,23 +191,23 @@ impl BlobSource<'_> {
         self.hasher = hasher.clone();
         self.pos = start;
         self.publish();
-        let (reader, from) = self.client.open_blob(self.repo, self.digest, start)?;
+        let (reader, from) = self.origin.open_at(self.repo, self.digest, start)?;
         self.reader = reader;
         let what = self.what();
+        let registry = self.origin.name().to_string();
         if from < start {
-            log::info!("{}: {what}: the source ignores Range requests; re-reading from byte 0", self.client.registry);
+            log::info!("{registry}: {what}: the source ignores Range requests; re-reading from byte 0");
             io::copy(&mut (&mut self.reader).take(start - from), &mut io::sink())
-                .map_err(|e| Error::io(&self.client.registry, &what, e))?;
+                .map_err(|e| Error::io(&registry, &what, e))?;
         }
         // The bytes the registry already has are hashed again but not sent again.
-        let registry = self.client.registry.clone();
         io::copy(&mut (&mut *self).take(offset - start), &mut io::sink())
             .map_err(|e| Error::io(&registry, &what, e))?;
         Ok(())
     }
 
     /// After the source is read to the end: its digest and length, for a source of unknown size.
-    fn finish_unknown_size(&mut self) -> io::Result<usize> {
+    pub(crate) fn finish_unknown_size(&mut self) -> io::Result<usize> {
         let actual = Digest::from_sha256(&self.hasher.clone().finalize());
         if actual != *self.digest {
             return Err(self.fail(ErrorKind::DigestMismatch { expected: self.digest.clone(), actual }));
@@ -174,7 +230,7 @@ impl Read for BlobSource<'_> {
             Ok(n) => n,
             Err(e) => {
                 self.failed = true;
-                return Err(Error::io(&self.client.registry, self.what(), e).into_io());
+                return Err(Error::io(self.origin.name(), self.what(), e).into_io());
             }
         };
         if n == 0 {
@@ -183,9 +239,9 @@ impl Read for BlobSource<'_> {
                 None => self.finish_unknown_size(),
             };
         }
-        if let Err(e) = self.meter.add(n) {
+        if let Some(Err(e)) = self.meter.as_mut().map(|m| m.add(n)) {
             self.failed = true;
-            return Err(Error::io(&self.client.registry, self.what(), e).into_io());
+            return Err(Error::io(self.origin.name(), self.what(), e).into_io());
         }
         self.hasher.update(&buf[..n]);
         self.pos += n as u64;
@@ -282,20 +338,8 @@ impl Client {
                 ));
             }
         }
-        let hasher = Sha256::new();
-        Ok(BlobSource {
-            client: self,
-            repo,
-            digest,
-            size: size.or(announced),
-            reader: Box::new(r.into_body().into_reader()),
-            pos: 0,
-            checkpoint: (0, hasher.clone()),
-            hasher,
-            meter: Meter::new(self),
-            failed: false,
-            progress: None,
-        })
+        let reader = Box::new(r.into_body().into_reader());
+        Ok(BlobSource::new(self, repo, digest, size.or(announced), reader, Some(Meter::new(self))))
     }
 
     /// Read a blob to its end and throw it away (`--verify-blobs`): an error when it is

@@ -68,6 +68,11 @@ pub enum ErrorKind {
     /// An https registry whose token realm (this URL) is plain http: credentials are not sent
     /// there, so the token cannot be fetched with them.
     InsecureRealm(String),
+    /// An OCI layout (or archive) lacks what was asked for: the counterpart of a registry's 404.
+    Missing(String),
+    /// An OCI layout or archive that is damaged, incomplete or cannot be written: reading the
+    /// same file again will not help, so it is never retried.
+    Layout(String),
 }
 
 impl Error {
@@ -164,6 +169,11 @@ impl Error {
         }
     }
 
+    /// What was asked for is not there: a registry's 404, or a layout's missing entry.
+    pub fn is_not_found(&self) -> bool {
+        self.status_code() == Some(404) || matches!(self.kind, ErrorKind::Missing(_))
+    }
+
     /// `true` when the registry's answer carries this error code.
     pub fn has_code(&self, code: &str) -> bool {
         matches!(&self.kind, ErrorKind::Status { errors, .. } if errors.iter().any(|(c, _)| c == code))
@@ -212,6 +222,8 @@ impl Error {
             ErrorKind::UploadLost(_) => "upload_lost",
             ErrorKind::WrongScheme(_) => "scheme",
             ErrorKind::InsecureRealm(_) => "insecure_realm",
+            ErrorKind::Missing(_) => "not_found",
+            ErrorKind::Layout(_) => "layout",
         }
     }
 
@@ -303,6 +315,7 @@ impl fmt::Display for ErrorKind {
                 "credentials are not sent to a plain-http token realm: this https registry's token realm is \
                  {realm} (it must be https)"
             ),
+            ErrorKind::Missing(m) | ErrorKind::Layout(m) => f.write_str(m),
         }
     }
 }

@@ -9,25 +9,31 @@
 //! - [`auth`], [`transport`]: tokens and challenges; agents with TLS and timeouts.
 //! - [`blobs`], [`manifests`], [`tags`]: the API calls; [`ratelimit`]: pacing against an
 //!   announced pull budget (Docker Hub).
+//! - [`layout`]: OCI layouts and archives on disk, answering the same operations;
+//!   [`Store`]: a registry or a layout, which the engine works on.
 
 mod auth;
 mod blobs;
 mod client;
 mod error;
+pub mod layout;
 mod manifests;
 mod ratelimit;
 mod registries;
 pub mod retry;
 pub mod settings;
+mod store;
 mod tags;
 mod transport;
 
 pub use blobs::{BlobSource, Upload};
 pub use client::Client;
 pub use error::{Error, ErrorKind};
+pub use layout::LayoutSpec;
 pub use manifests::{Access, Fetched, Head, ReferrersAnswer};
 pub use registries::Registries;
 pub use settings::{Auth, AuthRule, Credentials, Keychain, Limits, TlsOptions};
+pub use store::Store;
 
 /// Percent-encode a query value (RFC 3986 unreserved characters pass).
 pub fn encode_query(s: &str) -> String {

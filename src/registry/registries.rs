@@ -1,5 +1,7 @@
 //! All clients of a run, created on first use: one per (registry, matching auth key), so that
-//! every worker shares its tokens, its learned auth scheme and its connection pool.
+//! every worker shares its tokens, its learned auth scheme and its connection pool — and the
+//! OCI layouts of the run, opened up front (so a missing or unusable one fails the run before
+//! any request).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -7,8 +9,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::auth::Authenticator;
+use super::layout::{Base, Layout, LayoutSpec};
 use super::settings::{Auth, Limits, TlsOptions};
-use super::{transport, Client, Error, ErrorKind};
+use super::{transport, Client, Error, ErrorKind, Store};
 use crate::reference::Repository;
 
 /// Clients by (registry, matching auth key).
@@ -22,6 +25,8 @@ pub struct Registries {
     agents: HashMap<TlsOptions, ureq::Agent>,
     clients: Mutex<ClientMap>,
     anonymous_logged: Mutex<HashSet<String>>,
+    /// The layouts of the run, by location (`oci:/path`).
+    layouts: HashMap<String, Arc<Layout>>,
 }
 
 impl Registries {
@@ -43,7 +48,38 @@ impl Registries {
             agents,
             clients: Mutex::new(HashMap::new()),
             anonymous_logged: Mutex::new(HashSet::new()),
+            layouts: HashMap::new(),
         })
+    }
+
+    /// Open the run's layouts; `base` (`--base`) applies to those written.
+    pub fn with_layouts(mut self, specs: &[LayoutSpec], base: Option<&std::path::Path>) -> Result<Registries, String> {
+        let base = base.map(Base::load).transpose()?.map(Arc::new);
+        for spec in specs {
+            let layout = Layout::open(spec, base.clone())?;
+            self.layouts.insert(spec.location.clone(), Arc::new(layout));
+        }
+        Ok(self)
+    }
+
+    /// Where `repo` lives: its registry's client, or its layout.
+    pub fn store(&self, repo: &Repository) -> Store {
+        match self.layouts.get(&repo.registry) {
+            Some(l) => Store::Layout(l.clone()),
+            None => Store::Registry(self.client(repo)),
+        }
+    }
+
+    /// The end of the run: layouts written out (archives made unless `interrupted`). Returns
+    /// notes for the summary line; an error when a layout could not be completed.
+    pub fn finish(&self, interrupted: bool) -> Result<Vec<String>, String> {
+        let mut notes = Vec::new();
+        let mut names: Vec<&String> = self.layouts.keys().collect();
+        names.sort();
+        for name in names {
+            notes.extend(self.layouts[name].finish(interrupted)?);
+        }
+        Ok(notes)
     }
 
     /// The client for `repo`, chosen by the longest matching auth key.
