@@ -124,6 +124,9 @@ impl Layout {
                 dir = Some(PathBuf::from(format!("{}.partial", spec.path.display())));
             }
         } else if !unborn {
+            if !spec.write && !spec.path.is_dir() {
+                return Err(fail("no such directory".into()));
+            }
             dir = Some(spec.path.clone());
         }
         let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
