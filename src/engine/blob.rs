@@ -8,6 +8,8 @@
 use super::context::{Ctx, SyncError};
 use super::graph::{BlobState, BlobTask, Pair};
 use super::progress::{Event, Moving};
+use super::relay::Claim;
+use crate::reference::Repository;
 use crate::registry::retry::Backoff;
 use crate::registry::{Access, Store, Upload};
 
@@ -31,7 +33,7 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
             ctx.tally(image, |s| s.blobs_present += 1);
         }
     };
-    {
+    let relay = {
         let mut blobs = ctx.blobs.lock();
         match blobs.get_mut(&key) {
             Some(BlobState::Done) => {
@@ -58,16 +60,26 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
                     log::debug!("blob {digest} for {}: waiting for its copy to another repository", task.dst);
                     return Ok(());
                 }
+                // Another destination registry is getting it from the source right now: wait
+                // for that, and read it from there (see `relay`).
+                let from = match ctx.relays.claim(task) {
+                    Claim::Parked => return Ok(()),
+                    Claim::Source => None,
+                    Claim::Relay(at) => Some(at),
+                };
                 moving.insert(reg_key, (task.dst.name.clone(), Vec::new()));
                 blobs.insert(key.clone(), BlobState::InFlight(Vec::new()));
+                from
             }
         }
-    }
+    };
     // A panic must not leave the bookkeeping below undone: tasks parked on this copy would be
     // lost, neither synced nor failed.
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transfer_with_retries(ctx, task, image.as_deref())))
-            .unwrap_or_else(|p| Err(SyncError::Panic(super::queue::panic_message(&p))));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        transfer_with_retries(ctx, task, image.as_deref(), relay.as_ref())
+    }))
+    .unwrap_or_else(|p| Err(SyncError::Panic(super::queue::panic_message(&p))));
+    ctx.relays.settle(task, result.is_ok(), &ctx.queue);
     // Whoever waited for this copy goes again: it finds the blob known here and mounts it (or,
     // if this copy failed, makes its own). Known first, so no one starts a second stream.
     if result.is_ok() {
@@ -112,12 +124,19 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     Ok(())
 }
 
-fn transfer_with_retries(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, SyncError> {
+fn transfer_with_retries(
+    ctx: &Ctx,
+    task: &BlobTask,
+    image: Option<&Pair>,
+    relay: Option<&Repository>,
+) -> Result<Moved, SyncError> {
     let mut backoff = Backoff::new();
     loop {
-        match transfer(ctx, task, image) {
+        match transfer(ctx, task, image, relay) {
             // An operation that used up its own attempts is not tried again in this pass.
             Err(e) if e.is_transient() && !e.is_exhausted() && !crate::stop::requested() => {
+                // Destinations waiting for this copy need not wait for its retries.
+                ctx.relays.settle(task, false, &ctx.queue);
                 let Some(wait) = backoff.next(None, &e) else { return Err(e) };
                 log::info!("{e}; trying the blob again in {wait:.1?} (attempt {})", backoff.attempt());
                 crate::stop::sleep(wait);
@@ -127,8 +146,9 @@ fn transfer_with_retries(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Re
     }
 }
 
-/// Make the blob exist at the destination: already there, mounted, or streamed from the source.
-fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, SyncError> {
+/// Make the blob exist at the destination: already there, mounted, or streamed from the source
+/// (or from the destination `relay` that has it already).
+fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>, relay: Option<&Repository>) -> Result<Moved, SyncError> {
     let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
     let dc = ctx.regs.store(dst);
     if dc.blob_exists(&dst.name, digest, Access::Push)? {
@@ -159,7 +179,18 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, S
         None => format!("{} {dst}", digest.short()),
     };
     let moving = ctx.moving(label, task.blob.size);
-    let length = match stream(ctx, task, &dc, session, &moving) {
+    if let Some(at) = relay {
+        match stream(ctx, task, at, &dc, session.take(), &moving) {
+            Ok(length) => {
+                log::debug!("blob {digest} copied {at} -> {dst} (read once from {src})");
+                return Ok(Moved::Copied(length));
+            }
+            // The destination's own failure is not the relay's: handled as any other.
+            Err(SyncError::Registry(e)) if e.registry == dc.name() => return Err(SyncError::Registry(e)),
+            Err(e) => log::info!("blob {digest}: reading it from {at} failed ({e}); reading it from {src}"),
+        }
+    }
+    let length = match stream(ctx, task, src, &dc, session, &moving) {
         // Only the destination's own answer can say so (a source's 404 travels through the
         // upload body as an error too).
         Err(SyncError::Registry(e))
@@ -171,7 +202,7 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, S
                 dst.registry,
                 e.kind,
             );
-            stream(ctx, task, &dc, None, &moving)?
+            stream(ctx, task, src, &dc, None, &moving)?
         }
         other => other?,
     };
@@ -179,11 +210,18 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>) -> Result<Moved, S
     Ok(Moved::Copied(length))
 }
 
-/// Open the source (refusing a length that disagrees with the descriptor before anything is
-/// sent), then stream it into the upload `session` (a new one when `None`). Returns the
-/// number of bytes sent.
-fn stream(ctx: &Ctx, task: &BlobTask, dc: &Store, session: Option<String>, moving: &Moving) -> Result<u64, SyncError> {
-    let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
+/// Open the blob at `src` (refusing a length that disagrees with the descriptor before
+/// anything is sent), then stream it into the upload `session` (a new one when `None`).
+/// Returns the number of bytes sent.
+fn stream(
+    ctx: &Ctx,
+    task: &BlobTask,
+    src: &Repository,
+    dc: &Store,
+    session: Option<String>,
+    moving: &Moving,
+) -> Result<u64, SyncError> {
+    let (dst, digest) = (&task.dst, &task.blob.digest);
     let sc = ctx.regs.store(src);
     let mut source = match sc.get_blob(&src.name, digest, task.blob.size) {
         Ok(s) => s,

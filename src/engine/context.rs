@@ -125,6 +125,8 @@ pub struct Ctx<'a> {
     /// Blobs being copied to a registry, (registry, digest) → the repository getting it and the
     /// tasks of other repositories that wait to mount it from there.
     pub moving_blobs: Mutex<HashMap<(String, Digest), InFlightCopy>>,
+    /// Source blobs that several destination registries need: read from the source once.
+    pub relays: super::relay::Relays,
     /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.
     pub known: Mutex<HashMap<(String, Digest), String>>,
     /// Images that are in sync (copied or already unchanged).

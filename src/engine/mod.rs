@@ -36,6 +36,7 @@ mod prune;
 mod push;
 mod queue;
 mod referrers;
+mod relay;
 mod rule;
 mod select;
 mod tree;
@@ -169,6 +170,7 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         moving_blobs: Mutex::new(HashMap::new()),
+        relays: Default::default(),
         synced: Mutex::new(Vec::new()),
         outcomes: Mutex::new(Vec::new()),
         stats: Mutex::new(HashMap::new()),

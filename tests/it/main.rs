@@ -8,6 +8,7 @@ mod copy;
 mod credentials;
 mod dry_run;
 mod errors;
+mod fanout;
 mod faults;
 mod harness;
 mod images;
