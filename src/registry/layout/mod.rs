@@ -169,7 +169,8 @@ impl Layout {
             output,
             writable: spec.write,
             state: Mutex::new(State { index, dirty: spec.write, written: None, subjects: None }),
-            base: base.filter(|_| spec.write),
+            // A dry run into a delta bundle plans without what the base holds, too.
+            base: base.filter(|_| spec.dest),
             record,
             left_out: Mutex::new(left_out),
             changed: AtomicBool::new(false),
