@@ -3,7 +3,11 @@
 //! a layout stores each blob once and names each entry by tag and full name, re-runs write and
 //! upload nothing, skopeo reads what we write and we read what skopeo writes, a delta bundle
 //! leaves out what its base holds, a damaged blob fails only the image that needs it, and a run
-//! stopped by SIGTERM leaves a layout that reads and that a re-run completes.
+//! stopped by SIGTERM leaves a layout that reads and that a re-run completes (an archive: no
+//! `FILE.tar` or the old one, and a re-run resumes from `FILE.tar.partial`). Referrers and cosign
+//! tags travel through a bundle, `--arch` stores the filtered index, a non-empty directory that is
+//! no layout is refused, a dry run creates nothing, and a fan-out into a bundle and a registry
+//! reads each source blob once.
 //!
 //! Everything is checked from the outside: the real registries (and their access logs), the files
 //! on disk, `tar` and skopeo 1.9.3 (Debian). Every run has a time limit.
@@ -693,4 +697,457 @@ fn a_missing_layout_source_fails_before_any_request() {
 
     let run = run_syncer_within(&["copy", &format!("oci:{missing}"), "127.0.0.1:1/x"], Duration::from_secs(30));
     check(&run);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Referrers, platform filters, interrupted archives, refusals, dry runs and fan-out.
+
+const SIGNED: &str = "signed/app";
+const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+const SPDX: &str = "application/spdx+json";
+
+/// `signed/app:v1` at the source, an OCI image with an OCI 1.1 signature and an SBOM (both
+/// listed in the fallback tag `sha256-HEX`, as cosign and oras write it against a registry
+/// without the referrers API) and a cosign legacy signature tagged `sha256-HEX.sig`.
+struct Signed {
+    img: Image,
+    sig: Pushed,
+    sbom: Pushed,
+    legacy: Pushed,
+}
+
+impl Signed {
+    fn push(c: &Client) -> Signed {
+        let img = push_image(c, SIGNED, "v1", ImageKind::Oci, "linux", "amd64", "");
+        let subject = descriptor(&img.media_type, &img.bytes);
+        let sig = push_artifact_with_subject(c, SIGNED, COSIGN_SIG, SIMPLESIGNING, &subject);
+        let sbom = push_artifact_with_subject(c, SIGNED, SPDX, SPDX, &subject);
+        push_referrers_tag(c, SIGNED, &img.digest, &[sig.referrer_descriptor(), sbom.referrer_descriptor()]);
+        let legacy = push_legacy_sig(c, &img.digest);
+        assert_eq!(c.tags(SIGNED).len(), 3, "v1, sha256-HEX and sha256-HEX.sig at the source");
+        Signed { img, sig, sbom, legacy }
+    }
+
+    fn sig_tag(&self) -> String {
+        format!("{}.sig", referrers_tag(&self.img.digest))
+    }
+
+    /// Every digest of the image, its referrers and the legacy signature, with their blobs.
+    fn digests(&self) -> BTreeSet<String> {
+        let mut all = BTreeSet::from([self.img.digest.clone()]);
+        all.extend(self.img.blobs());
+        for m in [&self.sig, &self.sbom, &self.legacy] {
+            all.insert(m.digest.clone());
+            all.extend(m.blobs.iter().cloned());
+        }
+        all
+    }
+}
+
+/// A cosign legacy signature of `subject_digest` (an OCI manifest with one simplesigning layer
+/// carrying the signature annotation), tagged `sha256-HEX.sig`.
+fn push_legacy_sig(c: &Client, subject_digest: &str) -> Pushed {
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": format!("example.com/{SIGNED}")},
+            "image": {"docker-manifest-digest": subject_digest},
+            "type": "cosign container image signature",
+        },
+        "optional": {"fixture": format!("{:016x}", unique_seed())},
+    }))
+    .unwrap();
+    let mut layer = push_blob_descriptor(c, SIGNED, SIMPLESIGNING, &payload);
+    layer["annotations"] = serde_json::json!({"dev.cosignproject.cosign/signature": "MEUCIQD0fixture"});
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]},
+    }))
+    .unwrap();
+    let config = push_blob_descriptor(c, SIGNED, OCI_CONFIG, &config);
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
+    push_manifest_json(c, SIGNED, Some(&format!("{}.sig", referrers_tag(subject_digest))), OCI_MANIFEST, &m)
+}
+
+/// `dst`'s fallback tag `sha256-HEX` of `subject` in `repo` is an OCI index listing each of
+/// `want` once, with the descriptor the source gives it (media type, size, artifactType), and
+/// nothing that is not at `dst`.
+fn assert_fallback_lists(dst: &Client, repo: &str, subject: &str, want: &[&Pushed]) {
+    let tag = referrers_tag(subject);
+    let m = dst.get_manifest(repo, &tag).unwrap_or_else(|| panic!("{repo}:{tag} missing at the destination"));
+    assert_eq!(m.content_type, OCI_INDEX, "{repo}:{tag} content type");
+    let text = String::from_utf8_lossy(&m.bytes).to_string();
+    let v = m.json();
+    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for d in v["manifests"].as_array().unwrap_or_else(|| panic!("{tag} has no manifests: {text}")) {
+        let digest = d["digest"].as_str().unwrap_or_default().to_string();
+        assert!(seen.insert(digest.clone(), d.clone()).is_none(), "{digest} listed twice in {tag}: {text}");
+        assert!(dst.head_manifest(repo, &digest).is_some(), "{tag} lists {digest}, which is not in {repo}");
+    }
+    for p in want {
+        let got = seen.get(&p.digest).unwrap_or_else(|| panic!("{tag} does not list {}: {text}", p.digest));
+        let expect = p.referrer_descriptor();
+        for k in ["mediaType", "size", "artifactType"] {
+            assert_eq!(got[k], expect[k], "{k} of {} in {tag}: {text}", p.digest);
+        }
+    }
+}
+
+/// registry (fallback tag index, cosign `.sig` tag) → `oci:DIR` → an empty registry: in the
+/// bundle the two referrers are untagged entries and the `.sig` a tagged one; the second
+/// registry ends with the image, both referrers byte-exact by digest, a fallback tag index
+/// listing them, and the `.sig` tag. `--no-referrers` into a fresh bundle stores the image alone.
+#[test]
+fn referrers_travel_through_a_bundle_and_no_referrers_leaves_them_out() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.api(), dst.api());
+    let f = Signed::push(s);
+    let bundle = TestDir::new("signed");
+    let dir = bundle.join("oci");
+    let layout = format!("oci:{}", p(&dir));
+    let name = src.repo(SIGNED);
+
+    rules_job(&[&src], &[(src.repo("signed/app:v1"), layout.clone())]).run_within(LIMIT, &[]).assert_ok();
+    let listed = entries(&dir);
+    let by_digest = |digest: &str| -> Vec<&Entry> { listed.iter().filter(|e| e.digest == digest).collect() };
+    assert_eq!(
+        by_digest(&f.img.digest),
+        vec![&Entry::new(&name, "v1", &f.img.digest, OCI_MANIFEST)],
+        "the image is one tagged entry: {listed:#?}"
+    );
+    assert_eq!(
+        by_digest(&f.legacy.digest),
+        vec![&Entry::new(&name, &f.sig_tag(), &f.legacy.digest, OCI_MANIFEST)],
+        "the cosign signature is a tagged entry: {listed:#?}"
+    );
+    for r in [&f.sig, &f.sbom] {
+        let es = by_digest(&r.digest);
+        assert_eq!(es.len(), 1, "referrer {} is one entry of index.json: {listed:#?}", r.digest);
+        assert_eq!(es[0].tag, None, "referrer {} is untagged: {:?}", r.digest, es[0]);
+        assert_eq!(es[0].media_type, OCI_MANIFEST, "referrer {}", r.digest);
+        let bytes = fs::read(blob_path(&dir, &r.digest)).expect("the referrer's manifest file");
+        assert!(bytes == r.bytes, "referrer {} stored byte-exact", r.digest);
+    }
+    assert!(reachable(&dir).is_superset(&f.digests()), "everything is in the bundle: {:?}", reachable(&dir));
+
+    let run = rules_job(&[&dst], &[(layout, dst.repo("site"))]).run_within(LIMIT, &[]);
+    run.assert_ok();
+    let repo = format!("site/{SIGNED}");
+    assert_image_copied(s, d, &f.img, &repo, "v1");
+    for r in [&f.sig, &f.sbom] {
+        assert_manifest_copied(s, d, r, &repo, &r.digest);
+    }
+    assert_fallback_lists(d, &repo, &f.img.digest, &[&f.sig, &f.sbom]);
+    assert_eq!(
+        d.head_manifest(&repo, &f.sig_tag()),
+        Some(f.legacy.digest.clone()),
+        "{} at the destination",
+        f.sig_tag()
+    );
+    assert_manifest_copied(s, d, &f.legacy, &repo, &f.sig_tag());
+
+    let bare = bundle.join("bare");
+    rules_job(&[&src], &[(src.repo("signed/app:v1"), format!("oci:{}", p(&bare)))])
+        .run_within(LIMIT, &["--no-referrers"])
+        .assert_ok();
+    assert_eq!(
+        entries(&bare),
+        BTreeSet::from([Entry::new(&name, "v1", &f.img.digest, OCI_MANIFEST)]),
+        "with --no-referrers index.json holds the image alone"
+    );
+    let mut image_only = BTreeSet::from([f.img.digest.clone()]);
+    image_only.extend(f.img.blobs());
+    assert_eq!(blob_digests(&bare), image_only, "with --no-referrers only the image's blobs are stored");
+}
+
+/// `--arch arm64` into `oci:DIR` on an OCI index of amd64 + arm64: the bundle's entry is the
+/// filtered index (a new digest, the arm64 child alone), no amd64 blob is stored, and importing
+/// the bundle puts that same filtered digest in the registry.
+#[test]
+fn arch_filter_into_a_bundle_stores_the_filtered_index() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.api(), dst.api());
+    let idx = push_index(s, "pf/app", "v1", IndexKind::OciIndex, &[("linux", "amd64", ""), ("linux", "arm64", "")]);
+    let (amd, arm) = (idx.child("linux", "amd64", ""), idx.child("linux", "arm64", ""));
+    let bundle = TestDir::new("arch");
+    let dir = bundle.join("oci");
+    let layout = format!("oci:{}", p(&dir));
+    rules_job(&[&src], &[(src.repo("pf/app:v1"), layout.clone())]).run_within(LIMIT, &["--arch", "arm64"]).assert_ok();
+
+    let listed: Vec<Entry> = entries(&dir).into_iter().collect();
+    assert_eq!(listed.len(), 1, "one entry: {listed:#?}");
+    let top = &listed[0];
+    assert_ne!(top.digest, idx.digest, "the entry is the filtered index, not the source's");
+    assert_eq!(top, &Entry::new(&src.repo("pf/app"), "v1", &top.digest, OCI_INDEX), "the entry");
+    let filtered = fs::read(blob_path(&dir, &top.digest)).expect("the filtered index's file");
+    let children = index_entries(&filtered);
+    assert_eq!(
+        children,
+        vec![(arm.digest.clone(), Platform::new("linux", "arm64", ""))],
+        "the filtered index lists the arm64 image alone: {}",
+        String::from_utf8_lossy(&filtered)
+    );
+    let mut want = BTreeSet::from([top.digest.clone(), arm.digest.clone()]);
+    want.extend(arm.blobs());
+    assert_eq!(reachable(&dir), want, "what index.json reaches");
+    let stored = blob_digests(&dir);
+    assert_eq!(stored, want, "the bundle stores the filtered index and the arm64 image only");
+    for b in std::iter::once(amd.digest.clone()).chain(amd.blobs()) {
+        assert!(!stored.contains(&b), "amd64's {b} is in blobs/");
+    }
+
+    rules_job(&[&dst], &[(layout, dst.repo("site"))]).run_within(LIMIT, &[]).assert_ok();
+    let got = d.get_manifest("site/pf/app", "v1").expect("site/pf/app:v1 at the destination");
+    assert_eq!(got.digest, top.digest, "the registry gets the bundle's filtered digest");
+    assert!(got.bytes == filtered, "the filtered index byte-exact");
+    assert_image_copied(s, d, arm, "site/pf/app", &arm.digest);
+    assert_eq!(d.head_manifest("site/pf/app", &amd.digest), None, "the amd64 image was not imported");
+}
+
+/// The entries of the layout `dir`, or `None` while its index.json is missing or unreadable.
+fn try_entries(dir: &Path) -> Option<BTreeSet<Entry>> {
+    let bytes = fs::read(dir.join("index.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?;
+    Some(entries(dir))
+}
+
+/// registry → `oci-archive:FILE.tar` through a slow proxy, SIGTERM once `FILE.tar.partial`'s
+/// index.json lists an image: no `FILE.tar` (or, with `old`, the archive written before,
+/// unchanged), the staged directory kept; a re-run completes the archive, leaves neither
+/// `.partial` nor `.tmp`, every image imports with its digest, and the re-run fetches none of
+/// the blobs the staged directory already held.
+fn interrupted_archive_write_resumes(old: bool) {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let bundle = TestDir::new("term-tar");
+    let tar = bundle.join("bundle.tar");
+    let partial = bundle.join("bundle.tar.partial");
+    let tmp = bundle.join("bundle.tar.tmp");
+    let archive = format!("oci-archive:{}", p(&tar));
+
+    let before = old.then(|| {
+        let img = push_simple(src.api(), "old/app", "v1");
+        rules_job(&[&src], &[(src.repo("old/app"), archive.clone())]).run_within(LIMIT, &[]).assert_ok();
+        let md = fs::metadata(&tar).expect("the old archive");
+        (img, fs::read(&tar).unwrap(), (md.ino(), md.mtime(), md.mtime_nsec()))
+    });
+
+    let imgs: Vec<Image> = (0..8)
+        .map(|i| push_image(src.api(), "slow/app", &format!("t{i}"), ImageKind::Oci, "linux", "amd64", ""))
+        .collect();
+    let proxy = Proxy::start_with(&src.addr(), ProxyOpts { delay: Duration::from_millis(60), ..ProxyOpts::default() });
+    let job = Job::new(
+        &[AuthEntry::insecure(&proxy.addr())],
+        &images_yaml_pairs(&[(proxy.repo("slow/app"), archive.clone())]),
+    );
+    let name = proxy.repo("slow/app");
+    let slow_listed = |es: &BTreeSet<Entry>| {
+        es.iter().filter(|e| e.name.as_deref().is_some_and(|n| n.starts_with(&format!("{name}:")))).count()
+    };
+
+    let mut running = Running::spawn(&job.args(&["--proc", "1"]), &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if try_entries(&partial).is_some_and(|es| slow_listed(&es) > 0) {
+            break;
+        }
+        if !running.is_running() {
+            let run = running.wait(Duration::from_secs(5));
+            panic!("the run ended before {}/index.json listed an image:\n{run}", partial.display());
+        }
+        assert!(Instant::now() < deadline, "no image listed in {}/index.json within 60 s", partial.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal("TERM");
+    let run = running.wait(Duration::from_secs(30));
+    assert_eq!(run.code, Some(143), "SIGTERM exits 143:\n{run}");
+    run.assert_no_panic();
+
+    match &before {
+        None => assert!(!tar.exists(), "{} exists after an interrupted run:\n{run}", tar.display()),
+        Some((_, bytes, stamp)) => {
+            let md = fs::metadata(&tar).expect("the old archive is still there");
+            assert_eq!((md.ino(), md.mtime(), md.mtime_nsec()), *stamp, "the old archive was replaced or touched");
+            assert!(fs::read(&tar).unwrap() == *bytes, "the old archive's bytes changed");
+        }
+    }
+    assert!(partial.is_dir(), "{} kept after the interrupted run:\n{run}", partial.display());
+    let listed = entries(&partial);
+    if before.is_none() {
+        // A rewrite's staged index.json also lists the old archive's images, whose blobs stay in
+        // the old archive until the new one is written: only a fresh one is a layout of its own.
+        reachable(&partial);
+    }
+    assert!(slow_listed(&listed) < imgs.len(), "the signal stopped the run before the end: {listed:#?}");
+    let held = complete_blob_files(&partial);
+    assert!(!held.is_empty(), "the staged directory holds blobs");
+
+    let mark = proxy.requests().len();
+    let rerun = job.run_within(LIMIT, &[]);
+    rerun.assert_ok();
+    // Before anything else reads the source through the proxy.
+    let refetched: Vec<String> = proxy.requests()[mark..]
+        .iter()
+        .filter(|r| r.is(Match::BlobGet))
+        .map(|r| r.path().to_string())
+        .filter(|path| held.keys().any(|h| path.ends_with(h.as_str())))
+        .collect();
+    assert!(tar.is_file(), "{} written by the re-run:\n{rerun}", tar.display());
+    assert!(!partial.exists(), "{} left after the re-run:\n{rerun}", partial.display());
+    assert!(!tmp.exists(), "{} left after the re-run:\n{rerun}", tmp.display());
+    assert_eq!(names_in(bundle.path()), vec!["bundle.tar"], "nothing else beside the archive");
+
+    let (unpacked, _) = untar(&tar);
+    let mut want_entries: BTreeSet<Entry> =
+        (0..imgs.len()).map(|i| Entry::new(&name, &format!("t{i}"), &imgs[i].digest, OCI_MANIFEST)).collect();
+    let mut want = BTreeSet::new();
+    for img in &imgs {
+        want.insert(img.digest.clone());
+        want.extend(img.blobs());
+    }
+    if let Some((img, _, _)) = &before {
+        want_entries.insert(Entry::new(&src.repo("old/app"), "v1", &img.digest, DOCKER_MANIFEST));
+        want.insert(img.digest.clone());
+        want.extend(img.blobs());
+    }
+    assert_eq!(entries(unpacked.path()), want_entries, "the archive's index.json");
+    assert_eq!(reachable(unpacked.path()), want, "what the archive's index.json reaches");
+
+    rules_job(&[&dst], &[(archive, dst.repo("site"))]).run_within(LIMIT, &[]).assert_ok();
+    for (i, img) in imgs.iter().enumerate() {
+        assert_image_copied(src.api(), dst.api(), img, "site/slow/app", &format!("t{i}"));
+    }
+    if let Some((img, _, _)) = &before {
+        assert_image_copied(src.api(), dst.api(), img, "site/old/app", "v1");
+    }
+    assert!(refetched.is_empty(), "the re-run fetched blobs the staged directory held: {refetched:?}\n{rerun}");
+}
+
+#[test]
+fn an_interrupted_archive_write_leaves_no_archive_and_a_rerun_resumes_it() {
+    interrupted_archive_write_resumes(false);
+}
+
+#[test]
+fn an_interrupted_archive_rewrite_keeps_the_old_archive_and_a_rerun_resumes_it() {
+    interrupted_archive_write_resumes(true);
+}
+
+/// A destination directory that exists, holds `notes.txt` and is no layout is refused before any
+/// request, by an images file and by `copy`: exit 2, one line naming the directory, nothing
+/// written in it.
+#[test]
+fn a_non_empty_directory_that_is_not_a_layout_is_refused_before_any_request() {
+    let src = Registry::start();
+    push_simple(src.api(), "nl/app", "v1");
+    let bundle = TestDir::new("not-layout");
+    let dir = bundle.join("stuff");
+    fs::create_dir(&dir).unwrap();
+    let notes = dir.join("notes.txt");
+    fs::write(&notes, "do not touch\n").unwrap();
+    let stamp = |f: &Path| {
+        let md = fs::metadata(f).unwrap();
+        (md.ino(), md.mtime(), md.mtime_nsec(), md.len())
+    };
+    let (dir_stamp, notes_stamp) = (stamp(&dir), stamp(&notes));
+    let layout = format!("oci:{}", p(&dir));
+
+    let check = |run: &Run| {
+        assert_eq!(run.code, Some(2), "exit code 2:\n{run}");
+        run.assert_no_panic();
+        let out = run.output();
+        let naming: Vec<&str> = out.lines().filter(|l| l.contains(p(&dir))).map(str::trim).collect();
+        assert_eq!(naming.len(), 1, "one line names {}:\n{run}", dir.display());
+        assert!(
+            contains_any_ci(naming[0], &["not a layout", "not an oci layout", "not empty", "refus"]),
+            "the line says why: {}",
+            naming[0]
+        );
+        let lines = run.stderr.lines().filter(|l| !l.trim().is_empty()).count();
+        assert_eq!(lines, 1, "the error is one line:\n{run}");
+        let seen = src.requests();
+        assert!(seen.is_empty(), "requests before the error: {seen:?}\n{run}");
+        assert_eq!(names_in(&dir), vec!["notes.txt"], "nothing written in {}", dir.display());
+        assert_eq!(fs::read_to_string(&notes).unwrap(), "do not touch\n");
+        assert_eq!((stamp(&dir), stamp(&notes)), (dir_stamp, notes_stamp), "the directory is unchanged");
+    };
+    src.clear_requests();
+    check(&rules_job(&[&src], &[(src.repo("nl/app"), layout.clone())]).run_within(30, &[]));
+    check(&syncer_copy(&[&src], &src.repo("nl/app:v1"), &layout));
+}
+
+/// `--dry-run` into an `oci:DIR` (and an `oci-archive:FILE.tar`) that does not exist: exit 0,
+/// the plan says `would copy`, and neither the directory nor the archive (nor its staging
+/// directory) is created.
+#[test]
+fn dry_run_into_a_missing_bundle_plans_and_creates_nothing() {
+    let src = Registry::start();
+    push_simple(src.api(), "dry/app", "v1");
+    let bundle = TestDir::new("dry");
+    let dir = bundle.join("new/oci");
+    let tar = bundle.join("new.tar");
+    let run = rules_job(
+        &[&src],
+        &[
+            (src.repo("dry/app"), format!("oci:{}", p(&dir))),
+            (src.repo("dry/app:v1"), format!("oci-archive:{}", p(&tar))),
+        ],
+    )
+    .run_within(LIMIT, &["--dry-run"]);
+    run.assert_ok();
+    let plans: Vec<&str> = run.stderr.lines().chain(run.stdout.lines()).filter(|l| l.contains("would copy")).collect();
+    for to in [p(&dir), p(&tar)] {
+        assert!(
+            plans.iter().any(|l| l.contains(&src.repo("dry/app:v1")) && l.contains(to)),
+            "a `would copy` line for {to}:\n{run}"
+        );
+    }
+    assert!(!dir.exists() && !dir.parent().unwrap().exists(), "{} created by a dry run", dir.display());
+    assert_eq!(names_in(bundle.path()), Vec::<String>::new(), "a dry run creates nothing:\n{run}");
+}
+
+/// `src/repo: [oci:DIR, REG2/repo]`, three repositories sharing a layer: the bundle and the
+/// registry get every digest, and the source serves each blob at most once.
+#[test]
+fn fan_out_into_a_bundle_and_a_registry_reads_each_source_blob_once() {
+    let src = Registry::start();
+    let d2 = Registry::start();
+    let trio = Trio::push(&src);
+    let bundle = TestDir::new("fan");
+    let dir = bundle.join("oci");
+    let layout = format!("oci:{}", p(&dir));
+    let repos = ["lay/multi", "lay/docker", "lay/oci"];
+    let rules: Vec<(String, [String; 2])> = repos.iter().map(|r| (src.repo(r), [layout.clone(), d2.repo(r)])).collect();
+    let dsts: Vec<[&str; 2]> = rules.iter().map(|(_, [a, b])| [a.as_str(), b.as_str()]).collect();
+    let yaml: Vec<(&str, &[&str])> = rules.iter().zip(&dsts).map(|((s, _), d)| (s.as_str(), &d[..])).collect();
+    let job = Job::new(&auth_for(&[&src, &d2]), &images_yaml(&yaml));
+    src.clear_requests();
+    let run = job.run_within(LIMIT, &["--proc", "4"]);
+    run.assert_ok();
+    // Before the checks below, which read the source too.
+    let mut gets: BTreeMap<String, usize> = BTreeMap::new();
+    for r in src.requests().iter().filter(|r| r.method == "GET" && r.path.contains("/blobs/sha256:")) {
+        *gets.entry(r.path.rsplit('/').next().unwrap_or_default().to_string()).or_default() += 1;
+    }
+
+    assert_eq!(entries(&dir), trio.entries(&src), "the bundle's index.json");
+    let want = trio.digests();
+    assert_eq!(reachable(&dir), want, "what the bundle's index.json reaches");
+    assert_eq!(blob_digests(&dir), want, "the bundle's blobs");
+    let (s, d) = (src.api(), d2.api());
+    assert_index_copied(s, d, &trio.idx, "lay/multi", "v1");
+    assert_image_copied(s, d, &trio.docker, "lay/docker", "v1");
+    assert_manifest_copied(s, d, &trio.oci, "lay/oci", "v1");
+
+    let twice: Vec<_> = gets.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "blobs read from the source more than once: {twice:?}\n{run}");
+    let manifests = BTreeSet::from([trio.idx.digest.clone(), trio.docker.digest.clone(), trio.oci.digest.clone()]);
+    let children: BTreeSet<String> = trio.idx.children.iter().map(|c| c.digest.clone()).collect();
+    let blobs: BTreeSet<String> = want.difference(&manifests).filter(|b| !children.contains(*b)).cloned().collect();
+    let read: BTreeSet<String> = gets.keys().cloned().collect();
+    assert_eq!(read, blobs, "every blob was read from the source\n{run}");
 }
