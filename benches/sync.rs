@@ -15,25 +15,45 @@
 //! * long links: `BENCH_WAN_TAGS` (default 24) small images of the same kind copied from the source
 //!   *through* a harness [`Proxy`] that delays every request by 20 ms and by 100 ms (a stand-in
 //!   for a far-away registry), with `--proc 5` (the default), 16 and 32: wall time, peak RSS and the
-//!   requests the proxy and the destination saw (last run).
+//!   requests the proxy and the destination saw (last run);
+//! * fan-out: `BENCH_FANOUT_REPOS` (default 10) repositories × `BENCH_FANOUT_TAGS` (default 2)
+//!   small images (3 layers of 8-32 KiB: one base layer in every repository, one of two
+//!   "runtime" layers, one of their own) copied from one source to 2, then 3 new destination
+//!   registries in one run, with one rule per repository naming every destination
+//!   (`src/repo: [dst1/repo, dst2/repo]`): wall time, the source's blob GETs next to the number of
+//!   unique blobs, all requests the source and the destinations saw, peak RSS; next to it skopeo,
+//!   which cannot fan out: one `skopeo sync` per destination (the sum of their wall times);
+//! * many tags: `BENCH_MANY_TAGS` (default 10000) tiny images in one repository (one shared layer,
+//!   a config of their own; the seeding time is printed), and a tenth of that in another: a cold
+//!   run into an empty destination and a no-op re-run of each, with wall time, requests per tag at
+//!   the source and the destination, peak RSS (flat in the number of tags?) and, cold, the time
+//!   to the first image (the first `synced` line on the syncer's stderr); next to it one cold
+//!   `skopeo sync` of each size up to `BENCH_SKOPEO_MAX_TAGS` (default 10000). Estimated from
+//!   small runs on 2 cores, the section takes 15-20 minutes at its defaults, about 7 of them for
+//!   skopeo's 10000 tags (it copies one image at a time; `BENCH_SKOPEO_MAX_TAGS=1000` leaves that
+//!   run out) and under 2 for the seeding.
 //!
 //! `BENCH_ONLY=SECTION[,SECTION…]` runs only some sections: `big` (throughput and peak memory),
-//! `small` (many small images and the no-op re-run), `wan` (long links). `BENCH_ONLY=wan cargo
-//! bench --bench sync` takes about a minute.
+//! `small` (many small images and the no-op re-run), `wan` (long links), `fanout`, `tags` (many
+//! tags). `BENCH_ONLY=wan cargo bench --bench sync` takes about a minute.
 //!
 //! Each syncer figure is the median of `BENCH_RUNS` (default 3) runs, each into a new destination
-//! repository. `IMAGE_SYNCER_BIN=/path/to/other/binary` measures another build (or the Go tool,
-//! which takes the same flags) instead.
+//! repository (fan-out and many tags: new destination registries).
+//! `IMAGE_SYNCER_BIN=/path/to/other/binary` measures another build (or the Go tool, which takes
+//! the same flags) instead. skopeo is `/usr/bin/skopeo` (or `skopeo` on the `PATH`) when it runs;
+//! `BENCH_SKOPEO=/path` picks another, `BENCH_SKOPEO=0` leaves it out (fan-out: `BENCH_RUNS` runs;
+//! many tags: one run per size).
 //! The program does check that every copy really happened (same digests at both ends), so that a
 //! fast figure can never come from a run that silently did nothing.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, Read};
-use std::path::Path;
+use std::io::{self, BufRead, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,6 +77,23 @@ const DEFAULT_WAN_TAGS: usize = 24;
 const WAN_DELAYS_MS: [u64; 2] = [20, 100];
 /// `--proc` values of the long-links section: the default, then more workers to hide the latency.
 const WAN_PROCS: [usize; 3] = [5, 16, 32];
+const DEFAULT_FANOUT_REPOS: usize = 10;
+const DEFAULT_FANOUT_TAGS: usize = 2;
+/// The fan-out section copies to this many destinations at once, in turn.
+const FANOUT_DESTINATIONS: [usize; 2] = [2, 3];
+const DEFAULT_MANY_TAGS: usize = 10_000;
+/// skopeo copies the many-tags repository only up to this many tags (it copies one image at a time).
+const DEFAULT_SKOPEO_MAX_TAGS: usize = 10_000;
+/// `--proc` of the fan-out and many-tags sections: the syncer's default.
+const DEFAULT_PROCS: usize = 5;
+/// The log line the syncer writes once an image is complete at the destination.
+const SYNCED_LINE: &str = "] synced ";
+/// The line skopeo prints once it has written an image's manifest (it stores signatures next).
+const SKOPEO_DONE_LINE: &str = "Storing signatures";
+/// How long one run of the many-tags section may take before it is killed.
+const TAGS_LIMIT: Duration = Duration::from_secs(1800);
+/// How long any other run may take.
+const LIMIT: Duration = Duration::from_secs(600);
 
 fn main() -> ExitCode {
     match bench() {
@@ -82,29 +119,40 @@ struct Sections {
     big: bool,
     small: bool,
     wan: bool,
+    fanout: bool,
+    tags: bool,
 }
+
+const SECTION_NAMES: [&str; 5] = ["big", "small", "wan", "fanout", "tags"];
 
 impl Sections {
     fn from_env() -> Result<Sections, String> {
         let v = std::env::var("BENCH_ONLY").unwrap_or_default();
         if v.trim().is_empty() {
-            return Ok(Sections { big: true, small: true, wan: true });
+            return Ok(Sections { big: true, small: true, wan: true, fanout: true, tags: true });
         }
-        let mut s = Sections { big: false, small: false, wan: false };
+        let mut s = Sections { big: false, small: false, wan: false, fanout: false, tags: false };
         for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "big" => s.big = true,
                 "small" => s.small = true,
                 "wan" => s.wan = true,
-                _ => return Err(format!("BENCH_ONLY={v:?}: unknown section {name:?} (expected big, small, wan)")),
+                "fanout" => s.fanout = true,
+                "tags" => s.tags = true,
+                _ => {
+                    return Err(format!(
+                        "BENCH_ONLY={v:?}: unknown section {name:?} (expected {})",
+                        SECTION_NAMES.join(", ")
+                    ))
+                }
             }
         }
         Ok(s)
     }
 
     fn names(&self) -> String {
-        let names: Vec<&str> =
-            [(self.big, "big"), (self.small, "small"), (self.wan, "wan")].iter().filter(|n| n.0).map(|n| n.1).collect();
+        let on = [self.big, self.small, self.wan, self.fanout, self.tags];
+        let names: Vec<&str> = SECTION_NAMES.iter().zip(on).filter(|n| n.1).map(|n| *n.0).collect();
         names.join(",")
     }
 }
@@ -115,6 +163,12 @@ fn bench() -> Result<(), String> {
     let tags = env_number("BENCH_TAGS", DEFAULT_TAGS as u64)? as usize;
     let runs = env_number("BENCH_RUNS", DEFAULT_RUNS as u64)? as usize;
     let wan_tags = env_number("BENCH_WAN_TAGS", DEFAULT_WAN_TAGS as u64)? as usize;
+    let fanout = FanoutOpts {
+        repos: env_number("BENCH_FANOUT_REPOS", DEFAULT_FANOUT_REPOS as u64)? as usize,
+        tags: env_number("BENCH_FANOUT_TAGS", DEFAULT_FANOUT_TAGS as u64)? as usize,
+    };
+    let many_tags = env_number("BENCH_MANY_TAGS", DEFAULT_MANY_TAGS as u64)? as usize;
+    let skopeo = Skopeo::from_env(env_number("BENCH_SKOPEO_MAX_TAGS", DEFAULT_SKOPEO_MAX_TAGS as u64)? as usize)?;
     let small_mib = SMALL_LAYER_MIB.min(big_mib);
     let bin = syncer_bin();
     println!("image-syncer benchmark");
@@ -126,6 +180,15 @@ fn bench() -> Result<(), String> {
         thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         sections.names()
     );
+    if sections.fanout || sections.tags {
+        println!(
+            "  fan-out: {} repositories x {} tags (BENCH_FANOUT_REPOS, BENCH_FANOUT_TAGS); many tags: {many_tags} \
+             (BENCH_MANY_TAGS); skopeo: {}",
+            fanout.repos,
+            fanout.tags,
+            skopeo.describe()
+        );
+    }
     let started = Instant::now();
 
     let src = Registry::start();
@@ -147,14 +210,14 @@ fn bench() -> Result<(), String> {
             let t = Instant::now();
             let repo = format!("big/layer-{mib}");
             let (manifest_digest, layer_digest) = push_streamed_image(&src, &repo, "v1", mib)?;
-            let push = Measured { wall: t.elapsed(), peak_kib: None, log: String::new() };
+            let push = Measured::wall_only(t.elapsed());
             eprintln!("{:.1?}", push.wall);
 
             // Every run copies into a new destination repository, so every run moves the whole layer.
             let measured = repeat(runs, |i| {
                 let dst_repo = format!("{repo}-run{i}");
                 let images = work.write("images-big.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&dst_repo)));
-                let run = run_measured(&work, &auth, &images, 1, &format!("big-{mib}-{i}"))?;
+                let run = run_measured(&auth, &images, 1, &format!("big-{mib}-{i}"))?;
                 check_same(src.api(), dst.api(), &repo, &dst_repo, "v1", &manifest_digest)?;
                 if !dst.api().blob_exists(&dst_repo, &layer_digest) {
                     return Err(format!("{dst_repo}: layer {layer_digest} missing at the destination"));
@@ -173,7 +236,7 @@ fn bench() -> Result<(), String> {
                     if n != mib * MIB {
                         return Err(format!("read {n} bytes of {layer_digest}, expected {}", mib * MIB));
                     }
-                    Ok(Measured { wall: t.elapsed(), peak_kib: None, log: String::new() })
+                    Ok(Measured::wall_only(t.elapsed()))
                 })?;
                 rows.push(
                     Row::new(format!("  reference: only GET {mib} MiB from the source"), &measured)
@@ -202,7 +265,7 @@ fn bench() -> Result<(), String> {
             let measured = repeat(runs, |i| {
                 let dst_repo = format!("small-p{procs}-run{i}/app");
                 let images = small_rule(&dst_repo, "small");
-                let run = run_measured(&work, &auth, &images, procs, &format!("small-p{procs}-{i}"))?;
+                let run = run_measured(&auth, &images, procs, &format!("small-p{procs}-{i}"))?;
                 check_tags(dst.api(), &dst_repo, &digests)?;
                 Ok(run)
             })?;
@@ -219,7 +282,7 @@ fn bench() -> Result<(), String> {
         let measured = repeat(runs, |i| {
             src.clear_requests();
             dst.clear_requests();
-            let run = run_measured(&work, &auth, &images, 8, &format!("noop-{i}"))?;
+            let run = run_measured(&auth, &images, 8, &format!("noop-{i}"))?;
             let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
             counts = (src.requests(), dst.requests(), unchanged);
             Ok(run)
@@ -258,7 +321,7 @@ fn bench() -> Result<(), String> {
                     );
                     dst.clear_requests();
                     let before = proxy.requests().len();
-                    let run = run_measured(&work, &auth, &images, procs, &format!("wan-d{delay_ms}-p{procs}-{i}"))?;
+                    let run = run_measured(&auth, &images, procs, &format!("wan-d{delay_ms}-p{procs}-{i}"))?;
                     counts = (proxy.requests().len() - before, dst.requests().len());
                     check_tags(dst.api(), &dst_repo, &digests)?;
                     Ok(run)
@@ -273,6 +336,12 @@ fn bench() -> Result<(), String> {
             }
         }
     }
+
+    // --- one source, several destinations (destination lists) ------------------------------
+    let fanout_report = if sections.fanout { Some(fanout_section(&src, &work, &fanout, runs, &skopeo)?) } else { None };
+
+    // --- many tags in one repository ------------------------------------------------------
+    let tags_report = if sections.tags { Some(tags_section(&src, &work, many_tags, runs, &skopeo)?) } else { None };
 
     // --- report -----------------------------------------------------------------------------
     if !rows.is_empty() {
@@ -307,6 +376,10 @@ fn bench() -> Result<(), String> {
         );
         println!();
     }
+    for report in [fanout_report, tags_report].into_iter().flatten() {
+        print!("{report}");
+        println!();
+    }
     println!("wall = median (min-max) over {runs} runs of the whole process, start to exit; throughput = layer MiB / median wall;");
     println!("peak RSS = highest VmHWM of the syncer process over the runs;");
     println!("requests src/dst = requests the source (or, for long links, its proxy) and the destination saw in the last run.");
@@ -329,47 +402,103 @@ struct Measured {
     peak_kib: Option<u64>,
     /// stdout + stderr of the run.
     log: String,
+    /// From the start to the first output line containing the run's marker (the first image
+    /// complete at the destination), as this process read it from the pipe.
+    first: Option<Duration>,
+}
+
+impl Measured {
+    fn wall_only(wall: Duration) -> Measured {
+        Measured { wall, peak_kib: None, log: String::new(), first: None }
+    }
 }
 
 /// Runs `image-syncer --auth AUTH --images IMAGES --proc N`, polling its peak RSS until it exits.
 /// Fails (with its output) unless it exits 0.
-fn run_measured(work: &TestDir, auth: &Path, images: &Path, procs: usize, name: &str) -> Result<Measured, String> {
-    let out_path = work.join(&format!("{name}.log"));
-    let out = fs::File::create(&out_path).map_err(|e| format!("{}: {e}", out_path.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
+fn run_measured(auth: &Path, images: &Path, procs: usize, name: &str) -> Result<Measured, String> {
+    run_measured_within(auth, images, procs, name, LIMIT)
+}
+
+fn run_measured_within(
+    auth: &Path,
+    images: &Path,
+    procs: usize,
+    name: &str,
+    limit: Duration,
+) -> Result<Measured, String> {
     let procs = procs.to_string();
     let mut cmd = Command::new(syncer_bin());
-    cmd.args(["--auth", p(auth), "--images", p(images), "--proc", &procs]).stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.args(["--auth", p(auth), "--images", p(images), "--proc", &procs]);
+    run_process(cmd, &format!("image-syncer ({name})"), SYNCED_LINE, limit)
+}
+
+/// Runs `cmd` (proxy variables removed, stdin closed, stdout and stderr read line by line),
+/// polling its peak RSS until it exits; notes when a line containing `marker` first appears.
+/// Fails (with its output) unless it exits 0; a run still going after `limit` is killed.
+fn run_process(mut cmd: Command, what: &str, marker: &'static str, limit: Duration) -> Result<Measured, String> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
         cmd.env_remove(k);
     }
     cmd.env("NO_PROXY", "127.0.0.1,localhost");
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", syncer_bin().display()))?;
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
+    let out = read_lines(child.stdout.take().expect("piped stdout"), start, marker);
+    let err = read_lines(child.stderr.take().expect("piped stderr"), start, marker);
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kib = None;
-    let deadline = start + Duration::from_secs(600);
+    let deadline = start + limit;
     let status = loop {
         // Read before try_wait: once reaped (or a zombie) the process has no VmHWM any more.
         if let Some(kib) = vm_hwm_kib(&status_file) {
             peak_kib = Some(kib);
         }
         if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            break st;
+            break Some(st);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("image-syncer ({name}) hung for 10 minutes and was killed"));
+            break None;
         }
         thread::sleep(Duration::from_millis(5));
     };
     let wall = start.elapsed();
-    let log = fs::read_to_string(&out_path).unwrap_or_default();
-    if !status.success() {
-        return Err(format!("image-syncer ({name}) failed with {status}:\n{log}"));
+    let (out, out_first) = out.join().map_err(|_| "stdout reader panicked".to_string())?;
+    let (err, err_first) = err.join().map_err(|_| "stderr reader panicked".to_string())?;
+    let log = format!("{out}{err}");
+    let first = [out_first, err_first].into_iter().flatten().min();
+    match status {
+        None => Err(format!("{what} ran for {limit:?} and was killed:\n{log}")),
+        Some(st) if !st.success() => Err(format!("{what} failed with {st}:\n{log}")),
+        Some(_) => Ok(Measured { wall, peak_kib, log, first }),
     }
-    Ok(Measured { wall, peak_kib, log })
+}
+
+/// Reads `stream` to its end in a thread: (the text, when a line containing `marker` first arrived).
+fn read_lines(
+    stream: impl Read + Send + 'static,
+    start: Instant,
+    marker: &'static str,
+) -> thread::JoinHandle<(String, Option<Duration>)> {
+    thread::spawn(move || {
+        let mut reader = io::BufReader::new(stream);
+        let (mut text, mut first, mut line) = (String::new(), None, Vec::new());
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let l = String::from_utf8_lossy(&line);
+                    if first.is_none() && l.contains(marker) {
+                        first = Some(start.elapsed());
+                    }
+                    text.push_str(&l);
+                }
+            }
+        }
+        (text, first)
+    })
 }
 
 fn vm_hwm_kib(status_file: &str) -> Option<u64> {
@@ -584,8 +713,572 @@ fn check_same(src: &Client, dst: &Client, repo: &str, dst_repo: &str, tag: &str,
 }
 
 // ---------------------------------------------------------------------------------------------
+// fan-out: one source, several destinations
+// ---------------------------------------------------------------------------------------------
+
+struct FanoutOpts {
+    repos: usize,
+    tags: usize,
+}
+
+struct FanoutWorkload {
+    repos: Vec<String>,
+    /// (repository, tag, manifest digest)
+    images: Vec<(String, String, String)>,
+    /// Distinct blob digests (layers and configs).
+    unique_blobs: usize,
+    /// Distinct (repository, blob) pairs: what a tool reading each repository on its own reads.
+    repo_blobs: usize,
+}
+
+/// Pushes `repos` repositories `fan/r00..` of `tags` tags `v1..` each. Every image has three
+/// layers: one 32 KiB base shared by every repository, one of two 16-20 KiB "runtime" layers
+/// (even / odd repositories), and an 8-16 KiB layer of its own; plus a config of its own.
+fn push_fanout_workload(c: &Client, opts: &FanoutOpts) -> FanoutWorkload {
+    let base = random_bytes(unique_seed(), 32 * 1024);
+    let runtimes: Vec<Vec<u8>> = (0..2).map(|i| random_bytes(unique_seed(), 16 * 1024 + i * 4096)).collect();
+    let repos: Vec<String> = (0..opts.repos).map(|r| format!("fan/r{r:02}")).collect();
+    let threads = 4usize;
+    let pushed: Vec<(String, String, String, Vec<String>)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (base, runtimes, repos) = (&base, &runtimes, &repos);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (r, repo) in repos.iter().enumerate().skip(t).step_by(threads) {
+                        let runtime = &runtimes[r % runtimes.len()];
+                        let shared = [
+                            (c.push_blob(repo, base), base.len() as u64),
+                            (c.push_blob(repo, runtime), runtime.len() as u64),
+                        ];
+                        for j in 0..opts.tags {
+                            let seed = unique_seed();
+                            let app = random_bytes(seed, 8 * 1024 + (seed % (8 * 1024)) as usize);
+                            let mut layers = shared.to_vec();
+                            layers.push((c.push_blob(repo, &app), app.len() as u64));
+                            let diff_ids: Vec<String> = layers.iter().map(|(d, _)| d.clone()).collect();
+                            let config = config_blob(&diff_ids);
+                            let config_digest = c.push_blob(repo, &config);
+                            let bytes = manifest(&config, &config_digest, &layers);
+                            let tag = format!("v{}", j + 1);
+                            let digest = c.put_manifest(repo, &tag, DOCKER_MANIFEST, &bytes);
+                            let mut blobs = diff_ids;
+                            blobs.push(config_digest);
+                            out.push((repo.clone(), tag, digest, blobs));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("fixture thread")).collect()
+    });
+    let unique: BTreeSet<&String> = pushed.iter().flat_map(|p| &p.3).collect();
+    let in_repos: BTreeSet<(&String, &String)> =
+        pushed.iter().flat_map(|p| p.3.iter().map(move |b| (&p.0, b))).collect();
+    FanoutWorkload {
+        unique_blobs: unique.len(),
+        repo_blobs: in_repos.len(),
+        images: pushed.iter().map(|p| (p.0.clone(), p.1.clone(), p.2.clone())).collect(),
+        repos,
+    }
+}
+
+/// An auth file marking every registry insecure (plain http).
+fn auth_yaml<'a>(regs: impl IntoIterator<Item = &'a Registry>) -> String {
+    regs.into_iter().map(|r| format!("\"{}\":\n  insecure: true\n", r.addr())).collect()
+}
+
+/// One rule per repository, with the same path at every destination: `src/repo: [d1/repo, d2/repo]`.
+fn fanout_rules(src: &Registry, dsts: &[Registry], repos: &[String]) -> String {
+    let mut yaml = String::new();
+    for repo in repos {
+        let to: Vec<String> = dsts.iter().map(|d| d.repo(repo)).collect();
+        yaml.push_str(&format!("{}: [{}]\n", src.repo(repo), to.join(", ")));
+    }
+    yaml
+}
+
+/// Every image of the workload is at every destination, with the source's manifest digest.
+fn check_fanout(dsts: &[Registry], w: &FanoutWorkload) -> Result<(), String> {
+    for (k, dst) in dsts.iter().enumerate() {
+        for (repo, tag, digest) in &w.images {
+            match dst.api().head_manifest(repo, tag) {
+                Some(d) if &d == digest => {}
+                other => return Err(format!("destination {}: {repo}:{tag} is {other:?}, source {digest}", k + 1)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Requests seen in one run: source blob GETs, all source requests, all destination requests.
+#[derive(Default, Clone, Copy)]
+struct FanoutCounts {
+    src_blob_gets: usize,
+    src: usize,
+    dst: usize,
+}
+
+impl FanoutCounts {
+    fn take(src: &Registry, dsts: &[Registry]) -> FanoutCounts {
+        let reqs = src.requests();
+        FanoutCounts {
+            src_blob_gets: reqs.iter().filter(|r| r.method == "GET" && r.path.contains("/blobs/sha256:")).count(),
+            src: reqs.len(),
+            dst: dsts.iter().map(|d| d.requests().len()).sum(),
+        }
+    }
+}
+
+fn fanout_section(
+    src: &Registry,
+    work: &TestDir,
+    opts: &FanoutOpts,
+    runs: usize,
+    skopeo: &Skopeo,
+) -> Result<String, String> {
+    eprint!("pushing {} repositories x {} tags (shared base layer) to the source ... ", opts.repos, opts.tags);
+    let t = Instant::now();
+    let w = push_fanout_workload(src.api(), opts);
+    eprintln!("{:.1?}", t.elapsed());
+    let skopeo_yaml = work.write("skopeo-fanout.yaml", &skopeo_source_yaml(src, &w.repos));
+    let fresh = |n: usize| -> Vec<Registry> { (0..n).map(|_| Registry::start()).collect() };
+    let mut rows = Vec::new();
+    for n in FANOUT_DESTINATIONS {
+        eprint!("fan-out to {n} destinations ... ");
+        let t = Instant::now();
+        let mut counts = FanoutCounts::default();
+        let measured = repeat(runs, |i| {
+            let dsts = fresh(n);
+            let auth = work.write("auth-fanout.yaml", &auth_yaml(std::iter::once(src).chain(&dsts)));
+            let images = work.write("images-fanout.yaml", &fanout_rules(src, &dsts, &w.repos));
+            src.clear_requests();
+            let run = run_measured(&auth, &images, DEFAULT_PROCS, &format!("fanout-{n}-{i}"))?;
+            counts = FanoutCounts::take(src, &dsts);
+            check_fanout(&dsts, &w)?;
+            Ok(run)
+        })?;
+        rows.push(fanout_row(
+            format!("image-syncer: 1 run, {n} destinations, --proc {DEFAULT_PROCS}"),
+            &measured,
+            counts,
+            &w,
+        ));
+        if let Some(bin) = &skopeo.bin {
+            let measured = repeat(runs, |i| {
+                let dsts = fresh(n);
+                src.clear_requests();
+                let mut total = Measured::wall_only(Duration::ZERO);
+                for (k, dst) in dsts.iter().enumerate() {
+                    let m = skopeo_sync(bin, &skopeo_yaml, &dst.repo("fan"), &format!("fanout-{n}-{i}-{k}"), LIMIT)?;
+                    total.wall += m.wall;
+                    total.peak_kib = total.peak_kib.max(m.peak_kib);
+                }
+                counts = FanoutCounts::take(src, &dsts);
+                check_fanout(&dsts, &w)?;
+                Ok(total)
+            })?;
+            rows.push(fanout_row(format!("skopeo sync: {n} runs, one per destination"), &measured, counts, &w));
+        }
+        eprintln!("{:.1?}", t.elapsed());
+    }
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "fan-out: {} repositories x {} tags from one source to {} new destination registries \
+         (one images-file rule per repository: `src/repo: [dst1/repo, dst2/repo, ...]`)",
+        opts.repos,
+        opts.tags,
+        FANOUT_DESTINATIONS.map(|n| n.to_string()).join(", then ")
+    );
+    let _ = writeln!(
+        out,
+        "workload: {} images of 3 layers (a 32 KiB base in every repository, one of 2 runtime layers of 16-20 KiB, \
+         8-16 KiB of its own) and a config: {} unique blobs, {} (repository, blob) pairs",
+        w.images.len(),
+        w.unique_blobs,
+        w.repo_blobs
+    );
+    out.push_str(&grid(
+        &["scenario", "wall", "(min-max)", "peak RSS", "src blob GETs", "unique blobs", "src requests", "dst requests"],
+        &rows,
+    ));
+    let _ = writeln!(
+        out,
+        "src blob GETs = GET /v2/.../blobs/sha256:... in the source's access log (last run); reading every unique \
+         blob once per run is the floor;"
+    );
+    let _ = writeln!(out, "src / dst requests = every request the source / all destinations together saw (last run).");
+    match &skopeo.bin {
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "skopeo cannot fan out: one `skopeo sync --src yaml --dest docker --preserve-digests` per destination, \
+                 in turn; its wall is their sum, its peak RSS the highest of them."
+            );
+        }
+        None => {
+            let _ = writeln!(out, "skopeo: not run, {}.", skopeo.describe());
+        }
+    }
+    Ok(out)
+}
+
+fn fanout_row(scenario: String, runs: &[Measured], c: FanoutCounts, w: &FanoutWorkload) -> Vec<String> {
+    let row = Row::new(scenario, runs);
+    let (median, min, max) = row.wall;
+    vec![
+        row.scenario.clone(),
+        format!("{:.2} s", median.as_secs_f64()),
+        format!("({:.2}-{:.2})", min.as_secs_f64(), max.as_secs_f64()),
+        mib(row.peak_kib),
+        c.src_blob_gets.to_string(),
+        w.unique_blobs.to_string(),
+        c.src.to_string(),
+        c.dst.to_string(),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// many tags in one repository
+// ---------------------------------------------------------------------------------------------
+
+/// Pushes `count` tiny images `repo:t0000..` from 8 threads: one 4 KiB layer shared by all of them
+/// (pushed once) and a config of their own each, so every tag is a distinct manifest. Three
+/// requests per tag (POST + PUT of the config, PUT of the manifest). Returns tag → digest.
+fn push_many_tags(c: &Client, repo: &str, count: usize) -> BTreeMap<String, String> {
+    let layer = random_bytes(unique_seed(), 4 * 1024);
+    let layer = (c.push_blob(repo, &layer), layer.len() as u64);
+    let width = (count.max(2) - 1).to_string().len().max(3);
+    let threads = 8usize;
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let layer = &layer;
+                s.spawn(move || {
+                    (t..count)
+                        .step_by(threads)
+                        .map(|i| {
+                            let tag = format!("t{i:0width$}");
+                            let config = config_blob(std::slice::from_ref(&layer.0));
+                            let config_digest = c.push_blob(repo, &config);
+                            let bytes = manifest(&config, &config_digest, std::slice::from_ref(layer));
+                            let digest = c.put_manifest(repo, &tag, DOCKER_MANIFEST, &bytes);
+                            (tag, digest)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("fixture thread")).collect()
+    })
+}
+
+/// [`check_tags`] from 4 threads, and the destination lists exactly these tags.
+fn check_tags_parallel(dst: &Client, repo: &str, digests: &BTreeMap<String, String>) -> Result<(), String> {
+    let listed = dst.tags(repo);
+    if listed.len() != digests.len() {
+        return Err(format!("{repo}: the destination lists {} tags, the source {}", listed.len(), digests.len()));
+    }
+    let items: Vec<(&String, &String)> = digests.iter().collect();
+    let chunk = items.len().div_ceil(4).max(1);
+    thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    for (tag, digest) in part {
+                        match dst.head_manifest(repo, tag) {
+                            Some(d) if &d == *digest => {}
+                            other => return Err(format!("{repo}:{tag}: destination has {other:?}, source {digest}")),
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| h.join().expect("check thread"))
+    })
+}
+
+fn tags_section(src: &Registry, work: &TestDir, many: usize, runs: usize, skopeo: &Skopeo) -> Result<String, String> {
+    let sizes: Vec<usize> = if many >= 10 { vec![many / 10, many] } else { vec![many] };
+    let mut rows = Vec::new();
+    let mut seeded = String::new();
+    let mut notes = String::new();
+    let mut peaks = Vec::new();
+    for &count in &sizes {
+        let repo = format!("many/n{count}");
+        eprint!("seeding {count} tags (shared layer, a config each) ... ");
+        let t = Instant::now();
+        let digests = push_many_tags(src.api(), &repo, count);
+        let seeding = t.elapsed();
+        eprintln!("{seeding:.1?}");
+        let _ = writeln!(
+            seeded,
+            "seeding {count} tags: {:.1} s ({:.0} tags/s; 8 threads, 3 requests per tag)",
+            seeding.as_secs_f64(),
+            count as f64 / seeding.as_secs_f64()
+        );
+        let rule = |dst: &Registry| {
+            (
+                work.write("auth-tags.yaml", &auth_yaml([src, dst])),
+                work.write("images-tags.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&repo))),
+            )
+        };
+
+        // Cold: every run into a new, empty destination registry.
+        eprint!("{count} tags: cold runs ... ");
+        let t = Instant::now();
+        let mut last: Option<Registry> = None;
+        let mut counts = (0usize, 0usize);
+        let measured = repeat(runs, |i| {
+            let dst = Registry::start();
+            let (auth, images) = rule(&dst);
+            src.clear_requests();
+            let run =
+                run_measured_within(&auth, &images, DEFAULT_PROCS, &format!("tags-{count}-cold-{i}"), TAGS_LIMIT)?;
+            counts = (src.requests().len(), dst.requests().len());
+            check_tags_parallel(dst.api(), &repo, &digests)?;
+            last = Some(dst);
+            Ok(run)
+        })?;
+        eprintln!("{:.1?}", t.elapsed());
+        let cold =
+            tags_row(format!("image-syncer cold, {count} tags, --proc {DEFAULT_PROCS}"), &measured, counts, count);
+        let cold_peak = Row::new(String::new(), &measured).peak_kib;
+        rows.push(cold);
+
+        // No-op: the same rule again against the last cold run's destination.
+        eprint!("{count} tags: no-op re-runs ... ");
+        let t = Instant::now();
+        let dst = last.ok_or("no cold run")?;
+        let (auth, images) = rule(&dst);
+        let mut noop = (Vec::new(), Vec::new(), 0usize);
+        let measured = repeat(runs, |i| {
+            src.clear_requests();
+            dst.clear_requests();
+            let run =
+                run_measured_within(&auth, &images, DEFAULT_PROCS, &format!("tags-{count}-noop-{i}"), TAGS_LIMIT)?;
+            let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
+            noop = (src.requests(), dst.requests(), unchanged);
+            Ok(run)
+        })?;
+        eprintln!("{:.1?}", t.elapsed());
+        let (src_reqs, dst_reqs, unchanged) = noop;
+        rows.push(tags_row(
+            format!("image-syncer no-op re-run, {count} tags"),
+            &measured,
+            (src_reqs.len(), dst_reqs.len()),
+            count,
+        ));
+        let noop_peak = Row::new(String::new(), &measured).peak_kib;
+        peaks.push((count, cold_peak, noop_peak));
+        let _ = writeln!(
+            notes,
+            "no-op re-run of {count} tags (last run): {unchanged} reported unchanged; destination writes: {}; \
+             source blob GETs: {}\n  source requests:      {}\n  destination requests: {}",
+            dst_reqs.iter().filter(|r| r.is_write()).count(),
+            src_reqs.iter().filter(|r| r.is_blob_get()).count(),
+            breakdown(&src_reqs),
+            breakdown(&dst_reqs)
+        );
+        drop(dst);
+
+        // skopeo, cold, once.
+        match &skopeo.bin {
+            Some(_) if count > skopeo.max_tags => {
+                let _ = writeln!(
+                    notes,
+                    "skopeo: {count} tags not run (more than BENCH_SKOPEO_MAX_TAGS={})",
+                    skopeo.max_tags
+                );
+            }
+            Some(bin) => {
+                eprint!("{count} tags: skopeo sync (1 run) ... ");
+                let t = Instant::now();
+                let dst = Registry::start();
+                let yaml = work.write("skopeo-tags.yaml", &skopeo_source_yaml(src, std::slice::from_ref(&repo)));
+                src.clear_requests();
+                let m = skopeo_sync(bin, &yaml, &dst.repo("many"), &format!("tags-{count}"), TAGS_LIMIT)?;
+                let counts = (src.requests().len(), dst.requests().len());
+                check_tags_parallel(dst.api(), &repo, &digests)?;
+                eprintln!("{:.1?}", t.elapsed());
+                rows.push(tags_row(format!("skopeo sync cold, {count} tags (1 run)"), &[m], counts, count));
+            }
+            None => {}
+        }
+    }
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "many tags: {} tiny images in one repository (one shared 4 KiB layer, a config of their own), \
+         copied to an empty destination (cold) and again (no-op)",
+        sizes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" and ")
+    );
+    out.push_str(&grid(
+        &["scenario", "wall", "(min-max)", "first image", "peak RSS", "src req/tag", "dst req/tag", "total req/tag"],
+        &rows,
+    ));
+    out.push_str(&seeded);
+    out.push_str(&notes);
+    if let [(a, Some(ca), na), (b, Some(cb), nb)] = peaks[..] {
+        let _ = write!(
+            out,
+            "peak RSS vs tags: cold {a} -> {}, {b} -> {} ({:.2}x the memory for {:.0}x the tags)",
+            mib(Some(ca)),
+            mib(Some(cb)),
+            cb as f64 / ca as f64,
+            b as f64 / a as f64
+        );
+        if let (Some(na), Some(nb)) = (na, nb) {
+            let _ = write!(out, "; no-op {a} -> {}, {b} -> {}", mib(Some(na)), mib(Some(nb)));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "first image = start to the first `synced` line on the syncer's stderr (skopeo: its first `Storing signatures` \
+         line on stdout, printed after the manifest PUT), median over the runs, as this process read the pipe;"
+    );
+    let _ = writeln!(
+        out,
+        "req/tag = requests in the source's / destination's access log during the last run, divided by the tags."
+    );
+    match &skopeo.bin {
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "skopeo: `skopeo sync --src yaml --dest docker --preserve-digests`, one run (it copies one image at a time)."
+            );
+        }
+        None => {
+            let _ = writeln!(out, "skopeo: not run, {}.", skopeo.describe());
+        }
+    }
+    Ok(out)
+}
+
+fn tags_row(scenario: String, runs: &[Measured], (src, dst): (usize, usize), tags: usize) -> Vec<String> {
+    let row = Row::new(scenario, runs);
+    let (median, min, max) = row.wall;
+    let mut firsts: Vec<Duration> = runs.iter().filter_map(|m| m.first).collect();
+    firsts.sort();
+    let per_tag = |n: usize| format!("{:.2}", n as f64 / tags as f64);
+    vec![
+        row.scenario.clone(),
+        format!("{:.2} s", median.as_secs_f64()),
+        format!("({:.2}-{:.2})", min.as_secs_f64(), max.as_secs_f64()),
+        firsts.get(firsts.len() / 2).map(|f| format!("{:.2} s", f.as_secs_f64())).unwrap_or_else(|| "-".into()),
+        mib(row.peak_kib),
+        per_tag(src),
+        per_tag(dst),
+        per_tag(src + dst),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// skopeo, the side-by-side reference
+// ---------------------------------------------------------------------------------------------
+
+/// `BENCH_SKOPEO`: unset for `/usr/bin/skopeo` (or `skopeo` on the PATH) when it runs, a path
+/// for another one, `0` to leave skopeo out.
+struct Skopeo {
+    bin: Option<PathBuf>,
+    /// Its version, or why it is not run.
+    note: String,
+    /// `BENCH_SKOPEO_MAX_TAGS`: the many-tags section runs skopeo only up to this many tags.
+    max_tags: usize,
+}
+
+impl Skopeo {
+    fn from_env(max_tags: usize) -> Result<Skopeo, String> {
+        let v = std::env::var("BENCH_SKOPEO").unwrap_or_default();
+        let v = v.trim();
+        if matches!(v, "0" | "off" | "no" | "false") {
+            return Ok(Skopeo { bin: None, note: format!("off (BENCH_SKOPEO={v})"), max_tags });
+        }
+        let bin = match v {
+            "" if Path::new("/usr/bin/skopeo").exists() => PathBuf::from("/usr/bin/skopeo"),
+            "" => PathBuf::from("skopeo"),
+            path => PathBuf::from(path),
+        };
+        match Command::new(&bin).arg("--version").stdin(Stdio::null()).output() {
+            Ok(out) if out.status.success() => {
+                let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                Ok(Skopeo { note: format!("{} ({version})", bin.display()), bin: Some(bin), max_tags })
+            }
+            _ if v.is_empty() => Ok(Skopeo { bin: None, note: "not installed (BENCH_SKOPEO)".into(), max_tags }),
+            other => Err(format!("BENCH_SKOPEO={v}: `{v} --version` failed: {other:?}")),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.bin {
+            Some(_) => format!("{} (BENCH_SKOPEO), up to {} tags (BENCH_SKOPEO_MAX_TAGS)", self.note, self.max_tags),
+            None => self.note.clone(),
+        }
+    }
+}
+
+/// A `skopeo sync --src yaml` source file: these repositories of `src`, every tag, plain http.
+fn skopeo_source_yaml(src: &Registry, repos: &[String]) -> String {
+    let mut yaml = format!("\"{}\":\n  tls-verify: false\n  images:\n", src.addr());
+    for repo in repos {
+        yaml.push_str(&format!("    {repo}: []\n"));
+    }
+    yaml
+}
+
+/// `skopeo sync --src yaml --dest docker --preserve-digests YAML DEST`: each `a/b` of the yaml
+/// goes to `DEST/b`. Credentials files point to a path that does not exist.
+fn skopeo_sync(bin: &Path, yaml: &Path, dest: &str, name: &str, limit: Duration) -> Result<Measured, String> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--insecure-policy", "sync", "--src", "yaml", "--dest", "docker", "--dest-tls-verify=false"]).args([
+        "--preserve-digests",
+        p(yaml),
+        dest,
+    ]);
+    let no_creds = std::env::temp_dir().join("image-syncer-bench-no-credentials");
+    cmd.env("DOCKER_CONFIG", &no_creds).env("REGISTRY_AUTH_FILE", no_creds.join("auth.json"));
+    run_process(cmd, &format!("skopeo ({name})"), SKOPEO_DONE_LINE, limit)
+}
+
+// ---------------------------------------------------------------------------------------------
 // output
 // ---------------------------------------------------------------------------------------------
+
+/// A table: the first column left-aligned, the others right-aligned.
+fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let parts: Vec<String> = cells
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .collect();
+        parts.join("  ")
+    };
+    let head = line(&mut header.iter().copied());
+    let mut out = format!("{head}\n{}\n", "-".repeat(head.len()));
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+        out.push('\n');
+    }
+    out
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "-".into())
+}
 
 struct Row {
     scenario: String,
