@@ -14,8 +14,9 @@
 //! * a no-op re-run of those tags (nothing changed): wall time and the requests each registry saw;
 //! * long links: `BENCH_WAN_TAGS` (default 24) small images of the same kind copied from the source
 //!   *through* a harness [`Proxy`] that delays every request by 20 ms and by 100 ms (a stand-in
-//!   for a far-away registry), with `--proc 5` (the default), 16 and 32: wall time, peak RSS and the
-//!   requests the proxy and the destination saw (last run);
+//!   for a far-away registry), with `--proc 5` (the default), 8, 16, 32 and 64, and one `skopeo sync`
+//!   through the same proxy: wall time, peak RSS and the requests the proxy and the destination saw
+//!   (last run), and how much faster each `--proc` is than `--proc 8`;
 //! * fan-out: `BENCH_FANOUT_REPOS` (default 10) repositories × `BENCH_FANOUT_TAGS` (default 2)
 //!   small images (3 layers of 8-32 KiB: one base layer in every repository, one of two
 //!   "runtime" layers, one of their own) copied from one source to 2, then 3 new destination
@@ -76,7 +77,7 @@ const DEFAULT_WAN_TAGS: usize = 24;
 /// The delay the proxy in front of the source adds to every request, in the long-links section.
 const WAN_DELAYS_MS: [u64; 2] = [20, 100];
 /// `--proc` values of the long-links section: the default, then more workers to hide the latency.
-const WAN_PROCS: [usize; 3] = [5, 16, 32];
+const WAN_PROCS: [usize; 5] = [5, 8, 16, 32, 64];
 const DEFAULT_FANOUT_REPOS: usize = 10;
 const DEFAULT_FANOUT_TAGS: usize = 2;
 /// The fan-out section copies to this many destinations at once, in turn.
@@ -334,6 +335,29 @@ fn bench() -> Result<(), String> {
                 row.requests = Some(counts);
                 wan_rows.push(row);
             }
+            if let Some(bin) = &skopeo.bin {
+                eprint!("long link +{delay_ms} ms/request, skopeo sync ... ");
+                let t = Instant::now();
+                let yaml = work.write(
+                    &format!("skopeo-wan-{delay_ms}.yaml"),
+                    &skopeo_source_yaml(&proxy.addr(), &["wan/app".to_string()]),
+                );
+                let mut counts = (0usize, 0usize);
+                let measured = repeat(runs, |i| {
+                    // `wan/app` lands as `DEST/app`.
+                    let dest = format!("wan-skopeo-d{delay_ms}-run{i}");
+                    dst.clear_requests();
+                    let before = proxy.requests().len();
+                    let run = skopeo_sync(bin, &yaml, &dst.repo(&dest), &format!("wan-skopeo-{delay_ms}-{i}"), LIMIT)?;
+                    counts = (proxy.requests().len() - before, dst.requests().len());
+                    check_tags(dst.api(), &format!("{dest}/app"), &digests)?;
+                    Ok(run)
+                })?;
+                eprintln!("{:.1?}", t.elapsed());
+                let mut row = Row::new(format!("skopeo sync, {wan_tags} tags, +{delay_ms} ms/request"), &measured);
+                row.requests = Some(counts);
+                wan_rows.push(row);
+            }
         }
     }
 
@@ -352,6 +376,20 @@ fn bench() -> Result<(), String> {
         println!();
         println!("long links: source behind a proxy that waits the given time before forwarding each request");
         print_table(&wan_rows);
+        for delay_ms in WAN_DELAYS_MS {
+            let at = |procs: usize| {
+                let name = format!("+{delay_ms} ms/request, --proc {procs}");
+                wan_rows.iter().find(|r| r.scenario.ends_with(&name)).map(|r| r.wall.0.as_secs_f64())
+            };
+            if let Some(base) = at(8) {
+                let faster: Vec<String> = WAN_PROCS
+                    .iter()
+                    .filter(|&&p| p != 8)
+                    .filter_map(|&p| at(p).map(|w| format!("--proc {p} {:.2}x", base / w)))
+                    .collect();
+                println!("+{delay_ms} ms/request, speed against --proc 8: {}", faster.join(", "));
+            }
+        }
     }
     println!();
     if let [(small, Some(a)), (big, Some(b))] = peaks[..] {
@@ -842,7 +880,7 @@ fn fanout_section(
     let t = Instant::now();
     let w = push_fanout_workload(src.api(), opts);
     eprintln!("{:.1?}", t.elapsed());
-    let skopeo_yaml = work.write("skopeo-fanout.yaml", &skopeo_source_yaml(src, &w.repos));
+    let skopeo_yaml = work.write("skopeo-fanout.yaml", &skopeo_source_yaml(&src.addr(), &w.repos));
     let fresh = |n: usize| -> Vec<Registry> { (0..n).map(|_| Registry::start()).collect() };
     let mut rows = Vec::new();
     for n in FANOUT_DESTINATIONS {
@@ -1100,7 +1138,8 @@ fn tags_section(src: &Registry, work: &TestDir, many: usize, runs: usize, skopeo
                 eprint!("{count} tags: skopeo sync (1 run) ... ");
                 let t = Instant::now();
                 let dst = Registry::start();
-                let yaml = work.write("skopeo-tags.yaml", &skopeo_source_yaml(src, std::slice::from_ref(&repo)));
+                let yaml =
+                    work.write("skopeo-tags.yaml", &skopeo_source_yaml(&src.addr(), std::slice::from_ref(&repo)));
                 src.clear_requests();
                 let m = skopeo_sync(bin, &yaml, &dst.repo("many"), &format!("tags-{count}"), TAGS_LIMIT)?;
                 let counts = (src.requests().len(), dst.requests().len());
@@ -1224,9 +1263,10 @@ impl Skopeo {
     }
 }
 
-/// A `skopeo sync --src yaml` source file: these repositories of `src`, every tag, plain http.
-fn skopeo_source_yaml(src: &Registry, repos: &[String]) -> String {
-    let mut yaml = format!("\"{}\":\n  tls-verify: false\n  images:\n", src.addr());
+/// A `skopeo sync --src yaml` source file: these repositories of `src` (`host:port`), every tag,
+/// plain http.
+fn skopeo_source_yaml(src: &str, repos: &[String]) -> String {
+    let mut yaml = format!("\"{src}\":\n  tls-verify: false\n  images:\n");
     for repo in repos {
         yaml.push_str(&format!("    {repo}: []\n"));
     }

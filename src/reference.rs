@@ -7,6 +7,7 @@
 //! `repo:/re/` — so parsing returns a repository plus a [`Selector`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 use sha2::{Digest as _, Sha256};
@@ -17,14 +18,14 @@ pub const DOCKER_HUB: &str = "registry-1.docker.io";
 /// A repository on a registry, normalised: `registry` is `host[:port]` and `name` the path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Repository {
-    pub registry: String,
-    pub name: String,
+    pub registry: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl Repository {
     /// The name users know: `docker.io/library/x` is shown as written by Docker.
     pub fn display_registry(&self) -> &str {
-        if self.registry == DOCKER_HUB {
+        if &*self.registry == DOCKER_HUB {
             "docker.io"
         } else {
             &self.registry
@@ -42,7 +43,7 @@ impl Repository {
     /// repository of a layout, its name there.
     pub fn full_name(&self) -> String {
         if self.is_layout() {
-            self.name.clone()
+            self.name.to_string()
         } else {
             self.to_string()
         }
@@ -129,12 +130,12 @@ pub struct RuleRef {
 /// once, where it enters the program (a rule, a manifest, a header); everything downstream
 /// holds a `Digest` and never checks again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
+pub struct Digest(Arc<str>);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest, ParseError> {
         if is_digest(s) {
-            Ok(Digest(s.to_string()))
+            Ok(Digest(s.into()))
         } else {
             err(format!("invalid digest {s:?} (expected sha256:<64 lowercase hex>)"))
         }
@@ -153,7 +154,7 @@ impl Digest {
         for b in hash {
             let _ = write!(s, "{b:02x}");
         }
-        Digest(s)
+        Digest(s.into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -337,7 +338,7 @@ pub fn parse_repository(s: &str) -> Result<Repository, ParseError> {
         ));
     }
     let name = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
-    Ok(Repository { registry, name })
+    Ok(Repository { registry: registry.into(), name: name.into() })
 }
 
 /// `docker.io`, `index.docker.io` and `registry.hub.docker.com` are aliases of the registry Docker Hub really serves from.
@@ -401,24 +402,24 @@ mod tests {
     #[test]
     fn docker_hub_normalisation() {
         let r = parse_repository("nginx").unwrap();
-        assert_eq!((r.registry.as_str(), r.name.as_str()), (DOCKER_HUB, "library/nginx"));
+        assert_eq!((&*r.registry, &*r.name), (DOCKER_HUB, "library/nginx"));
         let r = parse_repository("docker.io/nginx").unwrap();
-        assert_eq!(r.name, "library/nginx");
+        assert_eq!(&*r.name, "library/nginx");
         let r = parse_repository("docker.io/bitnami/redis").unwrap();
-        assert_eq!(r.name, "bitnami/redis");
+        assert_eq!(&*r.name, "bitnami/redis");
         assert_eq!(r.to_string(), "docker.io/bitnami/redis");
         let r = parse_repository("user/app").unwrap();
-        assert_eq!((r.registry.as_str(), r.name.as_str()), (DOCKER_HUB, "user/app"));
+        assert_eq!((&*r.registry, &*r.name), (DOCKER_HUB, "user/app"));
     }
 
     #[test]
     fn hosts_and_ports() {
         let r = parse_repository("127.0.0.1:5000/a/b/c/repo").unwrap();
-        assert_eq!((r.registry.as_str(), r.name.as_str()), ("127.0.0.1:5000", "a/b/c/repo"));
+        assert_eq!((&*r.registry, &*r.name), ("127.0.0.1:5000", "a/b/c/repo"));
         let r = parse_repository("localhost/x").unwrap();
-        assert_eq!(r.registry, "localhost");
+        assert_eq!(&*r.registry, "localhost");
         let r = parse_repository("quay.io/coreos/kube-rbac-proxy").unwrap();
-        assert_eq!(r.name, "coreos/kube-rbac-proxy");
+        assert_eq!(&*r.name, "coreos/kube-rbac-proxy");
     }
 
     #[test]
@@ -427,7 +428,7 @@ mod tests {
         assert_eq!(tags("quay.io/a/b:v1"), ["v1"]);
         assert_eq!(tags("127.0.0.1:5000/a/b:v1,v2, v3"), ["v1", "v2", "v3"]);
         let r = parse_rule_ref("127.0.0.1:5000/a/b").unwrap();
-        assert_eq!(r.repo.registry, "127.0.0.1:5000");
+        assert_eq!(&*r.repo.registry, "127.0.0.1:5000");
         assert!(matches!(r.selector, Selector::All));
         let d = format!("sha256:{}", "a".repeat(64));
         match parse_rule_ref(&format!("quay.io/a/b@{d}")).unwrap().selector {
@@ -450,8 +451,8 @@ mod tests {
     fn tag_and_digest() {
         let d = format!("sha256:{}", "a".repeat(64));
         let r = parse_rule_ref(&format!("localhost:5000/a/b:v1@{d}")).unwrap();
-        assert_eq!(r.repo.registry, "localhost:5000");
-        assert_eq!(r.repo.name, "a/b");
+        assert_eq!(&*r.repo.registry, "localhost:5000");
+        assert_eq!(&*r.repo.name, "a/b");
         assert!(matches!(r.selector, Selector::Pinned { ref tag, ref digest } if tag == "v1" && digest.as_str() == d));
         assert!(matches!(parse_rule_ref(&format!("localhost:5000/a/b@{d}")).unwrap().selector, Selector::Digest(_)));
         assert!(parse_rule_ref(&format!("a/b:v!@{d}")).is_err());

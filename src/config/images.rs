@@ -256,7 +256,7 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
 }
 
 fn layout_ref(location: String, name: String, selector: Selector) -> RuleRef {
-    RuleRef { repo: Repository { registry: location, name }, selector }
+    RuleRef { repo: Repository { registry: location.into(), name: name.into() }, selector }
 }
 
 /// `registry/namespace` (or a bare `registry`) of a `…/*` source or of its destination: the
@@ -274,7 +274,7 @@ fn namespace_ref(prefix: &str) -> Result<RuleRef, String> {
     if !path.is_empty() && !path.split('/').all(valid) {
         return Err(format!("{prefix:?}: a namespace is a repository path prefix (no tag, digest or upper case)"));
     }
-    let repo = Repository { registry: crate::reference::normalize_registry(host), name: path.to_string() };
+    let repo = Repository { registry: crate::reference::normalize_registry(host).into(), name: path.into() };
     Ok(RuleRef { repo, selector: Selector::All })
 }
 
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn keeps_order_and_lists() {
         let r = parse("z.io/a/z: y.io/b/z\na.io/a/a: [y.io/b/a1, y.io/b/a2]\n").unwrap();
-        let names: Vec<_> = r.iter().map(|r| r.dst.repo.name.clone()).collect();
+        let names: Vec<_> = r.iter().map(|r| r.dst.repo.name.to_string()).collect();
         assert_eq!(names, ["b/z", "b/a1", "b/a2"]);
     }
 
@@ -301,8 +301,8 @@ mod tests {
     fn json_too() {
         let f: ImagesFile = serde_json::from_str(r#"{"b.io/x:v1": "c.io/x", "a.io/y": ["c.io/y"]}"#).unwrap();
         let r = rules(f, Path::new("i.json"), &DefaultDest::default(), &Env::from_pairs(&[])).unwrap();
-        assert_eq!(r[0].src.repo.registry, "b.io");
-        assert_eq!(r[1].src.repo.registry, "a.io");
+        assert_eq!(&*r[0].src.repo.registry, "b.io");
+        assert_eq!(&*r[1].src.repo.registry, "a.io");
     }
 
     #[test]
@@ -325,15 +325,15 @@ mod tests {
     #[test]
     fn namespaces() {
         let r = parse("a.io/team/*:\n  to: b.io/mirror\n  include_repos: ^app-\n").unwrap();
-        assert_eq!((r[0].src.repo.registry.as_str(), r[0].src.repo.name.as_str()), ("a.io", "team"));
+        assert_eq!((&*r[0].src.repo.registry, &*r[0].src.repo.name), ("a.io", "team"));
         assert!(r[0].namespace.as_ref().is_some_and(|n| n.admits("app-1") && !n.admits("db")));
         let r = parse("localhost:5000/*: b.io/all\n").unwrap();
-        assert_eq!((r[0].src.repo.registry.as_str(), r[0].src.repo.name.as_str()), ("localhost:5000", ""));
+        assert_eq!((&*r[0].src.repo.registry, &*r[0].src.repo.name), ("localhost:5000", ""));
         assert!(parse("team/*: b.io/all\n").is_err(), "a bare name is no registry");
         assert!(parse("a.io/team/*: b.io/all:v1\n").is_err(), "a namespace goes to a prefix");
         let r = parse("docker.io/myorg/*: other.io\n").unwrap();
-        assert_eq!(r[0].src.repo.name, "myorg", "taken as written, no library/");
-        assert_eq!((r[0].dst.repo.registry.as_str(), r[0].dst.repo.name.as_str()), ("other.io", ""));
+        assert_eq!(&*r[0].src.repo.name, "myorg", "taken as written, no library/");
+        assert_eq!((&*r[0].dst.repo.registry, &*r[0].dst.repo.name), ("other.io", ""));
     }
 
     #[test]
@@ -349,7 +349,7 @@ mod tests {
     fn env_in_destination() {
         let env = Env::from_pairs(&[("IMAGE_SYNCER_TEST_NS", "team")]);
         let r = parse_with("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_NS}/x\n", &env).unwrap();
-        assert_eq!(r[0].dst.repo.name, "team/x");
+        assert_eq!(&*r[0].dst.repo.name, "team/x");
         let e = parse_with("a.io/x:v1: b.io/${IMAGE_SYNCER_TEST_UNSET_VAR}/x\n", &env).unwrap_err().to_string();
         assert!(e.contains("IMAGE_SYNCER_TEST_UNSET_VAR"), "{e}");
     }
@@ -360,7 +360,7 @@ mod tests {
         let d = DefaultDest { registry: Some("r.io".into()), namespace: Some("team".into()) };
         let f: ImagesFile = serde_yaml::from_str("a.io/x/app:v1,v2: \"\"\n").unwrap();
         let r = rules(f, Path::new("i.yaml"), &d, &Env::from_pairs(&[])).unwrap();
-        assert_eq!((r[0].dst.repo.registry.as_str(), r[0].dst.repo.name.as_str()), ("r.io", "team/app"));
+        assert_eq!((&*r[0].dst.repo.registry, &*r[0].dst.repo.name), ("r.io", "team/app"));
         assert!(matches!(r[0].dst.selector, Selector::All));
     }
 

@@ -240,6 +240,7 @@ impl Config {
             mode,
             live: false,
             referrers,
+            image_stats: args.report.is_some(),
         };
         let report = args.report.as_ref().map(PathBuf::from);
         let layouts = layouts(&job);
@@ -259,7 +260,7 @@ fn layouts(job: &Job) -> Vec<LayoutSpec> {
     let sides = job.rules.iter().flat_map(|r| [(&r.src.repo, false), (&r.dst.repo, true)]);
     for (repo, dest) in sides.filter(|(r, _)| r.is_layout()) {
         let write = dest && job.mode == Mode::Sync;
-        match out.iter_mut().find(|l| l.location == repo.registry) {
+        match out.iter_mut().find(|l| *l.location == *repo.registry) {
             Some(l) => {
                 l.dest |= dest;
                 l.write |= write;

@@ -86,7 +86,7 @@ mod tests {
     fn every_repository_has_exactly_one_shard() {
         for count in 1..6 {
             for i in 0..50 {
-                let repo = Repository { registry: "r.example:5000".into(), name: format!("team/app{i}") };
+                let repo = Repository { registry: "r.example:5000".into(), name: format!("team/app{i}").into() };
                 let owners = (0..count).filter(|&index| Shard { index, count }.owns(&repo)).count();
                 assert_eq!(owners, 1, "{repo:?} in {count} shards");
             }

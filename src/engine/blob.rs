@@ -87,7 +87,7 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     }
     let deferred = ctx.moving_blobs.lock().remove(&(task.dst.registry.clone(), digest.clone()));
     for later in deferred.map(|(_, l)| l).unwrap_or_default() {
-        ctx.queue.push(super::graph::Task::Blob(later));
+        ctx.queue.push(super::graph::Task::Blob(Box::new(later)));
     }
     // Settle the entry in one critical section, so no other task can start a second copy.
     let others = {

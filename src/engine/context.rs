@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::graph::{complete, BlobState, BlobTask, Node, Pair, Rule, Task};
 use super::progress::{Event, Moving};
 use super::queue::Queue;
-use crate::manifest::PlatformFilter;
+use crate::manifest::{is_referrer_tag, PlatformFilter};
 use crate::reference::{Digest, Repository};
 use crate::registry::{self, Registries, Store};
 
@@ -92,13 +92,16 @@ impl From<registry::Error> for SyncError {
 
 /// A blob copy in flight to a registry: the repository getting it, and the tasks of other
 /// repositories waiting to mount it from there.
-pub type InFlightCopy = (String, Vec<BlobTask>);
+pub type InFlightCopy = (Arc<str>, Vec<BlobTask>);
 
 /// A rule, and the pairs it expanded into (`None` until it did).
-pub type Expansion = (Arc<Rule>, Option<Vec<Pair>>);
+pub type Expansion = (Arc<Rule>, Option<Vec<Arc<Pair>>>);
+
+/// A blob on a registry: (registry, digest).
+pub type RegistryBlob = (Arc<str>, Digest);
 
 /// A blob at a destination: (registry, repository, digest).
-pub type BlobKey = (String, String, Digest);
+pub type BlobKey = (Arc<str>, Arc<str>, Digest);
 
 /// State shared by all workers for one run.
 pub struct Ctx<'a> {
@@ -115,7 +118,9 @@ pub struct Ctx<'a> {
     pub referrers_api: Mutex<HashMap<String, bool>>,
     /// Every rule started, with its pairs once it expanded (for prune).
     pub rules: Mutex<Vec<Expansion>>,
-    /// Source tag lists read this run (`None`: it could not be read).
+    /// The referrer tags (`sha256-…`, cosign's included) of the source tag lists read this run
+    /// (`None`: the list could not be read). Only those: nothing else is looked up in them, and
+    /// a repository's other tags, kept for the whole run, would make memory grow with them.
     pub tags: Mutex<HashMap<Repository, Option<Arc<HashSet<String>>>>>,
     /// Held while a tag list is read lazily, or a registry is first asked for its referrers
     /// API: workers arriving at the same moment wait for the one answer instead of asking too.
@@ -124,17 +129,19 @@ pub struct Ctx<'a> {
     pub blobs: Mutex<HashMap<BlobKey, BlobState>>,
     /// Blobs being copied to a registry, (registry, digest) → the repository getting it and the
     /// tasks of other repositories that wait to mount it from there.
-    pub moving_blobs: Mutex<HashMap<(String, Digest), InFlightCopy>>,
+    pub moving_blobs: Mutex<HashMap<RegistryBlob, InFlightCopy>>,
     /// Source blobs that several destination registries need: read from the source once.
     pub relays: super::relay::Relays,
     /// Where a blob is known to exist on a registry (registry, digest) → repo, for mounts.
-    pub known: Mutex<HashMap<(String, Digest), String>>,
+    pub known: Mutex<HashMap<RegistryBlob, Arc<str>>>,
     /// Images that are in sync (copied or already unchanged).
-    pub synced: Mutex<Vec<Pair>>,
+    pub synced: Mutex<Vec<Arc<Pair>>>,
     /// What became of each image that did not fail, for `--report`.
-    pub outcomes: Mutex<Vec<(Pair, Outcome)>>,
+    pub outcomes: Mutex<Vec<(Arc<Pair>, Outcome)>>,
     /// What each image moved, and how long it took, for `--report`.
-    pub stats: Mutex<HashMap<Pair, ImageStats>>,
+    pub stats: Mutex<HashMap<Arc<Pair>, ImageStats>>,
+    /// Whether `stats` is kept at all.
+    pub image_stats: bool,
     pub queue: Queue<Task, SyncError>,
     pub events: crossbeam_channel::Sender<Event>,
     /// The id of the next transfer shown by the progress display.
@@ -222,7 +229,7 @@ impl Ctx<'_> {
     }
 
     /// `rule` expanded into `pairs`.
-    pub fn expanded(&self, rule: &Arc<Rule>, pairs: &[Pair]) {
+    pub fn expanded(&self, rule: &Arc<Rule>, pairs: &[Arc<Pair>]) {
         if let Some(entry) = self.rules.lock().iter_mut().find(|(r, _)| Arc::ptr_eq(r, rule)) {
             entry.1 = Some(pairs.to_vec());
         }
@@ -241,10 +248,11 @@ impl Ctx<'_> {
 
     /// Remember the tags a rule listed, for the referrer lookups that follow.
     pub fn remember_tags(&self, repo: &Repository, tags: &[String]) {
-        self.tags.lock().insert(repo.clone(), Some(Arc::new(tags.iter().cloned().collect())));
+        let referrers = tags.iter().filter(|t| is_referrer_tag(t)).cloned().collect();
+        self.tags.lock().insert(repo.clone(), Some(Arc::new(referrers)));
     }
 
-    /// The tags of a source repository: listed once per run (two workers may list it at the
+    /// The referrer tags of a source repository: listed once per run (two workers may list it at the
     /// same moment; both get the same answer). `None` when the registry does not let us list.
     pub fn tags_of(&self, client: &Store, repo: &Repository) -> Option<Arc<HashSet<String>>> {
         if let Some(known) = self.tags.lock().get(repo) {
@@ -255,7 +263,7 @@ impl Ctx<'_> {
             return known.clone();
         }
         let listed = match client.list_tags(&repo.name) {
-            Ok(t) => Some(Arc::new(t.into_iter().collect::<HashSet<_>>())),
+            Ok(t) => Some(Arc::new(t.into_iter().filter(|t| is_referrer_tag(t)).collect::<HashSet<_>>())),
             Err(e) => {
                 log::debug!("{repo}: cannot list tags ({e}); asking for referrer tags one by one");
                 None
@@ -266,18 +274,24 @@ impl Ctx<'_> {
     }
 
     /// Record how `pair` ended.
-    pub fn outcome(&self, pair: &Pair, outcome: Outcome) {
+    pub fn outcome(&self, pair: &Arc<Pair>, outcome: Outcome) {
         self.tally(pair, ImageStats::finish_now);
         self.outcomes.lock().push((pair.clone(), outcome));
     }
 
     /// `pair` starts (again): its clock starts the first time.
-    pub fn started(&self, pair: &Pair) {
+    pub fn started(&self, pair: &Arc<Pair>) {
+        if !self.image_stats {
+            return;
+        }
         self.stats.lock().entry(pair.clone()).or_default().started.get_or_insert_with(Instant::now);
     }
 
     /// Count something `pair` moved.
-    pub fn tally(&self, pair: &Pair, f: impl FnOnce(&mut ImageStats)) {
+    pub fn tally(&self, pair: &Arc<Pair>, f: impl FnOnce(&mut ImageStats)) {
+        if !self.image_stats {
+            return;
+        }
         f(self.stats.lock().entry(pair.clone()).or_default());
     }
 

@@ -126,7 +126,8 @@ impl Graph {
             queue.push(Task::Manifest(node));
         }
         for (_, (blob, waiters)) in self.blobs {
-            queue.push(Task::Blob(BlobTask { src: src.clone(), dst: dst.clone(), blob, waiters: Mutex::new(waiters) }));
+            let task = BlobTask { src: src.clone(), dst: dst.clone(), blob, waiters: Mutex::new(waiters) };
+            queue.push(Task::Blob(Box::new(task)));
         }
     }
 }
@@ -165,10 +166,12 @@ impl BlobTask {
     }
 }
 
+/// Every variant is one pointer wide: a rule expands into one queued image task per tag, so the
+/// queue's size is paid per tag.
 pub enum Task {
     Rule(Arc<Rule>),
     Image(Arc<Pair>),
-    Blob(BlobTask),
+    Blob(Box<BlobTask>),
     Manifest(Arc<Node>),
 }
 

@@ -28,7 +28,7 @@ pub(super) fn bad(image: &ImageRef, message: impl Into<String>) -> SyncError {
 }
 
 /// Nothing of the image matches the platform filter.
-pub(super) fn skipped(ctx: &Ctx, pair: &Pair, reason: String) {
+pub(super) fn skipped(ctx: &Ctx, pair: &Arc<Pair>, reason: String) {
     log::info!("skipped {}: {reason}", pair.src);
     ctx.outcome(pair, Outcome::Skipped(reason));
     ctx.event(Event::ImageSkipped);
@@ -40,7 +40,7 @@ pub(super) fn image_platform(sc: &Store, src: &ImageRef, config: &Digest) -> Res
     Ok(serde_json::from_slice(&raw).unwrap_or_default())
 }
 
-fn unchanged(ctx: &Ctx, pair: &Pair, digest: &Digest) {
+fn unchanged(ctx: &Ctx, pair: &Arc<Pair>, digest: &Digest) {
     log::info!("unchanged {pair}: destination has the same digest");
     ctx.outcome(pair, Outcome::Unchanged(digest.clone()));
     ctx.event(Event::ImageUnchanged);
@@ -174,7 +174,7 @@ fn queue(ctx: &Ctx, pair: &Arc<Pair>, top: Planned, digest: &Digest) -> Result<(
 
 /// A dry run: what copying `top` would move. Blobs are looked up at the destination with `HEAD`
 /// only; nothing is queued, so nothing is written.
-fn plan(ctx: &Ctx, pair: &Pair, top: &Planned, digest: &Digest) -> Result<(), SyncError> {
+fn plan(ctx: &Ctx, pair: &Arc<Pair>, top: &Planned, digest: &Digest) -> Result<(), SyncError> {
     let dc = ctx.regs.store(&pair.dst.repo);
     let mut seen = std::collections::HashSet::new();
     let (mut missing, mut bytes, mut present) = (0, 0, 0);

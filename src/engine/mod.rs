@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::manifest::PlatformFilter;
+use crate::reference::{ImageRef, Repository};
 use crate::registry::Registries;
 use context::{Ctx, SyncError};
 use graph::Task;
@@ -80,6 +81,9 @@ pub struct Job {
     pub live: bool,
     /// Which referrers are copied with their subject.
     pub referrers: Referrers,
+    /// Keep what each image moved and how long it took (for `--report`). Off, nothing of the
+    /// kind is kept per image: the run's memory does not grow with it.
+    pub image_stats: bool,
 }
 
 /// Something that did not sync, with its first root cause.
@@ -143,11 +147,11 @@ impl Failure {
 pub struct Report {
     pub failures: Vec<Failure>,
     pub totals: Totals,
-    pub synced: Vec<Pair>,
+    pub synced: Vec<Arc<Pair>>,
     /// How each image that did not fail ended, sorted.
-    pub outcomes: Vec<(Pair, Outcome)>,
+    pub outcomes: Vec<(Arc<Pair>, Outcome)>,
     /// What each image moved and how long it took (failed ones included, as far as they got).
-    pub stats: HashMap<Pair, ImageStats>,
+    pub stats: HashMap<Arc<Pair>, ImageStats>,
     pub elapsed: Duration,
 }
 
@@ -170,10 +174,11 @@ pub fn run(job: Job, regs: &Registries) -> Report {
         blobs: Mutex::new(HashMap::new()),
         known: Mutex::new(HashMap::new()),
         moving_blobs: Mutex::new(HashMap::new()),
-        relays: Default::default(),
+        relays: relay::Relays::for_routes(job.rules.iter().map(|r| (&r.src.repo, &r.dst.repo))),
         synced: Mutex::new(Vec::new()),
         outcomes: Mutex::new(Vec::new()),
         stats: Mutex::new(HashMap::new()),
+        image_stats: job.image_stats,
         queue: Queue::new(),
         events,
         next_transfer: Default::default(),
@@ -233,24 +238,27 @@ pub fn run(job: Job, regs: &Registries) -> Report {
 
 /// Images a rule expanded into that neither synced, nor ended otherwise, nor failed: a bug
 /// (a task lost on the way). Reported as failures, so that no image is ever lost silently.
-fn unfinished(ctx: &Ctx, synced: &[Pair], failures: &[Failure]) -> Vec<Failure> {
+fn unfinished(ctx: &Ctx, synced: &[Arc<Pair>], failures: &[Failure]) -> Vec<Failure> {
     use std::collections::HashSet;
-    // By source and destination repository: a platform filter may rewrite the destination
-    // reference of a digest pair.
-    let key = |p: &Pair| (p.src.clone(), p.dst.repo.clone());
-    let mut ended: HashSet<_> = synced.iter().map(key).collect();
-    ended.extend(ctx.outcomes.lock().iter().map(|(p, _)| key(p)));
+    // By source and destination repository (a platform filter may rewrite the destination
+    // reference of a digest pair); borrowed, not cloned: this holds every image of the run.
+    fn key(p: &Pair) -> (&ImageRef, &Repository) {
+        (&p.src, &p.dst.repo)
+    }
+    let (outcomes, rules) = (ctx.outcomes.lock(), ctx.rules.lock());
+    let mut ended: HashSet<_> = synced.iter().map(|p| key(p)).collect();
+    ended.extend(outcomes.iter().map(|(p, _)| key(p)));
     ended.extend(failures.iter().filter_map(|f| match f {
         Failure::Image { pair, .. } => Some(key(pair)),
         Failure::Rule { .. } => None,
     }));
     let mut out = Vec::new();
-    for pair in ctx.rules.lock().iter().filter_map(|(_, p)| p.as_ref()).flatten() {
+    for pair in rules.iter().filter_map(|(_, p)| p.as_ref()).flatten() {
         if ended.insert(key(pair)) {
             log::error!("{pair}: did not finish (an internal error: please report it)");
             let cause =
                 Cause { class: "internal", message: "did not finish (an internal error: please report it)".into() };
-            out.push(Failure::Image { pair: pair.clone(), cause });
+            out.push(Failure::Image { pair: (**pair).clone(), cause });
         }
     }
     out
@@ -281,7 +289,7 @@ impl Causes {
     }
 
     /// The images (and rules) that did not sync, one entry each, in a stable order.
-    fn failures(&self, failed: Vec<(Task, Cause)>, synced: &[Pair]) -> Vec<Failure> {
+    fn failures(&self, failed: Vec<(Task, Cause)>, synced: &[Arc<Pair>]) -> Vec<Failure> {
         let mut images: BTreeMap<Pair, Cause> = BTreeMap::new();
         let mut rules = Vec::new();
         for (task, last) in failed {
@@ -294,7 +302,7 @@ impl Causes {
                 images.entry((*pair).clone()).or_insert(cause);
             }
         }
-        images.retain(|p, _| synced.binary_search(p).is_err());
+        images.retain(|p, _| synced.binary_search_by(|s| (**s).cmp(p)).is_err());
         rules.into_iter().chain(images.into_iter().map(|(pair, cause)| Failure::Image { pair, cause })).collect()
     }
 }

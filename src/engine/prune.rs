@@ -16,6 +16,8 @@
 //!
 //! With `--dry-run` the same decisions are made with reads only, and printed.
 
+use std::sync::Arc;
+
 use std::collections::{HashMap, HashSet};
 
 use super::context::{Ctx, Outcome};
@@ -74,9 +76,9 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
             continue;
         }
         // Every rule writing here must be clean, not only this one.
-        let writers: Vec<&Vec<Pair>> =
+        let writers: Vec<&Vec<Arc<Pair>>> =
             rules.iter().filter(|(r, _)| r.dst.repo == *repo).filter_map(|(_, p)| p.as_ref()).collect();
-        let bad = writers.iter().flat_map(|p| p.iter()).filter(|p| failed.contains(p)).count();
+        let bad = writers.iter().flat_map(|p| p.iter()).filter(|p| failed.contains(&***p)).count();
         if bad > 0 {
             log::warn!("not pruning {repo}: {bad} image(s) synced there failed");
             continue;
@@ -127,7 +129,7 @@ fn covers(dst: &Repository, namespace: bool, repo: &Repository) -> bool {
     dst.registry == repo.registry
         && (dst.name == repo.name
             || (namespace
-                && (dst.name.is_empty() || repo.name.strip_prefix(&dst.name).is_some_and(|r| r.starts_with('/')))))
+                && (dst.name.is_empty() || repo.name.strip_prefix(&*dst.name).is_some_and(|r| r.starts_with('/')))))
 }
 
 /// The deletions in one repository.

@@ -33,7 +33,7 @@ pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
                 }
             }
             ctx.outcome(&node.image, outcome);
-            ctx.synced.lock().push((*node.image).clone());
+            ctx.synced.lock().push(node.image.clone());
         }
     }
     Ok(())

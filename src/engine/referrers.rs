@@ -169,8 +169,9 @@ impl Planner<'_, '_> {
         Ok(out)
     }
 
-    /// Whether the source repository has the tag `reference`: from its tag list when it can be
-    /// read, else by asking.
+    /// Whether the source repository has the referrer tag `reference` (a fallback or cosign tag:
+    /// only those are kept from its tag list): from its tag list when it can be read, else by
+    /// asking.
     fn source_has(&self, reference: &Reference) -> Result<bool, SyncError> {
         match self.ctx.tags_of(self.sc, self.src) {
             Some(tags) => Ok(tags.contains(reference.as_str())),

@@ -11,7 +11,8 @@
 //! its copy releases the others at once: the next one reads the source itself. A relay read
 //! that fails (e.g. a push-only account that may not pull) falls back to the source.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -37,19 +38,35 @@ pub enum Claim {
     Parked,
 }
 
-/// Source blobs by (source registry, digest).
+/// Source blobs by (source registry, digest), for the source registries that feed more than
+/// one destination registry in this run: elsewhere nothing is kept, so an ordinary run's
+/// bookkeeping does not grow with its blobs.
 #[derive(Default)]
 pub struct Relays {
-    copies: Mutex<HashMap<(String, Digest), Copy>>,
+    fanned_out: HashSet<Arc<str>>,
+    copies: Mutex<HashMap<(Arc<str>, Digest), Copy>>,
 }
 
-fn key(task: &BlobTask) -> (String, Digest) {
+fn key(task: &BlobTask) -> (Arc<str>, Digest) {
     (task.src.registry.clone(), task.blob.digest.clone())
 }
 
 impl Relays {
+    /// Relays for a run of these (source, destination) repository pairs.
+    pub fn for_routes<'a>(routes: impl IntoIterator<Item = (&'a Repository, &'a Repository)>) -> Relays {
+        let mut to: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for (src, dst) in routes {
+            to.entry(&src.registry).or_default().insert(&dst.registry);
+        }
+        let fanned_out = to.into_iter().filter(|(_, d)| d.len() > 1).map(|(s, _)| s.into()).collect();
+        Relays { fanned_out, copies: Mutex::default() }
+    }
+
     /// Where `task` reads its blob from; a parked task is kept here (its waiters with it).
     pub fn claim(&self, task: &BlobTask) -> Claim {
+        if !self.fanned_out.contains(&task.src.registry) {
+            return Claim::Source;
+        }
         let mut copies = self.copies.lock();
         match copies.get_mut(&key(task)) {
             None => {
@@ -72,6 +89,9 @@ impl Relays {
     /// `task`'s copy ended (`ok`: the blob is at its destination now): the tasks waiting for it
     /// go again, to read it from there — or, after a failure, one of them from the source.
     pub fn settle(&self, task: &BlobTask, ok: bool, queue: &Queue<Task, SyncError>) {
+        if !self.fanned_out.contains(&task.src.registry) {
+            return;
+        }
         let mut copies = self.copies.lock();
         let k = key(task);
         let waiting = match copies.remove(&k) {
@@ -91,7 +111,7 @@ impl Relays {
         }
         drop(copies);
         for t in waiting {
-            queue.push(Task::Blob(t));
+            queue.push(Task::Blob(Box::new(t)));
         }
     }
 }

@@ -56,11 +56,11 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         };
         let src = ImageRef { repo: rule.src.repo.clone(), reference };
         let dst = ImageRef { repo: rule.dst.repo.clone(), reference: dst_reference };
-        pairs.push(Pair { src, dst });
+        pairs.push(Arc::new(Pair { src, dst }));
     }
     ctx.expanded(rule, &pairs);
     for pair in pairs {
-        ctx.queue.push(Task::Image(Arc::new(pair)));
+        ctx.queue.push(Task::Image(pair));
     }
     Ok(())
 }
@@ -118,7 +118,7 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         let below = if prefix.is_empty() {
             name.as_str()
         } else {
-            match name.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')) {
+            match name.strip_prefix(&**prefix).and_then(|r| r.strip_prefix('/')) {
                 Some(b) => b,
                 None => continue,
             }
@@ -126,7 +126,7 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         // A bundle's images keep their path below a registry prefix, not the registry they
         // came from: `r.io/team/app` → `PREFIX/team/app`.
         let path = match rule.src.repo.is_layout() {
-            true => parse_repository(below).map_or_else(|_| below.to_string(), |r| r.name),
+            true => parse_repository(below).map_or_else(|_| below.to_string(), |r| r.name.to_string()),
             false => below.to_string(),
         };
         if !ns.admits(&path) {
@@ -135,7 +135,7 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         }
         found += 1;
         let src = RuleRef {
-            repo: Repository { registry: rule.src.repo.registry.clone(), name: name.clone() },
+            repo: Repository { registry: rule.src.repo.registry.clone(), name: name.as_str().into() },
             selector: Selector::All,
         };
         let dst_name = match (rule.dst.repo.is_layout(), rule.dst.repo.name.is_empty()) {
@@ -145,7 +145,7 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
             (false, false) => format!("{}/{path}", rule.dst.repo.name),
         };
         let dst = RuleRef {
-            repo: Repository { registry: rule.dst.repo.registry.clone(), name: dst_name },
+            repo: Repository { registry: rule.dst.repo.registry.clone(), name: dst_name.into() },
             selector: Selector::All,
         };
         let child = Rule {

@@ -9,6 +9,8 @@
 //! so it ends up in the failure list, the `--output-failed-images` file and the exit code, and a
 //! sync of that file repairs exactly the images that drifted.
 
+use std::sync::Arc;
+
 use super::context::{Ctx, Outcome, SyncError};
 use super::graph::Pair;
 use super::image::{bad, image_platform, skipped};
@@ -18,7 +20,7 @@ use crate::manifest::{Filtered, Kind, Manifest};
 use crate::reference::{Digest, Reference};
 use crate::registry::{Access, ErrorKind, Store};
 
-pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
+pub fn check(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
     let sc = ctx.regs.store(&src.repo);
@@ -53,7 +55,7 @@ pub fn check(ctx: &Ctx, pair: &Pair) -> Result<(), SyncError> {
 }
 
 /// The digest the destination should have; `None` when the filter leaves nothing to have.
-fn source_digest(ctx: &Ctx, planner: &mut Planner, pair: &Pair) -> Result<Option<Digest>, SyncError> {
+fn source_digest(ctx: &Ctx, planner: &mut Planner, pair: &Arc<Pair>) -> Result<Option<Digest>, SyncError> {
     let (src, sc) = (&pair.src, planner.sc);
     if ctx.filter.is_empty() {
         if let Some(d) = sc.manifest_digest(&src.repo.name, &src.reference, Access::Pull)? {

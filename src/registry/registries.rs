@@ -15,7 +15,7 @@ use super::{transport, Client, Error, ErrorKind, Store};
 use crate::reference::Repository;
 
 /// Clients by (registry, matching auth key).
-type ClientMap = HashMap<(String, Option<String>), Arc<Client>>;
+type ClientMap = HashMap<(Arc<str>, Option<String>), Arc<Client>>;
 
 pub struct Registries {
     auth: Auth,
@@ -64,7 +64,7 @@ impl Registries {
 
     /// Where `repo` lives: its registry's client, or its layout.
     pub fn store(&self, repo: &Repository) -> Store {
-        match self.layouts.get(&repo.registry) {
+        match self.layouts.get(&*repo.registry) {
             Some(l) => Store::Layout(l.clone()),
             None => Store::Registry(self.client(repo)),
         }

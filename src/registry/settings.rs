@@ -69,10 +69,10 @@ pub struct AuthRule {
 impl AuthRule {
     /// `true` when this key covers `repo`.
     pub fn matches(&self, repo: &Repository) -> bool {
-        self.registry == repo.registry
+        *self.registry == *repo.registry
             && match &self.namespace {
                 None => true,
-                Some(ns) => repo.name == *ns || repo.name.starts_with(&format!("{ns}/")),
+                Some(ns) => *repo.name == **ns || repo.name.starts_with(&format!("{ns}/")),
             }
     }
 }
@@ -128,7 +128,7 @@ impl Auth {
         }
         self.asked
             .lock()
-            .entry(repo.registry.clone())
+            .entry(repo.registry.to_string())
             .or_insert_with(|| self.keychain.credentials(&repo.registry))
             .clone()
     }
