@@ -703,8 +703,6 @@ fn a_missing_layout_source_fails_before_any_request() {
 // Referrers, platform filters, interrupted archives, refusals, dry runs and fan-out.
 
 const SIGNED: &str = "signed/app";
-const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
-const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SPDX: &str = "application/spdx+json";
 
 /// `signed/app:v1` at the source, an OCI image with an OCI 1.1 signature and an SBOM (both
@@ -724,7 +722,7 @@ impl Signed {
         let sig = push_artifact_with_subject(c, SIGNED, COSIGN_SIG, SIMPLESIGNING, &subject);
         let sbom = push_artifact_with_subject(c, SIGNED, SPDX, SPDX, &subject);
         push_referrers_tag(c, SIGNED, &img.digest, &[sig.referrer_descriptor(), sbom.referrer_descriptor()]);
-        let legacy = push_legacy_sig(c, &img.digest);
+        let legacy = push_cosign_signature(c, SIGNED, &img.digest);
         assert_eq!(c.tags(SIGNED).len(), 3, "v1, sha256-HEX and sha256-HEX.sig at the source");
         Signed { img, sig, sbom, legacy }
     }
@@ -743,32 +741,6 @@ impl Signed {
         }
         all
     }
-}
-
-/// A cosign legacy signature of `subject_digest` (an OCI manifest with one simplesigning layer
-/// carrying the signature annotation), tagged `sha256-HEX.sig`.
-fn push_legacy_sig(c: &Client, subject_digest: &str) -> Pushed {
-    let payload = serde_json::to_vec(&serde_json::json!({
-        "critical": {
-            "identity": {"docker-reference": format!("example.com/{SIGNED}")},
-            "image": {"docker-manifest-digest": subject_digest},
-            "type": "cosign container image signature",
-        },
-        "optional": {"fixture": format!("{:016x}", unique_seed())},
-    }))
-    .unwrap();
-    let mut layer = push_blob_descriptor(c, SIGNED, SIMPLESIGNING, &payload);
-    layer["annotations"] = serde_json::json!({"dev.cosignproject.cosign/signature": "MEUCIQD0fixture"});
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "",
-        "os": "",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]},
-    }))
-    .unwrap();
-    let config = push_blob_descriptor(c, SIGNED, OCI_CONFIG, &config);
-    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
-    push_manifest_json(c, SIGNED, Some(&format!("{}.sig", referrers_tag(subject_digest))), OCI_MANIFEST, &m)
 }
 
 /// `dst`'s fallback tag `sha256-HEX` of `subject` in `repo` is an OCI index listing each of

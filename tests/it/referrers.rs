@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use crate::common::*;
 
 const REPO: &str = "signed/app";
-const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
-const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SPDX: &str = "application/spdx+json";
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 
@@ -53,37 +51,6 @@ enum Published {
     FallbackTags,
     /// Artifacts pushed by digest only (a proxy answers the referrers API for them).
     ByDigestOnly,
-}
-
-/// A cosign legacy signature manifest for `subject` (config + one simplesigning layer with the
-/// signature annotation), tagged `sha256-HEX.sig`.
-fn push_legacy_sig(c: &Client, subject: &Pushed) -> Pushed {
-    let payload = serde_json::to_vec(&serde_json::json!({
-        "critical": {
-            "identity": {"docker-reference": format!("example.com/{REPO}")},
-            "image": {"docker-manifest-digest": subject.digest},
-            "type": "cosign container image signature",
-        },
-        "optional": null,
-    }))
-    .unwrap();
-    let mut layer = push_blob_descriptor(c, REPO, SIMPLESIGNING, &payload);
-    layer["annotations"] = serde_json::json!({"dev.cosignproject.cosign/signature": "MEUCIQD0fixture"});
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "",
-        "os": "",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]},
-    }))
-    .unwrap();
-    let config = push_blob_descriptor(c, REPO, OCI_CONFIG, &config);
-    let m = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config,
-        "layers": [layer],
-    });
-    push_manifest_json(c, REPO, Some(&format!("{}.sig", referrers_tag(&subject.digest))), OCI_MANIFEST, &m)
 }
 
 /// A buildkit-style attestation manifest for `img` (pushed by digest) and its index entry:
@@ -138,7 +105,7 @@ fn push_signed(c: &Client, published: Published) -> Signed {
         let listed: Vec<serde_json::Value> = [&sig, &sbom, &att].iter().map(|a| a.referrer_descriptor()).collect();
         push_referrers_tag(c, REPO, &top.digest, &listed);
         push_referrers_tag(c, REPO, &sbom.digest, &[sbom_sig.referrer_descriptor()]);
-        legacy_sig = Some(push_legacy_sig(c, &top));
+        legacy_sig = Some(push_cosign_signature(c, REPO, &top.digest));
     }
     Signed { top, img, attestation, legacy_sig, sig, sbom, att, sbom_sig }
 }

@@ -472,6 +472,37 @@ pub fn push_artifact_with_subject(
     push_oci_artifact(c, repo, None, artifact_type, layer_media_type, Some(subject))
 }
 
+/// cosign's signature artifact type, and the media type of its simplesigning payload.
+pub const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+/// A cosign legacy signature of `subject_digest` in `repo` (an OCI manifest with one
+/// simplesigning layer carrying the signature annotation, unique content), tagged
+/// `sha256-HEX.sig` as cosign tags it.
+pub fn push_cosign_signature(c: &Client, repo: &str, subject_digest: &str) -> Pushed {
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": format!("example.com/{repo}")},
+            "image": {"docker-manifest-digest": subject_digest},
+            "type": "cosign container image signature",
+        },
+        "optional": {"fixture": format!("{:016x}", unique_seed())},
+    }))
+    .unwrap();
+    let mut layer = push_blob_descriptor(c, repo, SIMPLESIGNING, &payload);
+    layer["annotations"] = serde_json::json!({"dev.cosignproject.cosign/signature": "MEUCIQD0fixture"});
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]},
+    }))
+    .unwrap();
+    let config = push_blob_descriptor(c, repo, OCI_CONFIG, &config);
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
+    push_manifest_json(c, repo, Some(&format!("{}.sig", referrers_tag(subject_digest))), OCI_MANIFEST, &m)
+}
+
 /// The referrers tag schema's tag for `digest`: `sha256:HEX` -> `sha256-HEX`.
 pub fn referrers_tag(digest: &str) -> String {
     digest.replacen(':', "-", 1)

@@ -20,7 +20,7 @@
 //!   ([`ProxyOpts::served_manifests`], e.g. a schema 1 one the Debian registry cannot store),
 //! * speak the OCI 1.1 referrers API the Debian registry lacks ([`ProxyOpts::referrers`]).
 
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -452,9 +452,19 @@ impl Drop for Proxy {
 }
 
 /// Serve one client connection: one request, one answer, close.
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 fn serve(mut client: TcpStream, st: &State) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(60)));
     let mut reader = BufReader::new(client.try_clone().expect("clone stream"));
+    // A TLS ClientHello (a client trying https first, as skopeo does without TLS verification)
+    // is answered at once, as a plain-http registry answers it — 400, closed — not left waiting
+    // for a request line until the read timeout.
+    if reader.fill_buf().ok().and_then(|b| b.first().copied()) == Some(TLS_HANDSHAKE) {
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
     let Some(mut head) = read_head(&mut reader) else { return };
     if head.get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
