@@ -344,13 +344,14 @@ fn bench() -> Result<(), String> {
                 );
                 let mut counts = (0usize, 0usize);
                 let measured = repeat(runs, |i| {
-                    // `wan/app` lands as `DEST/app`.
-                    let dest = format!("wan-skopeo-d{delay_ms}-run{i}");
-                    dst.clear_requests();
+                    // A registry of its own each run: skopeo's blob-info cache (it cannot be
+                    // turned off) would otherwise mount the layers earlier runs left in `dst`
+                    // instead of reading them through the proxy. `wan/app` lands as `DEST/app`.
+                    let own = Registry::start();
                     let before = proxy.requests().len();
-                    let run = skopeo_sync(bin, &yaml, &dst.repo(&dest), &format!("wan-skopeo-{delay_ms}-{i}"), LIMIT)?;
-                    counts = (proxy.requests().len() - before, dst.requests().len());
-                    check_tags(dst.api(), &format!("{dest}/app"), &digests)?;
+                    let run = skopeo_sync(bin, &yaml, &own.repo("wan"), &format!("wan-skopeo-{delay_ms}-{i}"), LIMIT)?;
+                    counts = (proxy.requests().len() - before, own.requests().len());
+                    check_tags(own.api(), "wan/app", &digests)?;
                     Ok(run)
                 })?;
                 eprintln!("{:.1?}", t.elapsed());
