@@ -6,7 +6,10 @@
 //! the push. The count is not set by hand: [`Graph::add`] derives it from the node's own wait
 //! list (its blobs and child manifests) when the node is created, and no task is queued before
 //! the whole graph of an image exists ([`Graph::enqueue`]) — so no completion can race ahead of
-//! a counter.
+//! a counter. The one exception is planned for: an image's own blobs are queued before its
+//! referrers are looked up (on a far source that lookup is a round trip the blobs need not wait
+//! for), so its top node is created [held](Graph::add_held) — one wait more, for the referrers
+//! still to come — and [`Held::release`] counts them in before it lets that wait go.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -100,24 +103,30 @@ pub struct Graph {
 impl Graph {
     /// Add `planned` and its children; each node's counter is the length of its wait list.
     pub fn add(&mut self, planned: Planned, image: &Arc<Pair>, parent: Option<Arc<Node>>) {
+        self.add_node(planned, image, parent, 0);
+    }
+
+    /// Add the top-level `planned` and its children, its node waiting for one thing more: the
+    /// manifests still to be planned under it, handed over by [`Held::release`]. Until then it
+    /// is not pushed, however soon its blobs arrive.
+    pub fn add_held(&mut self, planned: Planned, image: &Arc<Pair>) -> Held {
+        Held { node: self.add_node(planned, image, None, 1), image: image.clone() }
+    }
+
+    fn add_node(&mut self, planned: Planned, image: &Arc<Pair>, parent: Option<Arc<Node>>, held: usize) -> Arc<Node> {
         let Planned { src, dst, action, blobs, children } = planned;
-        let node = Arc::new(Node {
-            image: image.clone(),
-            src,
-            dst,
-            action,
-            pending: AtomicUsize::new(blobs.len() + children.len()),
-            parent,
-        });
-        if blobs.is_empty() && children.is_empty() {
+        let waits = blobs.len() + children.len() + held;
+        let node = Arc::new(Node { image: image.clone(), src, dst, action, pending: AtomicUsize::new(waits), parent });
+        if waits == 0 {
             self.ready.push(node.clone());
         }
         for b in blobs {
             self.blobs.entry(b.digest.clone()).or_insert_with(|| (b, Vec::new())).1.push(node.clone());
         }
         for child in children {
-            self.add(child, image, Some(node.clone()));
+            self.add_node(child, image, Some(node.clone()), 0);
         }
+        node
     }
 
     /// Queue every task of the graph: manifests that wait for nothing, and one task per blob.
@@ -129,6 +138,28 @@ impl Graph {
             let task = BlobTask { src: src.clone(), dst: dst.clone(), blob, waiters: Mutex::new(waiters) };
             queue.push(Task::Blob(Box::new(task)));
         }
+    }
+}
+
+/// A top-level node created by [`Graph::add_held`], waiting for the manifests still to be
+/// planned under it. Dropped without [`release`](Held::release) (their planning failed), it is
+/// never pushed: the image fails, and nothing of it but blobs reached the destination.
+pub struct Held {
+    node: Arc<Node>,
+    image: Arc<Pair>,
+}
+
+impl Held {
+    /// Put `children` under the node (pushed before it), queue their tasks, then let go of
+    /// the held wait: counted in first, so the node cannot be pushed without them.
+    pub fn release<E: Send>(self, children: Vec<Planned>, queue: &Queue<Task, E>, src: &Repository, dst: &Repository) {
+        self.node.pending.fetch_add(children.len(), Ordering::AcqRel);
+        let mut graph = Graph::default();
+        for child in children {
+            graph.add_node(child, &self.image, Some(self.node.clone()), 0);
+        }
+        graph.enqueue(queue, src, dst);
+        complete(queue, &self.node);
     }
 }
 
@@ -269,5 +300,70 @@ impl Rule {
     /// How a rule is named in messages: as the user wrote it.
     pub fn describe(&self) -> String {
         format!("rule \"{}: {}\"", self.src_text, self.dst_text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::{parse_repository, Reference};
+
+    fn image(repo: &Repository, tag: &str) -> ImageRef {
+        ImageRef { repo: repo.clone(), reference: Reference::Tag(tag.into()) }
+    }
+
+    /// The queued manifest pushes, taken off the queue; every queued blob arrives at once.
+    fn run(queue: &Queue<Task, ()>) -> Vec<Arc<Node>> {
+        let mut pushed = Vec::new();
+        for t in queue.take_queued() {
+            match t {
+                Task::Blob(b) => b.waiters.lock().iter().for_each(|n| complete(queue, n)),
+                Task::Manifest(n) => pushed.push(n),
+                _ => panic!("only blobs and manifests are queued"),
+            }
+        }
+        pushed.extend(queue.take_queued().into_iter().filter_map(|t| match t {
+            Task::Manifest(n) => Some(n),
+            _ => None,
+        }));
+        pushed
+    }
+
+    fn held(blobs: u8) -> (Held, Queue<Task, ()>, Repository, Repository) {
+        let (src, dst) = (parse_repository("s:1/a").unwrap(), parse_repository("d:1/a").unwrap());
+        let pair = Arc::new(Pair { src: image(&src, "v1"), dst: image(&dst, "v1") });
+        let queue = Queue::new();
+        let mut top = Planned::push(image(&src, "v1"), image(&dst, "v1"), Vec::new(), String::new());
+        top.blobs = (0..blobs).map(|n| BlobRef { digest: Digest::of(&[n]), size: Some(1) }).collect();
+        let mut graph = Graph::default();
+        let held = graph.add_held(top, &pair);
+        graph.enqueue(&queue, &src, &dst);
+        (held, queue, src, dst)
+    }
+
+    #[test]
+    fn a_held_image_is_pushed_after_the_children_planned_late() {
+        let (held, queue, src, dst) = held(2);
+        // Its blobs arrive before its referrers are planned: it is not pushed yet.
+        assert!(run(&queue).is_empty(), "pushed before its referrers were planned");
+        let sig = Planned::push(image(&src, "sig"), image(&dst, "sig"), Vec::new(), String::new());
+        held.release(vec![sig], &queue, &src, &dst);
+        // The referrer goes first; the image only once the referrer is pushed.
+        let pushed = run(&queue);
+        assert_eq!(pushed.iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:sig"]);
+        complete(&queue, pushed[0].parent.as_ref().expect("under the image"));
+        assert_eq!(run(&queue).iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:v1"]);
+    }
+
+    #[test]
+    fn a_held_image_without_late_children_waits_for_its_blobs_only() {
+        let (held, queue, src, dst) = held(0);
+        assert!(run(&queue).is_empty());
+        held.release(Vec::new(), &queue, &src, &dst);
+        assert_eq!(run(&queue).len(), 1);
+        // Never released (its referrers could not be planned): never pushed.
+        let (held, queue, _, _) = self::held(1);
+        drop(held);
+        assert!(run(&queue).is_empty());
     }
 }

@@ -8,7 +8,9 @@
 //! list read once per repository, or one GET at a source with the referrers API. Otherwise the
 //! source manifest is fetched, filtered if asked, and compared with the destination by digest —
 //! never by JSON text. An unchanged image still gets what refers to it and is missing at the
-//! destination.
+//! destination. A copied image's own tasks are queued before its referrers are looked up, its
+//! manifest held until they are planned ([`super::graph::Held`]): a far source's referrers
+//! round trip does not delay its blobs.
 
 use std::sync::Arc;
 
@@ -134,12 +136,25 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             top.children = planner.children(&kept, 1)?;
         }
     }
-    if !filtered {
-        // What refers to the index the filter rewrote refers to the source's, not to ours.
-        top.children.extend(planner.referrers(&digest, 2)?);
-    }
     top.action = Action::Push { bytes, media_type: parsed.media_type.clone() };
-    queue(ctx, &pair, top, &digest)
+    // What refers to the index the filter rewrote refers to the source's, not to ours.
+    if filtered {
+        return queue(ctx, &pair, top, &digest);
+    }
+    if ctx.dry_run() {
+        top.children.extend(planner.referrers(&digest, 2)?);
+        return queue(ctx, &pair, top, &digest);
+    }
+    // The image's own blobs need not wait for its referrers to be looked up (a round trip to
+    // the source, or to its registry's first answer): they are queued first, and the image's
+    // manifest is held until its referrers are planned under it. If that fails, the image
+    // fails without its manifest pushed.
+    let mut graph = Graph::default();
+    let held = graph.add_held(top, &pair);
+    graph.enqueue(&ctx.queue, &pair.src.repo, &pair.dst.repo);
+    let referrers = planner.referrers(&digest, 2)?;
+    held.release(referrers, &ctx.queue, &pair.src.repo, &pair.dst.repo);
+    Ok(())
 }
 
 /// The destination has the image: done, unless something referring to it is missing there.

@@ -282,6 +282,46 @@ fn referrers_api_of_the_source_is_used() {
     assert_rerun_writes_nothing(&job, &dst, &[]);
 }
 
+/// An image's blobs do not wait for its referrers to be looked up (on a far source that is a
+/// round trip): they are copied while the lookup runs. When the lookup fails, the image fails
+/// without its manifest at the destination, and the next run finds its blobs there.
+#[test]
+fn blobs_do_not_wait_for_the_referrers_lookup_and_a_failed_lookup_pushes_no_manifest() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_simple(src.api(), REPO, "v1");
+    let lookup_fails = Proxy::start_with(
+        &src.addr(),
+        ProxyOpts {
+            referrers: Some(Vec::new()),
+            faults: vec![FaultRule::always(Match::Any, Fault::Status(500)).on("/referrers/")],
+            ..ProxyOpts::default()
+        },
+    );
+    let pairs = |proxy: &Proxy| images_yaml_pairs(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]);
+    let job = Job::new(&[AuthEntry::insecure(&lookup_fails.addr()), dst.auth_entry()], &pairs(&lookup_fails));
+    let run = job.run_within(90, &["--retries", "0"]);
+    run.assert_failed();
+    assert!(run.stderr.contains("signed/app:v1"), "the failed image is not named:\n{run}");
+    let reqs = lookup_fails.requests();
+    assert!(
+        reqs.iter().any(|r| r.path().contains("/referrers/") && r.status == 500),
+        "the referrers API was not asked: {reqs:?}"
+    );
+    // The lookup never succeeded, yet every blob was read: they went ahead of it.
+    assert_eq!(lookup_fails.blob_gets(), img.blobs().len(), "{reqs:?}");
+    for b in img.blobs() {
+        assert!(dst.api().blob_exists(REPO, &b), "blob {b} was not copied while the lookup ran");
+    }
+    assert_eq!(dst.api().head_manifest(REPO, "v1"), None, "the image was pushed without its referrers");
+
+    let works = Proxy::start_with(&src.addr(), ProxyOpts { referrers: Some(Vec::new()), ..ProxyOpts::default() });
+    let job = Job::new(&[AuthEntry::insecure(&works.addr()), dst.auth_entry()], &pairs(&works));
+    job.run_within(90, &[]).assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, REPO, "v1");
+    assert_eq!(works.blob_gets(), 0, "blobs copied by the failed run were read again");
+}
+
 /// `--referrer-type`: only referrers of that artifact type (and cosign's tags) follow.
 #[test]
 fn referrer_type_keeps_only_that_artifact_type() {
