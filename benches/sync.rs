@@ -16,7 +16,9 @@
 //!   *through* a harness [`Proxy`] that delays every request by 20 ms and by 100 ms (a stand-in
 //!   for a far-away registry), with `--proc 5` (the default), 8, 16, 32 and 64, and one `skopeo sync`
 //!   through the same proxy: wall time, peak RSS and the requests the proxy and the destination saw
-//!   (last run), and how much faster each `--proc` is than `--proc 8`;
+//!   (last run), how much faster each `--proc` is than `--proc 8`, and where the CPU went (the
+//!   syncer, the two `docker-registry` processes, this process's proxy threads — on a small
+//!   machine the registries, not the link, set the floor);
 //! * fan-out: `BENCH_FANOUT_REPOS` (default 10) repositories × `BENCH_FANOUT_TAGS` (default 2)
 //!   small images (3 layers of 8-32 KiB: one base layer in every repository, one of two
 //!   "runtime" layers, one of their own) copied from one source to 2, then 3 new destination
@@ -296,6 +298,8 @@ fn bench() -> Result<(), String> {
 
     // --- long links: the source behind a proxy delaying every request ---------------------
     let mut wan_rows: Vec<Row> = Vec::new();
+    // (scenario, CPU seconds of the syncer, of both registries, of the harness proxy), last run.
+    let mut wan_cpu: Vec<(String, Duration, Duration, Duration)> = Vec::new();
     if sections.wan {
         eprint!("pushing {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
         let t = Instant::now();
@@ -314,6 +318,7 @@ fn bench() -> Result<(), String> {
                 eprint!("long link +{delay_ms} ms/request, --proc {procs} ... ");
                 let t = Instant::now();
                 let mut counts = (0usize, 0usize);
+                let mut cpu = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
                 let measured = repeat(runs, |i| {
                     let dst_repo = format!("wan-d{delay_ms}-p{procs}-run{i}/app");
                     let images = work.write(
@@ -322,7 +327,10 @@ fn bench() -> Result<(), String> {
                     );
                     dst.clear_requests();
                     let before = proxy.requests().len();
+                    let (regs, own) = harness_cpu(&[&src, &dst]);
                     let run = run_measured(&auth, &images, procs, &format!("wan-d{delay_ms}-p{procs}-{i}"))?;
+                    let (regs_after, own_after) = harness_cpu(&[&src, &dst]);
+                    cpu = (run.cpu.unwrap_or_default(), regs_after - regs, own_after - own);
                     counts = (proxy.requests().len() - before, dst.requests().len());
                     check_tags(dst.api(), &dst_repo, &digests)?;
                     Ok(run)
@@ -333,6 +341,7 @@ fn bench() -> Result<(), String> {
                     &measured,
                 );
                 row.requests = Some(counts);
+                wan_cpu.push((format!("+{delay_ms} ms/request, --proc {procs}"), cpu.0, cpu.1, cpu.2));
                 wan_rows.push(row);
             }
             if let Some(bin) = &skopeo.bin {
@@ -391,6 +400,17 @@ fn bench() -> Result<(), String> {
                 println!("+{delay_ms} ms/request, speed against --proc 8: {}", faster.join(", "));
             }
         }
+        println!(
+            "CPU seconds of the last run (2 cores shared by all): image-syncer / both docker-registry / harness proxy"
+        );
+        for (name, syncer, regs, proxy) in &wan_cpu {
+            println!(
+                "  {name:<28} {:5.2} / {:5.2} / {:5.2}",
+                syncer.as_secs_f64(),
+                regs.as_secs_f64(),
+                proxy.as_secs_f64()
+            );
+        }
     }
     println!();
     if let [(small, Some(a)), (big, Some(b))] = peaks[..] {
@@ -439,6 +459,8 @@ struct Measured {
     wall: Duration,
     /// The last `VmHWM` read from `/proc/PID/status` while the process ran, in KiB.
     peak_kib: Option<u64>,
+    /// The process's own CPU time (user + system), as last read from `/proc/PID/stat`.
+    cpu: Option<Duration>,
     /// stdout + stderr of the run.
     log: String,
     /// From the start to the first output line containing the run's marker (the first image
@@ -448,7 +470,7 @@ struct Measured {
 
 impl Measured {
     fn wall_only(wall: Duration) -> Measured {
-        Measured { wall, peak_kib: None, log: String::new(), first: None }
+        Measured { wall, peak_kib: None, cpu: None, log: String::new(), first: None }
     }
 }
 
@@ -486,11 +508,15 @@ fn run_process(mut cmd: Command, what: &str, marker: &'static str, limit: Durati
     let err = read_lines(child.stderr.take().expect("piped stderr"), start, marker);
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kib = None;
+    let mut cpu = None;
     let deadline = start + limit;
     let status = loop {
         // Read before try_wait: once reaped (or a zombie) the process has no VmHWM any more.
         if let Some(kib) = vm_hwm_kib(&status_file) {
             peak_kib = Some(kib);
+        }
+        if let Some(t) = cpu_time(child.id()) {
+            cpu = Some(t);
         }
         if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
             break Some(st);
@@ -510,7 +536,7 @@ fn run_process(mut cmd: Command, what: &str, marker: &'static str, limit: Durati
     match status {
         None => Err(format!("{what} ran for {limit:?} and was killed:\n{log}")),
         Some(st) if !st.success() => Err(format!("{what} failed with {st}:\n{log}")),
-        Some(_) => Ok(Measured { wall, peak_kib, log, first }),
+        Some(_) => Ok(Measured { wall, peak_kib, cpu, log, first }),
     }
 }
 
@@ -538,6 +564,22 @@ fn read_lines(
         }
         (text, first)
     })
+}
+
+/// CPU time (user + system) of process `pid` so far, from `/proc/PID/stat` (Linux counts it
+/// in ticks of 1/100 s).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: field 3 (state) onwards; utime and stime are 14, 15.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time of the registries' processes, and of this process (the harness proxy's threads).
+fn harness_cpu(registries: &[&Registry]) -> (Duration, Duration) {
+    let regs = registries.iter().filter_map(|r| r.pid().and_then(cpu_time)).sum();
+    (regs, cpu_time(std::process::id()).unwrap_or_default())
 }
 
 fn vm_hwm_kib(status_file: &str) -> Option<u64> {

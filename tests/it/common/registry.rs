@@ -77,6 +77,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The `docker-registry` process id (for the benchmark's CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// A registry with deletion enabled (`storage.delete.enabled: true`), as every test registry
     /// has unless [`RegistryOpts::deletion_disabled`] is set.
     pub fn start() -> Registry {
