@@ -7,9 +7,10 @@
 //! list (its blobs and child manifests) when the node is created, and no task is queued before
 //! the whole graph of an image exists ([`Graph::enqueue`]) — so no completion can race ahead of
 //! a counter. The one exception is planned for: an image's own blobs are queued before its
-//! referrers are looked up (on a far source that lookup is a round trip the blobs need not wait
-//! for), so its top node is created [held](Graph::add_held) — one wait more, for the referrers
-//! still to come — and [`Held::release`] counts them in before it lets that wait go.
+//! referrers are looked up, and an index's children are planned by tasks of their own (on a far
+//! source each is a round trip the others need not wait for), so its top node is created
+//! [held](Graph::add_held) — one wait more for each part still to be planned — and
+//! [`Held::release`] counts a part in before it lets its wait go.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::queue::{Lane, Queue};
 use super::select::Selection;
-use crate::manifest::BlobRef;
+use crate::manifest::{BlobRef, Descriptor};
 use crate::reference::{Digest, ImageRef, Repository, RuleRef};
 
 /// One image the user asked for: the unit that syncs or fails, and that reports name.
@@ -141,15 +142,22 @@ impl Graph {
     }
 }
 
-/// A top-level node created by [`Graph::add_held`], waiting for the manifests still to be
-/// planned under it. Dropped without [`release`](Held::release) (their planning failed), it is
-/// never pushed: the image fails, and nothing of it but blobs reached the destination.
+/// One wait of a top-level node created by [`Graph::add_held`]: for manifests still to be
+/// planned under it. Dropped without [`release`](Held::release) (their planning failed), the
+/// node is never pushed: the image fails, and its tag never reaches the destination.
 pub struct Held {
     node: Arc<Node>,
     image: Arc<Pair>,
 }
 
 impl Held {
+    /// One more wait on the same node (for another part planned apart). The node cannot have
+    /// been pushed: this wait is still held.
+    pub fn hold_more(&self) -> Held {
+        self.node.pending.fetch_add(1, Ordering::AcqRel);
+        Held { node: self.node.clone(), image: self.image.clone() }
+    }
+
     /// Put `children` under the node (pushed before it), queue their tasks, then let go of
     /// the held wait: counted in first, so the node cannot be pushed without them.
     pub fn release<E: Send>(self, children: Vec<Planned>, queue: &Queue<Task, E>, src: &Repository, dst: &Repository) {
@@ -197,19 +205,29 @@ impl BlobTask {
     }
 }
 
+/// One child manifest of an index, to be planned (looked up at the destination, fetched,
+/// its blobs and referrers found) and put under the index's held node.
+pub struct ChildTask {
+    pub image: Arc<Pair>,
+    pub child: Descriptor,
+    /// Taken when the child is planned; a failed try keeps it for the next pass.
+    pub held: Mutex<Option<Held>>,
+}
+
 /// Every variant is one pointer wide: a rule expands into one queued image task per tag, so the
 /// queue's size is paid per tag.
 pub enum Task {
     Rule(Arc<Rule>),
     Image(Arc<Pair>),
+    Child(Box<ChildTask>),
     Blob(Box<BlobTask>),
     Manifest(Arc<Node>),
 }
 
 impl Lane for Task {
-    /// An image's own blobs and manifests go before new images: depth first.
+    /// An image's own children, blobs and manifests go before new images: depth first.
     fn urgent(&self) -> bool {
-        matches!(self, Task::Blob(_) | Task::Manifest(_))
+        matches!(self, Task::Child(_) | Task::Blob(_) | Task::Manifest(_))
     }
 }
 
@@ -219,6 +237,7 @@ impl Task {
         match self {
             Task::Rule(_) => Vec::new(),
             Task::Image(p) => vec![p.clone()],
+            Task::Child(c) => vec![c.image.clone()],
             Task::Blob(b) => {
                 let mut v: Vec<Arc<Pair>> = b.waiters.lock().iter().map(|n| n.image.clone()).collect();
                 v.sort();
@@ -235,6 +254,7 @@ impl fmt::Display for Task {
         match self {
             Task::Rule(r) => write!(f, "{}", r.describe()),
             Task::Image(p) => write!(f, "sync {p}"),
+            Task::Child(c) => write!(f, "plan manifest {} of {}", c.child.digest, c.image),
             Task::Blob(b) => write!(f, "copy blob {} from {} to {}", b.blob.digest, b.src, b.dst),
             Task::Manifest(n) => write!(f, "push manifest {} (from {})", n.dst, n.src),
         }
@@ -351,6 +371,20 @@ mod tests {
         // The referrer goes first; the image only once the referrer is pushed.
         let pushed = run(&queue);
         assert_eq!(pushed.iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:sig"]);
+        complete(&queue, pushed[0].parent.as_ref().expect("under the image"));
+        assert_eq!(run(&queue).iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:v1"]);
+    }
+
+    #[test]
+    fn every_hold_must_be_released_before_the_image_is_pushed() {
+        let (held, queue, src, dst) = held(1);
+        let child = held.hold_more();
+        let child_plan = Planned::push(image(&src, "c"), image(&dst, "c"), Vec::new(), String::new());
+        held.release(Vec::new(), &queue, &src, &dst);
+        assert!(run(&queue).is_empty(), "pushed with a child still being planned");
+        child.release(vec![child_plan], &queue, &src, &dst);
+        let pushed = run(&queue);
+        assert_eq!(pushed.iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:c"]);
         complete(&queue, pushed[0].parent.as_ref().expect("under the image"));
         assert_eq!(run(&queue).iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:v1"]);
     }

@@ -8,14 +8,17 @@
 //! list read once per repository, or one GET at a source with the referrers API. Otherwise the
 //! source manifest is fetched, filtered if asked, and compared with the destination by digest —
 //! never by JSON text. An unchanged image still gets what refers to it and is missing at the
-//! destination. A copied image's own tasks are queued before its referrers are looked up, its
-//! manifest held until they are planned ([`super::graph::Held`]): a far source's referrers
-//! round trip does not delay its blobs.
+//! destination. A copied image's own tasks are queued before its referrers are looked up, and
+//! an index's children are planned by tasks of their own ([`child`]), the image's manifest
+//! held until all of that is planned ([`super::graph::Held`]): on a far source, its blobs do
+//! not wait for the referrers round trip, nor its children for one another.
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use super::context::{Ctx, Outcome, SyncError};
-use super::graph::{Action, Graph, Pair, Planned};
+use super::graph::{Action, ChildTask, Graph, Pair, Planned, Task};
 use super::progress::Event;
 use super::tree::Planner;
 use crate::manifest::{entries, is_image_type, Filtered, Kind, Manifest, Platform};
@@ -119,6 +122,8 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     }
 
     let mut top = Planned::push(src.clone(), dst.clone(), Vec::new(), parsed.media_type.clone());
+    // An index's children to be planned by tasks of their own, in parallel.
+    let mut later = Vec::new();
     match &parsed.kind {
         Kind::Image { config, .. } => {
             if !ctx.filter.is_empty() {
@@ -130,11 +135,12 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             }
             top.blobs = parsed.blobs();
         }
-        Kind::Index { manifests } => {
-            // The entries kept by the filter (all of them without one).
-            let kept = if filtered { entries(&bytes).map_err(|m| bad(src, m))? } else { manifests.clone() };
-            top.children = planner.children(&kept, 1)?;
+        // The entries kept by the filter, planned here (the filter has fetched what they need).
+        Kind::Index { .. } if filtered => {
+            top.children = planner.children(&entries(&bytes).map_err(|m| bad(src, m))?, 1)?;
         }
+        Kind::Index { manifests } if ctx.dry_run() => top.children = planner.children(manifests, 1)?,
+        Kind::Index { manifests } => later = manifests.clone(),
     }
     top.action = Action::Push { bytes, media_type: parsed.media_type.clone() };
     // What refers to the index the filter rewrote refers to the source's, not to ours.
@@ -145,15 +151,33 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
         top.children.extend(planner.referrers(&digest, 2)?);
         return queue(ctx, &pair, top, &digest);
     }
-    // The image's own blobs need not wait for its referrers to be looked up (a round trip to
-    // the source, or to its registry's first answer): they are queued first, and the image's
-    // manifest is held until its referrers are planned under it. If that fails, the image
-    // fails without its manifest pushed.
+    // Neither the image's own blobs nor an index's children wait for the referrers lookup, nor
+    // the children for one another (each is a round trip or two to the source): the blobs are
+    // queued first, each child is planned by a task of its own, and the image's manifest is
+    // held until its children and referrers are planned under it. If any of that fails, the
+    // image fails without its manifest pushed.
     let mut graph = Graph::default();
     let held = graph.add_held(top, &pair);
     graph.enqueue(&ctx.queue, &pair.src.repo, &pair.dst.repo);
+    for child in later {
+        let held = Mutex::new(Some(held.hold_more()));
+        ctx.queue.push(Task::Child(Box::new(ChildTask { image: pair.clone(), child, held })));
+    }
     let referrers = planner.referrers(&digest, 2)?;
     held.release(referrers, &ctx.queue, &pair.src.repo, &pair.dst.repo);
+    Ok(())
+}
+
+/// Plan one child of an index (and everything below it) and put it under the index's node.
+pub fn child(ctx: &Ctx, task: &ChildTask) -> Result<(), SyncError> {
+    let pair = &task.image;
+    let (sc, dc) = (ctx.regs.store(&pair.src.repo), ctx.regs.store(&pair.dst.repo));
+    let mut planner = Planner::new(ctx, &sc, &dc, &pair.src, &pair.dst.repo);
+    let planned = planner.child(&task.child, 1)?;
+    // Taken only now: a failed try leaves it for the next pass.
+    if let Some(held) = task.held.lock().take() {
+        held.release(planned.into_iter().collect(), &ctx.queue, &pair.src.repo, &pair.dst.repo);
+    }
     Ok(())
 }
 

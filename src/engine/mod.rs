@@ -270,6 +270,7 @@ fn run_task(ctx: &Ctx, task: &Task) -> Result<(), SyncError> {
         Task::Rule(rule) => rule::expand(ctx, rule),
         Task::Image(pair) if matches!(ctx.mode, Mode::Verify { .. }) => verify::check(ctx, pair),
         Task::Image(pair) => image::sync(ctx, pair),
+        Task::Child(c) => image::child(ctx, c),
         Task::Blob(b) => blob::copy(ctx, b),
         Task::Manifest(node) => push::push(ctx, node),
     }

@@ -96,13 +96,18 @@ impl<'a, 'c> Planner<'a, 'c> {
     pub fn children(&mut self, manifests: &[Descriptor], level: usize) -> Result<Vec<Planned>, SyncError> {
         let mut out = Vec::new();
         for child in manifests {
-            if !self.ctx.force && self.present(&child.digest)? {
-                log::debug!("{}: child {} already present", self.dst, child.digest);
-                continue;
-            }
-            out.push(self.manifest(&child.digest, level + 1)?);
+            out.extend(self.child(child, level)?);
         }
         Ok(out)
+    }
+
+    /// One child of an index at nesting `level`, planned; `None` when the destination has it.
+    pub fn child(&mut self, child: &Descriptor, level: usize) -> Result<Option<Planned>, SyncError> {
+        if !self.ctx.force && self.present(&child.digest)? {
+            log::debug!("{}: child {} already present", self.dst, child.digest);
+            return Ok(None);
+        }
+        self.manifest(&child.digest, level + 1).map(Some)
     }
 
     /// Whether the destination has the manifest `digest`.

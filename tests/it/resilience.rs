@@ -91,3 +91,36 @@ fn a_nearly_spent_pull_budget_is_paced_instead_of_collecting_429s() {
     assert!(run.output().contains("rate-limit window"), "the slowdown is said:\n{run}");
     assert!(run.output().contains("to stay within its rate limit"), "each wait is said:\n{run}");
 }
+
+/// An index's children are planned side by side: one whose manifest GET meets a 503 (retried
+/// after its `Retry-After: 1`) does not hold up its siblings, which are all fetched meanwhile.
+#[test]
+fn an_index_child_waiting_to_retry_does_not_hold_up_its_siblings() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let platforms = [("linux", "amd64", ""), ("linux", "arm64", "v8"), ("linux", "arm", "v7"), ("linux", "s390x", "")];
+    let idx = push_index(src.api(), "multi/app", "v1", IndexKind::OciIndex, &platforms);
+    let slow = idx.children[0].digest.clone();
+    let proxy = Proxy::faulty(
+        &src.addr(),
+        vec![FaultRule::first(1, Match::ManifestGet, Fault::Status(503)).on(&format!("/manifests/{slow}"))],
+    );
+    let job = Job::new(
+        &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
+        &images_yaml_pairs(&[(proxy.repo("multi/app:v1"), dst.repo("multi/app:v1"))]),
+    );
+    job.run_within(90, &["--proc", "4"]).assert_ok();
+    assert_index_copied(src.api(), dst.api(), &idx, "multi/app", "v1");
+    let gets: Vec<(String, u16)> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path().contains("/manifests/sha256:"))
+        .map(|r| (r.path().rsplit('/').next().unwrap_or_default().to_string(), r.status))
+        .collect();
+    let retried = gets.iter().position(|(d, s)| *d == slow && *s == 200).expect("the slow child was fetched");
+    assert_eq!(gets[..retried].iter().filter(|(d, _)| *d == slow).count(), 1, "{gets:?}");
+    for sibling in &idx.children[1..] {
+        let at = gets.iter().position(|(d, _)| *d == sibling.digest).expect("every sibling was fetched");
+        assert!(at < retried, "sibling {} waited for the child being retried: {gets:?}", sibling.digest);
+    }
+}
