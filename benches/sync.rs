@@ -18,7 +18,8 @@
 //!   through the same proxy: wall time, peak RSS and the requests the proxy and the destination saw
 //!   (last run), how much faster each `--proc` is than `--proc 8`, and where the CPU went (the
 //!   syncer, the two `docker-registry` processes, this process's proxy threads — on a small
-//!   machine the registries, not the link, set the floor);
+//!   machine the registries, not the link, set the floor); and `BENCH_WAN_INDEXES` (default 4)
+//!   multi-platform images (OCI indexes of 8 platform images) at `--proc` 8 and 32;
 //! * fan-out: `BENCH_FANOUT_REPOS` (default 10) repositories × `BENCH_FANOUT_TAGS` (default 2)
 //!   small images (3 layers of 8-32 KiB: one base layer in every repository, one of two
 //!   "runtime" layers, one of their own) copied from one source to 2, then 3 new destination
@@ -64,8 +65,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use common::{
-    docker_json, p, random_bytes, syncer_bin, unique_seed, Client, Proxy, ProxyOpts, Registry, Request, TestDir,
-    DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST,
+    docker_json, p, push_index, random_bytes, syncer_bin, unique_seed, Client, IndexKind, Proxy, ProxyOpts, Registry,
+    Request, TestDir, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -76,6 +77,20 @@ const DEFAULT_TAGS: usize = 50;
 const LAYERS_PER_SMALL_IMAGE: usize = 3;
 const DEFAULT_RUNS: usize = 3;
 const DEFAULT_WAN_TAGS: usize = 24;
+/// Multi-platform images of the long-links section: indexes of these platforms (each entry an
+/// image of two small layers), copied at `--proc` 8 and 32.
+const DEFAULT_WAN_INDEXES: usize = 4;
+const WAN_INDEX_PLATFORMS: [(&str, &str, &str); 8] = [
+    ("linux", "amd64", ""),
+    ("linux", "arm64", "v8"),
+    ("linux", "arm", "v7"),
+    ("linux", "arm", "v6"),
+    ("linux", "386", ""),
+    ("linux", "ppc64le", ""),
+    ("linux", "s390x", ""),
+    ("linux", "riscv64", ""),
+];
+const WAN_INDEX_PROCS: [usize; 2] = [8, 32];
 /// The delay the proxy in front of the source adds to every request, in the long-links section.
 const WAN_DELAYS_MS: [u64; 2] = [20, 100];
 /// `--proc` values of the long-links section: the default, then more workers to hide the latency.
@@ -166,6 +181,7 @@ fn bench() -> Result<(), String> {
     let tags = env_number("BENCH_TAGS", DEFAULT_TAGS as u64)? as usize;
     let runs = env_number("BENCH_RUNS", DEFAULT_RUNS as u64)? as usize;
     let wan_tags = env_number("BENCH_WAN_TAGS", DEFAULT_WAN_TAGS as u64)? as usize;
+    let wan_indexes = env_number("BENCH_WAN_INDEXES", DEFAULT_WAN_INDEXES as u64)? as usize;
     let fanout = FanoutOpts {
         repos: env_number("BENCH_FANOUT_REPOS", DEFAULT_FANOUT_REPOS as u64)? as usize,
         tags: env_number("BENCH_FANOUT_TAGS", DEFAULT_FANOUT_TAGS as u64)? as usize,
@@ -178,8 +194,8 @@ fn bench() -> Result<(), String> {
     println!("  binary: {}", bin.display());
     println!(
         "  cpus: {}; layers of {small_mib} and {big_mib} MiB (BENCH_LAYER_MIB); {tags} small images (BENCH_TAGS); \
-         {wan_tags} small images over long links (BENCH_WAN_TAGS); each figure is the median of {runs} runs \
-         (BENCH_RUNS); sections: {} (BENCH_ONLY)",
+         {wan_tags} small images and {wan_indexes} indexes over long links (BENCH_WAN_TAGS, BENCH_WAN_INDEXES); \
+         each figure is the median of {runs} runs (BENCH_RUNS); sections: {} (BENCH_ONLY)",
         thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         sections.names()
     );
@@ -304,6 +320,13 @@ fn bench() -> Result<(), String> {
         eprint!("pushing {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
         let t = Instant::now();
         let digests = push_small_images(src.api(), "wan/app", wan_tags)?;
+        let index_digests: BTreeMap<String, String> = (0..wan_indexes)
+            .map(|i| {
+                let tag = format!("i{i:03}");
+                let idx = push_index(src.api(), "wanidx/app", &tag, IndexKind::OciIndex, &WAN_INDEX_PLATFORMS);
+                (tag, idx.digest)
+            })
+            .collect();
         eprintln!("{:.1?}", t.elapsed());
         for delay_ms in WAN_DELAYS_MS {
             let proxy = Proxy::start_with(
@@ -342,6 +365,35 @@ fn bench() -> Result<(), String> {
                 );
                 row.requests = Some(counts);
                 wan_cpu.push((format!("+{delay_ms} ms/request, --proc {procs}"), cpu.0, cpu.1, cpu.2));
+                wan_rows.push(row);
+            }
+            for procs in WAN_INDEX_PROCS {
+                let platforms = WAN_INDEX_PLATFORMS.len();
+                eprint!("long link +{delay_ms} ms/request, {wan_indexes} indexes, --proc {procs} ... ");
+                let t = Instant::now();
+                let mut counts = (0usize, 0usize);
+                let measured = repeat(runs, |i| {
+                    let dst_repo = format!("wanidx-d{delay_ms}-p{procs}-run{i}/app");
+                    let images = work.write(
+                        &format!("images-wanidx-{delay_ms}-{procs}.yaml"),
+                        &format!("{}: {}\n", proxy.repo("wanidx/app"), dst.repo(&dst_repo)),
+                    );
+                    dst.clear_requests();
+                    let before = proxy.requests().len();
+                    let run = run_measured(&auth, &images, procs, &format!("wanidx-d{delay_ms}-p{procs}-{i}"))?;
+                    counts = (proxy.requests().len() - before, dst.requests().len());
+                    check_tags(dst.api(), &dst_repo, &index_digests)?;
+                    Ok(run)
+                })?;
+                eprintln!("{:.1?}", t.elapsed());
+                // Named so that the "speed against --proc 8" lines do not take it for the above.
+                let mut row = Row::new(
+                    format!(
+                        "copy {wan_indexes} indexes x {platforms} platforms, --proc {procs}, +{delay_ms} ms/request"
+                    ),
+                    &measured,
+                );
+                row.requests = Some(counts);
                 wan_rows.push(row);
             }
             if let Some(bin) = &skopeo.bin {

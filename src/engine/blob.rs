@@ -5,6 +5,8 @@
 //! again here, with back-off, a bounded number of times; each try opens a new upload session
 //! and, where the source allows, checks everything before the first byte is sent.
 
+use std::sync::Arc;
+
 use super::context::{Ctx, SyncError};
 use super::graph::{BlobState, BlobTask, Pair};
 use super::progress::{Event, Moving};
@@ -28,24 +30,27 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let key = (task.dst.registry.clone(), task.dst.name.clone(), digest.clone());
     // The image this task was planned for (a task's own waiters all belong to one image).
     let image = task.waiters.lock().first().map(|n| n.image.clone());
-    let shared = || {
-        if let Some(image) = &image {
+    // Found at the destination, moved there by `mover`'s task: counted for another image only.
+    let shared = |mover: Option<Arc<Pair>>| {
+        if let Some(image) = image.as_ref().filter(|i| mover.as_ref() != Some(*i)) {
             ctx.tally(image, |s| s.blobs_present += 1);
         }
     };
     let relay = {
         let mut blobs = ctx.blobs.lock();
         match blobs.get_mut(&key) {
-            Some(BlobState::Done) => {
+            Some(BlobState::Done(mover)) => {
+                let mover = mover.clone();
                 drop(blobs);
-                shared();
+                shared(mover);
                 task.waiters.lock().drain(..).for_each(|n| ctx.complete(&n));
                 return Ok(());
             }
-            Some(BlobState::InFlight(others)) => {
+            Some(BlobState::InFlight(others, mover)) => {
                 others.append(&mut task.waiters.lock());
+                let mover = mover.clone();
                 drop(blobs);
-                shared();
+                shared(mover);
                 return Ok(());
             }
             None => {
@@ -68,7 +73,7 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
                     Claim::Relay(at) => Some(at),
                 };
                 moving.insert(reg_key, (task.dst.name.clone(), Vec::new()));
-                blobs.insert(key.clone(), BlobState::InFlight(Vec::new()));
+                blobs.insert(key.clone(), BlobState::InFlight(Vec::new(), image.clone()));
                 from
             }
         }
@@ -93,11 +98,11 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let others = {
         let mut blobs = ctx.blobs.lock();
         let others = match blobs.remove(&key) {
-            Some(BlobState::InFlight(o)) => o,
+            Some(BlobState::InFlight(o, _)) => o,
             _ => Vec::new(),
         };
         if result.is_ok() {
-            blobs.insert(key, BlobState::Done);
+            blobs.insert(key, BlobState::Done(image.clone()));
         }
         others
     };

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -46,13 +46,22 @@ pub struct Node {
     /// Where it goes: repository plus the tag or digest to push it under.
     pub dst: ImageRef,
     pub action: Action,
-    /// Blobs and child manifests still missing at the destination.
+    /// Blobs and child manifests still missing at the destination, and parts of it still
+    /// being planned ([`Held`]).
     pending: AtomicUsize,
+    /// A part of it could not be planned: it will never be pushed (the image failed; a retry
+    /// plans it anew), so what is still queued to plan under it need not run.
+    abandoned: AtomicBool,
     /// The index this manifest belongs to; `None` for the top-level image.
     pub parent: Option<Arc<Node>>,
 }
 
 impl Node {
+    /// Whether a part of it failed to be planned ([`Held`] dropped unreleased).
+    pub fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
     /// One wait fewer; `true` when this was the last one.
     fn settle(&self) -> bool {
         self.pending.fetch_sub(1, Ordering::AcqRel) == 1
@@ -94,7 +103,8 @@ impl Planned {
     }
 }
 
-/// The tasks of one image, built whole before the first is queued.
+/// The tasks of one image (or of a part of it planned late, see [`Held`]), built whole before
+/// the first is queued.
 #[derive(Default)]
 pub struct Graph {
     blobs: BTreeMap<Digest, (BlobRef, Vec<Arc<Node>>)>,
@@ -111,13 +121,14 @@ impl Graph {
     /// manifests still to be planned under it, handed over by [`Held::release`]. Until then it
     /// is not pushed, however soon its blobs arrive.
     pub fn add_held(&mut self, planned: Planned, image: &Arc<Pair>) -> Held {
-        Held { node: self.add_node(planned, image, None, 1), image: image.clone() }
+        Held { node: self.add_node(planned, image, None, 1), image: image.clone(), released: false }
     }
 
     fn add_node(&mut self, planned: Planned, image: &Arc<Pair>, parent: Option<Arc<Node>>, held: usize) -> Arc<Node> {
         let Planned { src, dst, action, blobs, children } = planned;
         let waits = blobs.len() + children.len() + held;
-        let node = Arc::new(Node { image: image.clone(), src, dst, action, pending: AtomicUsize::new(waits), parent });
+        let (pending, abandoned) = (AtomicUsize::new(waits), AtomicBool::new(false));
+        let node = Arc::new(Node { image: image.clone(), src, dst, action, pending, abandoned, parent });
         if waits == 0 {
             self.ready.push(node.clone());
         }
@@ -148,6 +159,15 @@ impl Graph {
 pub struct Held {
     node: Arc<Node>,
     image: Arc<Pair>,
+    released: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.released {
+            self.node.abandoned.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl Held {
@@ -155,12 +175,24 @@ impl Held {
     /// been pushed: this wait is still held.
     pub fn hold_more(&self) -> Held {
         self.node.pending.fetch_add(1, Ordering::AcqRel);
-        Held { node: self.node.clone(), image: self.image.clone() }
+        Held { node: self.node.clone(), image: self.image.clone(), released: false }
+    }
+
+    /// The node this waits on (abandoned or not).
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// Put `children` under the node (pushed before it), queue their tasks, then let go of
     /// the held wait: counted in first, so the node cannot be pushed without them.
-    pub fn release<E: Send>(self, children: Vec<Planned>, queue: &Queue<Task, E>, src: &Repository, dst: &Repository) {
+    pub fn release<E: Send>(
+        mut self,
+        children: Vec<Planned>,
+        queue: &Queue<Task, E>,
+        src: &Repository,
+        dst: &Repository,
+    ) {
+        self.released = true;
         self.node.pending.fetch_add(children.len(), Ordering::AcqRel);
         let mut graph = Graph::default();
         for child in children {
@@ -179,10 +211,12 @@ pub fn complete<E: Send>(queue: &Queue<Task, E>, node: &Arc<Node>) {
 }
 
 /// State of one blob at one destination repository.
+/// Each names the image whose task moved it: that image's figures (`--report`) count the blob
+/// once, however many of its parts (an index's children, a retried plan) need it.
 pub enum BlobState {
-    Done,
+    Done(Option<Arc<Pair>>),
     /// Being copied by one task; these nodes wait for it too.
-    InFlight(Vec<Arc<Node>>),
+    InFlight(Vec<Arc<Node>>, Option<Arc<Pair>>),
 }
 
 pub struct BlobTask {

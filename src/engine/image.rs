@@ -135,11 +135,14 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             }
             top.blobs = parsed.blobs();
         }
-        // The entries kept by the filter, planned here (the filter has fetched what they need).
+        // The entries kept by the filter, planned here (the filter has fetched, and kept, the
+        // nested indexes they need).
         Kind::Index { .. } if filtered => {
             top.children = planner.children(&entries(&bytes).map_err(|m| bad(src, m))?, 1)?;
         }
-        Kind::Index { manifests } if ctx.dry_run() => top.children = planner.children(manifests, 1)?,
+        Kind::Index { manifests } if ctx.dry_run() || !ctx.filter.is_empty() => {
+            top.children = planner.children(manifests, 1)?
+        }
         Kind::Index { manifests } => later = manifests.clone(),
     }
     top.action = Action::Push { bytes, media_type: parsed.media_type.clone() };
@@ -171,6 +174,12 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
 /// Plan one child of an index (and everything below it) and put it under the index's node.
 pub fn child(ctx: &Ctx, task: &ChildTask) -> Result<(), SyncError> {
     let pair = &task.image;
+    if task.held.lock().as_ref().is_none_or(|h| h.node().abandoned()) {
+        // The image failed while this waited (another part could not be planned): its index
+        // is never pushed, and a retry of the image plans it anew.
+        log::debug!("{}: not planned, the image failed meanwhile", task.child.digest);
+        return Ok(());
+    }
     let (sc, dc) = (ctx.regs.store(&pair.src.repo), ctx.regs.store(&pair.dst.repo));
     let mut planner = Planner::new(ctx, &sc, &dc, &pair.src, &pair.dst.repo);
     let planned = planner.child(&task.child, 1)?;

@@ -1,20 +1,21 @@
-//! The sync engine: rules become image tasks, image tasks become blob and manifest tasks, and a
-//! fixed pool of worker threads runs them all from one queue.
+//! The sync engine: rules become image tasks, image tasks become blob and manifest tasks (and,
+//! for an index, one task per child manifest to plan), and a fixed pool of worker threads runs
+//! them all from one queue.
 //!
 //! ```text
-//! Rule ──> Image ──> Blob ... ──(counter reaches 0)──> Manifest (child) ──> Manifest (index/tag)
+//! Rule ──> Image ──> [Child ...] ──> Blob ... ──(counter reaches 0)──> Manifest (child) ──> Manifest (index/tag)
 //! ```
 //!
 //! - [`graph`]: the task vocabulary and the counters that order pushes (a manifest goes up
 //!   only when everything it references is at the destination — never a partial image).
 //! - [`context`]: what tasks share, and their error type.
-//! - [`rule`], [`image`], [`blob`], [`push`]: one module per task kind; [`verify`] audits an
-//!   image instead of syncing it (`--verify`).
+//! - [`rule`], [`image`] (images and their children), [`blob`], [`push`]: the task kinds;
+//!   [`verify`] audits an image instead of syncing it (`--verify`).
 //! - [`queue`]: the worker pool; [`progress`]: events and totals, shown by [`live`] on a terminal.
 //!
-//! **Scheduling is depth first.** An image's blob and manifest tasks go to the queue's urgent
-//! lane, which workers always serve first; a worker starts a new image (or expands a rule) only
-//! when no started image has work waiting. So about `--proc` images are in flight at any time:
+//! **Scheduling is depth first.** An image's child, blob and manifest tasks go to the queue's
+//! urgent lane, which workers always serve first; a worker starts a new image (or expands a
+//! rule) only when no started image has work waiting. So about `--proc` images are in flight at any time:
 //! memory is bounded by `--proc`, not by the number of tags, the first images land within
 //! seconds on a 10,000-tag run, and an interrupted run leaves whole images behind.
 //!

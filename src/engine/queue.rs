@@ -5,8 +5,8 @@
 //! re-queue them for another pass.
 //!
 //! Urgent tasks ([`Lane::urgent`]) are always taken first. The engine marks an image's own
-//! children, blobs and manifests urgent, so a worker starts a new image only when no started image has
-//! work waiting: depth first, with about `--proc` images in flight at any time.
+//! children, blobs and manifests urgent, so a worker starts a new image only when no started
+//! image has work waiting: depth first, with about `--proc` images in flight at any time.
 //!
 //! A task that panics fails like any other (the panic becomes its error), and the busy count is
 //! settled whatever the task did, so a pass always ends.

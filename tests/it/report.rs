@@ -54,3 +54,28 @@ fn report_lists_each_image_with_its_status_and_no_secret() {
     assert_eq!(v["totals"]["images_unchanged"], 1);
     assert_eq!(v["images_failed"], 1);
 }
+
+/// A layer two children of an index share is counted once in the image's figures, though each
+/// child is planned apart.
+#[test]
+fn report_counts_a_layer_shared_by_an_index_children_once() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let shared = random_bytes(unique_seed(), 6000);
+    let one =
+        push_image_with_layers(src.api(), "rep/multi", "one", vec![shared.clone(), random_bytes(unique_seed(), 500)]);
+    let two = push_image_with_layers(src.api(), "rep/multi", "two", vec![shared, random_bytes(unique_seed(), 700)]);
+    push_list_of(src.api(), "rep/multi", "v1", &[&one, &two]);
+    let unique: std::collections::BTreeSet<String> = one.blobs().into_iter().chain(two.blobs()).collect();
+    assert_eq!(unique.len(), 5, "two configs, two layers of their own, one shared");
+
+    let job = job(&[&src, &dst], &[(&src.repo("rep/multi:v1"), &[&dst.repo("rep/multi")])]);
+    let path = job.dir.join("report.json");
+    job.run_within(60, &["--report", p(&path)]).assert_ok();
+    let text = std::fs::read_to_string(&path).expect("report written");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    let image = &v["images"][0];
+    let n = |k: &str| image[k].as_u64().unwrap_or_else(|| panic!("{k} in {text}"));
+    assert_eq!(n("blobs_copied") + n("blobs_mounted") + n("blobs_present"), unique.len() as u64, "{text}");
+    assert_eq!(n("manifests_pushed"), 3, "{text}");
+}
