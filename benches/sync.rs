@@ -337,28 +337,36 @@ fn bench() -> Result<(), String> {
                 &format!("auth-wan-{delay_ms}.yaml"),
                 &format!("\"{}\":\n  insecure: true\n\"{}\":\n  insecure: true\n", proxy.addr(), dst.addr()),
             );
-            for procs in WAN_PROCS {
-                eprint!("long link +{delay_ms} ms/request, --proc {procs} ... ");
+            // `runs` copies of the source repository `repo` (tags and digests `want`) through
+            // this proxy with `--proc procs`: the runs, the requests the proxy and the
+            // destination saw, and the CPU of the syncer / the registries / this process (last
+            // run).
+            let measure = |repo: &str, procs: usize, want: &BTreeMap<String, String>| {
                 let t = Instant::now();
                 let mut counts = (0usize, 0usize);
                 let mut cpu = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
                 let measured = repeat(runs, |i| {
-                    let dst_repo = format!("wan-d{delay_ms}-p{procs}-run{i}/app");
+                    let dst_repo = format!("{repo}-d{delay_ms}-p{procs}-run{i}/app");
                     let images = work.write(
-                        &format!("images-wan-{delay_ms}-{procs}.yaml"),
-                        &format!("{}: {}\n", proxy.repo("wan/app"), dst.repo(&dst_repo)),
+                        &format!("images-{repo}-{delay_ms}-{procs}.yaml"),
+                        &format!("{}: {}\n", proxy.repo(&format!("{repo}/app")), dst.repo(&dst_repo)),
                     );
                     dst.clear_requests();
                     let before = proxy.requests().len();
                     let (regs, own) = harness_cpu(&[&src, &dst]);
-                    let run = run_measured(&auth, &images, procs, &format!("wan-d{delay_ms}-p{procs}-{i}"))?;
+                    let run = run_measured(&auth, &images, procs, &format!("{repo}-d{delay_ms}-p{procs}-{i}"))?;
                     let (regs_after, own_after) = harness_cpu(&[&src, &dst]);
                     cpu = (run.cpu.unwrap_or_default(), regs_after - regs, own_after - own);
                     counts = (proxy.requests().len() - before, dst.requests().len());
-                    check_tags(dst.api(), &dst_repo, &digests)?;
+                    check_tags(dst.api(), &dst_repo, want)?;
                     Ok(run)
                 })?;
                 eprintln!("{:.1?}", t.elapsed());
+                Ok::<_, String>((measured, counts, cpu))
+            };
+            for procs in WAN_PROCS {
+                eprint!("long link +{delay_ms} ms/request, --proc {procs} ... ");
+                let (measured, counts, cpu) = measure("wan", procs, &digests)?;
                 let mut row = Row::new(
                     format!("copy {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, +{delay_ms} ms/request, --proc {procs}"),
                     &measured,
@@ -370,22 +378,7 @@ fn bench() -> Result<(), String> {
             for procs in WAN_INDEX_PROCS {
                 let platforms = WAN_INDEX_PLATFORMS.len();
                 eprint!("long link +{delay_ms} ms/request, {wan_indexes} indexes, --proc {procs} ... ");
-                let t = Instant::now();
-                let mut counts = (0usize, 0usize);
-                let measured = repeat(runs, |i| {
-                    let dst_repo = format!("wanidx-d{delay_ms}-p{procs}-run{i}/app");
-                    let images = work.write(
-                        &format!("images-wanidx-{delay_ms}-{procs}.yaml"),
-                        &format!("{}: {}\n", proxy.repo("wanidx/app"), dst.repo(&dst_repo)),
-                    );
-                    dst.clear_requests();
-                    let before = proxy.requests().len();
-                    let run = run_measured(&auth, &images, procs, &format!("wanidx-d{delay_ms}-p{procs}-{i}"))?;
-                    counts = (proxy.requests().len() - before, dst.requests().len());
-                    check_tags(dst.api(), &dst_repo, &index_digests)?;
-                    Ok(run)
-                })?;
-                eprintln!("{:.1?}", t.elapsed());
+                let (measured, counts, _) = measure("wanidx", procs, &index_digests)?;
                 // Named so that the "speed against --proc 8" lines do not take it for the above.
                 let mut row = Row::new(
                     format!(

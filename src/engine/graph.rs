@@ -383,6 +383,11 @@ mod tests {
         pushed
     }
 
+    /// Where each pushed node goes.
+    fn names(pushed: &[Arc<Node>]) -> Vec<String> {
+        pushed.iter().map(|n| n.dst.to_string()).collect()
+    }
+
     fn held(blobs: u8) -> (Held, Queue<Task, ()>, Repository, Repository) {
         let (src, dst) = (parse_repository("s:1/a").unwrap(), parse_repository("d:1/a").unwrap());
         let pair = Arc::new(Pair { src: image(&src, "v1"), dst: image(&dst, "v1") });
@@ -404,9 +409,9 @@ mod tests {
         held.release(vec![sig], &queue, &src, &dst);
         // The referrer goes first; the image only once the referrer is pushed.
         let pushed = run(&queue);
-        assert_eq!(pushed.iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:sig"]);
+        assert_eq!(names(&pushed), ["d:1/a:sig"]);
         complete(&queue, pushed[0].parent.as_ref().expect("under the image"));
-        assert_eq!(run(&queue).iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:v1"]);
+        assert_eq!(names(&run(&queue)), ["d:1/a:v1"]);
     }
 
     #[test]
@@ -418,9 +423,9 @@ mod tests {
         assert!(run(&queue).is_empty(), "pushed with a child still being planned");
         child.release(vec![child_plan], &queue, &src, &dst);
         let pushed = run(&queue);
-        assert_eq!(pushed.iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:c"]);
+        assert_eq!(names(&pushed), ["d:1/a:c"]);
         complete(&queue, pushed[0].parent.as_ref().expect("under the image"));
-        assert_eq!(run(&queue).iter().map(|n| n.dst.to_string()).collect::<Vec<_>>(), ["d:1/a:v1"]);
+        assert_eq!(names(&run(&queue)), ["d:1/a:v1"]);
     }
 
     #[test]
