@@ -14,12 +14,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod digest;
 pub mod engine;
 pub mod logging;
 pub mod manifest;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod signals;
 pub mod stop;
 pub mod term;

@@ -12,7 +12,7 @@ use super::graph::{BlobState, BlobTask, Pair};
 use super::progress::{Event, Moving};
 use super::relay::Claim;
 use crate::reference::Repository;
-use crate::registry::retry::Backoff;
+use crate::retry::Backoff;
 use crate::registry::{Access, Store, Upload};
 
 /// How a blob came to be at the destination.

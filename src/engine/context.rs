@@ -12,7 +12,8 @@ use super::graph::{complete, BlobState, BlobTask, Node, Pair, Rule, Task};
 use super::progress::{Event, Moving};
 use super::queue::Queue;
 use crate::manifest::{is_referrer_tag, PlatformFilter};
-use crate::reference::{Digest, Repository};
+use crate::digest::Digest;
+use crate::reference::Repository;
 use crate::registry::{self, Registries, Store};
 
 /// Why a task failed.

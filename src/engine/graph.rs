@@ -22,7 +22,8 @@ use parking_lot::Mutex;
 use super::queue::{Lane, Queue};
 use super::select::Selection;
 use crate::manifest::{BlobRef, Descriptor};
-use crate::reference::{Digest, ImageRef, Repository, RuleRef};
+use crate::digest::Digest;
+use crate::reference::{ImageRef, Repository, RuleRef};
 
 /// One image the user asked for: the unit that syncs or fails, and that reports name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -22,7 +22,8 @@ use super::graph::{Action, ChildTask, Graph, Pair, Planned, Task};
 use super::progress::Event;
 use super::tree::Planner;
 use crate::manifest::{entries, is_image_type, Filtered, Kind, Manifest, Platform};
-use crate::reference::{Digest, ImageRef, Reference};
+use crate::digest::Digest;
+use crate::reference::{ImageRef, Reference};
 use crate::registry::{Access, Store};
 
 /// Config blobs are small JSON documents; refuse absurd ones.

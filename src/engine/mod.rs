@@ -20,7 +20,7 @@
 //! seconds on a 10,000-tag run, and an interrupted run leaves whole images behind.
 //!
 //! **Retries.** Inside a task, transient failures are retried with back-off (see
-//! [`crate::registry::retry`]). After the queue drains, tasks that failed transiently are
+//! [`crate::retry`]). After the queue drains, tasks that failed transiently are
 //! queued again, `--retries` times; permanent failures (refusals, invalid manifests) are not.
 //!
 //! **Stopping.** After a stop request ([`crate::stop`]) no new task starts; running transfers

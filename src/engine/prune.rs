@@ -24,7 +24,8 @@ use super::context::{Ctx, Outcome};
 use super::graph::Pair;
 use super::Failure;
 use crate::manifest::{is_referrer_tag, Kind, Manifest};
-use crate::reference::{Digest, Reference, Repository};
+use crate::digest::Digest;
+use crate::reference::{Reference, Repository};
 use crate::registry::{Access, Error, Store};
 
 /// How a registry deletes, once known.

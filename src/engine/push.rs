@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::context::{Ctx, Outcome, SyncError};
 use super::graph::{Action, Node};
 use super::progress::Event;
-use crate::reference::Digest;
+use crate::digest::Digest;
 
 pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
     let outcome = match &node.action {

@@ -18,7 +18,8 @@ use super::graph::Planned;
 use super::image::bad;
 use super::tree::{Planner, MAX_DEPTH};
 use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, Referrer, OCI_INDEX};
-use crate::reference::{Digest, Reference};
+use crate::digest::Digest;
+use crate::reference::Reference;
 use crate::registry::{Access, ReferrersAnswer};
 
 impl Planner<'_, '_> {

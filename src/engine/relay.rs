@@ -19,7 +19,8 @@ use parking_lot::Mutex;
 use super::context::SyncError;
 use super::graph::{BlobTask, Task};
 use super::queue::Queue;
-use crate::reference::{Digest, Repository};
+use crate::digest::Digest;
+use crate::reference::Repository;
 
 enum Copy {
     /// Being copied from the source into `to`; tasks of other registries wait.

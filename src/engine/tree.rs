@@ -14,7 +14,8 @@ use super::context::{Ctx, SyncError};
 use super::graph::Planned;
 use super::image::bad;
 use crate::manifest::{apply, entries, is_index_type, Descriptor, Filtered, Keep, Kind, Manifest};
-use crate::reference::{Digest, ImageRef, Reference, Repository};
+use crate::digest::Digest;
+use crate::reference::{ImageRef, Reference, Repository};
 use crate::registry::{Access, Store};
 
 /// Indexes nest at most this deep (the top-level index is level 1); referrers of referrers

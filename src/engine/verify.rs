@@ -17,7 +17,8 @@ use super::image::{bad, image_platform, skipped};
 use super::progress::Event;
 use super::tree::{Planner, MAX_DEPTH};
 use crate::manifest::{Filtered, Kind, Manifest};
-use crate::reference::{Digest, Reference};
+use crate::digest::Digest;
+use crate::reference::Reference;
 use crate::registry::{Access, ErrorKind, Store};
 
 pub fn check(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {

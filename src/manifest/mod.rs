@@ -17,7 +17,7 @@ use serde::Deserialize;
 pub use platform::{apply, entries, filter_index, Filtered, Keep, PlatformFilter};
 pub use referrers::{cosign_tags, fallback_tag, is_referrer_tag, merge_fallback, Referrer};
 
-use crate::reference::Digest;
+use crate::digest::Digest;
 
 pub const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";

@@ -5,7 +5,7 @@
 //! re-serialised from its own JSON (unknown fields and order preserved) and so gets a new digest.
 
 use super::{Descriptor, Platform};
-use crate::reference::Digest;
+use crate::digest::Digest;
 
 /// Selected platforms. Empty lists select everything.
 #[derive(Clone, Debug, Default)]

@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use super::OCI_INDEX;
-use crate::reference::Digest;
+use crate::digest::Digest;
 
 /// Cosign's legacy tag suffixes.
 const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-use super::retry::Backoff;
+use crate::retry::Backoff;
 use super::settings::Credentials;
 use super::{encode_query, Error, ErrorKind};
 

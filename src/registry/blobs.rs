@@ -18,9 +18,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::client::{header, Body};
 use super::manifests::Access;
-use super::retry::Backoff;
+use crate::retry::Backoff;
 use super::{encode_query, pull_scope, push_scope, Client, Error, ErrorKind};
-use crate::reference::Digest;
+use crate::digest::Digest;
 
 /// Chunks are never made smaller than this when a registry answers 413 to one.
 const MIN_CHUNK: u64 = 64 * 1024;

@@ -14,7 +14,7 @@ use ureq::http::{Response, Uri};
 use ureq::SendBody;
 
 use super::auth::Authenticator;
-use super::retry::Backoff;
+use crate::retry::Backoff;
 use super::settings::Limits;
 use super::{Error, ErrorKind};
 

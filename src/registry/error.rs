@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use crate::reference::Digest;
+use crate::digest::Digest;
 
 /// What went wrong, where.
 #[derive(Debug)]

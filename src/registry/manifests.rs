@@ -4,7 +4,8 @@
 use super::client::{header, Body};
 use super::{pull_scope, push_scope, Client, Error, ErrorKind};
 use crate::manifest::{ACCEPT, DOCKER_V1_SIGNED, MAX_MANIFEST_BYTES, OCI_INDEX};
-use crate::reference::{Digest, Reference};
+use crate::digest::Digest;
+use crate::reference::Reference;
 
 /// A safety stop against a referrers listing whose `Link` never ends.
 const MAX_REFERRER_PAGES: usize = 1000;

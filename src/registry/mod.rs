@@ -20,7 +20,6 @@ pub mod layout;
 mod manifests;
 mod ratelimit;
 mod registries;
-pub mod retry;
 pub mod settings;
 mod store;
 mod tags;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::layout::Layout;
 use super::{Access, BlobSource, Client, Error, Fetched, Head, ReferrersAnswer, Upload};
-use crate::reference::{Digest, Reference};
+use crate::digest::Digest;
+use crate::reference::Reference;
 
 #[derive(Clone)]
 pub enum Store {

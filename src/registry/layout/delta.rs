@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::archive::Members;
-use crate::reference::Digest;
+use crate::digest::Digest;
 
 /// The file at a delta bundle's root that lists what it left out.
 pub const RECORD: &str = "image-syncer-delta.json";

@@ -9,7 +9,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::reference::{parse_repository, Digest};
+use crate::digest::Digest;
+use crate::reference::parse_repository;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const IMAGE_NAME: &str = "io.containerd.image.name";
