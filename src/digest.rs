@@ -89,7 +89,6 @@ fn is_digest(s: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

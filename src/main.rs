@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use image_syncer::{cli, config::Config, engine, logging, registry::Registries, report, signals, term};
+use image_syncer::{cli, config::Config, engine, logging, registry::Registries, report, signals, stores::Stores, term};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().collect()) {
@@ -40,12 +40,14 @@ fn run(args: &cli::Args) -> Result<bool, String> {
     let mut config = Config::from_args(args).map_err(|e| e.to_string())?;
     // The live display: on a terminal, unless the log goes to a file or only errors are wanted.
     config.job.live = args.log.is_none() && !args.quiet && term::stderr_is_live();
-    let regs = Registries::new(config.auth, config.tls, config.limits, config.job.proc)?
-        .with_layouts(&config.layouts, config.base.as_deref())?;
+    let registries =
+        Registries::new(config.auth, config.tls, config.limits, config.job.proc).map_err(|e| e.to_string())?;
+    let stores =
+        Stores::new(registries).with_layouts(&config.layouts, config.base.as_deref()).map_err(|e| e.to_string())?;
     signals::install();
-    let report = engine::run(config.job, &regs);
+    let report = engine::run(config.job, &stores);
     // Bundles written out (an archive is made only from a run that was not interrupted).
-    let (notes, finished) = match regs.finish(signals::exit_code().is_some()) {
+    let (notes, finished) = match stores.finish(signals::exit_code().is_some()) {
         Ok(notes) => (notes, true),
         Err(e) => {
             log::error!("{e}");

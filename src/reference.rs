@@ -1,43 +1,88 @@
-//! Image references: parsing and normalisation.
+//! Names and references: where a repository lives ([`Location`]), its name, and a tag or
+//! digest in it — parsed and normalised.
 //!
 //! Every other layer works on already-normalised references, so the rules that users rely on
 //! (`docker.io` is really `registry-1.docker.io`, a one-part name is `library/NAME`, a host is
-//! only a host when it looks like one) live here and nowhere else. The images file adds two
-//! selectors that plain references do not have — a tag list `repo:a,b` and a tag regex
-//! `repo:/re/` — so parsing returns a repository plus a [`Selector`].
+//! only a host when it looks like one) live here and nowhere else. The selectors of the images
+//! file (`repo:a,b`, `repo:/re/`, `oci:DIR:…`) are a rule's grammar: [`crate::rule`].
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
-
-use regex::Regex;
 
 use crate::digest::Digest;
 
 /// The registry Docker Hub images really live on.
 pub const DOCKER_HUB: &str = "registry-1.docker.io";
 
-/// A repository on a registry, normalised: `registry` is `host[:port]` and `name` the path.
+/// Where a repository lives: a registry, or an OCI image layout on disk.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Repository {
-    pub registry: Arc<str>,
-    pub name: Arc<str>,
+pub enum Location {
+    /// A registry: `host[:port]`, normalised (see [`normalize_registry`]).
+    Registry(Arc<str>),
+    /// An OCI image layout directory (`oci:DIR`), by absolute path.
+    Dir(Arc<Path>),
+    /// An OCI image layout in one tar file (`oci-archive:FILE`), by absolute path.
+    Archive(Arc<Path>),
 }
 
-impl Repository {
-    /// The name users know: `docker.io/library/x` is shown as written by Docker.
-    pub fn display_registry(&self) -> &str {
-        if &*self.registry == DOCKER_HUB {
-            "docker.io"
-        } else {
-            &self.registry
+impl Location {
+    /// The registry's `host[:port]`; `None` for a layout.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            Location::Registry(host) => Some(host),
+            Location::Dir(_) | Location::Archive(_) => None,
+        }
+    }
+
+    /// Whether this is an OCI layout or archive rather than a registry.
+    pub fn is_layout(&self) -> bool {
+        self.registry().is_none()
+    }
+
+    /// The layout's path; `None` for a registry.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Location::Registry(_) => None,
+            Location::Dir(p) | Location::Archive(p) => Some(p),
         }
     }
 }
 
+/// `host[:port]`, or `oci:/path`, `oci-archive:/path`: as the user writes it, and as errors and
+/// `--shard` (which hashes it) name it.
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Registry(host) => f.write_str(host),
+            Location::Dir(p) => write!(f, "oci:{}", p.display()),
+            Location::Archive(p) => write!(f, "oci-archive:{}", p.display()),
+        }
+    }
+}
+
+/// A repository, normalised: where it lives, and its name there (a registry's path; a
+/// layout's image name, empty for the whole layout).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repository {
+    pub location: Location,
+    pub name: Arc<str>,
+}
+
 impl Repository {
+    /// A repository on the registry `host`.
+    pub fn on_registry(host: &str, name: &str) -> Repository {
+        Repository { location: Location::Registry(host.into()), name: name.into() }
+    }
+
+    /// The same location, another name.
+    pub fn sibling(&self, name: &str) -> Repository {
+        Repository { location: self.location.clone(), name: name.into() }
+    }
+
     /// Whether this repository is in an OCI layout or archive rather than on a registry.
     pub fn is_layout(&self) -> bool {
-        is_layout(&self.registry)
+        self.location.is_layout()
     }
 
     /// The full image name, as a layout stores it: `registry/path` (docker's form), or, for a
@@ -53,78 +98,14 @@ impl Repository {
 
 impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.is_layout(), self.name.is_empty()) {
-            (true, true) => f.write_str(&self.registry),
-            (true, false) => write!(f, "{}:{}", self.registry, self.name),
-            (false, _) => write!(f, "{}/{}", self.display_registry(), self.name),
+        match (&self.location, self.name.is_empty()) {
+            // The name users know: `docker.io/library/x` is shown as written by Docker.
+            (Location::Registry(host), _) if &**host == DOCKER_HUB => write!(f, "docker.io/{}", self.name),
+            (Location::Registry(host), _) => write!(f, "{host}/{}", self.name),
+            (layout, true) => write!(f, "{layout}"),
+            (layout, false) => write!(f, "{layout}:{}", self.name),
         }
     }
-}
-
-/// An OCI image layout directory: `oci:DIR`.
-pub const LAYOUT_DIR: &str = "oci:";
-/// An OCI image layout in one tar file: `oci-archive:FILE`.
-pub const LAYOUT_ARCHIVE: &str = "oci-archive:";
-
-/// Whether `location` names an OCI layout or archive (`oci:/path`, `oci-archive:/path`).
-pub fn is_layout(location: &str) -> bool {
-    location.starts_with(LAYOUT_DIR) || location.starts_with(LAYOUT_ARCHIVE)
-}
-
-/// `oci:PATH[:SEL]` (or `oci-archive:`) → the location with an absolute path (`oci:/abs/PATH`)
-/// and `SEL`; the first `:` after the prefix ends the path (as skopeo reads it). `None` when
-/// `s` names no layout.
-pub fn split_layout(s: &str) -> Option<Result<(String, Option<String>), ParseError>> {
-    let s = s.trim();
-    let prefix = [LAYOUT_ARCHIVE, LAYOUT_DIR].into_iter().find(|p| s.starts_with(p))?;
-    let rest = &s[prefix.len()..];
-    let (path, sel) = match rest.split_once(':') {
-        Some((p, sel)) => (p, Some(sel.to_string())),
-        None => (rest, None),
-    };
-    if path.is_empty() {
-        return Some(err(format!("{prefix} needs a path, e.g. {prefix}/media/usb/bundle")));
-    }
-    let path = match std::path::absolute(path) {
-        Ok(p) => p,
-        Err(e) => return Some(err(format!("{prefix}{path}: {e}"))),
-    };
-    Some(Ok((format!("{prefix}{}", path.display()), sel.filter(|s| !s.is_empty()))))
-}
-
-/// What `SEL` of `oci:DIR:SEL` names in the layout `location`: `NAME[:tags|@digest]` (NAME is a
-/// full image name, with a `/`), or, without a `/`, tags (`v1`, `a,b`, `/re/`) or `@sha256:…` of
-/// the layout's only image (`None` name: the caller decides which name that is).
-pub fn parse_layout_ref(location: &str, sel: &str) -> Result<(Option<String>, Selector), ParseError> {
-    if sel.contains('/') && !sel.starts_with('/') {
-        let r = parse_rule_ref(sel)?;
-        return Ok((Some(r.repo.to_string()), r.selector));
-    }
-    let stand_in = if sel.starts_with('@') { format!("x.io/x{sel}") } else { format!("x.io/x:{sel}") };
-    let r = parse_rule_ref(&stand_in).map_err(|e| ParseError(format!("{location}:{sel}: {e}")))?;
-    Ok((None, r.selector))
-}
-
-/// Which images of a repository a rule side names.
-#[derive(Clone, Debug)]
-pub enum Selector {
-    /// No tag: every tag of the repository.
-    All,
-    /// `repo:a,b,c`.
-    Tags(Vec<String>),
-    /// `repo:/regex/`: the tags the regex matches (anywhere in the tag, as in the Go tool).
-    Regex(Regex),
-    /// `repo@sha256:…`.
-    Digest(Digest),
-    /// `repo:tag@sha256:…`: pulled by the digest (the tag is not looked up), pushed under the tag.
-    Pinned { tag: String, digest: Digest },
-}
-
-/// One side of an images-file rule.
-#[derive(Clone, Debug)]
-pub struct RuleRef {
-    pub repo: Repository,
-    pub selector: Selector,
 }
 
 /// What names one image in a repository: a tag or a digest.
@@ -190,7 +171,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(msg.into()))
 }
 
-fn valid_tag(t: &str) -> bool {
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}` (distribution spec).
+pub fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
     !b.is_empty()
         && b.len() <= 128
@@ -261,7 +243,7 @@ pub fn parse_repository(s: &str) -> Result<Repository, ParseError> {
         ));
     }
     let name = if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path };
-    Ok(Repository { registry: registry.into(), name: name.into() })
+    Ok(Repository::on_registry(&registry, &name))
 }
 
 /// `docker.io`, `index.docker.io` and `registry.hub.docker.com` are aliases of the registry Docker Hub really serves from.
@@ -272,128 +254,31 @@ pub fn normalize_registry(host: &str) -> String {
     }
 }
 
-/// Parse one side of an images-file rule: `repo`, `repo:t1,t2`, `repo:/re/`, `repo@sha256:…`.
-pub fn parse_rule_ref(s: &str) -> Result<RuleRef, ParseError> {
-    let s = s.trim();
-    if let Some((name, digest)) = s.split_once('@') {
-        let digest = Digest::parse(digest)?;
-        let last_slash = name.rfind('/').map_or(0, |p| p + 1);
-        if let Some(p) = name[last_slash..].find(':') {
-            let (repo, tag) = (&name[..last_slash + p], &name[last_slash + p + 1..]);
-            if !valid_tag(tag) {
-                return err(format!("invalid tag {tag:?}"));
-            }
-            let selector = Selector::Pinned { tag: tag.to_string(), digest };
-            return Ok(RuleRef { repo: parse_repository(repo)?, selector });
-        }
-        return Ok(RuleRef { repo: parse_repository(name)?, selector: Selector::Digest(digest) });
-    }
-    // A regex may contain '/' and ':', so it is found first: "repo:/re/".
-    if let Some(pos) = s.find(":/") {
-        let (repo, rest) = (&s[..pos], &s[pos + 2..]);
-        let Some(re) = rest.strip_suffix('/') else {
-            return err(format!("tag regex {:?} must end with '/'", &s[pos + 1..]));
-        };
-        let re = Regex::new(re).map_err(|e| ParseError(format!("invalid tag regex /{re}/: {e}")))?;
-        return Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Regex(re) });
-    }
-    let last_slash = s.rfind('/').map_or(0, |p| p + 1);
-    match s[last_slash..].find(':') {
-        None => Ok(RuleRef { repo: parse_repository(s)?, selector: Selector::All }),
-        Some(p) => {
-            let (repo, tags) = (&s[..last_slash + p], &s[last_slash + p + 1..]);
-            let tags: Vec<String> = tags.split(',').map(|t| t.trim().to_string()).collect();
-            if let Some(bad) = tags.iter().find(|t| !valid_tag(t)) {
-                return err(format!("invalid tag {bad:?}"));
-            }
-            Ok(RuleRef { repo: parse_repository(repo)?, selector: Selector::Tags(tags) })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tags(s: &str) -> Vec<String> {
-        match parse_rule_ref(s).unwrap().selector {
-            Selector::Tags(t) => t,
-            other => panic!("{other:?}"),
-        }
-    }
-
     #[test]
     fn docker_hub_normalisation() {
         let r = parse_repository("nginx").unwrap();
-        assert_eq!((&*r.registry, &*r.name), (DOCKER_HUB, "library/nginx"));
+        assert_eq!((r.location.registry(), &*r.name), (Some(DOCKER_HUB), "library/nginx"));
         let r = parse_repository("docker.io/nginx").unwrap();
         assert_eq!(&*r.name, "library/nginx");
         let r = parse_repository("docker.io/bitnami/redis").unwrap();
         assert_eq!(&*r.name, "bitnami/redis");
         assert_eq!(r.to_string(), "docker.io/bitnami/redis");
         let r = parse_repository("user/app").unwrap();
-        assert_eq!((&*r.registry, &*r.name), (DOCKER_HUB, "user/app"));
+        assert_eq!((r.location.registry(), &*r.name), (Some(DOCKER_HUB), "user/app"));
     }
 
     #[test]
     fn hosts_and_ports() {
         let r = parse_repository("127.0.0.1:5000/a/b/c/repo").unwrap();
-        assert_eq!((&*r.registry, &*r.name), ("127.0.0.1:5000", "a/b/c/repo"));
+        assert_eq!((r.location.registry(), &*r.name), (Some("127.0.0.1:5000"), "a/b/c/repo"));
         let r = parse_repository("localhost/x").unwrap();
-        assert_eq!(&*r.registry, "localhost");
+        assert_eq!(r.location.registry(), Some("localhost"));
         let r = parse_repository("quay.io/coreos/kube-rbac-proxy").unwrap();
         assert_eq!(&*r.name, "coreos/kube-rbac-proxy");
-    }
-
-    #[test]
-    fn rule_selectors() {
-        assert!(matches!(parse_rule_ref("quay.io/a/b").unwrap().selector, Selector::All));
-        assert_eq!(tags("quay.io/a/b:v1"), ["v1"]);
-        assert_eq!(tags("127.0.0.1:5000/a/b:v1,v2, v3"), ["v1", "v2", "v3"]);
-        let r = parse_rule_ref("127.0.0.1:5000/a/b").unwrap();
-        assert_eq!(&*r.repo.registry, "127.0.0.1:5000");
-        assert!(matches!(r.selector, Selector::All));
-        let d = format!("sha256:{}", "a".repeat(64));
-        match parse_rule_ref(&format!("quay.io/a/b@{d}")).unwrap().selector {
-            Selector::Digest(x) => assert_eq!(x.as_str(), d),
-            other => panic!("{other:?}"),
-        }
-        match parse_rule_ref("host:5000/a/b:/^v1\\.[0-9]+/$/").unwrap().selector {
-            Selector::Regex(re) => {
-                assert!(re.is_match("v1.2/"));
-            }
-            other => panic!("{other:?}"),
-        }
-        match parse_rule_ref("quay.io/a/b:/a+/").unwrap().selector {
-            Selector::Regex(re) => assert!(re.is_match("xaax") && !re.is_match("b")),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn tag_and_digest() {
-        let d = format!("sha256:{}", "a".repeat(64));
-        let r = parse_rule_ref(&format!("localhost:5000/a/b:v1@{d}")).unwrap();
-        assert_eq!(&*r.repo.registry, "localhost:5000");
-        assert_eq!(&*r.repo.name, "a/b");
-        assert!(matches!(r.selector, Selector::Pinned { ref tag, ref digest } if tag == "v1" && digest.as_str() == d));
-        assert!(matches!(parse_rule_ref(&format!("localhost:5000/a/b@{d}")).unwrap().selector, Selector::Digest(_)));
-        assert!(parse_rule_ref(&format!("a/b:v!@{d}")).is_err());
-        assert!(parse_rule_ref("a/b:v1@sha256:abc").is_err());
-    }
-
-    #[test]
-    fn rejects_bad_input() {
-        assert!(parse_rule_ref("quay.io/Upper/b").is_err());
-        assert!(parse_rule_ref("quay.io/a/b:").is_err());
-        assert!(parse_rule_ref("quay.io/a/b:bad tag").is_err());
-        assert!(parse_rule_ref("quay.io/a/b@sha256:abc").is_err());
-        assert!(parse_rule_ref("quay.io/a/b:/(/").is_err());
-        assert!(parse_rule_ref("quay.io/a/b:/x").is_err());
-        assert!(parse_rule_ref("quay.io/").is_err());
-        assert!(parse_rule_ref("quay.io/a//b").is_err());
-        assert!(parse_rule_ref("quay.io/a-/b").is_err());
-        assert!(parse_rule_ref("").is_err());
     }
 
     #[test]
@@ -404,6 +289,15 @@ mod tests {
         for bad in ["", "-a", "a-", "a..b", "a___b", "a._b", "A"] {
             assert!(!valid_component(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn locations_display_as_written() {
+        let dir = Repository { location: Location::Dir(Path::new("/b").into()), name: "r.io/app".into() };
+        assert_eq!(dir.to_string(), "oci:/b:r.io/app");
+        assert_eq!(dir.sibling("").to_string(), "oci:/b");
+        assert_eq!(Location::Archive(Path::new("/x.tar").into()).to_string(), "oci-archive:/x.tar");
+        assert!(dir.is_layout() && !parse_repository("r.io/a").unwrap().is_layout());
     }
 
     #[test]

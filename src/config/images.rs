@@ -15,7 +15,8 @@ use super::ConfigError;
 use regex::Regex;
 
 use crate::engine::{LatestBy, Namespace, Rule, Selection};
-use crate::reference::{parse_layout_ref, parse_rule_ref, split_layout, Repository, RuleRef, Selector, LAYOUT_ARCHIVE};
+use crate::reference::Location;
+use crate::rule::{layout_ref, parse_layout_ref, parse_namespace, parse_rule_ref, split_layout, RuleRef, Selector};
 
 /// A destination, a list of destinations, or a map with `to:` and the selection keys.
 #[derive(Deserialize, Clone, Debug)]
@@ -197,7 +198,7 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
             }
         }
         (None, Some(prefix)) => {
-            (namespace_ref(prefix).map_err(|e| fail(format!("source: {e}")))?, Some(Namespace::default()))
+            (parse_namespace(prefix).map_err(|e| fail(format!("source: {e}")))?, Some(Namespace::default()))
         }
         (None, None) => (parse_rule_ref(src_text).map_err(|e| fail(format!("source: {e}")))?, None),
     };
@@ -216,11 +217,11 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
                 .map(|(name, selector)| layout_ref(location, name.unwrap_or_else(|| src.repo.full_name()), selector))
                 .map_err(|e| e.to_string()),
         }),
-        (None, true) => namespace_ref(&dst_expanded),
+        (None, true) => parse_namespace(&dst_expanded),
         (None, false) => parse_rule_ref(&dst_expanded).map_err(|e| e.to_string()),
     }
     .map_err(|e| fail(format!("destination: {e}")))?;
-    if src.repo.registry.starts_with(LAYOUT_ARCHIVE) && src.repo.registry == dst.repo.registry {
+    if matches!(src.repo.location, Location::Archive(_)) && src.repo.location == dst.repo.location {
         return Err(fail("an archive cannot be read and rewritten by the same rule".into()));
     }
     match (&src.selector, &dst.selector) {
@@ -255,29 +256,6 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
     Ok(Rule { namespace, ..Rule::new(src_text, dst_text, src, dst) })
 }
 
-fn layout_ref(location: String, name: String, selector: Selector) -> RuleRef {
-    RuleRef { repo: Repository { registry: location.into(), name: name.into() }, selector }
-}
-
-/// `registry/namespace` (or a bare `registry`) of a `…/*` source or of its destination: the
-/// namespace is the repository path prefix, taken as written (no Docker Hub `library/`), empty
-/// for a whole registry.
-fn namespace_ref(prefix: &str) -> Result<RuleRef, String> {
-    let (host, path) = prefix.trim().split_once('/').unwrap_or((prefix.trim(), ""));
-    if !(host.contains(['.', ':']) || host == "localhost") {
-        return Err(format!("{prefix:?} names no registry: write registry/namespace or registry"));
-    }
-    let path = path.trim_matches('/');
-    let valid = |c: &str| {
-        !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-    };
-    if !path.is_empty() && !path.split('/').all(valid) {
-        return Err(format!("{prefix:?}: a namespace is a repository path prefix (no tag, digest or upper case)"));
-    }
-    let repo = Repository { registry: crate::reference::normalize_registry(host).into(), name: path.into() };
-    Ok(RuleRef { repo, selector: Selector::All })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,8 +279,8 @@ mod tests {
     fn json_too() {
         let f: ImagesFile = serde_json::from_str(r#"{"b.io/x:v1": "c.io/x", "a.io/y": ["c.io/y"]}"#).unwrap();
         let r = rules(f, Path::new("i.json"), &DefaultDest::default(), &Env::from_pairs(&[])).unwrap();
-        assert_eq!(&*r[0].src.repo.registry, "b.io");
-        assert_eq!(&*r[1].src.repo.registry, "a.io");
+        assert_eq!(r[0].src.repo.location.registry(), Some("b.io"));
+        assert_eq!(r[1].src.repo.location.registry(), Some("a.io"));
     }
 
     #[test]
@@ -325,15 +303,15 @@ mod tests {
     #[test]
     fn namespaces() {
         let r = parse("a.io/team/*:\n  to: b.io/mirror\n  include_repos: ^app-\n").unwrap();
-        assert_eq!((&*r[0].src.repo.registry, &*r[0].src.repo.name), ("a.io", "team"));
+        assert_eq!((r[0].src.repo.location.registry(), &*r[0].src.repo.name), (Some("a.io"), "team"));
         assert!(r[0].namespace.as_ref().is_some_and(|n| n.admits("app-1") && !n.admits("db")));
         let r = parse("localhost:5000/*: b.io/all\n").unwrap();
-        assert_eq!((&*r[0].src.repo.registry, &*r[0].src.repo.name), ("localhost:5000", ""));
+        assert_eq!((r[0].src.repo.location.registry(), &*r[0].src.repo.name), (Some("localhost:5000"), ""));
         assert!(parse("team/*: b.io/all\n").is_err(), "a bare name is no registry");
         assert!(parse("a.io/team/*: b.io/all:v1\n").is_err(), "a namespace goes to a prefix");
         let r = parse("docker.io/myorg/*: other.io\n").unwrap();
         assert_eq!(&*r[0].src.repo.name, "myorg", "taken as written, no library/");
-        assert_eq!((&*r[0].dst.repo.registry, &*r[0].dst.repo.name), ("other.io", ""));
+        assert_eq!((r[0].dst.repo.location.registry(), &*r[0].dst.repo.name), (Some("other.io"), ""));
     }
 
     #[test]
@@ -360,7 +338,7 @@ mod tests {
         let d = DefaultDest { registry: Some("r.io".into()), namespace: Some("team".into()) };
         let f: ImagesFile = serde_yaml::from_str("a.io/x/app:v1,v2: \"\"\n").unwrap();
         let r = rules(f, Path::new("i.yaml"), &d, &Env::from_pairs(&[])).unwrap();
-        assert_eq!((&*r[0].dst.repo.registry, &*r[0].dst.repo.name), ("r.io", "team/app"));
+        assert_eq!((r[0].dst.repo.location.registry(), &*r[0].dst.repo.name), (Some("r.io"), "team/app"));
         assert!(matches!(r[0].dst.selector, Selector::All));
     }
 

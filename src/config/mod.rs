@@ -27,8 +27,9 @@ use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
 use crate::engine::{Job, Mode, Referrers};
-use crate::manifest::PlatformFilter;
-use crate::registry::{Auth, LayoutSpec, Limits, TlsOptions};
+use crate::layout::LayoutSpec;
+use crate::manifest::{MediaType, PlatformFilter};
+use crate::registry::{Auth, Limits, TlsOptions};
 
 /// The smallest `--chunk-size`: registries may refuse smaller chunks (S3 multipart parts are
 /// at least 5 MiB, but registries buffer), and tiny chunks mean a request per few bytes.
@@ -164,8 +165,8 @@ impl Config {
         if args.proc == 0 {
             return Err(ConfigError::Usage("--proc must be at least 1".into()));
         }
-        let platforms =
-            PlatformFilter::new(&split_commas(&args.os), &split_commas(&args.arch)).map_err(ConfigError::Usage)?;
+        let platforms = PlatformFilter::new(&split_commas(&args.os), &split_commas(&args.arch))
+            .map_err(|e| ConfigError::Usage(e.to_string()))?;
         let format = || match args.output_images_format.to_ascii_lowercase().as_str() {
             "yaml" | "yml" => Ok(Format::Yaml),
             "json" => Ok(Format::Json),
@@ -230,7 +231,8 @@ impl Config {
         if args.no_referrers && !args.referrer_type.is_empty() {
             return Err(ConfigError::Usage("--referrer-type and --no-referrers contradict each other".into()));
         }
-        let referrers = Referrers { enabled: !args.no_referrers, types: args.referrer_type.clone() };
+        let types = args.referrer_type.iter().map(MediaType::new).collect();
+        let referrers = Referrers { enabled: !args.no_referrers, types };
         let job = Job {
             rules,
             proc: args.proc,
@@ -260,12 +262,12 @@ fn layouts(job: &Job) -> Vec<LayoutSpec> {
     let sides = job.rules.iter().flat_map(|r| [(&r.src.repo, false), (&r.dst.repo, true)]);
     for (repo, dest) in sides.filter(|(r, _)| r.is_layout()) {
         let write = dest && job.mode == Mode::Sync;
-        match out.iter_mut().find(|l| *l.location == *repo.registry) {
+        match out.iter_mut().find(|l| l.location == repo.location) {
             Some(l) => {
                 l.dest |= dest;
                 l.write |= write;
             }
-            None => out.push(LayoutSpec::new(&repo.registry, dest, write)),
+            None => out.push(LayoutSpec { location: repo.location.clone(), dest, write }),
         }
     }
     out

@@ -57,7 +57,7 @@ impl Shard {
 
     /// Whether images going to `dst` are this shard's.
     pub fn owns(&self, dst: &Repository) -> bool {
-        let h = Sha256::digest(format!("{}/{}", dst.registry, dst.name).as_bytes());
+        let h = Sha256::digest(format!("{}/{}", dst.location, dst.name).as_bytes());
         let n = u64::from_be_bytes(h[..8].try_into().expect("8 bytes"));
         n % self.count == self.index
     }
@@ -86,7 +86,7 @@ mod tests {
     fn every_repository_has_exactly_one_shard() {
         for count in 1..6 {
             for i in 0..50 {
-                let repo = Repository { registry: "r.example:5000".into(), name: format!("team/app{i}").into() };
+                let repo = Repository::on_registry("r.example:5000", &format!("team/app{i}"));
                 let owners = (0..count).filter(|&index| Shard { index, count }.owns(&repo)).count();
                 assert_eq!(owners, 1, "{repo:?} in {count} shards");
             }

@@ -13,7 +13,7 @@ use super::progress::{Event, Moving};
 use super::relay::Claim;
 use crate::reference::Repository;
 use crate::retry::Backoff;
-use crate::registry::{Access, Store, Upload};
+use crate::store::{Access, Mount, Session, Store};
 
 /// How a blob came to be at the destination.
 #[derive(Clone, Copy)]
@@ -27,7 +27,7 @@ enum Moved {
 /// Copy the blob, then release every manifest waiting for it.
 pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     let digest = &task.blob.digest;
-    let key = (task.dst.registry.clone(), task.dst.name.clone(), digest.clone());
+    let key = (task.dst.location.clone(), task.dst.name.clone(), digest.clone());
     // The image this task was planned for (a task's own waiters all belong to one image).
     let image = task.waiters.lock().first().map(|n| n.image.clone());
     // Found at the destination, moved there by `mover`'s task: counted for another image only.
@@ -57,7 +57,7 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
                 // Another repository of this registry is getting it right now: wait for that
                 // and mount it from there, rather than stream it a second time.
                 let mut moving = ctx.moving_blobs.lock();
-                let reg_key = (task.dst.registry.clone(), digest.clone());
+                let reg_key = (task.dst.location.clone(), digest.clone());
                 if moving.get(&reg_key).is_some_and(|(repo, _)| *repo != task.dst.name) {
                     let waiters = std::mem::take(&mut *task.waiters.lock());
                     let later = BlobTask { waiters: waiters.into(), ..task.clone_empty() };
@@ -88,9 +88,9 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
     // Whoever waited for this copy goes again: it finds the blob known here and mounts it (or,
     // if this copy failed, makes its own). Known first, so no one starts a second stream.
     if result.is_ok() {
-        ctx.known.lock().insert((task.dst.registry.clone(), digest.clone()), task.dst.name.clone());
+        ctx.known.lock().insert((task.dst.location.clone(), digest.clone()), task.dst.name.clone());
     }
-    let deferred = ctx.moving_blobs.lock().remove(&(task.dst.registry.clone(), digest.clone()));
+    let deferred = ctx.moving_blobs.lock().remove(&(task.dst.location.clone(), digest.clone()));
     for later in deferred.map(|(_, l)| l).unwrap_or_default() {
         ctx.queue.push(super::graph::Task::Blob(Box::new(later)));
     }
@@ -155,27 +155,27 @@ fn transfer_with_retries(
 /// (or from the destination `relay` that has it already).
 fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>, relay: Option<&Repository>) -> Result<Moved, SyncError> {
     let (src, dst, digest) = (&task.src, &task.dst, &task.blob.digest);
-    let dc = ctx.regs.store(dst);
-    if dc.blob_exists(&dst.name, digest, Access::Push)? {
+    let dc = ctx.stores.get(dst);
+    if dc.blob_exists(dst, digest, Access::Push)? {
         log::debug!("blob {digest} already in {dst}");
         return Ok(Moved::Present);
     }
     let mount_from = ctx
         .known
         .lock()
-        .get(&(dst.registry.clone(), digest.clone()))
+        .get(&(dst.location.clone(), digest.clone()))
         .cloned()
-        .or_else(|| (src.registry == dst.registry).then(|| src.name.clone()))
+        .or_else(|| (src.location == dst.location).then(|| src.name.clone()))
         .filter(|from| *from != dst.name);
     // A refused mount opens an ordinary session (distribution spec): the upload uses it.
     let mut session = None;
     if let Some(from) = mount_from {
-        match dc.start_upload(&dst.name, digest, Some(&from)) {
-            Ok(Upload::Mounted) => {
+        match dc.mount_blob(dst, digest, &from) {
+            Ok(Mount::Mounted) => {
                 log::debug!("blob {digest} mounted into {dst}");
                 return Ok(Moved::Mounted);
             }
-            Ok(Upload::Location(l)) => session = Some(l),
+            Ok(Mount::NotMounted(s)) => session = s,
             Err(e) => log::debug!("mount of {digest} from {from} refused ({e}); uploading"),
         }
     }
@@ -185,32 +185,17 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>, relay: Option<&Rep
     };
     let moving = ctx.moving(label, task.blob.size);
     if let Some(at) = relay {
-        match stream(ctx, task, at, &dc, session.take(), &moving) {
+        match stream(ctx, task, at, &*dc, session.take(), &moving) {
             Ok(length) => {
                 log::debug!("blob {digest} copied {at} -> {dst} (read once from {src})");
                 return Ok(Moved::Copied(length));
             }
             // The destination's own failure is not the relay's: handled as any other.
-            Err(SyncError::Registry(e)) if e.registry == dc.name() => return Err(SyncError::Registry(e)),
+            Err(SyncError::Registry(e)) if e.at == dc.name() => return Err(SyncError::Registry(e)),
             Err(e) => log::info!("blob {digest}: reading it from {at} failed ({e}); reading it from {src}"),
         }
     }
-    let length = match stream(ctx, task, src, &dc, session, &moving) {
-        // Only the destination's own answer can say so (a source's 404 travels through the
-        // upload body as an error too).
-        Err(SyncError::Registry(e))
-            if e.registry == dc.name() && e.refuses_monolithic_upload() && !dc.uses_chunked_uploads() =>
-        {
-            let chunk = dc.use_chunked_uploads().unwrap_or_default();
-            log::info!(
-                "{}: refuses single-request blob uploads ({}); switching to PATCH uploads in chunks of {chunk} bytes",
-                dst.registry,
-                e.kind,
-            );
-            stream(ctx, task, src, &dc, None, &moving)?
-        }
-        other => other?,
-    };
+    let length = stream(ctx, task, src, &*dc, session, &moving)?;
     log::debug!("blob {digest} copied {src} -> {dst}");
     Ok(Moved::Copied(length))
 }
@@ -222,34 +207,22 @@ fn stream(
     ctx: &Ctx,
     task: &BlobTask,
     src: &Repository,
-    dc: &Store,
-    session: Option<String>,
+    dc: &dyn Store,
+    session: Option<Session>,
     moving: &Moving,
 ) -> Result<u64, SyncError> {
     let (dst, digest) = (&task.dst, &task.blob.digest);
-    let sc = ctx.regs.store(src);
-    let mut source = match sc.get_blob(&src.name, digest, task.blob.size) {
+    let sc = ctx.stores.get(src);
+    let mut source = match sc.get_blob(src, digest, task.blob.size) {
         Ok(s) => s,
         Err(e) => {
-            if let Some(l) = &session {
-                dc.cancel_upload(&dst.name, l);
+            if let Some(s) = session {
+                dc.cancel_upload(dst, s);
             }
             return Err(e.into());
         }
     };
     source.count_into(moving.done.clone());
-    let location = match session {
-        Some(l) => l,
-        None => match dc.start_upload(&dst.name, digest, None)? {
-            Upload::Location(l) => l,
-            Upload::Mounted => return Ok(0),
-        },
-    };
-    if let Err(e) = dc.upload_blob(&dst.name, &location, digest, &mut source) {
-        if !matches!(e.kind, crate::registry::ErrorKind::Interrupted) {
-            dc.cancel_upload(&dst.name, &location);
-        }
-        return Err(e.into());
-    }
+    dc.put_blob(dst, digest, &mut source, session)?;
     Ok(source.size().unwrap_or(0))
 }

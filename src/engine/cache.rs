@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::reference::{Reference, Repository};
-use crate::registry::{Access, Error, Fetched, Store};
+use crate::store::{Access, Error, Fetched, Store};
 
 /// The most manifest bytes kept (manifests are small: a few KiB each).
 const MAX_BYTES: usize = 32 * 1024 * 1024;
@@ -38,15 +38,15 @@ impl ManifestCache {
     }
 
     /// GET a source manifest, from the cache when another destination already had it fetched.
-    pub fn get(&self, client: &Store, repo: &Repository, reference: &Reference) -> Result<Fetched, Error> {
+    pub fn get(&self, client: &dyn Store, repo: &Repository, reference: &Reference) -> Result<Fetched, Error> {
         if !self.shared.contains(repo) {
-            return client.get_manifest(&repo.name, reference, Access::Pull);
+            return client.get_manifest(repo, reference, Access::Pull);
         }
         let slot = {
             let mut entries = self.entries.lock();
             if entries.1 >= MAX_BYTES {
                 drop(entries);
-                return client.get_manifest(&repo.name, reference, Access::Pull);
+                return client.get_manifest(repo, reference, Access::Pull);
             }
             entries.0.entry((repo.clone(), reference.clone())).or_default().clone()
         };
@@ -56,7 +56,7 @@ impl ManifestCache {
             return Ok(f.clone());
         }
         // A failure leaves the slot empty: the next one to ask tries for itself.
-        let fetched = client.get_manifest(&repo.name, reference, Access::Pull)?;
+        let fetched = client.get_manifest(repo, reference, Access::Pull)?;
         self.entries.lock().1 += fetched.bytes.len();
         *held = Some(fetched.clone());
         Ok(fetched)

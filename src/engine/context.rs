@@ -11,22 +11,23 @@ use parking_lot::Mutex;
 use super::graph::{complete, BlobState, BlobTask, Node, Pair, Rule, Task};
 use super::progress::{Event, Moving};
 use super::queue::Queue;
-use crate::manifest::{is_referrer_tag, PlatformFilter};
 use crate::digest::Digest;
-use crate::reference::Repository;
-use crate::registry::{self, Registries, Store};
+use crate::manifest::{is_referrer_tag, PlatformFilter};
+use crate::reference::{Location, Repository};
+use crate::store::{self, Store};
+use crate::stores::Stores;
 
 /// Why a task failed.
 #[derive(Debug)]
 pub enum SyncError {
-    Registry(Box<registry::Error>),
+    Registry(Box<store::Error>),
     /// The source served something we cannot copy.
     Manifest {
         image: String,
         message: String,
     },
     /// A namespace rule whose registry does not let us list its repositories.
-    Catalog(Box<registry::Error>),
+    Catalog(Box<store::Error>),
     /// `--verify`: the destination differs from the source.
     Drift {
         image: String,
@@ -74,7 +75,7 @@ impl fmt::Display for SyncError {
                 f,
                 "{}: the catalog (GET /v2/_catalog) is refused: {}; a namespace rule (…/*) needs it (many \
                  registries restrict it): grant catalog access, or list the repositories as rules",
-                e.registry, e.kind
+                e.at, e.kind
             ),
             SyncError::Manifest { image, message } => write!(f, "{image}: {message}"),
             SyncError::Drift { image, problems } => {
@@ -85,8 +86,8 @@ impl fmt::Display for SyncError {
     }
 }
 
-impl From<registry::Error> for SyncError {
-    fn from(e: registry::Error) -> Self {
+impl From<store::Error> for SyncError {
+    fn from(e: store::Error) -> Self {
         SyncError::Registry(Box::new(e))
     }
 }
@@ -99,14 +100,14 @@ pub type InFlightCopy = (Arc<str>, Vec<BlobTask>);
 pub type Expansion = (Arc<Rule>, Option<Vec<Arc<Pair>>>);
 
 /// A blob on a registry: (registry, digest).
-pub type RegistryBlob = (Arc<str>, Digest);
+pub type RegistryBlob = (Location, Digest);
 
 /// A blob at a destination: (registry, repository, digest).
-pub type BlobKey = (Arc<str>, Arc<str>, Digest);
+pub type BlobKey = (Location, Arc<str>, Digest);
 
 /// State shared by all workers for one run.
 pub struct Ctx<'a> {
-    pub regs: &'a Registries,
+    pub stores: &'a Stores,
     pub filter: PlatformFilter,
     pub force: bool,
     /// Sync, plan (dry run) or audit.
@@ -169,7 +170,7 @@ pub enum Outcome {
 pub struct Referrers {
     pub enabled: bool,
     /// Only these artifact types (all when empty); cosign's tags are copied regardless.
-    pub types: Vec<String>,
+    pub types: Vec<crate::manifest::MediaType>,
 }
 
 /// What a run does with each image.
@@ -255,7 +256,7 @@ impl Ctx<'_> {
 
     /// The referrer tags of a source repository: listed once per run (two workers may list it at the
     /// same moment; both get the same answer). `None` when the registry does not let us list.
-    pub fn tags_of(&self, client: &Store, repo: &Repository) -> Option<Arc<HashSet<String>>> {
+    pub fn tags_of(&self, client: &dyn Store, repo: &Repository) -> Option<Arc<HashSet<String>>> {
         if let Some(known) = self.tags.lock().get(repo) {
             return known.clone();
         }
@@ -263,7 +264,7 @@ impl Ctx<'_> {
         if let Some(known) = self.tags.lock().get(repo) {
             return known.clone();
         }
-        let listed = match client.list_tags(&repo.name) {
+        let listed = match client.list_tags(repo) {
             Ok(t) => Some(Arc::new(t.into_iter().filter(|t| is_referrer_tag(t)).collect::<HashSet<_>>())),
             Err(e) => {
                 log::debug!("{repo}: cannot list tags ({e}); asking for referrer tags one by one");

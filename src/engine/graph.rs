@@ -21,9 +21,10 @@ use parking_lot::Mutex;
 
 use super::queue::{Lane, Queue};
 use super::select::Selection;
-use crate::manifest::{BlobRef, Descriptor};
 use crate::digest::Digest;
-use crate::reference::{ImageRef, Repository, RuleRef};
+use crate::manifest::{BlobRef, Descriptor, MediaType};
+use crate::reference::{ImageRef, Repository};
+use crate::rule::RuleRef;
 
 /// One image the user asked for: the unit that syncs or fails, and that reports name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,7 +73,7 @@ impl Node {
 /// What a node does once everything it waits for is at the destination.
 pub enum Action {
     /// PUT these exact bytes under the node's destination reference.
-    Push { bytes: Vec<u8>, media_type: String },
+    Push { bytes: Vec<u8>, media_type: MediaType },
     /// Nothing: the image was at the destination already, and only manifests referring to it
     /// (its children here) were missing. Completes the image as unchanged.
     Settle(Digest),
@@ -90,7 +91,7 @@ pub struct Planned {
 
 impl Planned {
     /// A manifest to push.
-    pub fn push(src: ImageRef, dst: ImageRef, bytes: Vec<u8>, media_type: String) -> Planned {
+    pub fn push(src: ImageRef, dst: ImageRef, bytes: Vec<u8>, media_type: MediaType) -> Planned {
         Planned { src, dst, action: Action::Push { bytes, media_type }, blobs: Vec::new(), children: Vec::new() }
     }
 
@@ -330,7 +331,7 @@ impl Namespace {
 impl Rule {
     /// Whether the rule's images land under tags (not by digest only): prune needs that.
     pub fn pushes_tags(&self) -> bool {
-        use crate::reference::Selector;
+        use crate::rule::Selector;
         !matches!(
             (&self.src.selector, &self.dst.selector),
             (_, Selector::Digest(_)) | (Selector::Digest(_), Selector::All | Selector::Regex(_))
@@ -393,7 +394,7 @@ mod tests {
         let (src, dst) = (parse_repository("s:1/a").unwrap(), parse_repository("d:1/a").unwrap());
         let pair = Arc::new(Pair { src: image(&src, "v1"), dst: image(&dst, "v1") });
         let queue = Queue::new();
-        let mut top = Planned::push(image(&src, "v1"), image(&dst, "v1"), Vec::new(), String::new());
+        let mut top = Planned::push(image(&src, "v1"), image(&dst, "v1"), Vec::new(), MediaType::default());
         top.blobs = (0..blobs).map(|n| BlobRef { digest: Digest::of(&[n]), size: Some(1) }).collect();
         let mut graph = Graph::default();
         let held = graph.add_held(top, &pair);
@@ -406,7 +407,7 @@ mod tests {
         let (held, queue, src, dst) = held(2);
         // Its blobs arrive before its referrers are planned: it is not pushed yet.
         assert!(run(&queue).is_empty(), "pushed before its referrers were planned");
-        let sig = Planned::push(image(&src, "sig"), image(&dst, "sig"), Vec::new(), String::new());
+        let sig = Planned::push(image(&src, "sig"), image(&dst, "sig"), Vec::new(), MediaType::default());
         held.release(vec![sig], &queue, &src, &dst);
         // The referrer goes first; the image only once the referrer is pushed.
         let pushed = run(&queue);
@@ -419,7 +420,7 @@ mod tests {
     fn every_hold_must_be_released_before_the_image_is_pushed() {
         let (held, queue, src, dst) = held(1);
         let child = held.hold_more();
-        let child_plan = Planned::push(image(&src, "c"), image(&dst, "c"), Vec::new(), String::new());
+        let child_plan = Planned::push(image(&src, "c"), image(&dst, "c"), Vec::new(), MediaType::default());
         held.release(Vec::new(), &queue, &src, &dst);
         assert!(run(&queue).is_empty(), "pushed with a child still being planned");
         child.release(vec![child_plan], &queue, &src, &dst);

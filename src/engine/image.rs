@@ -21,16 +21,16 @@ use super::context::{Ctx, Outcome, SyncError};
 use super::graph::{Action, ChildTask, Graph, Pair, Planned, Task};
 use super::progress::Event;
 use super::tree::Planner;
-use crate::manifest::{entries, is_image_type, Filtered, Kind, Manifest, Platform};
 use crate::digest::Digest;
+use crate::manifest::{entries, Filtered, Kind, Manifest, MediaType, Platform};
 use crate::reference::{ImageRef, Reference};
-use crate::registry::{Access, Store};
+use crate::store::{Access, Store};
 
 /// Config blobs are small JSON documents; refuse absurd ones.
 pub(super) const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 
-pub(super) fn bad(image: &ImageRef, message: impl Into<String>) -> SyncError {
-    SyncError::Manifest { image: image.to_string(), message: message.into() }
+pub(super) fn bad(image: &ImageRef, message: impl std::fmt::Display) -> SyncError {
+    SyncError::Manifest { image: image.to_string(), message: message.to_string() }
 }
 
 /// Nothing of the image matches the platform filter.
@@ -41,8 +41,8 @@ pub(super) fn skipped(ctx: &Ctx, pair: &Arc<Pair>, reason: String) {
 }
 
 /// The platform of a single image, read from its config blob.
-pub(super) fn image_platform(sc: &Store, src: &ImageRef, config: &Digest) -> Result<Platform, SyncError> {
-    let raw = sc.get_blob_bytes(&src.repo.name, config, MAX_CONFIG_BYTES)?;
+pub(super) fn image_platform(sc: &dyn Store, src: &ImageRef, config: &Digest) -> Result<Platform, SyncError> {
+    let raw = sc.get_blob_bytes(&src.repo, config, MAX_CONFIG_BYTES)?;
     Ok(serde_json::from_slice(&raw).unwrap_or_default())
 }
 
@@ -58,26 +58,25 @@ fn unchanged(ctx: &Ctx, pair: &Arc<Pair>, digest: &Digest) {
 pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
-    let sc = ctx.regs.store(&src.repo);
-    let dc = ctx.regs.store(&dst.repo);
-    let (sname, dname) = (&src.repo.name, &dst.repo.name);
-    let mut planner = Planner::new(ctx, &sc, &dc, src, &dst.repo);
+    let sc = ctx.stores.get(&src.repo);
+    let dc = ctx.stores.get(&dst.repo);
+    let mut planner = Planner::new(ctx, &*sc, &*dc, src, &dst.repo);
 
     let mut dst_digest: Option<Option<Digest>> = None;
     if !ctx.force {
         // The destination first: where it lacks the tag, a source HEAD would tell nothing that
         // the GET below does not (one request per new tag saved).
-        let dd = dc.manifest_digest(dname, &dst.reference, Access::Push)?;
+        let dd = dc.manifest_digest(&dst.repo, &dst.reference, Access::Push)?;
         if dd.is_some() {
             // A source that refuses HEAD (405), answers it 404 while GET works, or leaves out
             // the digest goes straight to the GET below. With `--os/--arch`, only a single image
             // can be judged by its digest alone; an index is filtered first.
-            let head = match sc.head_manifest(sname, &src.reference, Access::Pull) {
+            let head = match sc.head_manifest(&src.repo, &src.reference, Access::Pull) {
                 Ok(h) => h,
                 Err(e) if e.status_code() == Some(405) => None,
                 Err(e) => return Err(e.into()),
             };
-            let judged = |t: &Option<String>| ctx.filter.is_empty() || t.as_deref().is_some_and(is_image_type);
+            let judged = |t: &Option<MediaType>| ctx.filter.is_empty() || t.as_ref().is_some_and(MediaType::is_image);
             if let Some(sd) = head.filter(|h| judged(&h.media_type)).and_then(|h| h.digest) {
                 if dd.as_ref() == Some(&sd) {
                     return settled(ctx, &mut planner, pair, sd, true);
@@ -87,8 +86,8 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
         dst_digest = Some(dd);
     }
 
-    let fetched = ctx.manifests.get(&sc, &src.repo, &src.reference)?;
-    let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).map_err(|m| bad(src, m))?;
+    let fetched = ctx.manifests.get(&*sc, &src.repo, &src.reference)?;
+    let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_ref()).map_err(|m| bad(src, m))?;
     let mut filtered = false;
     let (bytes, digest) = match &parsed.kind {
         Kind::Index { .. } if !ctx.filter.is_empty() => match planner.filter(&fetched.bytes, 1)? {
@@ -115,7 +114,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     if !ctx.force {
         let dd = match dst_digest {
             Some(d) if !dst.is_digest() => d,
-            _ => dc.manifest_digest(dname, &dst.reference, Access::Push)?,
+            _ => dc.manifest_digest(&dst.repo, &dst.reference, Access::Push)?,
         };
         if dd.as_ref() == Some(&digest) {
             return settled(ctx, &mut planner, &pair, digest, !filtered);
@@ -128,7 +127,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     match &parsed.kind {
         Kind::Image { config, .. } => {
             if !ctx.filter.is_empty() {
-                let platform = image_platform(&sc, src, &config.digest)?;
+                let platform = image_platform(&*sc, src, &config.digest)?;
                 if !ctx.filter.matches(&platform) {
                     skipped(ctx, &pair, format!("its platform {platform} does not match --os/--arch"));
                     return Ok(());
@@ -181,8 +180,8 @@ pub fn child(ctx: &Ctx, task: &ChildTask) -> Result<(), SyncError> {
         log::debug!("{}: not planned, the image failed meanwhile", task.child.digest);
         return Ok(());
     }
-    let (sc, dc) = (ctx.regs.store(&pair.src.repo), ctx.regs.store(&pair.dst.repo));
-    let mut planner = Planner::new(ctx, &sc, &dc, &pair.src, &pair.dst.repo);
+    let (sc, dc) = (ctx.stores.get(&pair.src.repo), ctx.stores.get(&pair.dst.repo));
+    let mut planner = Planner::new(ctx, &*sc, &*dc, &pair.src, &pair.dst.repo);
     let planned = planner.child(&task.child, 1)?;
     // Taken only now: a failed try leaves it for the next pass.
     if let Some(held) = task.held.lock().take() {
@@ -204,7 +203,7 @@ fn settled(
         unchanged(ctx, pair, &digest);
         return Ok(());
     }
-    let mut top = Planned::push(pair.src.clone(), pair.dst.clone(), Vec::new(), String::new());
+    let mut top = Planned::push(pair.src.clone(), pair.dst.clone(), Vec::new(), MediaType::default());
     top.action = Action::Settle(digest.clone());
     top.children = missing;
     queue(ctx, pair, top, &digest)
@@ -224,7 +223,7 @@ fn queue(ctx: &Ctx, pair: &Arc<Pair>, top: Planned, digest: &Digest) -> Result<(
 /// A dry run: what copying `top` would move. Blobs are looked up at the destination with `HEAD`
 /// only; nothing is queued, so nothing is written.
 fn plan(ctx: &Ctx, pair: &Arc<Pair>, top: &Planned, digest: &Digest) -> Result<(), SyncError> {
-    let dc = ctx.regs.store(&pair.dst.repo);
+    let dc = ctx.stores.get(&pair.dst.repo);
     let mut seen = std::collections::HashSet::new();
     let (mut missing, mut bytes, mut present) = (0, 0, 0);
     let nodes = top.walk();
@@ -232,7 +231,7 @@ fn plan(ctx: &Ctx, pair: &Arc<Pair>, top: &Planned, digest: &Digest) -> Result<(
         if !seen.insert(blob.digest.clone()) {
             continue;
         }
-        if dc.blob_exists(&pair.dst.repo.name, &blob.digest, Access::Push)? {
+        if dc.blob_exists(&pair.dst.repo, &blob.digest, Access::Push)? {
             present += 1;
         } else {
             missing += 1;

@@ -51,7 +51,7 @@ use parking_lot::Mutex;
 
 use crate::manifest::PlatformFilter;
 use crate::reference::{ImageRef, Repository};
-use crate::registry::Registries;
+use crate::stores::Stores;
 use context::{Ctx, SyncError};
 use graph::Task;
 use queue::Queue;
@@ -157,12 +157,12 @@ pub struct Report {
 }
 
 /// Run every rule of `job` to completion, with retries, or until a stop is requested.
-pub fn run(job: Job, regs: &Registries) -> Report {
+pub fn run(job: Job, stores: &Stores) -> Report {
     let start = Instant::now();
     let view = if job.live { progress::View::Live } else { progress::View::Log(PROGRESS_INTERVAL) };
     let (events, reporter) = progress::start(view);
     let ctx = Ctx {
-        regs,
+        stores,
         filter: job.platforms,
         force: job.force,
         mode: job.mode,

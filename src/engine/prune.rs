@@ -23,10 +23,10 @@ use std::collections::{HashMap, HashSet};
 use super::context::{Ctx, Outcome};
 use super::graph::Pair;
 use super::Failure;
-use crate::manifest::{is_referrer_tag, Kind, Manifest};
 use crate::digest::Digest;
+use crate::manifest::{is_referrer_tag, Kind, Manifest};
 use crate::reference::{Reference, Repository};
-use crate::registry::{Access, Error, Store};
+use crate::store::{Access, Error, Store};
 
 /// How a registry deletes, once known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,11 +97,11 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
             log::warn!("not pruning {repo}: no rule produced any tag there this run");
             continue;
         };
-        let dc = ctx.regs.store(repo);
+        let dc = ctx.stores.get(repo);
         if how.get(dc.name()) == Some(&Deletes::Refused) {
             continue;
         }
-        let tags = match dc.list_tags(&repo.name) {
+        let tags = match dc.list_tags(repo) {
             Ok(t) => t,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
@@ -115,7 +115,7 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
             continue;
         }
         let roots = pinned.get(repo).cloned().unwrap_or_default();
-        let mut pruner = Pruner { ctx, dc: &dc, repo, kept: &kept, roots, protected: None, how: &mut how };
+        let mut pruner = Pruner { ctx, dc: &*dc, repo, kept: &kept, roots, protected: None, how: &mut how };
         count += pruner.run(&gone);
     }
     if count > 0 {
@@ -127,7 +127,7 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
 
 /// Whether a rule writing to `dst` (a prefix when it is a namespace rule) may write to `repo`.
 fn covers(dst: &Repository, namespace: bool, repo: &Repository) -> bool {
-    dst.registry == repo.registry
+    dst.location == repo.location
         && (dst.name == repo.name
             || (namespace
                 && (dst.name.is_empty() || repo.name.strip_prefix(&*dst.name).is_some_and(|r| r.starts_with('/')))))
@@ -136,7 +136,7 @@ fn covers(dst: &Repository, namespace: bool, repo: &Repository) -> bool {
 /// The deletions in one repository.
 struct Pruner<'a, 'c> {
     ctx: &'a Ctx<'c>,
-    dc: &'a Store,
+    dc: &'a dyn Store,
     repo: &'a Repository,
     kept: &'a [String],
     /// Digests the run pushed here without a tag: kept, with all they reference.
@@ -169,7 +169,7 @@ impl Pruner<'_, '_> {
     /// would take that along; and a registry "deleting a tag" may delete its manifest).
     fn one(&mut self, tag: &str, name: &str, deleted: &mut HashSet<Digest>) -> Result<bool, Error> {
         let reference = Reference::Tag(tag.into());
-        let Some(digest) = self.dc.manifest_digest(&self.repo.name, &reference, Access::Push)? else {
+        let Some(digest) = self.dc.manifest_digest(self.repo, &reference, Access::Push)? else {
             return Ok(false);
         };
         if deleted.contains(&digest) {
@@ -186,7 +186,7 @@ impl Pruner<'_, '_> {
             return Ok(true);
         }
         if self.how.get(self.dc.name()) != Some(&Deletes::ByDigest) {
-            match self.dc.delete_manifest(&self.repo.name, &reference) {
+            match self.dc.delete_manifest(self.repo, &reference) {
                 Ok(true) => {
                     self.how.insert(self.dc.name().to_string(), Deletes::ByTag);
                     log::info!("pruned {name}");
@@ -201,7 +201,7 @@ impl Pruner<'_, '_> {
                 Err(e) => return Err(e),
             }
         }
-        if !self.dc.delete_manifest(&self.repo.name, &Reference::Digest(digest.clone()))? {
+        if !self.dc.delete_manifest(self.repo, &Reference::Digest(digest.clone()))? {
             return Ok(false);
         }
         log::info!("pruned {name} (deleted {})", digest.short());
@@ -222,7 +222,7 @@ impl Pruner<'_, '_> {
                     .map(|d| (Reference::Digest(d.clone()), format!("manifest {} pushed by this run", d.short()), 0)),
             );
             while let Some((reference, why, depth)) = todo.pop() {
-                let fetched = match self.dc.get_manifest(&self.repo.name, &reference, Access::Push) {
+                let fetched = match self.dc.get_manifest(self.repo, &reference, Access::Push) {
                     Ok(f) => f,
                     Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e),
@@ -231,7 +231,7 @@ impl Pruner<'_, '_> {
                     continue;
                 }
                 if let Ok(Manifest { kind: Kind::Index { manifests }, .. }) =
-                    Manifest::parse(&fetched.bytes, fetched.media_type.as_deref())
+                    Manifest::parse(&fetched.bytes, fetched.media_type.as_ref())
                 {
                     for child in manifests {
                         todo.push((Reference::Digest(child.digest), why.clone(), depth + 1));

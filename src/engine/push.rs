@@ -11,8 +11,8 @@ use crate::digest::Digest;
 pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
     let outcome = match &node.action {
         Action::Push { bytes, media_type } => {
-            let client = ctx.regs.store(&node.dst.repo);
-            client.put_manifest(&node.dst.repo.name, &node.dst.reference, bytes, media_type, node.parent.is_none())?;
+            let client = ctx.stores.get(&node.dst.repo);
+            client.put_manifest(&node.dst.repo, &node.dst.reference, bytes, media_type, node.parent.is_none())?;
             ctx.event(Event::ManifestPushed);
             ctx.tally(&node.image, |s| s.manifests_pushed += 1);
             Outcome::Synced(Digest::of(bytes))

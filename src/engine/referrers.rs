@@ -17,10 +17,10 @@ use super::context::SyncError;
 use super::graph::Planned;
 use super::image::bad;
 use super::tree::{Planner, MAX_DEPTH};
-use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, Referrer, OCI_INDEX};
 use crate::digest::Digest;
+use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, MediaType, Referrer};
 use crate::reference::Reference;
-use crate::registry::{Access, ReferrersAnswer};
+use crate::store::{Access, ReferrersAnswer};
 
 impl Planner<'_, '_> {
     /// What refers to `subject` (at `level`) and is missing at the destination, planned to be
@@ -76,8 +76,8 @@ impl Planner<'_, '_> {
             let _one = ctx.has_referrers_api(self.sc.name()).is_none().then(|| ctx.first_ask.lock());
             if ctx.has_referrers_api(self.sc.name()) != Some(false) {
                 let types = &ctx.referrers.types;
-                let one = (types.len() == 1).then(|| types[0].as_str());
-                match self.sc.referrers(&self.src.name, subject, one, Access::Pull)? {
+                let one = (types.len() == 1).then(|| &types[0]);
+                match self.sc.referrers(self.src, subject, one, Access::Pull)? {
                     ReferrersAnswer::Listed(index) => {
                         ctx.set_referrers_api(self.sc.name(), true);
                         listed = Some(index);
@@ -123,7 +123,7 @@ impl Planner<'_, '_> {
         let registry = self.dc.name();
         let api = match ctx.has_referrers_api(registry) {
             Some(known) => known,
-            None => match self.dc.referrers(&self.dst.name, subject, None, Access::Push)? {
+            None => match self.dc.referrers(self.dst, subject, None, Access::Push)? {
                 ReferrersAnswer::Listed(_) => {
                     ctx.set_referrers_api(registry, true);
                     true
@@ -141,14 +141,14 @@ impl Planner<'_, '_> {
             return Ok(None);
         }
         let tag = Reference::Tag(fallback_tag(subject));
-        let existing = match self.dc.get_manifest(&self.dst.name, &tag, Access::Push) {
+        let existing = match self.dc.get_manifest(self.dst, &tag, Access::Push) {
             Ok(f) => Some(f.bytes),
             Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
         let dst = self.at_dst(tag.clone());
         let merged = merge_fallback(existing.as_deref(), found).map_err(|m| bad(&dst, m))?;
-        Ok(merged.map(|bytes| Planned::push(self.at_src(tag), dst, bytes, OCI_INDEX.to_string())))
+        Ok(merged.map(|bytes| Planned::push(self.at_src(tag), dst, bytes, MediaType::OCI_INDEX)))
     }
 
     /// Cosign's tags for `subject` that the destination lacks or has another digest under.
@@ -159,13 +159,13 @@ impl Planner<'_, '_> {
             if !self.source_has(&reference)? {
                 continue;
             }
-            let Some(want) = self.sc.manifest_digest(&self.src.name, &reference, Access::Pull)? else { continue };
-            if !self.ctx.force && self.dc.manifest_digest(&self.dst.name, &reference, Access::Push)? == Some(want) {
+            let Some(want) = self.sc.manifest_digest(self.src, &reference, Access::Pull)? else { continue };
+            if !self.ctx.force && self.dc.manifest_digest(self.dst, &reference, Access::Push)? == Some(want) {
                 continue;
             }
             let at = self.at_src(reference.clone());
             let f = self.ctx.manifests.get(self.sc, self.src, &reference)?;
-            out.push(self.plan(at, reference, f.bytes, f.media_type.as_deref(), 1)?);
+            out.push(self.plan(at, reference, f.bytes, f.media_type.as_ref(), 1)?);
         }
         Ok(out)
     }
@@ -176,7 +176,7 @@ impl Planner<'_, '_> {
     fn source_has(&self, reference: &Reference) -> Result<bool, SyncError> {
         match self.ctx.tags_of(self.sc, self.src) {
             Some(tags) => Ok(tags.contains(reference.as_str())),
-            None => Ok(self.sc.head_manifest(&self.src.name, reference, Access::Pull)?.is_some()),
+            None => Ok(self.sc.head_manifest(self.src, reference, Access::Pull)?.is_some()),
         }
     }
 }

@@ -12,7 +12,6 @@
 //! that fails (e.g. a push-only account that may not pull) falls back to the source.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -20,7 +19,7 @@ use super::context::SyncError;
 use super::graph::{BlobTask, Task};
 use super::queue::Queue;
 use crate::digest::Digest;
-use crate::reference::Repository;
+use crate::reference::{Location, Repository};
 
 enum Copy {
     /// Being copied from the source into `to`; tasks of other registries wait.
@@ -44,28 +43,28 @@ pub enum Claim {
 /// bookkeeping does not grow with its blobs.
 #[derive(Default)]
 pub struct Relays {
-    fanned_out: HashSet<Arc<str>>,
-    copies: Mutex<HashMap<(Arc<str>, Digest), Copy>>,
+    fanned_out: HashSet<Location>,
+    copies: Mutex<HashMap<(Location, Digest), Copy>>,
 }
 
-fn key(task: &BlobTask) -> (Arc<str>, Digest) {
-    (task.src.registry.clone(), task.blob.digest.clone())
+fn key(task: &BlobTask) -> (Location, Digest) {
+    (task.src.location.clone(), task.blob.digest.clone())
 }
 
 impl Relays {
     /// Relays for a run of these (source, destination) repository pairs.
     pub fn for_routes<'a>(routes: impl IntoIterator<Item = (&'a Repository, &'a Repository)>) -> Relays {
-        let mut to: HashMap<&str, HashSet<&str>> = HashMap::new();
+        let mut to: HashMap<&Location, HashSet<&Location>> = HashMap::new();
         for (src, dst) in routes {
-            to.entry(&src.registry).or_default().insert(&dst.registry);
+            to.entry(&src.location).or_default().insert(&dst.location);
         }
-        let fanned_out = to.into_iter().filter(|(_, d)| d.len() > 1).map(|(s, _)| s.into()).collect();
+        let fanned_out = to.into_iter().filter(|(_, d)| d.len() > 1).map(|(s, _)| s.clone()).collect();
         Relays { fanned_out, copies: Mutex::default() }
     }
 
     /// Where `task` reads its blob from; a parked task is kept here (its waiters with it).
     pub fn claim(&self, task: &BlobTask) -> Claim {
-        if !self.fanned_out.contains(&task.src.registry) {
+        if !self.fanned_out.contains(&task.src.location) {
             return Claim::Source;
         }
         let mut copies = self.copies.lock();
@@ -75,14 +74,14 @@ impl Relays {
                 Claim::Source
             }
             // A repository of the same registry: the mount bookkeeping deals with it.
-            Some(Copy::InFlight { to, .. }) if to.registry == task.dst.registry => Claim::Source,
+            Some(Copy::InFlight { to, .. }) if to.location == task.dst.location => Claim::Source,
             Some(Copy::InFlight { waiting, .. }) => {
                 let waiters = std::mem::take(&mut *task.waiters.lock());
                 waiting.push(BlobTask { waiters: waiters.into(), ..task.clone_empty() });
                 log::debug!("blob {} for {}: waiting for its copy from {}", task.blob.digest, task.dst, task.src);
                 Claim::Parked
             }
-            Some(Copy::At(at)) if *at == task.dst || at.registry == task.src.registry => Claim::Source,
+            Some(Copy::At(at)) if *at == task.dst || at.location == task.src.location => Claim::Source,
             Some(Copy::At(at)) => Claim::Relay(at.clone()),
         }
     }
@@ -90,7 +89,7 @@ impl Relays {
     /// `task`'s copy ended (`ok`: the blob is at its destination now): the tasks waiting for it
     /// go again, to read it from there — or, after a failure, one of them from the source.
     pub fn settle(&self, task: &BlobTask, ok: bool, queue: &Queue<Task, SyncError>) {
-        if !self.fanned_out.contains(&task.src.registry) {
+        if !self.fanned_out.contains(&task.src.location) {
             return;
         }
         let mut copies = self.copies.lock();

@@ -9,8 +9,9 @@ use super::graph::{Pair, Rule, Task};
 use super::progress::Event;
 use super::select::rfc3339;
 use crate::manifest::{is_referrer_tag, Kind, Manifest};
-use crate::reference::{parse_repository, ImageRef, Reference, Repository, RuleRef, Selector};
-use crate::registry::{Access, Store};
+use crate::reference::{parse_repository, ImageRef, Reference, Repository};
+use crate::rule::{RuleRef, Selector};
+use crate::store::{Access, Store};
 
 /// Resolve a rule's source tags and pair them with destination references.
 pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
@@ -18,12 +19,12 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     if rule.namespace.is_some() {
         return namespace(ctx, rule);
     }
-    let src_client = ctx.regs.store(&rule.src.repo);
+    let src_client = ctx.stores.get(&rule.src.repo);
     let refs: Vec<Reference> = match &rule.src.selector {
         Selector::Tags(t) => t.iter().cloned().map(Reference::Tag).collect(),
         Selector::Digest(d) | Selector::Pinned { digest: d, .. } => vec![Reference::Digest(d.clone())],
         Selector::All | Selector::Regex(_) => {
-            let listed = src_client.list_tags(&rule.src.repo.name)?;
+            let listed = src_client.list_tags(&rule.src.repo)?;
             ctx.remember_tags(&rule.src.repo, &listed);
             let tags: Vec<String> = listed
                 .into_iter()
@@ -34,7 +35,7 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
                 // A referrer tag follows its subject, not the rule.
                 .filter(|t| !(ctx.referrers.enabled && is_referrer_tag(t)))
                 .collect();
-            select(&src_client, rule, tags)?.into_iter().map(Reference::Tag).collect()
+            select(&*src_client, rule, tags)?.into_iter().map(Reference::Tag).collect()
         }
     };
     if refs.is_empty() {
@@ -66,7 +67,7 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
 }
 
 /// The rule's selection keys applied to the listed `tags`, logged in one line.
-fn select(client: &Store, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>, SyncError> {
+fn select(client: &dyn Store, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>, SyncError> {
     if rule.select.is_empty() {
         return Ok(tags);
     }
@@ -87,18 +88,18 @@ fn select(client: &Store, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>,
 
 /// When the image under `tag` was created (its config's `created`; for an index, its first
 /// child's), for `latest_by: created`.
-fn created(client: &Store, repo: &Repository, tag: &str) -> Result<Option<i64>, SyncError> {
+fn created(client: &dyn Store, repo: &Repository, tag: &str) -> Result<Option<i64>, SyncError> {
     let mut reference = Reference::Tag(tag.to_string());
     for _ in 0..super::tree::MAX_DEPTH {
-        let f = client.get_manifest(&repo.name, &reference, Access::Pull)?;
+        let f = client.get_manifest(repo, &reference, Access::Pull)?;
         let at = ImageRef { repo: repo.clone(), reference: reference.clone() };
-        match Manifest::parse(&f.bytes, f.media_type.as_deref()).map_err(|m| super::image::bad(&at, m))?.kind {
+        match Manifest::parse(&f.bytes, f.media_type.as_ref()).map_err(|m| super::image::bad(&at, m))?.kind {
             Kind::Index { manifests } => match manifests.first() {
                 Some(first) => reference = Reference::Digest(first.digest.clone()),
                 None => return Ok(None),
             },
             Kind::Image { config, .. } => {
-                let raw = client.get_blob_bytes(&repo.name, &config.digest, super::image::MAX_CONFIG_BYTES)?;
+                let raw = client.get_blob_bytes(repo, &config.digest, super::image::MAX_CONFIG_BYTES)?;
                 let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
                 return Ok(v.get("created").and_then(|c| c.as_str()).and_then(rfc3339));
             }
@@ -110,7 +111,7 @@ fn created(client: &Store, repo: &Repository, tag: &str) -> Result<Option<i64>, 
 /// A namespace rule: one rule per repository of the source catalog below the namespace.
 fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     let ns = rule.namespace.as_ref().expect("checked by the caller");
-    let client = ctx.regs.store(&rule.src.repo);
+    let client = ctx.stores.get(&rule.src.repo);
     let all = client.list_catalog().map_err(|e| SyncError::Catalog(Box::new(e)))?;
     let prefix = &rule.src.repo.name;
     let mut found = 0;
@@ -134,20 +135,14 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
             continue;
         }
         found += 1;
-        let src = RuleRef {
-            repo: Repository { registry: rule.src.repo.registry.clone(), name: name.as_str().into() },
-            selector: Selector::All,
-        };
+        let src = RuleRef { repo: rule.src.repo.sibling(&name), selector: Selector::All };
         let dst_name = match (rule.dst.repo.is_layout(), rule.dst.repo.name.is_empty()) {
             // Into a bundle: under the image's full name.
             (true, _) => src.repo.full_name(),
             (false, true) => path,
             (false, false) => format!("{}/{path}", rule.dst.repo.name),
         };
-        let dst = RuleRef {
-            repo: Repository { registry: rule.dst.repo.registry.clone(), name: dst_name.into() },
-            selector: Selector::All,
-        };
+        let dst = RuleRef { repo: rule.dst.repo.sibling(&dst_name), selector: Selector::All };
         let child = Rule {
             src_text: src.repo.to_string(),
             dst_text: dst.repo.to_string(),

@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use super::context::{Ctx, SyncError};
 use super::graph::Planned;
 use super::image::bad;
-use crate::manifest::{apply, entries, is_index_type, Descriptor, Filtered, Keep, Kind, Manifest};
 use crate::digest::Digest;
+use crate::manifest::{apply, entries, Descriptor, Filtered, Keep, Kind, Manifest, MediaType};
 use crate::reference::{ImageRef, Reference, Repository};
-use crate::registry::{Access, Store};
+use crate::store::{Access, Store};
 
 /// Indexes nest at most this deep (the top-level index is level 1); referrers of referrers
 /// follow to the same depth.
@@ -25,7 +25,7 @@ pub const MAX_DEPTH: usize = 8;
 /// A manifest fetched (or rewritten by the filter) while filtering, kept for planning.
 struct Cached {
     bytes: Vec<u8>,
-    content_type: Option<String>,
+    content_type: Option<MediaType>,
     /// The filter changed it: it is not the source's manifest, so nothing refers to it.
     rewritten: bool,
 }
@@ -33,8 +33,8 @@ struct Cached {
 /// Plans the manifests of one image.
 pub struct Planner<'a, 'c> {
     pub ctx: &'a Ctx<'c>,
-    pub sc: &'a Store,
-    pub dc: &'a Store,
+    pub sc: &'a dyn Store,
+    pub dc: &'a dyn Store,
     pub src: &'a Repository,
     pub dst: &'a Repository,
     /// The image being planned, for messages.
@@ -43,7 +43,13 @@ pub struct Planner<'a, 'c> {
 }
 
 impl<'a, 'c> Planner<'a, 'c> {
-    pub fn new(ctx: &'a Ctx<'c>, sc: &'a Store, dc: &'a Store, image: &'a ImageRef, dst: &'a Repository) -> Self {
+    pub fn new(
+        ctx: &'a Ctx<'c>,
+        sc: &'a dyn Store,
+        dc: &'a dyn Store,
+        image: &'a ImageRef,
+        dst: &'a Repository,
+    ) -> Self {
         Planner { ctx, sc, dc, src: &image.repo, dst, image, cache: HashMap::new() }
     }
 
@@ -72,7 +78,7 @@ impl<'a, 'c> Planner<'a, 'c> {
     }
 
     fn keep(&mut self, entry: &Descriptor, level: usize) -> Result<Keep, SyncError> {
-        if !is_index_type(&entry.media_type) {
+        if !entry.media_type.is_index() {
             let matches = entry.platform.as_ref().is_some_and(|p| self.ctx.filter.matches(p));
             return Ok(if matches { Keep::Yes } else { Keep::No });
         }
@@ -113,7 +119,7 @@ impl<'a, 'c> Planner<'a, 'c> {
 
     /// Whether the destination has the manifest `digest`.
     pub fn present(&self, digest: &Digest) -> Result<bool, SyncError> {
-        Ok(self.dc.head_manifest(&self.dst.name, &Reference::Digest(digest.clone()), Access::Push)?.is_some())
+        Ok(self.dc.head_manifest(self.dst, &Reference::Digest(digest.clone()), Access::Push)?.is_some())
     }
 
     /// The manifest `bytes` from `at`, to push under `reference` at the destination (nesting
@@ -123,7 +129,7 @@ impl<'a, 'c> Planner<'a, 'c> {
         at: ImageRef,
         reference: Reference,
         bytes: Vec<u8>,
-        content_type: Option<&str>,
+        content_type: Option<&MediaType>,
         level: usize,
     ) -> Result<Planned, SyncError> {
         let m = Manifest::parse(&bytes, content_type).map_err(|e| bad(&at, e))?;
@@ -150,7 +156,7 @@ impl<'a, 'c> Planner<'a, 'c> {
                 Cached { bytes: f.bytes, content_type: f.media_type, rewritten: false }
             }
         };
-        let mut planned = self.plan(at, reference, cached.bytes, cached.content_type.as_deref(), level)?;
+        let mut planned = self.plan(at, reference, cached.bytes, cached.content_type.as_ref(), level)?;
         if !cached.rewritten {
             planned.children.extend(self.referrers(digest, level + 1)?);
         }

@@ -16,27 +16,27 @@ use super::graph::Pair;
 use super::image::{bad, image_platform, skipped};
 use super::progress::Event;
 use super::tree::{Planner, MAX_DEPTH};
-use crate::manifest::{Filtered, Kind, Manifest};
 use crate::digest::Digest;
-use crate::reference::Reference;
-use crate::registry::{Access, ErrorKind, Store};
+use crate::manifest::{Filtered, Kind, Manifest};
+use crate::reference::{Reference, Repository};
+use crate::store::{Access, ErrorKind, Store};
 
 pub fn check(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     ctx.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
-    let sc = ctx.regs.store(&src.repo);
-    let dc = ctx.regs.store(&dst.repo);
-    let mut planner = Planner::new(ctx, &sc, &dc, src, &dst.repo);
+    let sc = ctx.stores.get(&src.repo);
+    let dc = ctx.stores.get(&dst.repo);
+    let mut planner = Planner::new(ctx, &*sc, &*dc, src, &dst.repo);
     let Some(want) = source_digest(ctx, &mut planner, pair)? else { return Ok(()) };
     let reference = if dst.is_digest() { Reference::Digest(want.clone()) } else { dst.reference.clone() };
     let mut problems = Vec::new();
-    match dc.manifest_digest(&dst.repo.name, &reference, Access::Pull)? {
+    match dc.manifest_digest(&dst.repo, &reference, Access::Pull)? {
         None => problems.push("missing at the destination".to_string()),
         Some(have) => {
             if have != want {
                 problems.push(format!("the destination has {have}, the source {want}"));
             } else {
-                let mut walk = Walk { ctx, dc: &dc, repo: &dst.repo.name, problems: &mut problems, blobs: 0 };
+                let mut walk = Walk { ctx, dc: &*dc, repo: &dst.repo, problems: &mut problems, blobs: 0 };
                 walk.manifest(&want, 0)?;
                 let blobs = walk.blobs;
                 ctx.tally(pair, |s| s.blobs_present += blobs);
@@ -59,15 +59,15 @@ pub fn check(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
 fn source_digest(ctx: &Ctx, planner: &mut Planner, pair: &Arc<Pair>) -> Result<Option<Digest>, SyncError> {
     let (src, sc) = (&pair.src, planner.sc);
     if ctx.filter.is_empty() {
-        if let Some(d) = sc.manifest_digest(&src.repo.name, &src.reference, Access::Pull)? {
+        if let Some(d) = sc.manifest_digest(&src.repo, &src.reference, Access::Pull)? {
             return Ok(Some(d));
         }
     }
-    let fetched = sc.get_manifest(&src.repo.name, &src.reference, Access::Pull)?;
+    let fetched = sc.get_manifest(&src.repo, &src.reference, Access::Pull)?;
     if ctx.filter.is_empty() {
         return Ok(Some(fetched.digest));
     }
-    let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).map_err(|m| bad(src, m))?;
+    let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_ref()).map_err(|m| bad(src, m))?;
     match parsed.kind {
         Kind::Index { .. } => match planner.filter(&fetched.bytes, 1)? {
             Filtered::Unchanged => Ok(Some(fetched.digest)),
@@ -92,8 +92,8 @@ fn source_digest(ctx: &Ctx, planner: &mut Planner, pair: &Arc<Pair>) -> Result<O
 /// A walk down what one destination manifest references, noting what is missing or wrong.
 struct Walk<'a, 'c> {
     ctx: &'a Ctx<'c>,
-    dc: &'a Store,
-    repo: &'a str,
+    dc: &'a dyn Store,
+    repo: &'a Repository,
     problems: &'a mut Vec<String>,
     /// Blobs found in order.
     blobs: u64,
@@ -117,7 +117,7 @@ impl Walk<'_, '_> {
             }
             Err(e) => return Err(e.into()),
         };
-        let parsed = match Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()) {
+        let parsed = match Manifest::parse(&fetched.bytes, fetched.media_type.as_ref()) {
             Ok(m) => m,
             Err(m) => {
                 self.problems.push(format!("manifest {digest} does not parse: {m}"));

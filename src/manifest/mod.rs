@@ -7,6 +7,8 @@
 //! Docker schema1 and Docker media types that we must pass through, and re-serialising is what
 //! we must avoid.)
 
+mod error;
+mod media_type;
 mod platform;
 mod referrers;
 
@@ -14,26 +16,12 @@ use std::fmt;
 
 use serde::Deserialize;
 
+pub use error::{Doc, Error};
+pub use media_type::{MediaType, ACCEPT};
 pub use platform::{apply, entries, filter_index, Filtered, Keep, PlatformFilter};
 pub use referrers::{cosign_tags, fallback_tag, is_referrer_tag, merge_fallback, Referrer};
 
 use crate::digest::Digest;
-
-pub const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-pub const DOCKER_V1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-
-/// Sent on every manifest request: the four current types first, schema1 last so that old
-/// images still come through.
-pub const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
-application/vnd.docker.distribution.manifest.list.v2+json, \
-application/vnd.oci.image.manifest.v1+json, \
-application/vnd.oci.image.index.v1+json, \
-application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5, \
-application/vnd.docker.distribution.manifest.v1+json;q=0.5";
 
 /// Manifests larger than this are refused, to bound memory (the distribution spec's limit).
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -65,7 +53,7 @@ impl fmt::Display for Platform {
 #[derive(Deserialize, Clone, Debug)]
 pub struct Descriptor {
     #[serde(rename = "mediaType", default)]
-    pub media_type: String,
+    pub media_type: MediaType,
     pub digest: Digest,
     #[serde(default)]
     pub size: Option<u64>,
@@ -76,9 +64,10 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// Windows "foreign" layers live outside the registry and are not copied.
+    /// A layer that lives outside the registry (Docker's foreign layers, OCI's
+    /// non-distributable ones, with the `urls` it is served from): it is not copied.
     fn is_foreign(&self) -> bool {
-        !self.urls.is_empty() && self.media_type.contains("foreign")
+        !self.urls.is_empty() && self.media_type.is_non_distributable()
     }
 }
 
@@ -87,7 +76,7 @@ struct Raw {
     #[serde(rename = "schemaVersion", default)]
     schema_version: Option<u32>,
     #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
+    media_type: Option<MediaType>,
     config: Option<Descriptor>,
     #[serde(default)]
     layers: Vec<Descriptor>,
@@ -108,7 +97,7 @@ pub enum Kind {
 /// A parsed manifest and the media type to push it with.
 #[derive(Clone, Debug)]
 pub struct Manifest {
-    pub media_type: String,
+    pub media_type: MediaType,
     pub kind: Kind,
 }
 
@@ -117,20 +106,6 @@ pub struct Manifest {
 pub struct BlobRef {
     pub digest: Digest,
     pub size: Option<u64>,
-}
-
-/// The media type without parameters (`; charset=utf-8`), lowercased.
-fn essence(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
-}
-
-/// Whether `t` is one of the media types an index is pushed with.
-pub fn is_index_type(t: &str) -> bool {
-    t == DOCKER_LIST || t == OCI_INDEX
-}
-
-pub fn is_image_type(t: &str) -> bool {
-    t == DOCKER_V2 || t == OCI_MANIFEST
 }
 
 impl Manifest {
@@ -142,42 +117,43 @@ impl Manifest {
     /// `text/plain`: some servers say that) is ignored. A body without `mediaType` (allowed by
     /// OCI) takes the header's type, else the type its shape implies. Docker schema 1 is refused:
     /// see the README ("What gets copied").
-    pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, String> {
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest JSON: {e}"))?;
-        let header = content_type.map(essence).filter(|h| h.contains("manifest") || h.contains("image.index"));
-        let schema1 = |t: &Option<String>| t.as_deref().is_some_and(|t| t == DOCKER_V1 || t == DOCKER_V1_SIGNED);
-        if raw.schema_version == Some(1) || raw.fs_layers.is_some() || schema1(&header) || schema1(&raw.media_type) {
-            return Err("Docker schema 1 manifest: not supported (deprecated since 2017, refused by current \
-                registries); push the image again with a current client, or convert it with \
-                `skopeo copy --format v2s2`"
-                .into());
+    pub fn parse(bytes: &[u8], content_type: Option<&MediaType>) -> Result<Manifest, Error> {
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| Error::json(Doc::Manifest, e))?;
+        let header = content_type.filter(|h| h.names_a_manifest());
+        let schema1 = |t: Option<&MediaType>| t.is_some_and(MediaType::is_schema1);
+        if raw.schema_version == Some(1)
+            || raw.fs_layers.is_some()
+            || schema1(header)
+            || schema1(raw.media_type.as_ref())
+        {
+            return Err(Error::Schema1);
         }
         let kind = if let Some(manifests) = raw.manifests {
             Kind::Index { manifests }
         } else if let Some(config) = raw.config {
             Kind::Image { config, layers: raw.layers }
         } else {
-            return Err("not a manifest: it has neither config nor manifests".into());
+            return Err(Error::NotAManifest);
         };
         let body = raw.media_type.filter(|m| !m.is_empty());
-        if let (Some(h), Some(b)) = (&header, &body) {
+        if let (Some(h), Some(b)) = (header, &body) {
             if h != b {
-                return Err(format!("the registry serves it as {h} but its body says mediaType {b}"));
+                return Err(Error::Conflict { served: h.clone(), body: b.clone() });
             }
         }
-        let shape_fits = |t: &str| match &kind {
-            Kind::Index { .. } => is_index_type(t),
-            Kind::Image { .. } => is_image_type(t),
+        let shape_fits = |t: &MediaType| match &kind {
+            Kind::Index { .. } => t.is_index(),
+            Kind::Image { .. } => t.is_image(),
         };
-        let media_type = match body.or(header) {
+        let media_type = match body.or_else(|| header.cloned()) {
             Some(t) if shape_fits(&t) => t,
-            Some(t) if is_index_type(&t) || is_image_type(&t) => {
-                return Err(format!("its mediaType is {t} but its content is {}", kind.shape()))
+            Some(t) if t.is_index() || t.is_image() => {
+                return Err(Error::Shape { media_type: t, content: kind.shape() })
             }
-            Some(t) => return Err(format!("unsupported manifest media type {t}")),
+            Some(t) => return Err(Error::Unsupported(t)),
             None => match &kind {
-                Kind::Index { .. } => OCI_INDEX.to_string(),
-                Kind::Image { .. } => OCI_MANIFEST.to_string(),
+                Kind::Index { .. } => MediaType::OCI_INDEX,
+                Kind::Image { .. } => MediaType::OCI_MANIFEST,
             },
         };
         Ok(Manifest { media_type, kind })
@@ -218,6 +194,12 @@ mod tests {
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    fn header(t: &str) -> Option<MediaType> {
+        Some(MediaType::from_header(t))
+    }
 
     #[test]
     fn docker_image() {
@@ -225,8 +207,8 @@ mod tests {
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_V2}","config":{{"mediaType":"x","digest":"{D1}","size":5}},
             "layers":[{{"mediaType":"l","digest":"{D2}","size":7}},{{"mediaType":"l","digest":"{D2}","size":7}}]}}"#
         );
-        let p = Manifest::parse(m.as_bytes(), Some("application/vnd.docker.distribution.manifest.v2+json")).unwrap();
-        assert_eq!(p.media_type, DOCKER_V2);
+        let p = Manifest::parse(m.as_bytes(), Some(&MediaType::DOCKER_MANIFEST)).unwrap();
+        assert_eq!(p.media_type, MediaType::DOCKER_MANIFEST);
         assert_eq!(
             p.blobs(),
             [
@@ -241,8 +223,8 @@ mod tests {
         let m = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"digest":"{D1}","size":3,"platform":{{"os":"linux","architecture":"arm","variant":"v7"}}}}]}}"#
         );
-        let p = Manifest::parse(m.as_bytes(), Some("application/octet-stream")).unwrap();
-        assert_eq!(p.media_type, OCI_INDEX);
+        let p = Manifest::parse(m.as_bytes(), Some(&MediaType::from_header("application/octet-stream"))).unwrap();
+        assert_eq!(p.media_type, MediaType::OCI_INDEX);
         match p.kind {
             Kind::Index { manifests } => {
                 assert_eq!(manifests[0].platform.as_ref().unwrap().to_string(), "linux/arm/v7")
@@ -255,8 +237,8 @@ mod tests {
     fn schema1_is_refused_and_foreign_layers_skipped() {
         let m = format!(r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{D1}"}},{{"blobSum":"{D1}"}}]}}"#);
         let e = Manifest::parse(m.as_bytes(), None).unwrap_err();
-        assert!(e.contains("schema 1"), "{e}");
-        assert!(Manifest::parse(b"{}", Some(DOCKER_V1_SIGNED)).unwrap_err().contains("schema 1"));
+        assert_eq!(e, Error::Schema1);
+        assert_eq!(Manifest::parse(b"{}", Some(&MediaType::DOCKER_SCHEMA1_SIGNED)).unwrap_err(), Error::Schema1);
         let m = format!(
             r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{D2}","urls":["https://x"]}}]}}"#
         );
@@ -264,25 +246,40 @@ mod tests {
     }
 
     #[test]
+    fn oci_non_distributable_layers_are_left_out_too() {
+        for t in
+            ["application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar"]
+        {
+            let m = format!(
+                r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}},"layers":[{{"mediaType":"{t}","digest":"{D2}","urls":["https://x"]}}]}}"#
+            );
+            let kept = Manifest::parse(m.as_bytes(), None).unwrap().blobs().len();
+            assert_eq!(kept, if t.contains("nondistributable") { 1 } else { 2 }, "{t}");
+        }
+    }
+
+    #[test]
     fn content_type_and_body_must_agree() {
         let m = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{D1}","size":1}}}}"#);
-        let e = Manifest::parse(m.as_bytes(), Some(DOCKER_V2)).unwrap_err();
+        let e = Manifest::parse(m.as_bytes(), header(DOCKER_V2).as_ref()).unwrap_err().to_string();
         assert!(e.contains(DOCKER_V2) && e.contains(OCI_MANIFEST), "{e}");
         // Not a manifest type at all: ignored, the body decides.
-        let p = Manifest::parse(m.as_bytes(), Some("application/json; charset=utf-8")).unwrap();
-        assert_eq!(p.media_type, OCI_MANIFEST);
+        let p = Manifest::parse(m.as_bytes(), header("application/json; charset=utf-8").as_ref()).unwrap();
+        assert_eq!(p.media_type, MediaType::OCI_MANIFEST);
         assert_eq!(
-            Manifest::parse(m.as_bytes(), Some("application/vnd.oci.image.manifest.v1+json")).unwrap().media_type,
-            OCI_MANIFEST
+            Manifest::parse(m.as_bytes(), Some(&MediaType::OCI_MANIFEST)).unwrap().media_type,
+            MediaType::OCI_MANIFEST
         );
         // No mediaType in the body: the header's type, when it fits the shape.
         let bare = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{D1}","size":1}}}}"#);
-        assert_eq!(Manifest::parse(bare.as_bytes(), Some(DOCKER_V2)).unwrap().media_type, DOCKER_V2);
-        assert!(Manifest::parse(bare.as_bytes(), Some(DOCKER_LIST)).unwrap_err().contains("an image"));
+        let parsed = Manifest::parse(bare.as_bytes(), header(DOCKER_V2).as_ref()).unwrap();
+        assert_eq!(parsed.media_type, MediaType::DOCKER_MANIFEST);
+        let e = Manifest::parse(bare.as_bytes(), Some(&MediaType::DOCKER_LIST)).unwrap_err().to_string();
+        assert!(e.contains("an image"), "{e}");
         let idx = format!(r#"{{"schemaVersion":2,"mediaType":"{DOCKER_V2}","manifests":[]}}"#);
-        assert!(Manifest::parse(idx.as_bytes(), None).unwrap_err().contains("an index"));
+        assert!(Manifest::parse(idx.as_bytes(), None).unwrap_err().to_string().contains("an index"));
         let odd = format!(r#"{{"schemaVersion":2,"mediaType":"application/x-odd","config":{{"digest":"{D1}"}}}}"#);
-        assert!(Manifest::parse(odd.as_bytes(), None).unwrap_err().contains("unsupported"));
+        assert!(Manifest::parse(odd.as_bytes(), None).unwrap_err().to_string().contains("unsupported"));
     }
 
     #[test]

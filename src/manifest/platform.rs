@@ -4,7 +4,7 @@
 //! if every entry matches, the original bytes are kept (same digest), otherwise the index is
 //! re-serialised from its own JSON (unknown fields and order preserved) and so gets a new digest.
 
-use super::{Descriptor, Platform};
+use super::{Descriptor, Doc, Error, Platform};
 use crate::digest::Digest;
 
 /// Selected platforms. Empty lists select everything.
@@ -16,22 +16,22 @@ pub struct PlatformFilter {
     arch: Vec<(String, Option<String>)>,
 }
 
-fn split(v: &str) -> Result<(String, Option<String>), String> {
+fn split(flag: &'static str, v: &str) -> Result<(String, Option<String>), Error> {
     let (a, b) = match v.split_once(':') {
         Some((a, b)) => (a, Some(b.to_string())),
         None => (v, None),
     };
     if a.is_empty() || b.as_deref() == Some("") {
-        return Err(format!("invalid platform value {v:?}"));
+        return Err(Error::Platform { flag, value: v.to_string() });
     }
     Ok((a.to_string(), b))
 }
 
 impl PlatformFilter {
-    pub fn new(os: &[String], arch: &[String]) -> Result<PlatformFilter, String> {
+    pub fn new(os: &[String], arch: &[String]) -> Result<PlatformFilter, Error> {
         Ok(PlatformFilter {
-            os: os.iter().map(|v| split(v).map_err(|e| format!("--os: {e}"))).collect::<Result<_, _>>()?,
-            arch: arch.iter().map(|v| split(v).map_err(|e| format!("--arch: {e}"))).collect::<Result<_, _>>()?,
+            os: os.iter().map(|v| split("--os", v)).collect::<Result<_, _>>()?,
+            arch: arch.iter().map(|v| split("--arch", v)).collect::<Result<_, _>>()?,
         })
     }
 
@@ -78,7 +78,7 @@ pub enum Keep {
 }
 
 /// Apply `filter` to the index `bytes`. Entries without a platform are dropped when filtering.
-pub fn filter_index(bytes: &[u8], filter: &PlatformFilter) -> Result<Filtered, String> {
+pub fn filter_index(bytes: &[u8], filter: &PlatformFilter) -> Result<Filtered, Error> {
     if filter.is_empty() {
         return Ok(Filtered::Unchanged);
     }
@@ -90,28 +90,28 @@ pub fn filter_index(bytes: &[u8], filter: &PlatformFilter) -> Result<Filtered, S
 }
 
 /// The entries of the index `bytes`, in order.
-pub fn entries(bytes: &[u8]) -> Result<Vec<Descriptor>, String> {
+pub fn entries(bytes: &[u8]) -> Result<Vec<Descriptor>, Error> {
     #[derive(serde::Deserialize)]
     struct Entries {
         manifests: Option<Vec<Descriptor>>,
     }
-    let e: Entries = serde_json::from_slice(bytes).map_err(|e| format!("invalid index JSON: {e}"))?;
-    e.manifests.ok_or_else(|| "index has no manifests array".into())
+    let e: Entries = serde_json::from_slice(bytes).map_err(|e| Error::json(Doc::Index, e))?;
+    e.manifests.ok_or(Error::NoManifests(Doc::Index))
 }
 
 /// Rewrite the index `bytes` entry by entry as `keep` says (one decision per entry, in order).
 /// The index is re-serialised from its own JSON (unknown fields and order preserved), so the
 /// same input always gives the same bytes.
-pub fn apply(bytes: &[u8], keep: &[Keep]) -> Result<Filtered, String> {
+pub fn apply(bytes: &[u8], keep: &[Keep]) -> Result<Filtered, Error> {
     if keep.iter().all(|k| *k == Keep::Yes) {
         return Ok(Filtered::Unchanged);
     }
-    let mut doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid index JSON: {e}"))?;
+    let mut doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::json(Doc::Index, e))?;
     let Some(list) = doc.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
-        return Err("index has no manifests array".into());
+        return Err(Error::NoManifests(Doc::Index));
     };
     if list.len() != keep.len() {
-        return Err("index entries changed while filtering".into());
+        return Err(Error::EntriesChanged);
     }
     let old = std::mem::take(list);
     for (mut entry, k) in old.into_iter().zip(keep) {
@@ -128,7 +128,7 @@ pub fn apply(bytes: &[u8], keep: &[Keep]) -> Result<Filtered, String> {
     Ok(if list.is_empty() {
         Filtered::Empty
     } else {
-        Filtered::Rewritten(serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?)
+        Filtered::Rewritten(serde_json::to_vec_pretty(&doc).map_err(|e| Error::json(Doc::Index, e))?)
     })
 }
 

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use super::OCI_INDEX;
+use super::{Doc, Error, MediaType};
 use crate::digest::Digest;
 
 /// Cosign's legacy tag suffixes.
@@ -22,7 +22,7 @@ const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
 #[derive(Debug, Clone, PartialEq)]
 pub struct Referrer {
     pub digest: Digest,
-    pub artifact_type: Option<String>,
+    pub artifact_type: Option<MediaType>,
     /// The descriptor as served, for the destination's fallback index.
     pub descriptor: Value,
 }
@@ -30,16 +30,16 @@ pub struct Referrer {
 impl Referrer {
     /// The referrers an index (an API answer or a fallback tag) lists; entries without a valid
     /// digest are left out.
-    pub fn list(index: &[u8]) -> Result<Vec<Referrer>, String> {
-        let doc: Value = serde_json::from_slice(index).map_err(|e| format!("invalid referrers index: {e}"))?;
+    pub fn list(index: &[u8]) -> Result<Vec<Referrer>, Error> {
+        let doc: Value = serde_json::from_slice(index).map_err(|e| Error::json(Doc::Referrers, e))?;
         let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
-            return Err("referrers index has no manifests array".into());
+            return Err(Error::NoManifests(Doc::Referrers));
         };
         Ok(entries
             .iter()
             .filter_map(|d| {
                 let digest = Digest::parse(d.get("digest")?.as_str()?).ok()?;
-                let artifact_type = d.get("artifactType").and_then(Value::as_str).map(String::from);
+                let artifact_type = d.get("artifactType").and_then(Value::as_str).map(MediaType::new);
                 Some(Referrer { digest, artifact_type, descriptor: d.clone() })
             })
             .collect())
@@ -69,17 +69,16 @@ pub fn is_referrer_tag(tag: &str) -> bool {
 /// lists every one of them. Entries already there are kept, in their order; new ones follow in
 /// the order given. `existing` that is no index is an error (we never overwrite what we cannot
 /// read).
-pub fn merge_fallback(existing: Option<&[u8]>, add: &[Referrer]) -> Result<Option<Vec<u8>>, String> {
+pub fn merge_fallback(existing: Option<&[u8]>, add: &[Referrer]) -> Result<Option<Vec<u8>>, Error> {
     let mut doc = match existing {
         Some(bytes) => {
-            let doc: Value =
-                serde_json::from_slice(bytes).map_err(|e| format!("the existing referrers tag is not JSON: {e}"))?;
+            let doc: Value = serde_json::from_slice(bytes).map_err(|e| Error::json(Doc::ExistingFallback, e))?;
             if !doc.get("manifests").is_some_and(Value::is_array) {
-                return Err("the existing referrers tag is not an index".into());
+                return Err(Error::NoManifests(Doc::ExistingFallback));
             }
             doc
         }
-        None => serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+        None => serde_json::json!({"schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": []}),
     };
     let list = doc["manifests"].as_array_mut().expect("checked above");
     let mut changed = false;
@@ -93,7 +92,7 @@ pub fn merge_fallback(existing: Option<&[u8]>, add: &[Referrer]) -> Result<Optio
     if !changed {
         return Ok(None);
     }
-    serde_json::to_vec(&doc).map(Some).map_err(|e| e.to_string())
+    serde_json::to_vec(&doc).map(Some).map_err(|e| Error::json(Doc::ExistingFallback, e))
 }
 
 #[cfg(test)]
@@ -109,7 +108,7 @@ mod tests {
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": d(c).to_string(), "size": 10, "artifactType": t,
         });
-        Referrer { digest: d(c), artifact_type: Some(t.into()), descriptor }
+        Referrer { digest: d(c), artifact_type: Some(MediaType::new(t)), descriptor }
     }
 
     #[test]

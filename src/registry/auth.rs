@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-use crate::retry::Backoff;
+use super::error::{self, transport};
 use super::settings::Credentials;
-use super::{encode_query, Error, ErrorKind};
+use super::url::encode_query;
+use crate::retry::Backoff;
+use crate::store::{Access, Error, ErrorKind};
 
 /// The username meaning "the password is an identity token" (docker's convention, as its
 /// credential helpers answer `{"Username": "<token>", "Secret": …}`).
@@ -33,6 +35,24 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// A token is refreshed this long before it expires, so a request never starts with a token
 /// that dies in flight.
 const REFRESH_MARGIN: Duration = Duration::from_secs(10);
+
+/// The scope a token needs to read a repository.
+pub fn pull_scope(name: &str) -> String {
+    format!("repository:{name}:pull")
+}
+
+/// The scope a token needs to write a repository (push first, as registries expect).
+pub fn push_scope(name: &str) -> String {
+    format!("repository:{name}:pull,push")
+}
+
+/// The scopes a request on `repo` needs: a destination's reads reuse its push token.
+pub fn scopes(access: Access, repo: &str) -> Vec<String> {
+    match access {
+        Access::Pull => vec![pull_scope(repo)],
+        Access::Push => vec![push_scope(repo)],
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Scheme {
@@ -320,10 +340,10 @@ impl Authenticator {
             let err = match sent {
                 Ok(r) if r.status().as_u16() >= 500 || r.status().as_u16() == 429 => {
                     let mut r = r;
-                    Error::status(&self.registry, what, &mut r)
+                    error::status(&self.registry, what, &mut r)
                 }
                 Ok(r) => break r,
-                Err(e) => Error::transport(&self.registry, what, e),
+                Err(e) => transport(&self.registry, what, e),
             };
             let wait = if err.is_transient() { backoff.next(err.retry_after(), &err) } else { None };
             match wait {
@@ -350,14 +370,14 @@ impl Authenticator {
             return Err(self.unauthorized(format!("the token server refused {} (HTTP {status})", self.who())));
         }
         if status != 200 {
-            return Err(Error::status(&self.registry, what, &mut resp));
+            return Err(error::status(&self.registry, what, &mut resp));
         }
         let body = resp
             .body_mut()
             .with_config()
             .limit(1024 * 1024)
             .read_to_vec()
-            .map_err(|e| Error::transport(&self.registry, what, e))?;
+            .map_err(|e| transport(&self.registry, what, e))?;
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| Error::new(&self.registry, what, ErrorKind::Invalid(format!("token response: {e}"))))?;
         let value = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {

@@ -10,13 +10,15 @@
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ureq::http::{Response, Uri};
+use ureq::http::Response;
 use ureq::SendBody;
 
 use super::auth::Authenticator;
-use crate::retry::Backoff;
+use super::error::{io_error, transport};
 use super::settings::Limits;
-use super::{Error, ErrorKind};
+use super::url::{origin, resolve};
+use crate::retry::Backoff;
+use crate::store::{Error, ErrorKind, Meter};
 
 const MAX_REDIRECTS: u32 = 5;
 
@@ -102,7 +104,7 @@ impl Client {
             let authz = if same_origin { self.auth.header(&self.agent, scopes)? } else { None };
             let resp = self
                 .send_once(method, url, headers, authz.as_deref(), &mut body)
-                .map_err(|e| self.scheme_hint(Error::transport(&self.registry, what, e)))?;
+                .map_err(|e| self.scheme_hint(transport(&self.registry, what, e)))?;
             let resp = self.check_plain_http_answer(resp, what)?;
             let status = resp.status().as_u16();
             if status == 401 && resendable && same_origin {
@@ -184,10 +186,15 @@ impl Client {
         }
     }
 
+    /// The minimum-speed check of a body read from this registry.
+    pub(crate) fn meter(&self) -> Meter {
+        Meter::new(self.limits.stall_timeout, self.limits.min_speed)
+    }
+
     /// Read a small answer whole (a manifest, a tag list), at most `limit` bytes, with the
     /// minimum-speed check of blob streams.
     pub(crate) fn read_body(&self, resp: Response<ureq::Body>, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
-        let mut meter = super::blobs::Meter::new(self);
+        let mut meter = self.meter();
         let mut reader = resp.into_body().into_with_config().limit(limit).reader();
         let mut out = Vec::new();
         let mut buf = [0u8; 16 * 1024];
@@ -197,7 +204,7 @@ impl Client {
                 Ok(n) => n,
                 Err(e) => return Err(self.body_error(what, limit, e)),
             };
-            meter.add(n).map_err(|e| Error::io(&self.registry, what, e))?;
+            meter.add(n).map_err(|e| io_error(&self.registry, what, e))?;
             out.extend_from_slice(&buf[..n]);
         }
     }
@@ -206,7 +213,7 @@ impl Client {
         // ureq reports the limit as an I/O error wrapping its own error.
         match ureq::Error::from(e) {
             ureq::Error::BodyExceedsLimit(_) => Error::new(&self.registry, what, ErrorKind::TooLarge(limit)),
-            other => Error::transport(&self.registry, what, other),
+            other => transport(&self.registry, what, other),
         }
     }
 
@@ -271,66 +278,13 @@ impl Client {
             let a = if same_origin { authz } else { None };
             resp = self
                 .send_once(method, &next, headers, a, &mut Body::Empty)
-                .map_err(|e| Error::transport(&self.registry, what, e))?;
+                .map_err(|e| transport(&self.registry, what, e))?;
             current = next;
         }
         Err(Error::new(&self.registry, what, ErrorKind::Invalid("too many redirects".into())))
     }
 }
 
-/// Scheme, host and port of a URL (the port filled in from the scheme when the URL has none,
-/// so `https://r.example` and `https://R.example:443` are one origin).
-fn origin(url: &str) -> Option<(Option<String>, Option<String>, Option<u16>)> {
-    let u = url.parse::<Uri>().ok()?;
-    let scheme = u.scheme_str().map(str::to_ascii_lowercase);
-    let default_port = match scheme.as_deref() {
-        Some("http") => Some(80),
-        Some("https") => Some(443),
-        _ => None,
-    };
-    Some((scheme, u.host().map(str::to_ascii_lowercase), u.port_u16().or(default_port)))
-}
-
-/// Resolve `location` (absolute URL, absolute path, or relative path) against `current`.
-pub(crate) fn resolve(current: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.to_string();
-    }
-    let scheme_end = current.find("://").map_or(0, |i| i + 3);
-    let authority_end = current[scheme_end..].find('/').map_or(current.len(), |i| scheme_end + i);
-    let root = &current[..authority_end];
-    if location.starts_with('/') {
-        return format!("{root}{location}");
-    }
-    // A relative path replaces the last segment of the current path.
-    let path = current[authority_end..].split(['?', '#']).next().unwrap_or("");
-    let dir = path.rfind('/').map_or("", |i| &path[..i]);
-    format!("{root}{dir}/{location}")
-}
-
 pub(crate) fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> {
     resp.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins_compare_with_default_ports_and_any_case() {
-        assert_eq!(origin("https://r.example/v2/"), origin("https://R.example:443/v2/a/blobs/uploads/x"));
-        assert_eq!(origin("http://127.0.0.1:5000/v2/"), origin("http://127.0.0.1:5000/x"));
-        assert_ne!(origin("http://127.0.0.1:5000/"), origin("http://localhost:5000/"));
-        assert_ne!(origin("http://r.example/"), origin("https://r.example/"));
-        assert_ne!(origin("https://r.example/"), origin("https://r.example:8443/"));
-    }
-
-    #[test]
-    fn locations() {
-        assert_eq!(resolve("http://h:1", "/v2/a/blobs/uploads/x?s=1"), "http://h:1/v2/a/blobs/uploads/x?s=1");
-        assert_eq!(resolve("http://h:1/v2/a/blobs/x", "/y"), "http://h:1/y");
-        assert_eq!(resolve("https://h/v2/a/tags/list?n=1", "list?n=2"), "https://h/v2/a/tags/list?n=2");
-        assert_eq!(resolve("http://h:1", "https://s3/x"), "https://s3/x");
-        assert_eq!(resolve("http://h:1", "x"), "http://h:1/x");
-    }
 }

@@ -1,7 +1,5 @@
-//! All clients of a run, created on first use: one per (registry, matching auth key), so that
-//! every worker shares its tokens, its learned auth scheme and its connection pool — and the
-//! OCI layouts of the run, opened up front (so a missing or unusable one fails the run before
-//! any request).
+//! All registry clients of a run, created on first use: one per (registry, matching auth key),
+//! so that every worker shares its tokens, its learned auth scheme and its connection pool.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -9,10 +7,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::auth::Authenticator;
-use super::layout::{Base, Layout, LayoutSpec};
+use super::error::transport;
 use super::settings::{Auth, Limits, TlsOptions};
-use super::{transport, Client, Error, ErrorKind, Store};
+use super::transport::TlsFileError;
+use super::Client;
 use crate::reference::Repository;
+use crate::store::ErrorKind;
 
 /// Clients by (registry, matching auth key).
 type ClientMap = HashMap<(Arc<str>, Option<String>), Arc<Client>>;
@@ -25,19 +25,17 @@ pub struct Registries {
     agents: HashMap<TlsOptions, ureq::Agent>,
     clients: Mutex<ClientMap>,
     anonymous_logged: Mutex<HashSet<String>>,
-    /// The layouts of the run, by location (`oci:/path`).
-    layouts: HashMap<String, Arc<Layout>>,
 }
 
 impl Registries {
     /// Fails when a CA, certificate or key file cannot be used.
-    pub fn new(auth: Auth, global_tls: TlsOptions, limits: Limits, workers: usize) -> Result<Registries, String> {
+    pub fn new(auth: Auth, global_tls: TlsOptions, limits: Limits, workers: usize) -> Result<Registries, TlsFileError> {
         let mut agents = HashMap::new();
         let profiles = std::iter::once(global_tls.clone())
             .chain(auth.rules().iter().filter(|r| !r.insecure).map(|r| r.tls.merged(&global_tls)));
         for tls in profiles {
             if let std::collections::hash_map::Entry::Vacant(slot) = agents.entry(tls) {
-                let agent = transport::agent(workers, slot.key(), &limits)?;
+                let agent = super::transport::agent(workers, slot.key(), &limits)?;
                 slot.insert(agent);
             }
         }
@@ -48,44 +46,13 @@ impl Registries {
             agents,
             clients: Mutex::new(HashMap::new()),
             anonymous_logged: Mutex::new(HashSet::new()),
-            layouts: HashMap::new(),
         })
     }
 
-    /// Open the run's layouts; `base` (`--base`) applies to those written.
-    pub fn with_layouts(mut self, specs: &[LayoutSpec], base: Option<&std::path::Path>) -> Result<Registries, String> {
-        let base = base.map(Base::load).transpose()?.map(Arc::new);
-        for spec in specs {
-            let layout = Layout::open(spec, base.clone())?;
-            self.layouts.insert(spec.location.clone(), Arc::new(layout));
-        }
-        Ok(self)
-    }
-
-    /// Where `repo` lives: its registry's client, or its layout.
-    pub fn store(&self, repo: &Repository) -> Store {
-        match self.layouts.get(&*repo.registry) {
-            Some(l) => Store::Layout(l.clone()),
-            None => Store::Registry(self.client(repo)),
-        }
-    }
-
-    /// The end of the run: layouts written out (archives made unless `interrupted`). Returns
-    /// notes for the summary line; an error when a layout could not be completed.
-    pub fn finish(&self, interrupted: bool) -> Result<Vec<String>, String> {
-        let mut notes = Vec::new();
-        let mut names: Vec<&String> = self.layouts.keys().collect();
-        names.sort();
-        for name in names {
-            notes.extend(self.layouts[name].finish(interrupted)?);
-        }
-        Ok(notes)
-    }
-
-    /// The client for `repo`, chosen by the longest matching auth key.
-    pub fn client(&self, repo: &Repository) -> Arc<Client> {
+    /// The client for `repo` on the registry `host`, chosen by the longest matching auth key.
+    pub fn client(&self, host: &Arc<str>, repo: &Repository) -> Arc<Client> {
         let rule = self.auth.lookup(repo);
-        let key = (repo.registry.clone(), rule.map(|r| r.key.clone()));
+        let key = (host.clone(), rule.map(|r| r.key.clone()));
         if let Some(c) = self.clients.lock().get(&key) {
             return c.clone();
         }
@@ -97,7 +64,7 @@ impl Registries {
             Some(r) => r.insecure,
             // As Docker does for its default insecure registries: https when it speaks TLS. Asked
             // without holding the client map, so a slow loopback port delays no one else.
-            None if is_loopback(&repo.registry) => !speaks_tls(&agent, &repo.registry),
+            None if is_loopback(host) => !speaks_tls(&agent, host),
             None => false,
         };
         let mut clients = self.clients.lock();
@@ -109,10 +76,10 @@ impl Registries {
             log::info!("no credentials for {repo}: accessing it anonymously");
         }
         if tls.skip_verify && !insecure {
-            log::warn!("{}: TLS certificates are not verified (skip_tls_verify)", repo.registry);
+            log::warn!("{host}: TLS certificates are not verified (skip_tls_verify)");
         }
         let scheme = if insecure { "http" } else { "https" };
-        let registry = &repo.registry;
+        let registry = host;
         let scheme_fix = match (rule, insecure) {
             (Some(r), true) => format!("remove `insecure: true` from auth key {:?}", r.key),
             (Some(r), false) => format!("set `insecure: true` under auth key {:?} if it is plain http", r.key),
@@ -139,7 +106,7 @@ impl Registries {
 fn speaks_tls(agent: &ureq::Agent, registry: &str) -> bool {
     let tls = match agent.get(format!("https://{registry}/v2/")).call() {
         Ok(_) => true,
-        Err(e) => matches!(Error::transport(registry, "probe", e).kind, ErrorKind::Tls(_)),
+        Err(e) => matches!(transport(registry, "probe", e).kind, ErrorKind::Tls(_)),
     };
     log::debug!("{registry}: no auth key; it {} TLS", if tls { "speaks" } else { "does not speak" });
     tls

@@ -69,7 +69,7 @@ pub struct AuthRule {
 impl AuthRule {
     /// `true` when this key covers `repo`.
     pub fn matches(&self, repo: &Repository) -> bool {
-        *self.registry == *repo.registry
+        repo.location.registry() == Some(&*self.registry)
             && match &self.namespace {
                 None => true,
                 Some(ns) => *repo.name == **ns || repo.name.starts_with(&format!("{ns}/")),
@@ -126,11 +126,8 @@ impl Auth {
         if let Some(c) = self.lookup(repo).and_then(|r| r.credentials.clone()) {
             return Some(c);
         }
-        self.asked
-            .lock()
-            .entry(repo.registry.to_string())
-            .or_insert_with(|| self.keychain.credentials(&repo.registry))
-            .clone()
+        let registry = repo.location.registry()?;
+        self.asked.lock().entry(registry.to_string()).or_insert_with(|| self.keychain.credentials(registry)).clone()
     }
 
     pub fn rules(&self) -> &[AuthRule] {

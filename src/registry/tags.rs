@@ -1,7 +1,11 @@
 //! Tag and catalog listings, following `Link: <…>; rel="next"` pagination to the end.
 
+use super::auth::pull_scope;
 use super::client::{header, Body};
-use super::{pull_scope, Client, Error, ErrorKind};
+use super::error;
+use super::url::next_link;
+use super::Client;
+use crate::store::{Error, ErrorKind};
 
 /// Page size asked for; registries may ignore it or cap it.
 const PAGE: usize = 1000;
@@ -18,13 +22,13 @@ struct Page {
 
 impl Client {
     /// Every tag of `repo`, in the order the registry returns them.
-    pub fn list_tags(&self, repo: &str) -> Result<Vec<String>, Error> {
+    pub(crate) fn list_tags(&self, repo: &str) -> Result<Vec<String>, Error> {
         let url = self.url(&format!("/v2/{repo}/tags/list?n={PAGE}"));
         self.list(&format!("list tags of {repo}"), url, &[pull_scope(repo)], |p| p.tags)
     }
 
     /// Every repository of the registry (`/v2/_catalog`; many registries restrict it).
-    pub fn list_catalog(&self) -> Result<Vec<String>, Error> {
+    pub(crate) fn list_catalog(&self) -> Result<Vec<String>, Error> {
         let url = self.url(&format!("/v2/_catalog?n={PAGE}"));
         self.list("list the catalog", url, &["registry:catalog:*".to_string()], |p| p.repositories)
     }
@@ -41,7 +45,7 @@ impl Client {
             let (page, next) = self.retrying(what, || {
                 let mut r = self.send("GET", &url, scopes, &[("Accept", "application/json")], Body::Empty, what)?;
                 if r.status().as_u16() != 200 {
-                    return Err(Error::status(&self.registry, what, &mut r));
+                    return Err(error::status(&self.registry, what, &mut r));
                 }
                 let next = header(&r, "link").and_then(|l| next_link(&l));
                 let body = self.read_body(r, 64 * 1024 * 1024, what)?;
@@ -57,33 +61,5 @@ impl Client {
             }
         }
         Err(Error::new(&self.registry, what, ErrorKind::Invalid("listing pagination does not end".into())))
-    }
-}
-
-/// The target of the `rel="next"` entry of a `Link` header.
-pub fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        let is_next = params.split(';').any(|p| {
-            let p = p.trim().replace(' ', "");
-            p == "rel=\"next\"" || p == "rel=next"
-        });
-        let t = target.trim();
-        is_next.then(|| t.trim_start_matches('<').trim_end_matches('>').to_string())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn link_header() {
-        assert_eq!(
-            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
-            Some("/v2/a/tags/list?n=2&last=b")
-        );
-        assert_eq!(next_link(r#"<https://x/y>; rel="prev", <https://x/z>; rel=next"#).as_deref(), Some("https://x/z"));
-        assert_eq!(next_link(r#"<https://x/y>; rel="prev""#), None);
     }
 }

@@ -8,7 +8,8 @@
 //! Redirects are not followed here: [`super::Client`] follows them itself so that the
 //! `Authorization` header never travels to another origin.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
@@ -31,9 +32,39 @@ const OUTPUT_BUFFER: usize = 32 * 1024;
 /// large as the 64 KiB head ureq accepts.
 const INPUT_BUFFER: usize = 64 * 1024;
 
+/// A TLS file of the auth file or the flags that cannot be used: the run stops before any
+/// request.
+#[derive(Debug)]
+pub enum TlsFileError {
+    /// `key` (`ca_file`, `cert_file`, `key_file`) names a file that cannot be read.
+    Unreadable { key: &'static str, path: PathBuf, error: std::io::Error },
+    /// A certificate file without a PEM certificate in it.
+    NoCertificate { key: &'static str, path: PathBuf },
+    /// A key file without a usable PEM private key.
+    NoKey { path: PathBuf, message: String },
+}
+
+impl fmt::Display for TlsFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsFileError::Unreadable { key, path, error } => {
+                write!(f, "{key} {}: cannot read: {error}", path.display())
+            }
+            TlsFileError::NoCertificate { key, path } => {
+                write!(f, "{key} {}: no PEM certificate in it", path.display())
+            }
+            TlsFileError::NoKey { path, message } => {
+                write!(f, "key_file {}: no usable PEM private key: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for TlsFileError {}
+
 /// Build an agent for `tls`. `workers` sizes the idle-connection pool so every worker keeps its
 /// connections to a registry alive between requests. Unreadable TLS files are errors.
-pub fn agent(workers: usize, tls: &TlsOptions, limits: &Limits) -> Result<Agent, String> {
+pub fn agent(workers: usize, tls: &TlsOptions, limits: &Limits) -> Result<Agent, TlsFileError> {
     let mut roots = system_roots();
     for ca in &tls.ca_files {
         let certs = certificates(ca, "ca_file")?;
@@ -49,9 +80,13 @@ pub fn agent(workers: usize, tls: &TlsOptions, limits: &Limits) -> Result<Agent,
         None => None,
         Some((cert, key)) => {
             let chain = certificates(cert, "cert_file")?;
-            let pem = std::fs::read(key).map_err(|e| format!("key_file {}: cannot read: {e}", key.display()))?;
+            let pem = std::fs::read(key).map_err(|error| TlsFileError::Unreadable {
+                key: "key_file",
+                path: key.clone(),
+                error,
+            })?;
             let key = PrivateKey::from_pem(&pem)
-                .map_err(|e| format!("key_file {}: no usable PEM private key: {e}", key.display()))?;
+                .map_err(|e| TlsFileError::NoKey { path: key.clone(), message: e.to_string() })?;
             Some(ClientCert::new_with_certs(&chain, key))
         }
     };
@@ -79,8 +114,8 @@ pub fn agent(workers: usize, tls: &TlsOptions, limits: &Limits) -> Result<Agent,
 }
 
 /// Every certificate in a PEM file; none is an error.
-fn certificates(path: &Path, what: &str) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("{what} {}: cannot read: {e}", path.display()))?;
+fn certificates(path: &Path, key: &'static str) -> Result<Vec<Certificate<'static>>, TlsFileError> {
+    let pem = std::fs::read(path).map_err(|error| TlsFileError::Unreadable { key, path: path.to_path_buf(), error })?;
     let certs: Vec<_> = parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(PemItem::Certificate(c)) => Some(c),
@@ -88,7 +123,7 @@ fn certificates(path: &Path, what: &str) -> Result<Vec<Certificate<'static>>, St
         })
         .collect();
     if certs.is_empty() {
-        return Err(format!("{what} {}: no PEM certificate in it", path.display()));
+        return Err(TlsFileError::NoCertificate { key, path: path.to_path_buf() });
     }
     Ok(certs)
 }

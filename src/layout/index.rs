@@ -10,6 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::digest::Digest;
+use crate::manifest::MediaType;
 use crate::reference::parse_repository;
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -20,7 +21,7 @@ pub const IMAGE_NAME: &str = "io.containerd.image.name";
 pub struct Entry {
     pub value: Value,
     pub digest: Digest,
-    pub media_type: String,
+    pub media_type: MediaType,
     pub size: u64,
     /// The image name (docker's display form, e.g. `docker.io/library/nginx`), when known.
     pub name: Option<String>,
@@ -31,7 +32,7 @@ impl Entry {
     /// Read a descriptor of `index.json`; `None` for one that names no sha256 manifest.
     pub fn parse(value: Value) -> Option<Entry> {
         let digest = Digest::parse(value.get("digest")?.as_str()?).ok()?;
-        let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or_default().to_string();
+        let media_type = MediaType::new(value.get("mediaType").and_then(Value::as_str).unwrap_or_default());
         let size = value.get("size").and_then(Value::as_u64).unwrap_or(0);
         let note = |k: &str| value.get("annotations").and_then(|a| a.get(k)).and_then(Value::as_str);
         let (mut name, mut tag) = (None, note(REF_NAME).map(String::from));
@@ -50,7 +51,14 @@ impl Entry {
     }
 
     /// A new entry for a manifest stored under `name` (may be empty) and `tag` (or by digest).
-    pub fn new(name: &str, tag: Option<&str>, digest: &Digest, size: u64, media_type: &str, extra: &Value) -> Entry {
+    pub fn new(
+        name: &str,
+        tag: Option<&str>,
+        digest: &Digest,
+        size: u64,
+        media_type: &MediaType,
+        extra: &Value,
+    ) -> Entry {
         let mut annotations = Map::new();
         if !name.is_empty() {
             let full = match tag {
@@ -72,7 +80,7 @@ impl Entry {
         Entry {
             value,
             digest: digest.clone(),
-            media_type: media_type.to_string(),
+            media_type: media_type.clone(),
             size,
             name: (!name.is_empty()).then(|| name.to_string()),
             tag: tag.map(String::from),
@@ -125,7 +133,7 @@ impl Index {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut doc = Map::new();
         doc.insert("schemaVersion".into(), 2.into());
-        doc.insert("mediaType".into(), crate::manifest::OCI_INDEX.into());
+        doc.insert("mediaType".into(), crate::manifest::MediaType::OCI_INDEX.as_str().into());
         for (k, v) in &self.rest {
             doc.insert(k.clone(), v.clone());
         }
@@ -216,10 +224,10 @@ mod tests {
     fn put_replaces_the_same_tag() {
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
         let mut idx = Index::default();
-        assert!(idx.put(Entry::new("r.io/x", Some("v1"), &a, 1, "m", &Value::Null)));
-        assert!(!idx.put(Entry::new("r.io/x", Some("v1"), &a, 1, "m", &Value::Null)));
-        assert!(idx.put(Entry::new("r.io/x", Some("v1"), &b, 1, "m", &Value::Null)));
-        assert!(idx.put(Entry::new("r.io/y", Some("v1"), &b, 1, "m", &Value::Null)));
+        assert!(idx.put(Entry::new("r.io/x", Some("v1"), &a, 1, &MediaType::new("m"), &Value::Null)));
+        assert!(!idx.put(Entry::new("r.io/x", Some("v1"), &a, 1, &MediaType::new("m"), &Value::Null)));
+        assert!(idx.put(Entry::new("r.io/x", Some("v1"), &b, 1, &MediaType::new("m"), &Value::Null)));
+        assert!(idx.put(Entry::new("r.io/y", Some("v1"), &b, 1, &MediaType::new("m"), &Value::Null)));
         assert_eq!(idx.entries.len(), 2);
         let back = Index::parse(&idx.to_bytes()).unwrap();
         assert_eq!(back.names(), ["r.io/x", "r.io/y"]);

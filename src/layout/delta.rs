@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::Members;
 use crate::digest::Digest;
+use crate::store::{Error, ErrorKind};
 
 /// The file at a delta bundle's root that lists what it left out.
 pub const RECORD: &str = "image-syncer-delta.json";
@@ -50,9 +51,9 @@ pub struct Base {
 impl Base {
     /// Read `path`: a bundle directory, its `index.json`, or an archive. The blobs a delta
     /// base itself left out count as held (they are at the destination, if it was imported).
-    pub fn load(path: &Path) -> Result<Base, String> {
+    pub fn load(path: &Path) -> Result<Base, Error> {
         let label = path.display().to_string();
-        let fail = |m: String| format!("--base {label}: {m}");
+        let fail = |m: String| Error::new(&format!("--base {label}"), "", ErrorKind::Layout(m));
         let dir = if path.file_name().is_some_and(|n| n == "index.json") { path.parent() } else { Some(path) };
         let mut blobs = BTreeMap::new();
         let mut record = None;

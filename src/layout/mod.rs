@@ -1,6 +1,6 @@
 //! OCI image layouts (`oci:DIR`) and archives (`oci-archive:FILE.tar`) as places images live:
-//! read and written through the same operations as a registry ([`super::Store`]), so every rule,
-//! selector, the platform filter and referrers work across an air gap unchanged.
+//! read and written through the same operations as a registry (a [`Store`], [`store`]), so every
+//! rule, selector, the platform filter and referrers work across an air gap unchanged.
 //!
 //! One layout holds many repositories, named as `docker save` names them ([`index`]); each blob
 //! is one file, whichever images share it.
@@ -18,6 +18,7 @@
 mod archive;
 mod delta;
 mod index;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -31,14 +32,13 @@ use serde_json::{json, Value};
 
 pub use delta::Base;
 
-use super::blobs::Origin;
-use super::{BlobSource, Error, ErrorKind, Fetched, Head, ReferrersAnswer};
-use crate::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::digest::Digest;
-use crate::reference::Reference;
+use crate::manifest::{MediaType, MAX_MANIFEST_BYTES};
+use crate::reference::Location;
+use crate::store::{Error, ErrorKind, Origin};
 use archive::Members;
 use delta::{Left, Record, RECORD};
-use index::{Entry, Index};
+use index::Index;
 
 /// `index.json` is rewritten at most this often while tags arrive (and always at the end).
 const INDEX_EVERY: Duration = Duration::from_millis(500);
@@ -46,13 +46,11 @@ const INDEX_EVERY: Duration = Duration::from_millis(500);
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_VERSION: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// A layout location of a run: where it is, whether it is an archive, whether it is written.
+/// A layout of a run: where it is, and whether it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayoutSpec {
     /// `oci:/abs/dir` or `oci-archive:/abs/file.tar`, as repositories name it.
-    pub location: String,
-    pub path: PathBuf,
-    pub archive: bool,
+    pub location: Location,
     /// Images are written into it (created when missing).
     pub write: bool,
     /// A destination: it may not exist yet (a dry run or an audit sees it empty).
@@ -60,13 +58,12 @@ pub struct LayoutSpec {
 }
 
 impl LayoutSpec {
-    /// The spec of `location` (`oci:/path` or `oci-archive:/path`).
-    pub fn new(location: &str, dest: bool, write: bool) -> LayoutSpec {
-        let (archive, path) = match location.strip_prefix(crate::reference::LAYOUT_ARCHIVE) {
-            Some(p) => (true, p),
-            None => (false, location.strip_prefix(crate::reference::LAYOUT_DIR).unwrap_or(location)),
-        };
-        LayoutSpec { location: location.to_string(), path: PathBuf::from(path), archive, write, dest }
+    fn path(&self) -> &Path {
+        self.location.path().expect("a layout location has a path")
+    }
+
+    fn archive(&self) -> bool {
+        matches!(self.location, Location::Archive(_))
     }
 }
 
@@ -80,6 +77,7 @@ struct State {
 }
 
 pub struct Layout {
+    /// `oci:/path` or `oci-archive:/path`, as errors name it.
     pub location: String,
     /// The directory holding `blobs/` and `index.json`: the layout, or an archive's staging
     /// directory. `None` for an archive that is only read.
@@ -108,29 +106,30 @@ fn rel(digest: &Digest) -> String {
 
 impl Layout {
     /// Open (or, to be written, create) the layout of `spec`; `base` applies when written.
-    pub fn open(spec: &LayoutSpec, base: Option<Arc<Base>>) -> Result<Layout, String> {
-        let loc = &spec.location;
-        let fail = |m: String| format!("{loc}: {m}");
+    pub fn open(spec: &LayoutSpec, base: Option<Arc<Base>>) -> Result<Layout, Error> {
+        let loc = spec.location.to_string();
+        let fail = |m: String| Error::new(&loc, "", ErrorKind::Layout(m));
+        let (archive, path) = (spec.archive(), spec.path());
         let (mut dir, mut tar, mut output) = (None, None, None);
         // A destination that is not there yet, in a run that writes nothing: seen empty.
-        let unborn = spec.dest && !spec.write && !spec.path.exists();
-        if spec.archive {
-            if spec.path.exists() {
-                tar = Some(Members::scan(&spec.path).map_err(|e| fail(format!("not a readable tar archive: {e}")))?);
+        let unborn = spec.dest && !spec.write && !path.exists();
+        if archive {
+            if path.exists() {
+                tar = Some(Members::scan(path).map_err(|e| fail(format!("not a readable tar archive: {e}")))?);
             } else if !spec.write && !unborn {
                 return Err(fail("no such archive".into()));
             }
             if spec.write {
-                output = Some(spec.path.clone());
-                dir = Some(PathBuf::from(format!("{}.partial", spec.path.display())));
+                output = Some(path.to_path_buf());
+                dir = Some(PathBuf::from(format!("{}.partial", path.display())));
             }
         } else if !unborn {
-            if !spec.write && !spec.path.is_dir() {
+            if !spec.write && !path.is_dir() {
                 return Err(fail("no such directory".into()));
             }
-            dir = Some(spec.path.clone());
+            dir = Some(path.to_path_buf());
         }
-        let read = |name: &str| -> Result<Option<Vec<u8>>, String> {
+        let read = |name: &str| -> Result<Option<Vec<u8>>, Error> {
             if let Some(d) = &dir {
                 match std::fs::read(d.join(name)) {
                     Ok(b) => return Ok(Some(b)),
@@ -150,12 +149,12 @@ impl Layout {
             }
         };
         if let (Some(d), true) = (&dir, spec.write) {
-            prepare_dir(d, spec.archive).map_err(fail)?;
+            prepare_dir(d, archive).map_err(fail)?;
         }
         let index = match read("index.json")? {
             Some(b) => Index::parse(&b).map_err(fail)?,
             None if spec.write || unborn => Index::default(),
-            None if spec.archive => return Err(fail("not an OCI archive: it has no index.json".into())),
+            None if archive => return Err(fail("not an OCI archive: it has no index.json".into())),
             None => return Err(fail("not an OCI image layout: no index.json there".into())),
         };
         let record = match read(RECORD)? {
@@ -164,7 +163,7 @@ impl Layout {
         };
         let left_out = record.iter().flat_map(|r| r.blobs.iter()).map(|b| (b.digest.clone(), b.size)).collect();
         let layout = Layout {
-            location: loc.clone(),
+            location: loc,
             dir,
             tar,
             output,
@@ -179,13 +178,18 @@ impl Layout {
             unnamed_warned: AtomicBool::new(false),
         };
         if spec.write {
-            layout.save_index(true).map_err(|e| e.to_string())?;
+            layout.save_index(true)?;
         }
         Ok(layout)
     }
 
     fn error(&self, what: impl Into<String>, kind: ErrorKind) -> Error {
         Error::new(&self.location, what, kind)
+    }
+
+    /// A file operation on `path` that failed.
+    fn cannot(&self, op: &str, path: &Path, e: io::Error) -> Error {
+        self.error("", ErrorKind::Layout(format!("cannot {op} {}: {e}", path.display())))
     }
 
     /// The error for a blob that is not in the bundle: left out of a delta, or missing.
@@ -253,186 +257,12 @@ impl Layout {
         Ok(bytes)
     }
 
-    pub fn head_manifest(&self, name: &str, reference: &Reference) -> Result<Option<Head>, Error> {
-        Ok(match reference {
-            Reference::Tag(t) => self.state.lock().index.find(name, t).map(|e| Head {
-                digest: Some(e.digest.clone()),
-                media_type: Some(e.media_type.clone()).filter(|m| !m.is_empty()),
-            }),
-            Reference::Digest(d) => self.local_len(d).map(|_| Head { digest: Some(d.clone()), media_type: None }),
-        })
-    }
-
-    pub fn get_manifest(&self, name: &str, reference: &Reference) -> Result<Fetched, Error> {
-        let (digest, media_type, size) = match reference {
-            Reference::Tag(t) => match self.state.lock().index.find(name, t) {
-                Some(e) => (e.digest.clone(), Some(e.media_type.clone()).filter(|m| !m.is_empty()), Some(e.size)),
-                None => {
-                    let what = if name.is_empty() { t.to_string() } else { format!("{name}:{t}") };
-                    return Err(
-                        self.error(format!("read {what}"), ErrorKind::Missing("no such tag in this layout".into()))
-                    );
-                }
-            },
-            Reference::Digest(d) => (d.clone(), None, None),
-        };
-        let bytes = self.read_manifest(&digest, size)?;
-        let media_type = media_type.or_else(|| {
-            let v: Value = serde_json::from_slice(&bytes).ok()?;
-            v.get("mediaType").and_then(Value::as_str).map(String::from)
-        });
-        Ok(Fetched { bytes, media_type, digest })
-    }
-
     fn check_writable(&self, what: &str) -> Result<(), Error> {
         if self.writable {
             Ok(())
         } else {
             Err(self.error(what, ErrorKind::Layout("this layout is only read in this run".into())))
         }
-    }
-
-    /// Store a manifest; a tag (or the image's own digest, `top`) gets an `index.json` entry,
-    /// as does a manifest with a `subject` (a referrer is reachable only from there).
-    pub fn put_manifest(
-        &self,
-        name: &str,
-        reference: &Reference,
-        bytes: &[u8],
-        media_type: &str,
-        top: bool,
-    ) -> Result<(), Error> {
-        let digest = Digest::of(bytes);
-        let what = format!("store manifest {}", rel(&digest));
-        self.check_writable(&what)?;
-        if self.local_len(&digest) != Some(bytes.len() as u64) {
-            self.write_file(&digest, &mut &bytes[..])?;
-        }
-        let doc: Value = serde_json::from_slice(bytes).unwrap_or_default();
-        let subject = doc.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str);
-        let subject = subject.and_then(|s| Digest::parse(s).ok());
-        let size = bytes.len() as u64;
-        let entry = match reference {
-            Reference::Tag(t) => Some(Entry::new(name, Some(t), &digest, size, media_type, &doc)),
-            Reference::Digest(_) if top => Some(Entry::new(name, None, &digest, size, media_type, &doc)),
-            Reference::Digest(_) if subject.is_some() => Some(Entry::new("", None, &digest, size, media_type, &doc)),
-            Reference::Digest(_) => None,
-        };
-        let mut state = self.state.lock();
-        if let (Some(s), Some(subjects)) = (&subject, state.subjects.as_mut()) {
-            let list = subjects.entry(s.clone()).or_default();
-            if !list.iter().any(|d| d["digest"] == digest.as_str()) {
-                list.push(referrer_descriptor(&doc, &digest, size, media_type));
-            }
-        }
-        if let Some(e) = entry {
-            if state.index.put(e) {
-                state.dirty = true;
-                self.changed.store(true, Ordering::Relaxed);
-            }
-        }
-        drop(state);
-        self.save_index(false)
-    }
-
-    /// Remove the entry of a tag, or every entry of a digest (`--prune`); blobs stay.
-    pub fn delete_manifest(&self, name: &str, reference: &Reference) -> Result<bool, Error> {
-        self.check_writable("delete")?;
-        let mut state = self.state.lock();
-        let before = state.index.entries.len();
-        match reference {
-            Reference::Tag(t) => state.index.entries.retain(|e| !e.is(name, t)),
-            Reference::Digest(d) => state.index.entries.retain(|e| e.digest != *d),
-        }
-        let removed = state.index.entries.len() != before;
-        state.dirty |= removed;
-        drop(state);
-        self.save_index(false)?;
-        Ok(removed)
-    }
-
-    pub fn list_tags(&self, name: &str) -> Vec<String> {
-        self.state.lock().index.tags(name)
-    }
-
-    /// The image names in the layout. Tagged entries without a name (skopeo's `oci:DIR:tag`)
-    /// cannot be placed below a prefix: they are named in a rule of their own.
-    pub fn list_catalog(&self) -> Vec<String> {
-        let state = self.state.lock();
-        let unnamed: Vec<&str> =
-            state.index.entries.iter().filter(|e| e.name.is_none()).filter_map(|e| e.tag.as_deref()).collect();
-        if !unnamed.is_empty() && !self.unnamed_warned.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "{}: tag(s) {} carry no image name (io.containerd.image.name) and are left out; copy them with a rule \
-                 of their own: `{}:TAG: registry/repository`",
-                self.location,
-                unnamed.join(", "),
-                self.location
-            );
-        }
-        state.index.names()
-    }
-
-    /// What refers to `subject` among the stored manifests.
-    pub fn referrers(&self, subject: &Digest, artifact_type: Option<&str>) -> Result<ReferrersAnswer, Error> {
-        let mut state = self.state.lock();
-        if state.subjects.is_none() {
-            let mut subjects: HashMap<Digest, Vec<Value>> = HashMap::new();
-            let untagged: Vec<Entry> = state.index.entries.iter().filter(|e| e.tag.is_none()).cloned().collect();
-            for e in untagged {
-                let Ok(bytes) = self.read_manifest(&e.digest, Some(e.size)) else { continue };
-                let doc: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                let s = doc.get("subject").and_then(|s| s.get("digest")).and_then(Value::as_str);
-                if let Some(s) = s.and_then(|s| Digest::parse(s).ok()) {
-                    subjects.entry(s).or_default().push(referrer_descriptor(&doc, &e.digest, e.size, &e.media_type));
-                }
-            }
-            state.subjects = Some(subjects);
-        }
-        let found = state.subjects.as_ref().and_then(|s| s.get(subject)).cloned().unwrap_or_default();
-        let found: Vec<Value> =
-            found.into_iter().filter(|d| artifact_type.is_none_or(|t| d["artifactType"] == t)).collect();
-        let doc = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": found });
-        Ok(ReferrersAnswer::Listed(serde_json::to_vec(&doc).unwrap_or_default()))
-    }
-
-    /// Whether the blob is here — or, for a bundle written with `--base`, in the base (then it
-    /// is left out, and recorded so).
-    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        if let Some(len) = self.local_len(digest) {
-            return Some(len);
-        }
-        let size = *self.base.as_ref()?.blobs.get(digest)?;
-        self.left_out.lock().insert(digest.clone(), size);
-        Some(size)
-    }
-
-    /// A checked read of a stored blob.
-    pub fn get_blob<'a>(
-        &'a self,
-        repo: &'a str,
-        digest: &'a Digest,
-        size: Option<u64>,
-    ) -> Result<BlobSource<'a>, Error> {
-        let what = self.what(repo, digest);
-        let Some(len) = self.local_len(digest) else { return Err(self.absent(what, digest)) };
-        if let Some(s) = size.filter(|s| *s != len) {
-            let m = format!("the file is damaged: it has {len} bytes where the manifest says {s}");
-            return Err(self.error(what, ErrorKind::Layout(m)));
-        }
-        let reader = self
-            .open_local(digest, 0)
-            .map_err(|e| self.error(what.clone(), ErrorKind::Layout(format!("cannot read it: {e}"))))?;
-        Ok(BlobSource::new(self, repo, digest, Some(len), reader, None))
-    }
-
-    /// Store a blob streamed from `source` (which checks it as it goes).
-    pub fn write_blob(&self, digest: &Digest, source: &mut BlobSource) -> Result<u64, Error> {
-        self.check_writable("store blob")?;
-        if self.local_len(digest).is_some() {
-            return Ok(0);
-        }
-        self.write_file(digest, source)
     }
 
     /// Write `data` as the blob `digest`: a temporary file, synced, renamed into place.
@@ -462,7 +292,7 @@ impl Layout {
                 // A failure of the source comes out as its own error.
                 let e = Error::io(&self.location, &what, e);
                 match e.kind {
-                    ErrorKind::Connection(m) if e.registry == self.location => {
+                    ErrorKind::Connection(m) if e.at == self.location => {
                         Err(self.error(what, ErrorKind::Layout(format!("cannot write: {m}"))))
                     }
                     _ => Err(e),
@@ -497,12 +327,12 @@ impl Layout {
     /// The end of the run: `index.json` written, a destination archive made from its staging
     /// directory (unless the run was `interrupted`: a re-run goes on from it). Returns a note
     /// for the summary line.
-    pub fn finish(&self, interrupted: bool) -> Result<Option<String>, String> {
+    pub fn finish(&self, interrupted: bool) -> Result<Option<String>, Error> {
         if !self.writable {
             return Ok(None);
         }
         self.state.lock().dirty |= !self.left_out.lock().is_empty() && self.base.is_some();
-        self.save_index(true).map_err(|e| e.to_string())?;
+        self.save_index(true)?;
         if let (Some(out), Some(staged)) = (&self.output, &self.dir) {
             if interrupted {
                 log::warn!(
@@ -511,7 +341,7 @@ impl Layout {
                     staged.display()
                 );
             } else if !self.changed.load(Ordering::Relaxed) && out.exists() {
-                std::fs::remove_dir_all(staged).map_err(|e| format!("{}: {e}", staged.display()))?;
+                std::fs::remove_dir_all(staged).map_err(|e| self.cannot("remove", staged, e))?;
             } else {
                 let mut files =
                     vec![(LAYOUT_FILE, LAYOUT_VERSION.to_vec()), ("index.json", self.state.lock().index.to_bytes())];
@@ -519,8 +349,8 @@ impl Layout {
                     files.push((RECORD, record));
                 }
                 archive::write(out, &files, self.tar.as_ref(), staged)
-                    .map_err(|e| format!("{}: cannot write the archive: {e}", self.location))?;
-                std::fs::remove_dir_all(staged).map_err(|e| format!("{}: {e}", staged.display()))?;
+                    .map_err(|e| self.error("", ErrorKind::Layout(format!("cannot write the archive: {e}"))))?;
+                std::fs::remove_dir_all(staged).map_err(|e| self.cannot("remove", staged, e))?;
                 log::info!("{}: archive written", self.location);
             }
         }
@@ -559,7 +389,7 @@ impl Origin for Layout {
 }
 
 /// A referrer's descriptor, as the referrers API lists it.
-fn referrer_descriptor(doc: &Value, digest: &Digest, size: u64, media_type: &str) -> Value {
+fn referrer_descriptor(doc: &Value, digest: &Digest, size: u64, media_type: &MediaType) -> Value {
     let artifact_type = doc.get("artifactType").or_else(|| doc.get("config").and_then(|c| c.get("mediaType")));
     let mut d = json!({ "mediaType": media_type, "digest": digest.as_str(), "size": size });
     if let Some(t) = artifact_type {
