@@ -9,7 +9,17 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::reference::ParseError;
+/// Text that is no digest we can verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidDigest(pub String);
+
+impl fmt::Display for InvalidDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid digest {:?} (expected sha256:<64 lowercase hex>)", self.0)
+    }
+}
+
+impl std::error::Error for InvalidDigest {}
 
 /// A content digest, `sha256:<64 lowercase hex>`: the only algorithm we can verify. Validated
 /// once, where it enters the program (a rule, a manifest, a header); everything downstream
@@ -18,11 +28,11 @@ use crate::reference::ParseError;
 pub struct Digest(Arc<str>);
 
 impl Digest {
-    pub fn parse(s: &str) -> Result<Digest, ParseError> {
+    pub fn parse(s: &str) -> Result<Digest, InvalidDigest> {
         if is_digest(s) {
             Ok(Digest(s.into()))
         } else {
-            Err(ParseError(format!("invalid digest {s:?} (expected sha256:<64 lowercase hex>)")))
+            Err(InvalidDigest(s.to_string()))
         }
     }
 
@@ -64,8 +74,8 @@ impl fmt::Display for Digest {
 }
 
 impl std::str::FromStr for Digest {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Digest, ParseError> {
+    type Err = InvalidDigest;
+    fn from_str(s: &str) -> Result<Digest, InvalidDigest> {
         Digest::parse(s)
     }
 }

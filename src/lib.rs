@@ -28,4 +28,4 @@ pub mod signals;
 pub mod stop;
 pub mod store;
 pub mod stores;
-pub mod term;
+pub mod ui;

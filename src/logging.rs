@@ -29,7 +29,7 @@ pub fn init(log_file: Option<&str>, quiet: bool) -> Result<(), String> {
         b.target(Target::Pipe(Box::new(f)));
     } else {
         // Around the live display, when one is shown.
-        b.target(Target::Pipe(Box::new(crate::term::Stderr)));
+        b.target(Target::Pipe(Box::new(crate::ui::term::Stderr)));
     }
     // Later directives for the same module win over RUST_LOG's.
     b.filter_module("ureq_proto", LevelFilter::Info.min(requested("ureq_proto")));

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, InvalidDigest};
 
 /// The registry Docker Hub images really live on.
 pub const DOCKER_HUB: &str = "registry-1.docker.io";
@@ -164,6 +164,12 @@ pub struct ParseError(pub String);
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl From<InvalidDigest> for ParseError {
+    fn from(e: InvalidDigest) -> ParseError {
+        ParseError(e.to_string())
     }
 }
 

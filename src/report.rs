@@ -1,14 +1,77 @@
-//! The end of a run: one line per image that did not sync, and the `--output-success-images`
-//! / `--output-failed-images` files, written in the images-file format so they can be fed back
-//! as `--images`.
+//! The end of a run: one line per image that did not sync, the summary lines, the
+//! `--output-success-images` / `--output-failed-images` files (in the images-file format, so
+//! they can be fed back as `--images`) and the `--report` document.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use crate::config::Format;
 use crate::engine::{Failure, ImageStats, Outcome, Report};
+use crate::logging;
+use crate::store;
+
+/// The files a run writes at its end.
+pub struct Outputs {
+    /// `--output-success-images`.
+    pub images: Option<(PathBuf, Format)>,
+    /// `--output-failed-images`.
+    pub failed: Option<(PathBuf, Format)>,
+    /// `--report`.
+    pub report: Option<PathBuf>,
+}
+
+/// An output file that could not be written.
+#[derive(Debug)]
+pub struct WriteError {
+    /// What it is (`--report FILE`, or the file).
+    pub what: String,
+    pub message: String,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.message)
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// Write the run's output files, then its failure lines and summary. `bundles` is how writing
+/// out the run's bundles went: notes for the summary, or the error that left one incomplete.
+/// `Ok(false)` when a bundle could not be written.
+pub fn finish(run: &Report, outputs: &Outputs, bundles: Result<Vec<String>, store::Error>) -> Result<bool, WriteError> {
+    let (notes, written) = match bundles {
+        Ok(notes) => (notes, true),
+        Err(e) => {
+            log::error!("{e}");
+            (Vec::new(), false)
+        }
+    };
+    if let Some((path, format)) = &outputs.images {
+        let pairs: Vec<_> = run.synced.iter().map(|p| (p.src.to_string(), p.dst.to_string())).collect();
+        write_images(path, *format, &pairs)?;
+    }
+    if let Some((path, format)) = &outputs.failed {
+        let pairs: Vec<_> = run.failures.iter().map(Failure::endpoints).collect();
+        write_images(path, *format, &pairs)?;
+    }
+    if let Some(path) = &outputs.report {
+        write_report(path, run)?;
+    }
+    log_failures(&run.failures);
+    let mut summary = run.totals.summary();
+    for note in notes {
+        summary.push_str("; ");
+        summary.push_str(&note);
+    }
+    log::info!(target: logging::SUMMARY, "{summary}");
+    let what = if run.totals.verify { "Verification" } else { "Synchronization" };
+    log::info!(target: logging::SUMMARY, "{what} finished, {} images failed, cost {:.2?}", run.failures.len(), run.elapsed);
+    Ok(written)
+}
 
 /// At most this many failure lines are logged; the failed-images file has them all.
 const MAX_FAILURE_LINES: usize = 200;
@@ -43,14 +106,15 @@ pub fn images_map(pairs: &[(String, String)]) -> BTreeMap<String, serde_json::Va
 }
 
 /// Write `pairs` to `path` as an images file.
-pub fn write_images(path: &Path, format: Format, pairs: &[(String, String)]) -> Result<(), String> {
+pub fn write_images(path: &Path, format: Format, pairs: &[(String, String)]) -> Result<(), WriteError> {
+    let fail = |message: String| WriteError { what: path.display().to_string(), message };
     let map = images_map(pairs);
     let text = match format {
         Format::Yaml if map.is_empty() => "{}\n".to_string(),
-        Format::Yaml => serde_yaml::to_string(&map).map_err(|e| e.to_string())?,
-        Format::Json => serde_json::to_string_pretty(&map).map_err(|e| e.to_string())? + "\n",
+        Format::Yaml => serde_yaml::to_string(&map).map_err(|e| fail(e.to_string()))?,
+        Format::Json => serde_json::to_string_pretty(&map).map_err(|e| fail(e.to_string()))? + "\n",
     };
-    std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    std::fs::write(path, text).map_err(|e| fail(format!("cannot write: {e}")))
 }
 
 /// The `--report` document: totals, then one entry per image (and per rule whose tags could not
@@ -107,9 +171,10 @@ fn add_stats(entry: &mut serde_json::Value, stats: Option<&ImageStats>) {
 }
 
 /// Write the `--report` document to `path`.
-pub fn write_report(path: &Path, report: &Report) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(&report_json(report)).map_err(|e| e.to_string())? + "\n";
-    std::fs::write(path, text).map_err(|e| format!("--report {}: cannot write: {e}", path.display()))
+pub fn write_report(path: &Path, report: &Report) -> Result<(), WriteError> {
+    let fail = |message: String| WriteError { what: format!("--report {}", path.display()), message };
+    let text = serde_json::to_string_pretty(&report_json(report)).map_err(|e| fail(e.to_string()))? + "\n";
+    std::fs::write(path, text).map_err(|e| fail(format!("cannot write: {e}")))
 }
 
 #[cfg(test)]

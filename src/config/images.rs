@@ -14,9 +14,8 @@ use super::env::Env;
 use super::ConfigError;
 use regex::Regex;
 
-use crate::engine::{LatestBy, Namespace, Rule, Selection};
-use crate::reference::Location;
 use crate::rule::{layout_ref, parse_layout_ref, parse_namespace, parse_rule_ref, split_layout, RuleRef, Selector};
+use crate::rule::{LatestBy, Namespace, Rule, Selection};
 
 /// A destination, a list of destinations, or a map with `to:` and the selection keys.
 #[derive(Deserialize, Clone, Debug)]
@@ -221,39 +220,7 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
         (None, false) => parse_rule_ref(&dst_expanded).map_err(|e| e.to_string()),
     }
     .map_err(|e| fail(format!("destination: {e}")))?;
-    if matches!(src.repo.location, Location::Archive(_)) && src.repo.location == dst.repo.location {
-        return Err(fail("an archive cannot be read and rewritten by the same rule".into()));
-    }
-    match (&src.selector, &dst.selector) {
-        (_, Selector::Regex(_)) => return Err(fail("a destination cannot be a tag regex".into())),
-        (_, Selector::Pinned { .. }) => {
-            return Err(fail("a destination names a tag or a digest, not both (repo:tag or repo@sha256:…)".into()))
-        }
-        (Selector::Tags(s), Selector::Tags(d)) if s.len() != d.len() => {
-            return Err(fail(format!(
-                "the destination renames {} tag(s) but the source names {}; the counts must match",
-                d.len(),
-                s.len()
-            )))
-        }
-        (Selector::Digest(_) | Selector::Pinned { .. }, Selector::Tags(d)) if d.len() != 1 => {
-            return Err(fail("a source digest can be given exactly one destination tag".into()))
-        }
-        (Selector::All | Selector::Regex(_), Selector::Tags(_)) => {
-            return Err(fail("renaming tags needs an explicit source tag list (repo:a,b)".into()))
-        }
-        (Selector::Digest(s) | Selector::Pinned { digest: s, .. }, Selector::Digest(d)) if s != d => {
-            return Err(fail("the destination digest differs from the source digest".into()))
-        }
-        (Selector::Tags(_) | Selector::All | Selector::Regex(_), Selector::Digest(_)) => {
-            return Err(fail("a destination digest needs the same source digest".into()))
-        }
-        _ => {}
-    }
-    if namespace.is_some() && !matches!(dst.selector, Selector::All) {
-        return Err(fail("a namespace goes to a repository prefix, without a tag or digest".into()));
-    }
-    Ok(Rule { namespace, ..Rule::new(src_text, dst_text, src, dst) })
+    Rule::new(src_text, dst_text, src, dst, namespace).map_err(|e| fail(e.0))
 }
 
 #[cfg(test)]

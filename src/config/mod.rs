@@ -26,10 +26,11 @@ pub use images::{DefaultDest, ImagesFile};
 use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
-use crate::engine::{Job, Mode, Referrers};
+use crate::engine::{Job, Mode, Options, Referrers};
 use crate::layout::LayoutSpec;
 use crate::manifest::{MediaType, PlatformFilter};
 use crate::registry::{Auth, Limits, TlsOptions};
+use crate::rule::Rule;
 
 /// The smallest `--chunk-size`: registries may refuse smaller chunks (S3 multipart parts are
 /// at least 5 MiB, but registries buffer), and tiny chunks mean a request per few bytes.
@@ -98,17 +99,64 @@ impl Config {
         Config::from_args_in(args, &Env::process())
     }
 
-    /// Resolve `args`, taking `${VAR}`s and `DEFAULT_*` from `env`.
+    /// Resolve `args`, taking `${VAR}`s and `DEFAULT_*` from `env`. Each part is resolved by a
+    /// function of its own, in the order the user's mistakes are reported.
     pub fn from_args_in(args: &Args, env: &Env) -> Result<Config, ConfigError> {
-        let defaults = DefaultDest {
-            registry: args.registry.clone().or_else(|| env.get("DEFAULT_REGISTRY")).filter(|s| !s.is_empty()),
-            namespace: args.namespace.clone().or_else(|| env.get("DEFAULT_NAMESPACE")).filter(|s| !s.is_empty()),
-        };
         if args.records.is_some() {
             log::warn!("--records is ignored: blobs are checked at the destination instead");
         }
-        // `copy SRC DST`, `verify [SRC DST]`, or no command (the rules of the files).
-        let (verb, copy) = match args.command.as_slice() {
+        let command = Command::from_args(args)?;
+        let (auth_file, auth_path, rules) = rules_source(args, &command, env)?;
+        if args.proc == 0 {
+            return Err(ConfigError::Usage("--proc must be at least 1".into()));
+        }
+        let filter = PlatformFilter::new(&split_commas(&args.os), &split_commas(&args.arch))
+            .map_err(|e| ConfigError::Usage(e.to_string()))?;
+        let (output, failed_output) = outputs(args)?;
+        let limits = limits(args)?;
+        let auth = resolve_auth(auth_file, &auth_path, env)?;
+        let repos = rules.iter().flat_map(|r| [&r.src.repo, &r.dst.repo]);
+        for key in auth.unused_keys(repos) {
+            log::warn!("{}: auth key {key:?} matches no image in the rules; is it mistyped?", auth_path.display());
+        }
+        let rules = this_shard(args, pruned(args, rules), env)?;
+        let tls = TlsOptions {
+            ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
+            client_cert: None,
+            skip_verify: args.skip_tls_verify,
+        };
+        let opts = Options {
+            filter,
+            force: args.force,
+            mode: command.mode,
+            referrers: referrers(args)?,
+            image_stats: args.report.is_some(),
+        };
+        let job = Job { rules, proc: args.proc, retries: args.retries, opts };
+        let layouts = layouts(&job);
+        let base = args.base.as_ref().map(PathBuf::from);
+        if base.is_some() && !layouts.iter().any(|l| l.dest) {
+            return Err(ConfigError::Usage(
+                "--base is for writing a bundle: no rule has an oci: or oci-archive: destination".into(),
+            ));
+        }
+        let report = args.report.as_ref().map(PathBuf::from);
+        Ok(Config { auth, tls, limits, job, output, failed_output, report, layouts, base })
+    }
+}
+
+/// What the command line asks for: `copy SRC DST`, `verify [SRC DST]`, or no command (the
+/// rules of the files), and so what the run does with each image.
+struct Command {
+    verify_verb: bool,
+    /// `copy`/`verify` with a source and a destination.
+    one_shot: Option<(String, String)>,
+    mode: Mode,
+}
+
+impl Command {
+    fn from_args(args: &Args) -> Result<Command, ConfigError> {
+        let (verb, one_shot) = match args.command.as_slice() {
             [] => (None, None),
             [c, src, dst] if c == "copy" || c == "verify" => (Some(c.as_str()), Some((src.clone(), dst.clone()))),
             [c] if c == "verify" => (Some("verify"), None),
@@ -124,136 +172,129 @@ impl Config {
                 )))
             }
         };
-        let verify = verb == Some("verify") || args.verify || args.verify_blobs;
-        let mode = match (verify, args.dry_run) {
+        let verify_verb = verb == Some("verify");
+        let mode = match (verify_verb || args.verify || args.verify_blobs, args.dry_run) {
             (true, true) => return Err(ConfigError::Usage("--dry-run and --verify cannot be used together".into())),
             (true, false) => Mode::Verify { blobs: args.verify_blobs },
             (false, true) => Mode::DryRun,
             (false, false) => Mode::Sync,
         };
-        let one_shot = if verb == Some("verify") { "verify SRC DST" } else { "copy SRC DST" };
-        let (auth_file, auth_path, rules) = match (&args.config, &args.images) {
-            _ if copy.is_some() && (args.config.is_some() || args.images.is_some()) => {
-                return Err(ConfigError::Usage(format!("{one_shot} takes no --images or --config file")))
-            }
-            (None, None) if copy.is_some() => {
-                let (src, dst) = copy.expect("checked");
-                let origin =
-                    Path::new(if verb == Some("verify") { "the verify command line" } else { "the copy command line" });
-                let rules = images::rules(ImagesFile(vec![(src, images::Dests::One(dst))]), origin, &defaults, env)?;
-                (optional_auth(args)?, PathBuf::from(args.auth.clone().unwrap_or_default()), rules)
-            }
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Usage("--config and --images cannot be used together".into()))
-            }
-            (Some(c), None) => {
-                let path = Path::new(c);
-                let legacy: LegacyFile = file::load(path)?;
-                (legacy.auth, path.to_path_buf(), images::rules(legacy.images, path, &defaults, env)?)
-            }
-            (None, Some(i)) => {
-                let path = Path::new(i);
-                let rules = images::rules(file::load(path)?, path, &defaults, env)?;
-                (optional_auth(args)?, PathBuf::from(args.auth.clone().unwrap_or_default()), rules)
-            }
-            (None, None) => {
-                return Err(ConfigError::Usage(
-                    "nothing to do: give --images FILE (with --auth FILE) or --config FILE; see --help".into(),
-                ))
-            }
-        };
-        if args.proc == 0 {
-            return Err(ConfigError::Usage("--proc must be at least 1".into()));
-        }
-        let platforms = PlatformFilter::new(&split_commas(&args.os), &split_commas(&args.arch))
-            .map_err(|e| ConfigError::Usage(e.to_string()))?;
-        let format = || match args.output_images_format.to_ascii_lowercase().as_str() {
-            "yaml" | "yml" => Ok(Format::Yaml),
-            "json" => Ok(Format::Json),
-            other => Err(ConfigError::Usage(format!("--output-images-format must be yaml or json, not {other:?}"))),
-        };
-        let output = match &args.output_success_images {
-            None => None,
-            Some(p) => Some((PathBuf::from(p), format()?)),
-        };
-        let failed_output = match &args.output_failed_images {
-            None => None,
-            Some(p) => Some((PathBuf::from(p), format()?)),
-        };
-        if args.stall_timeout == 0 {
-            return Err(ConfigError::Usage("--stall-timeout must be at least 1 (second)".into()));
-        }
-        let bytes = |flag: &str, v: &str| parse_bytes(v).map_err(|e| ConfigError::Usage(format!("{flag}: {e}")));
-        let limits = Limits {
-            stall_timeout: Duration::from_secs(args.stall_timeout),
-            min_speed: bytes("--min-speed", &args.min_speed)?,
-            chunk_size: bytes("--chunk-size", &args.chunk_size)?,
-        };
-        if limits.chunk_size < MIN_CHUNK {
-            return Err(ConfigError::Usage(format!("--chunk-size must be at least {MIN_CHUNK} bytes")));
-        }
-        let auth = resolve_auth(auth_file, &auth_path, env)?;
-        let repos = rules.iter().flat_map(|r| [&r.src.repo, &r.dst.repo]);
-        for key in auth.unused_keys(repos) {
-            log::warn!("{}: auth key {key:?} matches no image in the rules; is it mistyped?", auth_path.display());
-        }
-        let mut rules = rules;
-        if args.prune {
-            // Rules that push by digest only produce no tag: they prune nothing (and keep
-            // nothing from being pruned by others: their repositories' tags are not theirs).
-            for r in rules.iter_mut().filter(|r| r.pushes_tags()) {
-                r.prune = true;
-            }
-        }
-        let shard = Shard::from_flag_or_env(args.shard.as_deref(), env).map_err(ConfigError::Usage)?;
-        if let (Some(_), Some(r)) = (&shard, rules.iter().find(|r| r.prune && r.namespace.is_some())) {
-            // Shards split by destination repository; a namespace's repositories are known only
-            // once its catalog is read, so another shard could own one of them.
-            return Err(ConfigError::Usage(format!(
-                "--shard with prune: {} is a namespace rule; name its repositories as rules, or do not prune",
-                r.describe()
-            )));
-        }
-        let rules = match shard {
-            None => rules,
-            Some(shard) => {
-                let all = rules.len();
-                let mine: Vec<_> = rules.into_iter().filter(|r| shard.owns(&r.dst.repo)).collect();
-                log::info!("shard {shard}: {} of {all} rule(s), chosen by destination repository", mine.len());
-                mine
-            }
-        };
-        let tls = TlsOptions {
-            ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
-            client_cert: None,
-            skip_verify: args.skip_tls_verify,
-        };
-        if args.no_referrers && !args.referrer_type.is_empty() {
-            return Err(ConfigError::Usage("--referrer-type and --no-referrers contradict each other".into()));
-        }
-        let types = args.referrer_type.iter().map(MediaType::new).collect();
-        let referrers = Referrers { enabled: !args.no_referrers, types };
-        let job = Job {
-            rules,
-            proc: args.proc,
-            retries: args.retries,
-            platforms,
-            force: args.force,
-            mode,
-            live: false,
-            referrers,
-            image_stats: args.report.is_some(),
-        };
-        let report = args.report.as_ref().map(PathBuf::from);
-        let layouts = layouts(&job);
-        let base = args.base.as_ref().map(PathBuf::from);
-        if base.is_some() && !layouts.iter().any(|l| l.dest) {
-            return Err(ConfigError::Usage(
-                "--base is for writing a bundle: no rule has an oci: or oci-archive: destination".into(),
-            ));
-        }
-        Ok(Config { auth, tls, limits, job, output, failed_output, report, layouts, base })
+        Ok(Command { verify_verb, one_shot, mode })
     }
+}
+
+/// Where the rules come from (the command line, `--images`, or the legacy `--config`), with
+/// the auth file that goes with them and its path (for messages and relative paths).
+fn rules_source(args: &Args, command: &Command, env: &Env) -> Result<(AuthFile, PathBuf, Vec<Rule>), ConfigError> {
+    let defaults = DefaultDest {
+        registry: args.registry.clone().or_else(|| env.get("DEFAULT_REGISTRY")).filter(|s| !s.is_empty()),
+        namespace: args.namespace.clone().or_else(|| env.get("DEFAULT_NAMESPACE")).filter(|s| !s.is_empty()),
+    };
+    let auth_path = || PathBuf::from(args.auth.clone().unwrap_or_default());
+    match (&args.config, &args.images, &command.one_shot) {
+        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            let one_shot = if command.verify_verb { "verify SRC DST" } else { "copy SRC DST" };
+            Err(ConfigError::Usage(format!("{one_shot} takes no --images or --config file")))
+        }
+        (None, None, Some((src, dst))) => {
+            let origin = if command.verify_verb { "the verify command line" } else { "the copy command line" };
+            let file = ImagesFile(vec![(src.clone(), images::Dests::One(dst.clone()))]);
+            let rules = images::rules(file, Path::new(origin), &defaults, env)?;
+            Ok((optional_auth(args)?, auth_path(), rules))
+        }
+        (Some(_), Some(_), None) => Err(ConfigError::Usage("--config and --images cannot be used together".into())),
+        (Some(c), None, None) => {
+            let path = Path::new(c);
+            let legacy: LegacyFile = file::load(path)?;
+            Ok((legacy.auth, path.to_path_buf(), images::rules(legacy.images, path, &defaults, env)?))
+        }
+        (None, Some(i), None) => {
+            let path = Path::new(i);
+            let rules = images::rules(file::load(path)?, path, &defaults, env)?;
+            Ok((optional_auth(args)?, auth_path(), rules))
+        }
+        (None, None, None) => Err(ConfigError::Usage(
+            "nothing to do: give --images FILE (with --auth FILE) or --config FILE; see --help".into(),
+        )),
+    }
+}
+
+/// `--output-success-images` and `--output-failed-images`, in `--output-images-format`.
+type Outputs = (Option<(PathBuf, Format)>, Option<(PathBuf, Format)>);
+
+fn outputs(args: &Args) -> Result<Outputs, ConfigError> {
+    let format = || match args.output_images_format.to_ascii_lowercase().as_str() {
+        "yaml" | "yml" => Ok(Format::Yaml),
+        "json" => Ok(Format::Json),
+        other => Err(ConfigError::Usage(format!("--output-images-format must be yaml or json, not {other:?}"))),
+    };
+    let output = match &args.output_success_images {
+        None => None,
+        Some(p) => Some((PathBuf::from(p), format()?)),
+    };
+    let failed_output = match &args.output_failed_images {
+        None => None,
+        Some(p) => Some((PathBuf::from(p), format()?)),
+    };
+    Ok((output, failed_output))
+}
+
+/// `--stall-timeout`, `--min-speed`, `--chunk-size`.
+fn limits(args: &Args) -> Result<Limits, ConfigError> {
+    if args.stall_timeout == 0 {
+        return Err(ConfigError::Usage("--stall-timeout must be at least 1 (second)".into()));
+    }
+    let bytes = |flag: &str, v: &str| parse_bytes(v).map_err(|e| ConfigError::Usage(format!("{flag}: {e}")));
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(args.stall_timeout),
+        min_speed: bytes("--min-speed", &args.min_speed)?,
+        chunk_size: bytes("--chunk-size", &args.chunk_size)?,
+    };
+    if limits.chunk_size < MIN_CHUNK {
+        return Err(ConfigError::Usage(format!("--chunk-size must be at least {MIN_CHUNK} bytes")));
+    }
+    Ok(limits)
+}
+
+/// `--prune` makes every rule that pushes tags prune. Rules that push by digest only produce
+/// no tag: they prune nothing (and keep nothing from being pruned by others: their
+/// repositories' tags are not theirs).
+fn pruned(args: &Args, mut rules: Vec<Rule>) -> Vec<Rule> {
+    if args.prune {
+        for r in rules.iter_mut().filter(|r| r.pushes_tags()) {
+            r.prune = true;
+        }
+    }
+    rules
+}
+
+/// The rules of this shard (`--shard` or its environment variables), chosen by destination
+/// repository.
+fn this_shard(args: &Args, rules: Vec<Rule>, env: &Env) -> Result<Vec<Rule>, ConfigError> {
+    let Some(shard) = Shard::from_flag_or_env(args.shard.as_deref(), env).map_err(ConfigError::Usage)? else {
+        return Ok(rules);
+    };
+    if let Some(r) = rules.iter().find(|r| r.prune && r.namespace.is_some()) {
+        // Shards split by destination repository; a namespace's repositories are known only
+        // once its catalog is read, so another shard could own one of them.
+        return Err(ConfigError::Usage(format!(
+            "--shard with prune: {} is a namespace rule; name its repositories as rules, or do not prune",
+            r.describe()
+        )));
+    }
+    let all = rules.len();
+    let mine: Vec<_> = rules.into_iter().filter(|r| shard.owns(&r.dst.repo)).collect();
+    log::info!("shard {shard}: {} of {all} rule(s), chosen by destination repository", mine.len());
+    Ok(mine)
+}
+
+/// `--no-referrers` and `--referrer-type`.
+fn referrers(args: &Args) -> Result<Referrers, ConfigError> {
+    if args.no_referrers && !args.referrer_type.is_empty() {
+        return Err(ConfigError::Usage("--referrer-type and --no-referrers contradict each other".into()));
+    }
+    let types = args.referrer_type.iter().map(MediaType::new).collect();
+    Ok(Referrers { enabled: !args.no_referrers, types })
 }
 
 /// The layouts the rules read or write, each once.
@@ -261,7 +302,7 @@ fn layouts(job: &Job) -> Vec<LayoutSpec> {
     let mut out: Vec<LayoutSpec> = Vec::new();
     let sides = job.rules.iter().flat_map(|r| [(&r.src.repo, false), (&r.dst.repo, true)]);
     for (repo, dest) in sides.filter(|(r, _)| r.is_layout()) {
-        let write = dest && job.mode == Mode::Sync;
+        let write = dest && job.opts.mode == Mode::Sync;
         match out.iter_mut().find(|l| l.location == repo.location) {
             Some(l) => {
                 l.dest |= dest;

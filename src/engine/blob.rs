@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
-use super::context::{Ctx, SyncError};
-use super::graph::{BlobState, BlobTask, Pair};
-use super::progress::{Event, Moving};
-use super::relay::Claim;
+use super::ctx::Ctx;
+use super::error::SyncError;
+use super::events::{Event, Moving};
+use super::graph::{BlobTask, Task};
+use super::ledger::Claim;
 use crate::reference::Repository;
 use crate::retry::Backoff;
+use crate::rule::Pair;
 use crate::store::{Access, Mount, Session, Store};
 
 /// How a blob came to be at the destination.
@@ -24,94 +26,45 @@ enum Moved {
     Copied(u64),
 }
 
-/// Copy the blob, then release every manifest waiting for it.
+/// Copy the blob (claim → transfer → settle, see [`super::ledger`]), then release every
+/// manifest waiting for it.
 pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
-    let digest = &task.blob.digest;
-    let key = (task.dst.location.clone(), task.dst.name.clone(), digest.clone());
-    // The image this task was planned for (a task's own waiters all belong to one image).
-    let image = task.waiters.lock().first().map(|n| n.image.clone());
+    let image = task.image();
     // Found at the destination, moved there by `mover`'s task: counted for another image only.
     let shared = |mover: Option<Arc<Pair>>| {
         if let Some(image) = image.as_ref().filter(|i| mover.as_ref() != Some(*i)) {
-            ctx.tally(image, |s| s.blobs_present += 1);
+            ctx.record.tally(image, |s| s.blobs_present += 1);
         }
     };
-    let relay = {
-        let mut blobs = ctx.blobs.lock();
-        match blobs.get_mut(&key) {
-            Some(BlobState::Done(mover)) => {
-                let mover = mover.clone();
-                drop(blobs);
-                shared(mover);
-                task.waiters.lock().drain(..).for_each(|n| ctx.complete(&n));
-                return Ok(());
-            }
-            Some(BlobState::InFlight(others, mover)) => {
-                others.append(&mut task.waiters.lock());
-                let mover = mover.clone();
-                drop(blobs);
-                shared(mover);
-                return Ok(());
-            }
-            None => {
-                // Another repository of this registry is getting it right now: wait for that
-                // and mount it from there, rather than stream it a second time.
-                let mut moving = ctx.moving_blobs.lock();
-                let reg_key = (task.dst.location.clone(), digest.clone());
-                if moving.get(&reg_key).is_some_and(|(repo, _)| *repo != task.dst.name) {
-                    let waiters = std::mem::take(&mut *task.waiters.lock());
-                    let later = BlobTask { waiters: waiters.into(), ..task.clone_empty() };
-                    moving.get_mut(&reg_key).expect("checked").1.push(later);
-                    log::debug!("blob {digest} for {}: waiting for its copy to another repository", task.dst);
-                    return Ok(());
-                }
-                // Another destination registry is getting it from the source right now: wait
-                // for that, and read it from there (see `relay`).
-                let from = match ctx.relays.claim(task) {
-                    Claim::Parked => return Ok(()),
-                    Claim::Source => None,
-                    Claim::Relay(at) => Some(at),
-                };
-                moving.insert(reg_key, (task.dst.name.clone(), Vec::new()));
-                blobs.insert(key.clone(), BlobState::InFlight(Vec::new(), image.clone()));
-                from
-            }
+    let relay = match ctx.ledger.claim(task, image.as_ref()) {
+        Claim::Done(mover) => {
+            shared(mover);
+            task.waiters.lock().drain(..).for_each(|n| ctx.complete(&n));
+            return Ok(());
         }
+        Claim::Joined(mover) => {
+            shared(mover);
+            return Ok(());
+        }
+        Claim::Parked => return Ok(()),
+        Claim::Copy { relay } => relay,
     };
-    // A panic must not leave the bookkeeping below undone: tasks parked on this copy would be
-    // lost, neither synced nor failed.
+    // A panic must not leave the ledger unsettled: tasks parked on this copy would be lost,
+    // neither synced nor failed.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         transfer_with_retries(ctx, task, image.as_deref(), relay.as_ref())
     }))
     .unwrap_or_else(|p| Err(SyncError::Panic(super::queue::panic_message(&p))));
-    ctx.relays.settle(task, result.is_ok(), &ctx.queue);
-    // Whoever waited for this copy goes again: it finds the blob known here and mounts it (or,
-    // if this copy failed, makes its own). Known first, so no one starts a second stream.
-    if result.is_ok() {
-        ctx.known.lock().insert((task.dst.location.clone(), digest.clone()), task.dst.name.clone());
+    let settled = ctx.ledger.settle(task, result.is_ok(), image.as_ref());
+    for parked in settled.requeue {
+        ctx.queue.push(Task::Blob(Box::new(parked)));
     }
-    let deferred = ctx.moving_blobs.lock().remove(&(task.dst.location.clone(), digest.clone()));
-    for later in deferred.map(|(_, l)| l).unwrap_or_default() {
-        ctx.queue.push(super::graph::Task::Blob(Box::new(later)));
-    }
-    // Settle the entry in one critical section, so no other task can start a second copy.
-    let others = {
-        let mut blobs = ctx.blobs.lock();
-        let others = match blobs.remove(&key) {
-            Some(BlobState::InFlight(o, _)) => o,
-            _ => Vec::new(),
-        };
-        if result.is_ok() {
-            blobs.insert(key, BlobState::Done(image.clone()));
-        }
-        others
-    };
     let mut waiters = task.waiters.lock();
     // On failure the waiters stay with this task, which may be retried after the pass.
-    waiters.extend(others);
+    waiters.extend(settled.joined);
     let moved = result?;
     if let Some(image) = &image {
-        ctx.tally(image, |s| match moved {
+        ctx.record.tally(image, |s| match moved {
             Moved::Present => s.blobs_present += 1,
             Moved::Mounted => s.blobs_mounted += 1,
             Moved::Copied(n) => {
@@ -141,7 +94,9 @@ fn transfer_with_retries(
             // An operation that used up its own attempts is not tried again in this pass.
             Err(e) if e.is_transient() && !e.is_exhausted() && !crate::stop::requested() => {
                 // Destinations waiting for this copy need not wait for its retries.
-                ctx.relays.settle(task, false, &ctx.queue);
+                for parked in ctx.ledger.release_relay(task) {
+                    ctx.queue.push(Task::Blob(Box::new(parked)));
+                }
                 let Some(wait) = backoff.next(None, &e) else { return Err(e) };
                 log::info!("{e}; trying the blob again in {wait:.1?} (attempt {})", backoff.attempt());
                 crate::stop::sleep(wait);
@@ -161,10 +116,8 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>, relay: Option<&Rep
         return Ok(Moved::Present);
     }
     let mount_from = ctx
-        .known
-        .lock()
-        .get(&(dst.location.clone(), digest.clone()))
-        .cloned()
+        .ledger
+        .mount_source(dst, digest)
         .or_else(|| (src.location == dst.location).then(|| src.name.clone()))
         .filter(|from| *from != dst.name);
     // A refused mount opens an ordinary session (distribution spec): the upload uses it.
@@ -183,7 +136,7 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>, relay: Option<&Rep
         Some(p) => format!("{} {}", digest.short(), p.dst),
         None => format!("{} {dst}", digest.short()),
     };
-    let moving = ctx.moving(label, task.blob.size);
+    let moving = ctx.progress.moving(label, task.blob.size);
     if let Some(at) = relay {
         match stream(ctx, task, at, &*dc, session.take(), &moving) {
             Ok(length) => {
@@ -191,7 +144,7 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>, relay: Option<&Rep
                 return Ok(Moved::Copied(length));
             }
             // The destination's own failure is not the relay's: handled as any other.
-            Err(SyncError::Registry(e)) if e.at == dc.name() => return Err(SyncError::Registry(e)),
+            Err(SyncError::Store(e)) if e.at == dc.name() => return Err(SyncError::Store(e)),
             Err(e) => log::info!("blob {digest}: reading it from {at} failed ({e}); reading it from {src}"),
         }
     }

@@ -1,5 +1,5 @@
-//! The task graph: what the workers run (the vocabulary every task kind shares, [`Rule`]
-//! included), and the counters that order manifest pushes.
+//! The task graph: what the workers run (the vocabulary every task kind shares), and the
+//! counters that order manifest pushes.
 //!
 //! A manifest is pushed only when everything it references is at the destination. Each
 //! [`Node`] counts what it still waits for, and the task that brings the count to zero queues
@@ -20,24 +20,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::queue::{Lane, Queue};
-use super::select::Selection;
 use crate::digest::Digest;
 use crate::manifest::{BlobRef, Descriptor, MediaType};
 use crate::reference::{ImageRef, Repository};
-use crate::rule::RuleRef;
-
-/// One image the user asked for: the unit that syncs or fails, and that reports name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Pair {
-    pub src: ImageRef,
-    pub dst: ImageRef,
-}
-
-impl fmt::Display for Pair {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}", self.src, self.dst)
-    }
-}
+use crate::rule::{Pair, Rule};
 
 /// A manifest waiting to be pushed once everything it references is at the destination.
 pub struct Node {
@@ -212,15 +198,6 @@ pub fn complete<E: Send>(queue: &Queue<Task, E>, node: &Arc<Node>) {
     }
 }
 
-/// State of one blob at one destination repository.
-/// Each names the image whose task moved it: that image's figures (`--report`) count the blob
-/// once, however many of its parts (an index's children, a retried plan) need it.
-pub enum BlobState {
-    Done(Option<Arc<Pair>>),
-    /// Being copied by one task; these nodes wait for it too.
-    InFlight(Vec<Arc<Node>>, Option<Arc<Pair>>),
-}
-
 pub struct BlobTask {
     pub src: Repository,
     pub dst: Repository,
@@ -230,14 +207,20 @@ pub struct BlobTask {
 }
 
 impl BlobTask {
-    /// The same blob for the same repositories, waited for by no one yet.
-    pub fn clone_empty(&self) -> BlobTask {
+    /// The same blob for the same repositories, with this task's waiters moved to it (a task
+    /// parked until another copy ends, and queued again then).
+    pub fn take(&self) -> BlobTask {
         BlobTask {
             src: self.src.clone(),
             dst: self.dst.clone(),
             blob: self.blob.clone(),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Mutex::new(std::mem::take(&mut *self.waiters.lock())),
         }
+    }
+
+    /// The image this task was planned for (a task's own waiters all belong to one image).
+    pub fn image(&self) -> Option<Arc<Pair>> {
+        self.waiters.lock().first().map(|n| n.image.clone())
     }
 }
 
@@ -297,66 +280,14 @@ impl fmt::Display for Task {
     }
 }
 
-/// One validated source → destination pair of the images file.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    /// The source as written, for messages and for the failed-images file.
-    pub src_text: String,
-    /// The destination as written.
-    pub dst_text: String,
-    pub src: RuleRef,
-    pub dst: RuleRef,
-    /// Which of the listed tags to copy (`semver`, `latest`, `exclude`).
-    pub select: Selection,
-    /// Delete the destination's tags this rule no longer produces (`prune`, `--prune`).
-    pub prune: bool,
-    /// `src` is a namespace (`registry/team/*`): one rule per repository below it.
-    pub namespace: Option<Namespace>,
-}
-
-/// The repositories of a namespace rule: matched against the path below the namespace.
-#[derive(Clone, Debug, Default)]
-pub struct Namespace {
-    pub include: Vec<regex::Regex>,
-    pub exclude: Vec<regex::Regex>,
-}
-
-impl Namespace {
-    pub fn admits(&self, path: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(path)))
-            && !self.exclude.iter().any(|r| r.is_match(path))
-    }
-}
-
-impl Rule {
-    /// Whether the rule's images land under tags (not by digest only): prune needs that.
-    pub fn pushes_tags(&self) -> bool {
-        use crate::rule::Selector;
-        !matches!(
-            (&self.src.selector, &self.dst.selector),
-            (_, Selector::Digest(_)) | (Selector::Digest(_), Selector::All | Selector::Regex(_))
-        )
-    }
-
-    /// A plain rule: every tag the selector names, nothing pruned.
-    pub fn new(src_text: &str, dst_text: &str, src: RuleRef, dst: RuleRef) -> Rule {
-        Rule {
-            src_text: src_text.to_string(),
-            dst_text: dst_text.to_string(),
-            src,
-            dst,
-            select: Selection::default(),
-            prune: false,
-            namespace: None,
-        }
-    }
-}
-
-impl Rule {
-    /// How a rule is named in messages: as the user wrote it.
-    pub fn describe(&self) -> String {
-        format!("rule \"{}: {}\"", self.src_text, self.dst_text)
-    }
+/// A node waiting for nothing, of a one-node image `image` (for the tests of the bookkeeping
+/// around nodes).
+#[cfg(test)]
+pub fn test_node(image: &Arc<Pair>) -> Arc<Node> {
+    let planned = Planned::push(image.src.clone(), image.dst.clone(), Vec::new(), MediaType::default());
+    let mut graph = Graph::default();
+    graph.add(planned, image, None);
+    graph.ready.pop().expect("a node without waits is ready")
 }
 
 #[cfg(test)]

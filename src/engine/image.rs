@@ -17,53 +17,28 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::context::{Ctx, Outcome, SyncError};
-use super::graph::{Action, ChildTask, Graph, Pair, Planned, Task};
-use super::progress::Event;
-use super::tree::Planner;
+use super::ctx::Ctx;
+use super::dry_run;
+use super::error::SyncError;
+use super::graph::{Action, ChildTask, Graph, Planned, Task};
+use super::plan::{image_platform, Planner};
 use crate::digest::Digest;
-use crate::manifest::{entries, Filtered, Kind, Manifest, MediaType, Platform};
-use crate::reference::{ImageRef, Reference};
-use crate::store::{Access, Store};
-
-/// Config blobs are small JSON documents; refuse absurd ones.
-pub(super) const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
-
-pub(super) fn bad(image: &ImageRef, message: impl std::fmt::Display) -> SyncError {
-    SyncError::Manifest { image: image.to_string(), message: message.to_string() }
-}
-
-/// Nothing of the image matches the platform filter.
-pub(super) fn skipped(ctx: &Ctx, pair: &Arc<Pair>, reason: String) {
-    log::info!("skipped {}: {reason}", pair.src);
-    ctx.outcome(pair, Outcome::Skipped(reason));
-    ctx.event(Event::ImageSkipped);
-}
-
-/// The platform of a single image, read from its config blob.
-pub(super) fn image_platform(sc: &dyn Store, src: &ImageRef, config: &Digest) -> Result<Platform, SyncError> {
-    let raw = sc.get_blob_bytes(&src.repo, config, MAX_CONFIG_BYTES)?;
-    Ok(serde_json::from_slice(&raw).unwrap_or_default())
-}
-
-fn unchanged(ctx: &Ctx, pair: &Arc<Pair>, digest: &Digest) {
-    log::info!("unchanged {pair}: destination has the same digest");
-    ctx.outcome(pair, Outcome::Unchanged(digest.clone()));
-    ctx.event(Event::ImageUnchanged);
-    ctx.synced.lock().push(pair.clone());
-}
+use crate::manifest::{entries, Filtered, Kind, Manifest, MediaType};
+use crate::reference::Reference;
+use crate::rule::Pair;
+use crate::store::Access;
 
 /// Sync one image: nothing when the destination has it already (and whatever refers to it),
 /// else queue its graph.
 pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
-    ctx.started(pair);
+    ctx.record.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
     let sc = ctx.stores.get(&src.repo);
     let dc = ctx.stores.get(&dst.repo);
     let mut planner = Planner::new(ctx, &*sc, &*dc, src, &dst.repo);
 
     let mut dst_digest: Option<Option<Digest>> = None;
-    if !ctx.force {
+    if !ctx.opts.force {
         // The destination first: where it lacks the tag, a source HEAD would tell nothing that
         // the GET below does not (one request per new tag saved).
         let dd = dc.manifest_digest(&dst.repo, &dst.reference, Access::Push)?;
@@ -76,7 +51,8 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
                 Err(e) if e.status_code() == Some(405) => None,
                 Err(e) => return Err(e.into()),
             };
-            let judged = |t: &Option<MediaType>| ctx.filter.is_empty() || t.as_ref().is_some_and(MediaType::is_image);
+            let judged =
+                |t: &Option<MediaType>| ctx.opts.filter.is_empty() || t.as_ref().is_some_and(MediaType::is_image);
             if let Some(sd) = head.filter(|h| judged(&h.media_type)).and_then(|h| h.digest) {
                 if dd.as_ref() == Some(&sd) {
                     return settled(ctx, &mut planner, pair, sd, true);
@@ -87,10 +63,11 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     }
 
     let fetched = ctx.manifests.get(&*sc, &src.repo, &src.reference)?;
-    let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_ref()).map_err(|m| bad(src, m))?;
+    let parsed =
+        Manifest::parse(&fetched.bytes, fetched.media_type.as_ref()).map_err(|m| SyncError::manifest(src, m))?;
     let mut filtered = false;
     let (bytes, digest) = match &parsed.kind {
-        Kind::Index { .. } if !ctx.filter.is_empty() => match planner.filter(&fetched.bytes, 1)? {
+        Kind::Index { .. } if !ctx.opts.filter.is_empty() => match planner.filter(&fetched.bytes, 1)? {
             Filtered::Unchanged => (fetched.bytes, fetched.digest),
             Filtered::Rewritten(b) => {
                 filtered = true;
@@ -98,7 +75,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
                 (b, d)
             }
             Filtered::Empty => {
-                skipped(ctx, pair, "no platform in it matches --os/--arch".into());
+                ctx.skipped(pair, "no platform in it matches --os/--arch".into());
                 return Ok(());
             }
         },
@@ -111,7 +88,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     }
     let dst = &pair.dst;
 
-    if !ctx.force {
+    if !ctx.opts.force {
         let dd = match dst_digest {
             Some(d) if !dst.is_digest() => d,
             _ => dc.manifest_digest(&dst.repo, &dst.reference, Access::Push)?,
@@ -126,10 +103,10 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     let mut later = Vec::new();
     match &parsed.kind {
         Kind::Image { config, .. } => {
-            if !ctx.filter.is_empty() {
+            if !ctx.opts.filter.is_empty() {
                 let platform = image_platform(&*sc, src, &config.digest)?;
-                if !ctx.filter.matches(&platform) {
-                    skipped(ctx, &pair, format!("its platform {platform} does not match --os/--arch"));
+                if !ctx.opts.filter.matches(&platform) {
+                    ctx.skipped(&pair, format!("its platform {platform} does not match --os/--arch"));
                     return Ok(());
                 }
             }
@@ -138,9 +115,9 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
         // The entries kept by the filter, planned here (the filter has fetched, and kept, the
         // nested indexes they need).
         Kind::Index { .. } if filtered => {
-            top.children = planner.children(&entries(&bytes).map_err(|m| bad(src, m))?, 1)?;
+            top.children = planner.children(&entries(&bytes).map_err(|m| SyncError::manifest(src, m))?, 1)?;
         }
-        Kind::Index { manifests } if ctx.dry_run() || !ctx.filter.is_empty() => {
+        Kind::Index { manifests } if ctx.opts.dry_run() || !ctx.opts.filter.is_empty() => {
             top.children = planner.children(manifests, 1)?
         }
         Kind::Index { manifests } => later = manifests.clone(),
@@ -150,7 +127,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     if filtered {
         return queue(ctx, &pair, top, &digest);
     }
-    if ctx.dry_run() {
+    if ctx.opts.dry_run() {
         top.children.extend(planner.referrers(&digest, 2)?);
         return queue(ctx, &pair, top, &digest);
     }
@@ -200,7 +177,7 @@ fn settled(
 ) -> Result<(), SyncError> {
     let missing = if with_referrers { planner.referrers(&digest, 2)? } else { Vec::new() };
     if missing.is_empty() {
-        unchanged(ctx, pair, &digest);
+        ctx.unchanged(pair, &digest);
         return Ok(());
     }
     let mut top = Planned::push(pair.src.clone(), pair.dst.clone(), Vec::new(), MediaType::default());
@@ -211,39 +188,11 @@ fn settled(
 
 /// Queue the graph of `top` (or, in a dry run, report what it would move).
 fn queue(ctx: &Ctx, pair: &Arc<Pair>, top: Planned, digest: &Digest) -> Result<(), SyncError> {
-    if ctx.dry_run() {
-        return plan(ctx, pair, &top, digest);
+    if ctx.opts.dry_run() {
+        return dry_run::report(ctx, pair, &top, digest);
     }
     let mut graph = Graph::default();
     graph.add(top, pair, None);
     graph.enqueue(&ctx.queue, &pair.src.repo, &pair.dst.repo);
-    Ok(())
-}
-
-/// A dry run: what copying `top` would move. Blobs are looked up at the destination with `HEAD`
-/// only; nothing is queued, so nothing is written.
-fn plan(ctx: &Ctx, pair: &Arc<Pair>, top: &Planned, digest: &Digest) -> Result<(), SyncError> {
-    let dc = ctx.stores.get(&pair.dst.repo);
-    let mut seen = std::collections::HashSet::new();
-    let (mut missing, mut bytes, mut present) = (0, 0, 0);
-    let nodes = top.walk();
-    for blob in nodes.iter().flat_map(|n| n.blobs.iter()) {
-        if !seen.insert(blob.digest.clone()) {
-            continue;
-        }
-        if dc.blob_exists(&pair.dst.repo, &blob.digest, Access::Push)? {
-            present += 1;
-        } else {
-            missing += 1;
-            bytes += blob.size.unwrap_or(0);
-        }
-    }
-    let manifests = nodes.iter().filter(|n| matches!(n.action, Action::Push { .. })).count();
-    log::info!(
-        "would copy {pair}: {manifests} manifest(s), {missing} blob(s) to copy ({:.1} MiB), {present} already present",
-        bytes as f64 / (1024.0 * 1024.0)
-    );
-    ctx.event(Event::ImagePlanned { missing, bytes, present });
-    ctx.outcome(pair, Outcome::Planned(digest.clone()));
     Ok(())
 }

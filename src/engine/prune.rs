@@ -16,16 +16,17 @@
 //!
 //! With `--dry-run` the same decisions are made with reads only, and printed.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use std::collections::{HashMap, HashSet};
-
-use super::context::{Ctx, Outcome};
-use super::graph::Pair;
-use super::Failure;
+use super::ctx::Ctx;
+use super::outcome::{Failure, Outcome};
+use super::plan::MAX_DEPTH;
+use super::record::Expansion;
 use crate::digest::Digest;
 use crate::manifest::{is_referrer_tag, Kind, Manifest};
 use crate::reference::{Reference, Repository};
+use crate::rule::Pair;
 use crate::store::{Access, Error, Store};
 
 /// How a registry deletes, once known.
@@ -36,20 +37,14 @@ enum Deletes {
     Refused,
 }
 
-/// Prune every pruning rule's destination; returns the number of tags deleted (or, in a dry
-/// run, that would be).
-pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
-    let rules = ctx.rules.lock().clone();
+/// Prune every pruning rule's destination, from the run's expanded `rules`, the `outcomes` of
+/// its images and its `failures`; returns the number of tags deleted (or, in a dry run, that
+/// would be).
+pub fn prune(ctx: &Ctx, rules: &[Expansion], outcomes: &[(Arc<Pair>, Outcome)], failures: &[Failure]) -> u64 {
     if crate::stop::requested() || !rules.iter().any(|(r, _)| r.prune) {
         return 0;
     }
-    let failed: HashSet<&Pair> = failures
-        .iter()
-        .filter_map(|f| match f {
-            Failure::Image { pair, .. } => Some(pair),
-            Failure::Rule { .. } => None,
-        })
-        .collect();
+    let failed: HashSet<&Pair> = failures.iter().filter_map(Failure::image).collect();
     // What the run produces in each repository: tags, and digests pushed without one.
     let mut produced: HashMap<&Repository, HashSet<&str>> = HashMap::new();
     let mut pinned: HashMap<Repository, Vec<Digest>> = HashMap::new();
@@ -61,7 +56,7 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
             Reference::Digest(d) => pinned.entry(pair.dst.repo.clone()).or_default().push(d.clone()),
         }
     }
-    for (pair, outcome) in ctx.outcomes.lock().iter() {
+    for (pair, outcome) in outcomes {
         if let Outcome::Synced(d) | Outcome::Unchanged(d) = outcome {
             if pair.dst.is_digest() {
                 pinned.entry(pair.dst.repo.clone()).or_default().push(d.clone());
@@ -71,7 +66,7 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
     let mut how: HashMap<String, Deletes> = HashMap::new();
     let mut done: HashSet<&Repository> = HashSet::new();
     let mut count = 0;
-    for (rule, pairs) in &rules {
+    for (rule, pairs) in rules {
         let repo = &rule.dst.repo;
         if pairs.is_none() || !rule.prune || rule.namespace.is_some() || !done.insert(repo) {
             continue;
@@ -119,7 +114,7 @@ pub fn prune(ctx: &Ctx, failures: &[Failure]) -> u64 {
         count += pruner.run(&gone);
     }
     if count > 0 {
-        let verb = if ctx.dry_run() { "would prune" } else { "pruned" };
+        let verb = if ctx.opts.dry_run() { "would prune" } else { "pruned" };
         log::info!("{verb} {count} tag(s) no rule produces any more");
     }
     count
@@ -180,7 +175,7 @@ impl Pruner<'_, '_> {
             log::warn!("{name} is not prunable: {keeper} still shows the same manifest {}", digest.short());
             return Ok(false);
         }
-        if self.ctx.dry_run() {
+        if self.ctx.opts.dry_run() {
             log::info!("would prune {name} ({})", digest.short());
             deleted.insert(digest);
             return Ok(true);
@@ -227,7 +222,7 @@ impl Pruner<'_, '_> {
                     Err(e) if e.is_not_found() => continue,
                     Err(e) => return Err(e),
                 };
-                if map.insert(fetched.digest.clone(), why.clone()).is_some() || depth >= super::tree::MAX_DEPTH {
+                if map.insert(fetched.digest.clone(), why.clone()).is_some() || depth >= MAX_DEPTH {
                     continue;
                 }
                 if let Ok(Manifest { kind: Kind::Index { manifests }, .. }) =

@@ -3,18 +3,20 @@
 
 use std::sync::Arc;
 
-use super::context::{Ctx, Outcome, SyncError};
+use super::ctx::Ctx;
+use super::error::SyncError;
+use super::events::Event;
 use super::graph::{Action, Node};
-use super::progress::Event;
+use super::outcome::Outcome;
 use crate::digest::Digest;
 
 pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
     let outcome = match &node.action {
         Action::Push { bytes, media_type } => {
-            let client = ctx.stores.get(&node.dst.repo);
-            client.put_manifest(&node.dst.repo, &node.dst.reference, bytes, media_type, node.parent.is_none())?;
+            let store = ctx.stores.get(&node.dst.repo);
+            store.put_manifest(&node.dst.repo, &node.dst.reference, bytes, media_type, node.parent.is_none())?;
             ctx.event(Event::ManifestPushed);
-            ctx.tally(&node.image, |s| s.manifests_pushed += 1);
+            ctx.record.tally(&node.image, |s| s.manifests_pushed += 1);
             Outcome::Synced(Digest::of(bytes))
         }
         Action::Settle(digest) => Outcome::Unchanged(digest.clone()),
@@ -32,8 +34,7 @@ pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
                     ctx.event(Event::ImageSynced);
                 }
             }
-            ctx.outcome(&node.image, outcome);
-            ctx.synced.lock().push(node.image.clone());
+            ctx.record.ended(&node.image, outcome);
         }
     }
     Ok(())

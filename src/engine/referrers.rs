@@ -1,6 +1,7 @@
 //! Referrers follow their subject: signatures, SBOMs and attestations that point at a copied
 //! manifest are copied too (unless `--no-referrers`), and listed at the destination so that
-//! `cosign verify` or an admission policy finds them there.
+//! `cosign verify` or an admission policy finds them there. This file finds them and what the
+//! destination lacks; the planner plans them like any other manifest.
 //!
 //! **Finding them at the source.** The OCI 1.1 referrers API first; a registry without it
 //! (it answers 404) is remembered for the rest of the run and read through the referrers tag
@@ -13,170 +14,158 @@
 //! lists already — entries we did not write are kept — and pushed after the referrers it
 //! lists and before the subject's own tag.
 
-use super::context::SyncError;
+use super::ctx::Ctx;
+use super::error::SyncError;
 use super::graph::Planned;
-use super::image::bad;
-use super::tree::{Planner, MAX_DEPTH};
+use super::lookups::learned;
 use crate::digest::Digest;
 use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, MediaType, Referrer};
-use crate::reference::Reference;
-use crate::store::{Access, ReferrersAnswer};
+use crate::reference::{ImageRef, Reference, Repository};
+use crate::store::{Access, Fetched, ReferrersAnswer, Store};
 
-impl Planner<'_, '_> {
-    /// What refers to `subject` (at `level`) and is missing at the destination, planned to be
-    /// pushed before the subject: the referrers with their blobs and their own referrers, the
-    /// fallback tag index that lists them, and cosign's tags.
-    pub fn referrers(&mut self, subject: &Digest, level: usize) -> Result<Vec<Planned>, SyncError> {
-        if !self.ctx.referrers.enabled {
+/// The referrers of `subject` the source `src` lists, of the types asked for.
+pub fn discover(ctx: &Ctx, sc: &dyn Store, src: &Repository, subject: &Digest) -> Result<Vec<Referrer>, SyncError> {
+    let at = ImageRef { repo: src.clone(), reference: Reference::Digest(subject.clone()) };
+    let mut listed = ask_api(ctx, sc, src, subject)?;
+    if listed.is_none() {
+        let tag = Reference::Tag(fallback_tag(subject));
+        if source_has(ctx, sc, src, &tag)? {
+            listed = match ctx.manifests.get(sc, src, &tag) {
+                Ok(f) => Some(f.bytes),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+        }
+    }
+    let Some(index) = listed else { return Ok(Vec::new()) };
+    let mut found = match Referrer::list(&index) {
+        Ok(f) => f,
+        // Someone else's `sha256-…` tag, or a broken listing: the image itself still syncs.
+        Err(m) => {
+            log::warn!("{at}: referrers not copied: {m}");
             return Ok(Vec::new());
         }
-        if level > MAX_DEPTH {
-            log::warn!("{}: referrers nest deeper than {MAX_DEPTH} levels below {subject}; not followed", self.image);
-            return Ok(Vec::new());
-        }
-        let mut found = self.discover(subject)?;
-        let mut out = Vec::new();
-        let mut copied = Vec::new();
-        let mut dangling = Vec::new();
-        for r in &found {
-            if !self.ctx.force && self.present(&r.digest)? {
-                out.extend(self.referrers(&r.digest, level + 1)?);
-                continue;
-            }
-            match self.manifest(&r.digest, level) {
-                Ok(planned) => copied.push(planned),
-                // Listed, but gone from the source (a deleted signature): not the image's fault.
-                Err(SyncError::Registry(e)) if e.is_not_found() => {
-                    log::warn!("{}: referrer {} is listed but missing at the source; skipped", self.image, r.digest);
-                    dangling.push(r.digest.clone());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        found.retain(|r| !dangling.contains(&r.digest));
-        match self.fallback_index(subject, &found)? {
-            Some(mut index) => {
-                index.children = copied;
-                out.push(index);
-            }
-            None => out.extend(copied),
-        }
-        out.extend(self.cosign(subject)?);
-        Ok(out)
-    }
+    };
+    let types = &ctx.opts.referrers.types;
+    found.retain(|r| {
+        r.digest != *subject && (types.is_empty() || r.artifact_type.as_ref().is_some_and(|t| types.contains(t)))
+    });
+    Ok(found)
+}
 
-    /// The referrers of `subject` the source lists, of the types asked for.
-    fn discover(&mut self, subject: &Digest) -> Result<Vec<Referrer>, SyncError> {
-        let ctx = self.ctx;
-        let at = self.at_src(Reference::Digest(subject.clone()));
-        let mut listed = None;
-        {
-            // Until the registry's answer is known, one worker asks at a time (the guard ends
-            // with this block: what follows takes the same lock to list tags).
-            let _one = ctx.has_referrers_api(self.sc.name()).is_none().then(|| ctx.first_ask.lock());
-            if ctx.has_referrers_api(self.sc.name()) != Some(false) {
-                let types = &ctx.referrers.types;
-                let one = (types.len() == 1).then(|| &types[0]);
-                match self.sc.referrers(self.src, subject, one, Access::Pull)? {
-                    ReferrersAnswer::Listed(index) => {
-                        ctx.set_referrers_api(self.sc.name(), true);
-                        listed = Some(index);
-                    }
-                    ReferrersAnswer::NoApi => ctx.set_referrers_api(self.sc.name(), false),
-                    ReferrersAnswer::Unknown => {}
-                }
-            }
+/// The source's referrers API answer for `subject`: `None` when the store has no such API, or
+/// cannot tell for now.
+fn ask_api(ctx: &Ctx, sc: &dyn Store, src: &Repository, subject: &Digest) -> Result<Option<Vec<u8>>, SyncError> {
+    let types = &ctx.opts.referrers.types;
+    let one = (types.len() == 1).then(|| &types[0]);
+    let slot = ctx.lookups.referrers_api(sc.name());
+    let mut known = slot.lock();
+    let answer = match *known {
+        Some(false) => return Ok(None),
+        // Known to have it: every worker asks at once.
+        Some(true) => {
+            drop(known);
+            let answer = sc.referrers(src, subject, one, Access::Pull)?;
+            known = slot.lock();
+            answer
         }
-        if listed.is_none() {
-            let tag = Reference::Tag(fallback_tag(subject));
-            if self.source_has(&tag)? {
-                listed = match self.ctx.manifests.get(self.sc, self.src, &tag) {
-                    Ok(f) => Some(f.bytes),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e.into()),
-                };
-            }
+        // Not known yet: asked holding the store's slot, so workers arriving at the same moment
+        // wait for this one answer instead of asking too.
+        None => sc.referrers(src, subject, one, Access::Pull)?,
+    };
+    Ok(match answer {
+        ReferrersAnswer::Listed(index) => {
+            learned(&mut known, sc.name(), true);
+            Some(index)
         }
-        let Some(index) = listed else { return Ok(Vec::new()) };
-        let mut found = match Referrer::list(&index) {
-            Ok(f) => f,
-            // Someone else's `sha256-…` tag, or a broken listing: the image itself still syncs.
-            Err(m) => {
-                log::warn!("{at}: referrers not copied: {m}");
-                return Ok(Vec::new());
-            }
-        };
-        let types = &ctx.referrers.types;
-        found.retain(|r| {
-            r.digest != *subject && (types.is_empty() || r.artifact_type.as_ref().is_some_and(|t| types.contains(t)))
-        });
-        Ok(found)
-    }
+        ReferrersAnswer::NoApi => {
+            learned(&mut known, sc.name(), false);
+            None
+        }
+        ReferrersAnswer::Unknown => None,
+    })
+}
 
-    /// The destination's fallback tag index for `subject`, when it lacks the referrers API and
-    /// does not list every one of `found` yet.
-    fn fallback_index(&mut self, subject: &Digest, found: &[Referrer]) -> Result<Option<Planned>, SyncError> {
-        if found.is_empty() {
-            return Ok(None);
-        }
-        let ctx = self.ctx;
-        let registry = self.dc.name();
-        let api = match ctx.has_referrers_api(registry) {
-            Some(known) => known,
-            None => match self.dc.referrers(self.dst, subject, None, Access::Push)? {
+/// The destination's fallback tag index for `subject`, when it lacks the referrers API and
+/// does not list every one of `found` yet.
+pub fn fallback_index(
+    ctx: &Ctx,
+    dc: &dyn Store,
+    src: &Repository,
+    dst: &Repository,
+    subject: &Digest,
+    found: &[Referrer],
+) -> Result<Option<Planned>, SyncError> {
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let api = {
+        let slot = ctx.lookups.referrers_api(dc.name());
+        let mut known = slot.lock();
+        match *known {
+            Some(has) => has,
+            None => match dc.referrers(dst, subject, None, Access::Push)? {
                 ReferrersAnswer::Listed(_) => {
-                    ctx.set_referrers_api(registry, true);
+                    learned(&mut known, dc.name(), true);
                     true
                 }
                 ReferrersAnswer::NoApi => {
-                    ctx.set_referrers_api(registry, false);
+                    learned(&mut known, dc.name(), false);
                     false
                 }
                 // A repository new there: write the fallback tag this time (harmless where the
                 // API exists), and ask again for the next subject.
                 ReferrersAnswer::Unknown => false,
             },
-        };
-        if api {
-            return Ok(None);
         }
-        let tag = Reference::Tag(fallback_tag(subject));
-        let existing = match self.dc.get_manifest(self.dst, &tag, Access::Push) {
-            Ok(f) => Some(f.bytes),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.into()),
-        };
-        let dst = self.at_dst(tag.clone());
-        let merged = merge_fallback(existing.as_deref(), found).map_err(|m| bad(&dst, m))?;
-        Ok(merged.map(|bytes| Planned::push(self.at_src(tag), dst, bytes, MediaType::OCI_INDEX)))
+    };
+    if api {
+        return Ok(None);
     }
+    let tag = Reference::Tag(fallback_tag(subject));
+    let existing = match dc.get_manifest(dst, &tag, Access::Push) {
+        Ok(f) => Some(f.bytes),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let at_dst = ImageRef { repo: dst.clone(), reference: tag.clone() };
+    let merged = merge_fallback(existing.as_deref(), found).map_err(|m| SyncError::manifest(&at_dst, m))?;
+    let at_src = ImageRef { repo: src.clone(), reference: tag };
+    Ok(merged.map(|bytes| Planned::push(at_src, at_dst, bytes, MediaType::OCI_INDEX)))
+}
 
-    /// Cosign's tags for `subject` that the destination lacks or has another digest under.
-    fn cosign(&mut self, subject: &Digest) -> Result<Vec<Planned>, SyncError> {
-        let mut out = Vec::new();
-        for tag in cosign_tags(subject) {
-            let reference = Reference::Tag(tag);
-            if !self.source_has(&reference)? {
-                continue;
-            }
-            let Some(want) = self.sc.manifest_digest(self.src, &reference, Access::Pull)? else { continue };
-            if !self.ctx.force && self.dc.manifest_digest(self.dst, &reference, Access::Push)? == Some(want) {
-                continue;
-            }
-            let at = self.at_src(reference.clone());
-            let f = self.ctx.manifests.get(self.sc, self.src, &reference)?;
-            out.push(self.plan(at, reference, f.bytes, f.media_type.as_ref(), 1)?);
+/// Cosign's tags for `subject` that the destination lacks or has another digest under, as the
+/// source serves them.
+pub fn cosign(
+    ctx: &Ctx,
+    sc: &dyn Store,
+    dc: &dyn Store,
+    src: &Repository,
+    dst: &Repository,
+    subject: &Digest,
+) -> Result<Vec<(Reference, Fetched)>, SyncError> {
+    let mut out = Vec::new();
+    for tag in cosign_tags(subject) {
+        let reference = Reference::Tag(tag);
+        if !source_has(ctx, sc, src, &reference)? {
+            continue;
         }
-        Ok(out)
+        let Some(want) = sc.manifest_digest(src, &reference, Access::Pull)? else { continue };
+        if !ctx.opts.force && dc.manifest_digest(dst, &reference, Access::Push)? == Some(want) {
+            continue;
+        }
+        let fetched = ctx.manifests.get(sc, src, &reference)?;
+        out.push((reference, fetched));
     }
+    Ok(out)
+}
 
-    /// Whether the source repository has the referrer tag `reference` (a fallback or cosign tag:
-    /// only those are kept from its tag list): from its tag list when it can be read, else by
-    /// asking.
-    fn source_has(&self, reference: &Reference) -> Result<bool, SyncError> {
-        match self.ctx.tags_of(self.sc, self.src) {
-            Some(tags) => Ok(tags.contains(reference.as_str())),
-            None => Ok(self.sc.head_manifest(self.src, reference, Access::Pull)?.is_some()),
-        }
+/// Whether the source repository has the referrer tag `reference` (a fallback or cosign tag:
+/// only those are kept from its tag list): from its tag list when it can be read, else by
+/// asking.
+fn source_has(ctx: &Ctx, sc: &dyn Store, src: &Repository, reference: &Reference) -> Result<bool, SyncError> {
+    match ctx.lookups.tags_of(sc, src) {
+        Some(tags) => Ok(tags.contains(reference.as_str())),
+        None => Ok(sc.head_manifest(src, reference, Access::Pull)?.is_some()),
     }
 }

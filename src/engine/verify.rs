@@ -11,18 +11,19 @@
 
 use std::sync::Arc;
 
-use super::context::{Ctx, Outcome, SyncError};
-use super::graph::Pair;
-use super::image::{bad, image_platform, skipped};
-use super::progress::Event;
-use super::tree::{Planner, MAX_DEPTH};
+use super::ctx::Ctx;
+use super::error::SyncError;
+use super::events::Event;
+use super::outcome::Outcome;
+use super::plan::{image_platform, Planner, MAX_DEPTH};
 use crate::digest::Digest;
 use crate::manifest::{Filtered, Kind, Manifest};
 use crate::reference::{Reference, Repository};
+use crate::rule::Pair;
 use crate::store::{Access, ErrorKind, Store};
 
 pub fn check(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
-    ctx.started(pair);
+    ctx.record.started(pair);
     let (src, dst) = (&pair.src, &pair.dst);
     let sc = ctx.stores.get(&src.repo);
     let dc = ctx.stores.get(&dst.repo);
@@ -39,7 +40,7 @@ pub fn check(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
                 let mut walk = Walk { ctx, dc: &*dc, repo: &dst.repo, problems: &mut problems, blobs: 0 };
                 walk.manifest(&want, 0)?;
                 let blobs = walk.blobs;
-                ctx.tally(pair, |s| s.blobs_present += blobs);
+                ctx.record.tally(pair, |s| s.blobs_present += blobs);
             }
         }
     }
@@ -50,39 +51,39 @@ pub fn check(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
     }
     log::info!("verified {pair}: {want}");
     ctx.event(Event::ImageVerified);
-    ctx.outcome(pair, Outcome::Verified(want));
-    ctx.synced.lock().push(pair.clone());
+    ctx.record.ended(pair, Outcome::Verified(want));
     Ok(())
 }
 
 /// The digest the destination should have; `None` when the filter leaves nothing to have.
 fn source_digest(ctx: &Ctx, planner: &mut Planner, pair: &Arc<Pair>) -> Result<Option<Digest>, SyncError> {
     let (src, sc) = (&pair.src, planner.sc);
-    if ctx.filter.is_empty() {
+    if ctx.opts.filter.is_empty() {
         if let Some(d) = sc.manifest_digest(&src.repo, &src.reference, Access::Pull)? {
             return Ok(Some(d));
         }
     }
     let fetched = sc.get_manifest(&src.repo, &src.reference, Access::Pull)?;
-    if ctx.filter.is_empty() {
+    if ctx.opts.filter.is_empty() {
         return Ok(Some(fetched.digest));
     }
-    let parsed = Manifest::parse(&fetched.bytes, fetched.media_type.as_ref()).map_err(|m| bad(src, m))?;
+    let parsed =
+        Manifest::parse(&fetched.bytes, fetched.media_type.as_ref()).map_err(|m| SyncError::manifest(src, m))?;
     match parsed.kind {
         Kind::Index { .. } => match planner.filter(&fetched.bytes, 1)? {
             Filtered::Unchanged => Ok(Some(fetched.digest)),
             Filtered::Rewritten(b) => Ok(Some(Digest::of(&b))),
             Filtered::Empty => {
-                skipped(ctx, pair, "no platform in it matches --os/--arch".into());
+                ctx.skipped(pair, "no platform in it matches --os/--arch".into());
                 Ok(None)
             }
         },
         Kind::Image { config, .. } => {
             let platform = image_platform(sc, src, &config.digest)?;
-            if ctx.filter.matches(&platform) {
+            if ctx.opts.filter.matches(&platform) {
                 Ok(Some(fetched.digest))
             } else {
-                skipped(ctx, pair, format!("its platform {platform} does not match --os/--arch"));
+                ctx.skipped(pair, format!("its platform {platform} does not match --os/--arch"));
                 Ok(None)
             }
         }
@@ -148,7 +149,7 @@ impl Walk<'_, '_> {
                 return Ok(());
             }
         }
-        if self.ctx.verify_blobs() {
+        if self.ctx.opts.verify_blobs() {
             match self.dc.read_blob(self.repo, digest, size) {
                 Ok(_) => {}
                 Err(e) if e.is_damaged_body() => {

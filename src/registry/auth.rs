@@ -19,8 +19,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use super::error::{self, transport};
+use super::http::encode_query;
 use super::settings::Credentials;
-use super::url::encode_query;
 use crate::retry::Backoff;
 use crate::store::{Access, Error, ErrorKind};
 

@@ -4,8 +4,9 @@
 use std::io::Read;
 
 use super::auth::{pull_scope, scopes};
-use super::client::{header, Body};
+use super::client::Body;
 use super::error::{self, io_error};
+use super::http::header;
 use super::Client;
 use crate::digest::Digest;
 use crate::store::{Access, BlobSource, Error, ErrorKind, Origin};

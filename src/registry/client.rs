@@ -15,8 +15,8 @@ use ureq::SendBody;
 
 use super::auth::Authenticator;
 use super::error::{io_error, transport};
+use super::http::{header, origin, resolve};
 use super::settings::Limits;
-use super::url::{origin, resolve};
 use crate::retry::Backoff;
 use crate::store::{Error, ErrorKind, Meter};
 
@@ -283,8 +283,4 @@ impl Client {
         }
         Err(Error::new(&self.registry, what, ErrorKind::Invalid("too many redirects".into())))
     }
-}
-
-pub(crate) fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> {
-    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
 }

@@ -44,7 +44,7 @@ pub fn io_error(at: &str, what: impl Into<String>, e: io::Error) -> Error {
 /// An unexpected status; the body's `errors[]` (distribution spec) gives codes and detail.
 pub fn status(at: &str, what: impl Into<String>, resp: &mut ureq::http::Response<ureq::Body>) -> Error {
     let status = resp.status().as_u16();
-    let retry_after = super::client::header(resp, "retry-after")
+    let retry_after = super::http::header(resp, "retry-after")
         .and_then(|v| parse_retry_after(&v))
         .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
     let bytes = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();

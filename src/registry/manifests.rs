@@ -2,8 +2,9 @@
 //! digest check, PUT with the exact bytes and media type, DELETE.
 
 use super::auth::{push_scope, scopes};
-use super::client::{header, Body};
+use super::client::Body;
 use super::error;
+use super::http::header;
 use super::Client;
 use crate::digest::Digest;
 use crate::manifest::{MediaType, ACCEPT, MAX_MANIFEST_BYTES};

@@ -12,12 +12,13 @@
 //! - [`blobs`], [`uploads`], [`manifests`], [`referrers`], [`tags`]: the API calls;
 //!   [`store`]: the client as a store; [`ratelimit`]: pacing against an announced pull budget.
 //! - [`registries`]: the clients of a run, one per registry and credential set.
-//! - [`url`]: query encoding, `Location`/`Link` resolution, origins.
+//! - [`http`]: query encoding, `Location`/`Link` resolution, origins, headers.
 
 mod auth;
 mod blobs;
 mod client;
 mod error;
+mod http;
 mod manifests;
 mod ratelimit;
 mod referrers;
@@ -27,7 +28,6 @@ mod store;
 mod tags;
 mod transport;
 mod uploads;
-mod url;
 
 pub use client::Client;
 pub use registries::Registries;

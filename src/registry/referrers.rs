@@ -2,9 +2,10 @@
 //! registry has the API at all is read from how it answers (see [`Client::referrers`]).
 
 use super::auth::scopes;
-use super::client::{header, Body};
+use super::client::Body;
 use super::error;
-use super::url::{encode_query, next_link};
+use super::http::header;
+use super::http::{encode_query, next_link};
 use super::Client;
 use crate::digest::Digest;
 use crate::manifest::{MediaType, MAX_MANIFEST_BYTES};

@@ -1,9 +1,10 @@
 //! Tag and catalog listings, following `Link: <…>; rel="next"` pagination to the end.
 
 use super::auth::pull_scope;
-use super::client::{header, Body};
+use super::client::Body;
 use super::error;
-use super::url::next_link;
+use super::http::header;
+use super::http::next_link;
 use super::Client;
 use crate::store::{Error, ErrorKind};
 

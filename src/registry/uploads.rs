@@ -8,9 +8,10 @@
 use std::io::Read;
 
 use super::auth::{pull_scope, push_scope};
-use super::client::{header, Body};
+use super::client::Body;
 use super::error;
-use super::url::encode_query;
+use super::http::encode_query;
+use super::http::header;
 use super::Client;
 use crate::digest::Digest;
 use crate::retry::Backoff;

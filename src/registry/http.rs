@@ -1,7 +1,12 @@
-//! URLs the registry API builds and hands back: query encoding, `Location` and `Link`
-//! resolution, and origins (credentials go only to the registry's own).
+//! The small HTTP pieces every API call shares: query encoding, `Location` and `Link`
+//! resolution, origins (credentials go only to the registry's own), reading a header.
 
-use ureq::http::Uri;
+use ureq::http::{Response, Uri};
+
+/// A header of an answer, when it is there and readable text.
+pub fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from)
+}
 
 /// Percent-encode a query value (RFC 3986 unreserved characters pass).
 pub fn encode_query(s: &str) -> String {

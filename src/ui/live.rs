@@ -1,16 +1,15 @@
 //! The live display on a terminal: one line with images done of found, bytes moved, the rate
 //! and an estimate of the time left, and below it a bar for each large blob in flight. It is
-//! drawn by the progress thread only ([`super::progress`]); log lines scroll above it
-//! ([`crate::term`]). On anything but a terminal it is never created, so no escape code
-//! reaches a log file or a CI log.
+//! drawn by the engine's progress thread only; log lines scroll above it ([`super::term`]). On
+//! anything but a terminal it is never created, so no escape code reaches a log file or a CI
+//! log.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::progress::{Totals, Transfer};
+use crate::engine::{Display, Totals, Transfers};
 
 /// Blobs at least this large get a bar of their own; smaller ones come and go too fast to read.
 const BAR_MIN_BYTES: u64 = 1 << 20;
@@ -20,6 +19,8 @@ const MAX_BARS: usize = 8;
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Redraws per second at most.
 const REFRESH_HZ: u8 = 10;
+/// How often the display is redrawn.
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// `42s`, `3m05s`, `2h07m`: short enough for an 80-column top line.
 fn short_duration(d: Duration) -> String {
@@ -49,12 +50,18 @@ impl Board {
         let display = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(REFRESH_HZ));
         let top = display
             .add(ProgressBar::new(0).with_style(style("{spinner} [{elapsed_precise}] images {pos}/{len} {wide_msg}")));
-        crate::term::attach(display.clone());
+        super::term::attach(display.clone());
         Board { display, top, bars: HashMap::new(), samples: VecDeque::new(), started: Instant::now() }
+    }
+}
+
+impl Display for Board {
+    fn interval(&self) -> Duration {
+        INTERVAL
     }
 
     /// Redraw from the totals and the transfers in flight.
-    pub fn draw(&mut self, totals: &Totals, moving: &BTreeMap<u64, Arc<Transfer>>) {
+    fn show(&mut self, totals: &Totals, moving: &Transfers) {
         let moved = totals.bytes_copied + moving.values().map(|t| t.done()).sum::<u64>();
         let now = Instant::now();
         self.samples.push_back((now, moved));
@@ -109,13 +116,13 @@ impl Board {
     }
 
     /// Clear the display, so that the summary lines follow the last log line.
-    pub fn finish(self) {
+    fn finish(self: Box<Self>) {
         for bar in self.bars.values() {
             bar.finish_and_clear();
         }
         self.top.finish_and_clear();
         let _ = self.display.clear();
-        crate::term::detach();
+        super::term::detach();
     }
 }
 

@@ -1,6 +1,6 @@
 //! Planning one source manifest tree for a destination: indexes of any depth (down to
 //! [`MAX_DEPTH`]), the platform filter applied at every level, and what refers to each
-//! manifest ([`super::referrers`]).
+//! manifest (found by [`super::referrers`], planned here like any other manifest).
 //!
 //! Children are looked up at the destination first (`HEAD` by digest) and only the missing
 //! ones are fetched: a manifest is pushed only after everything below it, so one that is there
@@ -10,17 +10,27 @@
 
 use std::collections::HashMap;
 
-use super::context::{Ctx, SyncError};
+use super::ctx::Ctx;
+use super::error::SyncError;
 use super::graph::Planned;
-use super::image::bad;
+use super::referrers;
 use crate::digest::Digest;
-use crate::manifest::{apply, entries, Descriptor, Filtered, Keep, Kind, Manifest, MediaType};
+use crate::manifest::{apply, entries, Descriptor, Filtered, Keep, Kind, Manifest, MediaType, Platform};
 use crate::reference::{ImageRef, Reference, Repository};
 use crate::store::{Access, Store};
 
 /// Indexes nest at most this deep (the top-level index is level 1); referrers of referrers
 /// follow to the same depth.
 pub const MAX_DEPTH: usize = 8;
+
+/// Config blobs are small JSON documents; refuse absurd ones.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The platform of a single image, read from its config blob.
+pub fn image_platform(store: &dyn Store, src: &ImageRef, config: &Digest) -> Result<Platform, SyncError> {
+    let raw = store.get_blob_bytes(&src.repo, config, MAX_CONFIG_BYTES)?;
+    Ok(serde_json::from_slice(&raw).unwrap_or_default())
+}
 
 /// A manifest fetched (or rewritten by the filter) while filtering, kept for planning.
 struct Cached {
@@ -62,24 +72,24 @@ impl<'a, 'c> Planner<'a, 'c> {
     }
 
     fn too_deep(&self, digest: &Digest) -> SyncError {
-        bad(self.image, format!("indexes nest deeper than {MAX_DEPTH} levels (at {digest})"))
+        SyncError::manifest(self.image, format!("indexes nest deeper than {MAX_DEPTH} levels (at {digest})"))
     }
 
     /// The index `bytes` (at nesting `level`) as the platform filter leaves it: entries whose
     /// platform does not match are dropped, nested indexes are filtered in turn (and dropped
     /// when nothing in them matches).
     pub fn filter(&mut self, bytes: &[u8], level: usize) -> Result<Filtered, SyncError> {
-        let list = entries(bytes).map_err(|m| bad(self.image, m))?;
+        let list = entries(bytes).map_err(|m| SyncError::manifest(self.image, m))?;
         let mut keep = Vec::with_capacity(list.len());
         for entry in &list {
             keep.push(self.keep(entry, level)?);
         }
-        apply(bytes, &keep).map_err(|m| bad(self.image, m))
+        apply(bytes, &keep).map_err(|m| SyncError::manifest(self.image, m))
     }
 
     fn keep(&mut self, entry: &Descriptor, level: usize) -> Result<Keep, SyncError> {
         if !entry.media_type.is_index() {
-            let matches = entry.platform.as_ref().is_some_and(|p| self.ctx.filter.matches(p));
+            let matches = entry.platform.as_ref().is_some_and(|p| self.ctx.opts.filter.matches(p));
             return Ok(if matches { Keep::Yes } else { Keep::No });
         }
         if level >= MAX_DEPTH {
@@ -110,7 +120,7 @@ impl<'a, 'c> Planner<'a, 'c> {
 
     /// One child of an index at nesting `level`, planned; `None` when the destination has it.
     pub fn child(&mut self, child: &Descriptor, level: usize) -> Result<Option<Planned>, SyncError> {
-        if !self.ctx.force && self.present(&child.digest)? {
+        if !self.ctx.opts.force && self.present(&child.digest)? {
             log::debug!("{}: child {} already present", self.dst, child.digest);
             return Ok(None);
         }
@@ -132,7 +142,7 @@ impl<'a, 'c> Planner<'a, 'c> {
         content_type: Option<&MediaType>,
         level: usize,
     ) -> Result<Planned, SyncError> {
-        let m = Manifest::parse(&bytes, content_type).map_err(|e| bad(&at, e))?;
+        let m = Manifest::parse(&bytes, content_type).map_err(|e| SyncError::manifest(&at, e))?;
         if matches!(m.kind, Kind::Index { .. }) && level > MAX_DEPTH {
             return Err(self.too_deep(&Digest::of(&bytes)));
         }
@@ -161,5 +171,49 @@ impl<'a, 'c> Planner<'a, 'c> {
             planned.children.extend(self.referrers(digest, level + 1)?);
         }
         Ok(planned)
+    }
+
+    /// What refers to `subject` (at `level`) and is missing at the destination, planned to be
+    /// pushed before the subject: the referrers with their blobs and their own referrers, the
+    /// fallback tag index that lists them, and cosign's tags.
+    pub fn referrers(&mut self, subject: &Digest, level: usize) -> Result<Vec<Planned>, SyncError> {
+        if !self.ctx.opts.referrers.enabled {
+            return Ok(Vec::new());
+        }
+        if level > MAX_DEPTH {
+            log::warn!("{}: referrers nest deeper than {MAX_DEPTH} levels below {subject}; not followed", self.image);
+            return Ok(Vec::new());
+        }
+        let mut found = referrers::discover(self.ctx, self.sc, self.src, subject)?;
+        let mut out = Vec::new();
+        let mut copied = Vec::new();
+        let mut dangling = Vec::new();
+        for r in &found {
+            if !self.ctx.opts.force && self.present(&r.digest)? {
+                out.extend(self.referrers(&r.digest, level + 1)?);
+                continue;
+            }
+            match self.manifest(&r.digest, level) {
+                Ok(planned) => copied.push(planned),
+                // Listed, but gone from the source (a deleted signature): not the image's fault.
+                Err(SyncError::Store(e)) if e.is_not_found() => {
+                    log::warn!("{}: referrer {} is listed but missing at the source; skipped", self.image, r.digest);
+                    dangling.push(r.digest.clone());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        found.retain(|r| !dangling.contains(&r.digest));
+        match referrers::fallback_index(self.ctx, self.dc, self.src, self.dst, subject, &found)? {
+            Some(mut index) => {
+                index.children = copied;
+                out.push(index);
+            }
+            None => out.extend(copied),
+        }
+        for (reference, f) in referrers::cosign(self.ctx, self.sc, self.dc, self.src, self.dst, subject)? {
+            out.push(self.plan(self.at_src(reference.clone()), reference, f.bytes, f.media_type.as_ref(), 1)?);
+        }
+        Ok(out)
     }
 }

@@ -1,8 +1,9 @@
 //! Progress: workers send small events over a channel to one reporter thread, which keeps the
-//! totals and shows them while work goes on — a progress line in the log every interval, or
-//! the live display on a terminal ([`super::live`]) — and hands the totals back at the end.
-//! Workers never wait on it (the channel is unbounded and sending is cheap); bytes of a blob in
-//! flight are not sent as events but read by the reporter from the transfer's own counter.
+//! totals, hands them to a [`Display`] while work goes on, and back at the end. The engine
+//! never draws: `main` chooses the display (a live one on a terminal, progress lines in the
+//! log) and hands it in, as ripgrep hands its printer to the search. Workers never wait on it
+//! (the channel is unbounded and sending is cheap); bytes of a blob in flight are not sent as
+//! events but read by the reporter from the transfer's own counter.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,19 +13,18 @@ use std::time::Duration;
 
 use crossbeam_channel::{select, tick, unbounded, Sender};
 
-use super::live::Board;
-
-/// How often the live display is redrawn.
-const LIVE_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How progress is shown while a run goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    /// A progress line in the log every interval (when something changed).
-    Log(Duration),
-    /// The live display on the terminal (stderr), log lines scrolling above it.
-    Live,
+/// How a run's progress is shown while it goes on.
+pub trait Display: Send {
+    /// How often [`Display::show`] is called.
+    fn interval(&self) -> Duration;
+    /// The run so far: its totals, and the blobs in flight by transfer id.
+    fn show(&mut self, totals: &Totals, moving: &Transfers);
+    /// The run is over: clear what was drawn.
+    fn finish(self: Box<Self>) {}
 }
+
+/// The blobs streaming now, by transfer id.
+pub type Transfers = BTreeMap<u64, Arc<Transfer>>;
 
 /// Something a worker started or finished.
 #[derive(Debug, Clone)]
@@ -188,20 +188,40 @@ impl Totals {
     }
 }
 
-/// Start the reporter. It ends, returning the totals, when every sender is dropped.
-pub fn start(view: View) -> (Sender<Event>, JoinHandle<Totals>) {
+/// Where workers send their events: the reporter's channel.
+pub struct Progress {
+    tx: Sender<Event>,
+    /// The id of the next transfer shown.
+    next_transfer: AtomicU64,
+}
+
+impl Progress {
+    pub fn new(tx: Sender<Event>) -> Progress {
+        Progress { tx, next_transfer: AtomicU64::new(0) }
+    }
+
+    /// Tell the reporter (it outlives every worker, so a send cannot fail in practice).
+    pub fn event(&self, e: Event) {
+        let _ = self.tx.send(e);
+    }
+
+    /// A blob starts streaming: the display follows it until the guard is dropped.
+    pub fn moving(&self, label: String, size: Option<u64>) -> Moving {
+        let id = self.next_transfer.fetch_add(1, Ordering::Relaxed);
+        Moving::start(&self.tx, id, label, size)
+    }
+}
+
+/// Start the reporter, showing progress on `display`. It ends, returning the totals, when
+/// every sender is dropped.
+pub fn start(mut display: Box<dyn Display>) -> (Sender<Event>, JoinHandle<Totals>) {
     let (tx, rx) = unbounded::<Event>();
     let handle = std::thread::Builder::new()
         .name("progress".into())
         .spawn(move || {
-            let (interval, mut board) = match view {
-                View::Log(i) => (i, None),
-                View::Live => (LIVE_INTERVAL, Some(Board::new())),
-            };
-            let ticker = tick(interval);
+            let ticker = tick(display.interval());
             let mut totals = Totals::default();
-            let mut reported = totals;
-            let mut moving: BTreeMap<u64, Arc<Transfer>> = BTreeMap::new();
+            let mut moving = Transfers::new();
             loop {
                 select! {
                     recv(rx) -> e => match e {
@@ -209,18 +229,11 @@ pub fn start(view: View) -> (Sender<Event>, JoinHandle<Totals>) {
                         Ok(Event::TransferEnded(id)) => { moving.remove(&id); }
                         Ok(e) => totals.apply(&e),
                         Err(_) => {
-                            if let Some(b) = board { b.finish() }
+                            display.finish();
                             return totals;
                         }
                     },
-                    recv(ticker) -> _ => match &mut board {
-                        Some(b) => b.draw(&totals, &moving),
-                        None if totals != reported => {
-                            log::info!("progress: {}", totals.summary());
-                            reported = totals;
-                        }
-                        None => {}
-                    },
+                    recv(ticker) -> _ => display.show(&totals, &moving),
                 }
             }
         })
@@ -232,9 +245,18 @@ pub fn start(view: View) -> (Sender<Event>, JoinHandle<Totals>) {
 mod tests {
     use super::*;
 
+    struct Silent;
+
+    impl Display for Silent {
+        fn interval(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        fn show(&mut self, _: &Totals, _: &Transfers) {}
+    }
+
     #[test]
     fn totals_come_back_when_senders_are_gone() {
-        let (tx, handle) = start(View::Log(Duration::from_secs(3600)));
+        let (tx, handle) = start(Box::new(Silent));
         let tx2 = tx.clone();
         tx.send(Event::BlobCopied(10)).unwrap();
         tx2.send(Event::BlobCopied(5)).unwrap();

@@ -1,0 +1,100 @@
+//! Running a rule: list the source's tags (or, for a namespace, its repositories), let the
+//! rule take and select among them, and queue one image task per source → destination pair.
+//! What a rule means is [`crate::rule`]'s; this is the part that asks the stores.
+
+use std::sync::Arc;
+
+use super::ctx::Ctx;
+use super::error::SyncError;
+use super::events::Event;
+use super::graph::Task;
+use super::plan::{MAX_CONFIG_BYTES, MAX_DEPTH};
+use crate::manifest::{Kind, Manifest};
+use crate::reference::{ImageRef, Reference, Repository};
+use crate::rule::{rfc3339, Rule};
+use crate::store::{Access, Store};
+
+/// Resolve a rule's source tags and pair them with destination references.
+pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
+    ctx.record.expansion_started(rule);
+    if rule.namespace.is_some() {
+        return namespace(ctx, rule);
+    }
+    let refs = match rule.named() {
+        Some(refs) => refs,
+        None => {
+            let store = ctx.stores.get(&rule.src.repo);
+            let listed = store.list_tags(&rule.src.repo)?;
+            ctx.lookups.remember_tags(&rule.src.repo, &listed);
+            let referrers = ctx.opts.referrers.enabled;
+            let tags = listed.into_iter().filter(|t| rule.takes(t, referrers)).collect();
+            select(&*store, rule, tags)?.into_iter().map(Reference::Tag).collect()
+        }
+    };
+    if refs.is_empty() {
+        log::warn!("{}: no tags to synchronise", rule.describe());
+    }
+    ctx.event(Event::ImagesFound(refs.len() as u64));
+    let pairs = rule.pairs(refs);
+    ctx.record.expanded(rule, &pairs);
+    for pair in pairs {
+        ctx.queue.push(Task::Image(pair));
+    }
+    Ok(())
+}
+
+/// The rule's selection keys applied to the listed `tags`, logged in one line.
+fn select(store: &dyn Store, rule: &Rule, tags: Vec<String>) -> Result<Vec<String>, SyncError> {
+    if rule.select.is_empty() {
+        return Ok(tags);
+    }
+    let total = tags.len();
+    let repo = &rule.src.repo;
+    // One tag that cannot be read (gone since the listing, schema 1, no config) is "created
+    // unknown" and ranks last; only a failure that may clear up fails the rule (to be retried).
+    let (kept, how) = rule.select.apply(tags, |tag| match created(store, repo, tag) {
+        Err(e) if !e.is_transient() => {
+            log::warn!("{}: {repo}:{tag}: creation time unknown ({e})", rule.describe());
+            Ok(None)
+        }
+        other => other,
+    })?;
+    log::info!("{}: {} of {total} tags selected ({how})", rule.describe(), kept.len());
+    Ok(kept)
+}
+
+/// When the image under `tag` was created (its config's `created`; for an index, its first
+/// child's), for `latest_by: created`.
+fn created(store: &dyn Store, repo: &Repository, tag: &str) -> Result<Option<i64>, SyncError> {
+    let mut reference = Reference::Tag(tag.to_string());
+    for _ in 0..MAX_DEPTH {
+        let f = store.get_manifest(repo, &reference, Access::Pull)?;
+        let at = ImageRef { repo: repo.clone(), reference: reference.clone() };
+        match Manifest::parse(&f.bytes, f.media_type.as_ref()).map_err(|m| SyncError::manifest(&at, m))?.kind {
+            Kind::Index { manifests } => match manifests.first() {
+                Some(first) => reference = Reference::Digest(first.digest.clone()),
+                None => return Ok(None),
+            },
+            Kind::Image { config, .. } => {
+                let raw = store.get_blob_bytes(repo, &config.digest, MAX_CONFIG_BYTES)?;
+                let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                return Ok(v.get("created").and_then(|c| c.as_str()).and_then(rfc3339));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A namespace rule: one rule per repository of the source catalog below the namespace.
+fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
+    let store = ctx.stores.get(&rule.src.repo);
+    let all = store.list_catalog().map_err(|e| SyncError::Catalog(Box::new(e)))?;
+    let mut found = 0;
+    for child in all.iter().filter_map(|name| rule.for_repository(name)) {
+        found += 1;
+        ctx.queue.push(Task::Rule(Arc::new(child)));
+    }
+    log::info!("{}: {found} repositor{} in the namespace", rule.describe(), if found == 1 { "y" } else { "ies" });
+    ctx.record.expanded(rule, &[]);
+    Ok(())
+}

@@ -1,0 +1,354 @@
+//! The blob ledger: everything the run knows about blobs at their destinations, in one place
+//! under one lock — which repository has each blob (done, or a copy in flight with the
+//! manifests waiting for it), which repository of a registry has it to mount from, and, for a
+//! source registry that feeds several destination registries, which destination has it to
+//! relay from. A blob task is claim → transfer → settle: [`Ledger::claim`] decides whether the
+//! task copies the blob at all (and from where), the task transfers it without any lock held,
+//! and [`Ledger::settle`] records the end and hands back whoever waited for it.
+//!
+//! Invariants (kept by `claim` and `settle`, each one critical section):
+//! - a blob is copied into a destination repository by at most one task at a time: a second
+//!   task for it joins the first (its manifests wait for that copy);
+//! - into one registry, a blob is streamed into one repository at a time: tasks of other
+//!   repositories park until it is there, then mount it from there;
+//! - from a source registry that feeds several destination registries, a blob is read once:
+//!   the first destination streams it from the source, the others park and then read it from
+//!   that destination (a relay). A relay read that fails falls back to the source; a copy that
+//!   fails releases the parked tasks at once, so the next one reads the source itself;
+//! - a parked task is queued again by the `settle` of the copy it waits for, exactly once.
+//!
+//! Why a relay rather than a tee: scheduling is depth first (an image's blobs go before the
+//! next image is planned, which keeps memory flat in the number of tags), so the tasks of
+//! another destination rarely exist at the moment a stream starts; waiting for the copy and
+//! reading it back costs no memory and no disk, and does not depend on timing. Relay
+//! bookkeeping is kept only for source registries that feed more than one destination
+//! registry, so an ordinary run's ledger does not grow with relays.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::graph::{BlobTask, Node};
+use crate::digest::Digest;
+use crate::reference::{Location, Repository};
+use crate::rule::Pair;
+
+/// What a task is to do with its blob.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// At the destination already; moved there by this image's task (`Some`) or another's.
+    Done(Option<Arc<Pair>>),
+    /// Being copied there by another task, whose end now also completes this task's
+    /// manifests (the ones of the image that moves it, named).
+    Joined(Option<Arc<Pair>>),
+    /// Waits for a copy into another repository or registry, and is queued again when it ends.
+    Parked,
+    /// This task copies it: from its source, or (`relay`) from a destination that has it.
+    Copy { relay: Option<Repository> },
+}
+
+/// The end of a copy: the manifests that joined it (to be completed on success, kept with the
+/// task for its retry on failure), and the tasks parked on it, to be queued again.
+#[derive(Default)]
+pub struct Settled {
+    pub joined: Vec<Arc<Node>>,
+    pub requeue: Vec<BlobTask>,
+}
+
+/// A blob in one destination repository.
+enum AtRepo {
+    /// There, moved by this image's task.
+    Done(Option<Arc<Pair>>),
+    /// Being copied by one task; these manifests wait for it too.
+    Copying { joined: Vec<Arc<Node>>, mover: Option<Arc<Pair>> },
+}
+
+/// A blob in one destination registry.
+#[derive(Default)]
+struct AtRegistry {
+    /// A repository that has it: where others mount it from.
+    has: Option<Arc<str>>,
+    /// The repository it is being streamed into, and the tasks of other repositories parked
+    /// until it is there.
+    streaming: Option<(Arc<str>, Vec<BlobTask>)>,
+}
+
+/// A blob of a source registry that feeds several destination registries.
+enum Relay {
+    /// Being read from the source into `to`; tasks of other registries parked until then.
+    Copying { to: Repository, parked: Vec<BlobTask> },
+    /// At this destination repository: later copies read it from there.
+    At(Repository),
+}
+
+#[derive(Default)]
+struct State {
+    repos: HashMap<(Location, Arc<str>, Digest), AtRepo>,
+    registries: HashMap<(Location, Digest), AtRegistry>,
+    relays: HashMap<(Location, Digest), Relay>,
+}
+
+pub struct Ledger {
+    /// Source registries that feed more than one destination registry in this run.
+    fanned_out: HashSet<Location>,
+    state: Mutex<State>,
+}
+
+fn repo_key(task: &BlobTask) -> (Location, Arc<str>, Digest) {
+    (task.dst.location.clone(), task.dst.name.clone(), task.blob.digest.clone())
+}
+
+fn registry_key(task: &BlobTask) -> (Location, Digest) {
+    (task.dst.location.clone(), task.blob.digest.clone())
+}
+
+fn relay_key(task: &BlobTask) -> (Location, Digest) {
+    (task.src.location.clone(), task.blob.digest.clone())
+}
+
+impl Ledger {
+    /// A ledger for a run of these (source, destination) repository pairs.
+    pub fn for_routes<'a>(routes: impl IntoIterator<Item = (&'a Repository, &'a Repository)>) -> Ledger {
+        let mut to: HashMap<&Location, HashSet<&Location>> = HashMap::new();
+        for (src, dst) in routes {
+            to.entry(&src.location).or_default().insert(&dst.location);
+        }
+        let fanned_out = to.into_iter().filter(|(_, d)| d.len() > 1).map(|(s, _)| s.clone()).collect();
+        Ledger { fanned_out, state: Mutex::default() }
+    }
+
+    /// What `task` (planned for `image`) is to do. A task that joins or parks hands its
+    /// manifests over here; one that copies has the blob marked as being copied by it.
+    pub fn claim(&self, task: &BlobTask, image: Option<&Arc<Pair>>) -> Claim {
+        let mut state = self.state.lock();
+        let key = repo_key(task);
+        match state.repos.get_mut(&key) {
+            Some(AtRepo::Done(mover)) => return Claim::Done(mover.clone()),
+            Some(AtRepo::Copying { joined, mover }) => {
+                joined.append(&mut task.waiters.lock());
+                return Claim::Joined(mover.clone());
+            }
+            None => {}
+        }
+        // Another repository of this registry is getting it right now: wait for that and mount
+        // it from there, rather than stream it a second time.
+        let streaming = state.registries.get_mut(&registry_key(task)).and_then(|r| r.streaming.as_mut());
+        if let Some((_, parked)) = streaming.filter(|(repo, _)| *repo != task.dst.name) {
+            parked.push(task.take());
+            log::debug!("blob {} for {}: waiting for its copy to another repository", task.blob.digest, task.dst);
+            return Claim::Parked;
+        }
+        let relay = match self.claim_relay(&mut state, task) {
+            Some(relay) => relay,
+            None => return Claim::Parked,
+        };
+        state.registries.entry(registry_key(task)).or_default().streaming = Some((task.dst.name.clone(), Vec::new()));
+        state.repos.insert(key, AtRepo::Copying { joined: Vec::new(), mover: image.cloned() });
+        Claim::Copy { relay }
+    }
+
+    /// Where a copy reads from: `Some(None)` the source, `Some(Some(at))` the destination
+    /// `at`; `None` when the task parked until another registry's copy ends.
+    fn claim_relay(&self, state: &mut State, task: &BlobTask) -> Option<Option<Repository>> {
+        if !self.fanned_out.contains(&task.src.location) {
+            return Some(None);
+        }
+        let key = relay_key(task);
+        match state.relays.get_mut(&key) {
+            None => {
+                state.relays.insert(key, Relay::Copying { to: task.dst.clone(), parked: Vec::new() });
+                Some(None)
+            }
+            // A repository of the same registry: the registry's own bookkeeping deals with it.
+            Some(Relay::Copying { to, .. }) if to.location == task.dst.location => Some(None),
+            Some(Relay::Copying { parked, .. }) => {
+                parked.push(task.take());
+                log::debug!("blob {} for {}: waiting for its copy from {}", task.blob.digest, task.dst, task.src);
+                None
+            }
+            Some(Relay::At(at)) if *at == task.dst || at.location == task.src.location => Some(None),
+            Some(Relay::At(at)) => Some(Some(at.clone())),
+        }
+    }
+
+    /// A repository of the destination's registry that has the blob, to mount it from.
+    pub fn mount_source(&self, dst: &Repository, digest: &Digest) -> Option<Arc<str>> {
+        let state = self.state.lock();
+        state.registries.get(&(dst.location.clone(), digest.clone())).and_then(|r| r.has.clone())
+    }
+
+    /// A copy failed and will be tried again: tasks parked on its relay need not wait for the
+    /// retries (one of them reads the source itself). Returns them, to be queued again.
+    pub fn release_relay(&self, task: &BlobTask) -> Vec<BlobTask> {
+        let mut state = self.state.lock();
+        self.settle_relay(&mut state, task, false)
+    }
+
+    /// `task`'s copy ended (`ok`: the blob is at its destination now, moved for `image`).
+    pub fn settle(&self, task: &BlobTask, ok: bool, image: Option<&Arc<Pair>>) -> Settled {
+        let mut state = self.state.lock();
+        let mut requeue = self.settle_relay(&mut state, task, ok);
+        // Whoever waited for this copy goes again: it finds the blob known here and mounts it
+        // (or, if this copy failed, makes its own).
+        let reg_key = registry_key(task);
+        if let Some(at_registry) = state.registries.get_mut(&reg_key) {
+            if ok {
+                at_registry.has = Some(task.dst.name.clone());
+            }
+            if let Some((_, parked)) = at_registry.streaming.take() {
+                requeue.extend(parked);
+            }
+            if at_registry.has.is_none() {
+                state.registries.remove(&reg_key);
+            }
+        }
+        let key = repo_key(task);
+        let joined = match state.repos.remove(&key) {
+            Some(AtRepo::Copying { joined, .. }) => joined,
+            _ => Vec::new(),
+        };
+        if ok {
+            state.repos.insert(key, AtRepo::Done(image.cloned()));
+        }
+        Settled { joined, requeue }
+    }
+
+    /// The relay part of a copy's end: the tasks parked on it, to be queued again.
+    fn settle_relay(&self, state: &mut State, task: &BlobTask, ok: bool) -> Vec<BlobTask> {
+        if !self.fanned_out.contains(&task.src.location) {
+            return Vec::new();
+        }
+        let key = relay_key(task);
+        let parked = match state.relays.remove(&key) {
+            Some(Relay::Copying { to, parked }) if to == task.dst => parked,
+            Some(Relay::At(at)) if !ok || at != task.dst => {
+                state.relays.insert(key.clone(), Relay::At(at));
+                Vec::new()
+            }
+            // Another task copies it now (this one released it during its retries), or this
+            // destination is already recorded: nothing changes.
+            Some(other) => {
+                state.relays.insert(key, other);
+                return Vec::new();
+            }
+            None => Vec::new(),
+        };
+        if ok && !state.relays.contains_key(&key) {
+            state.relays.insert(key, Relay::At(task.dst.clone()));
+        }
+        parked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::BlobRef;
+    use crate::reference::{parse_repository, ImageRef, Reference};
+
+    fn repo(s: &str) -> Repository {
+        parse_repository(s).unwrap()
+    }
+
+    fn image(dst: &str) -> Arc<Pair> {
+        let at = |r: &str| ImageRef { repo: repo(r), reference: Reference::Tag("v1".into()) };
+        Arc::new(Pair { src: at("src.io/a"), dst: at(dst) })
+    }
+
+    /// A task copying blob `n` from `src` to `dst`, waited for by one manifest of `image`.
+    fn task(src: &str, dst: &str, n: u8, image: &Arc<Pair>) -> BlobTask {
+        let blob = BlobRef { digest: Digest::of(&[n]), size: Some(1) };
+        let waiters = Mutex::new(vec![super::super::graph::test_node(image)]);
+        BlobTask { src: repo(src), dst: repo(dst), blob, waiters }
+    }
+
+    #[test]
+    fn one_copy_per_repository_and_later_tasks_join_it() {
+        let ledger = Ledger::for_routes([(&repo("src.io/a"), &repo("dst.io/a"))]);
+        let (one, two) = (image("dst.io/a"), image("dst.io/a"));
+        let first = task("src.io/a", "dst.io/a", 1, &one);
+        assert_eq!(ledger.claim(&first, Some(&one)), Claim::Copy { relay: None });
+        let second = task("src.io/a", "dst.io/a", 1, &two);
+        assert_eq!(ledger.claim(&second, Some(&two)), Claim::Joined(Some(one.clone())));
+        assert!(second.waiters.lock().is_empty(), "its manifest now waits for the first copy");
+        let settled = ledger.settle(&first, true, Some(&one));
+        assert_eq!(settled.joined.len(), 1);
+        assert!(settled.requeue.is_empty());
+        let third = task("src.io/a", "dst.io/a", 1, &two);
+        assert_eq!(ledger.claim(&third, Some(&two)), Claim::Done(Some(one)));
+        assert_eq!(third.waiters.lock().len(), 1, "a task finding it done completes its own manifests");
+    }
+
+    #[test]
+    fn a_failed_copy_keeps_its_joined_manifests_for_the_retry_and_is_not_done() {
+        let ledger = Ledger::for_routes([]);
+        let one = image("dst.io/a");
+        let first = task("src.io/a", "dst.io/a", 1, &one);
+        assert!(matches!(ledger.claim(&first, Some(&one)), Claim::Copy { .. }));
+        assert!(matches!(ledger.claim(&task("src.io/a", "dst.io/a", 1, &one), Some(&one)), Claim::Joined(_)));
+        let settled = ledger.settle(&first, false, Some(&one));
+        assert_eq!(settled.joined.len(), 1);
+        assert!(matches!(ledger.claim(&first, Some(&one)), Claim::Copy { .. }), "the retry copies it again");
+    }
+
+    #[test]
+    fn another_repository_of_the_registry_waits_then_mounts() {
+        let ledger = Ledger::for_routes([]);
+        let (a, b) = (image("dst.io/a"), image("dst.io/b"));
+        let first = task("src.io/a", "dst.io/a", 1, &a);
+        assert!(matches!(ledger.claim(&first, Some(&a)), Claim::Copy { .. }));
+        let other = task("src.io/a", "dst.io/b", 1, &b);
+        assert_eq!(ledger.claim(&other, Some(&b)), Claim::Parked);
+        assert!(ledger.mount_source(&repo("dst.io/b"), &Digest::of(&[1])).is_none());
+        let settled = ledger.settle(&first, true, Some(&a));
+        assert_eq!(settled.requeue.len(), 1, "the parked task is queued again, with its manifest");
+        assert_eq!(settled.requeue[0].waiters.lock().len(), 1);
+        assert_eq!(ledger.mount_source(&repo("dst.io/b"), &Digest::of(&[1])).as_deref(), Some("a"));
+        assert!(matches!(ledger.claim(&settled.requeue[0], Some(&b)), Claim::Copy { relay: None }));
+        // Another blob is not held up by this one.
+        assert!(matches!(ledger.claim(&task("src.io/a", "dst.io/b", 2, &b), Some(&b)), Claim::Copy { .. }));
+    }
+
+    #[test]
+    fn a_source_feeding_two_registries_is_read_once_then_relayed() {
+        let src = repo("src.io/a");
+        let (d1, d2) = (repo("one.io/a"), repo("two.io/a"));
+        let ledger = Ledger::for_routes([(&src, &d1), (&src, &d2)]);
+        let (i1, i2) = (image("one.io/a"), image("two.io/a"));
+        let first = task("src.io/a", "one.io/a", 1, &i1);
+        assert_eq!(ledger.claim(&first, Some(&i1)), Claim::Copy { relay: None });
+        let second = task("src.io/a", "two.io/a", 1, &i2);
+        assert_eq!(ledger.claim(&second, Some(&i2)), Claim::Parked);
+        let settled = ledger.settle(&first, true, Some(&i1));
+        assert_eq!(settled.requeue.len(), 1);
+        assert_eq!(ledger.claim(&settled.requeue[0], Some(&i2)), Claim::Copy { relay: Some(d1) });
+    }
+
+    #[test]
+    fn a_failing_copy_releases_the_registries_waiting_for_its_relay() {
+        let src = repo("src.io/a");
+        let (d1, d2) = (repo("one.io/a"), repo("two.io/a"));
+        let ledger = Ledger::for_routes([(&src, &d1), (&src, &d2)]);
+        let (i1, i2) = (image("one.io/a"), image("two.io/a"));
+        let first = task("src.io/a", "one.io/a", 1, &i1);
+        ledger.claim(&first, Some(&i1));
+        assert_eq!(ledger.claim(&task("src.io/a", "two.io/a", 1, &i2), Some(&i2)), Claim::Parked);
+        // The first copy fails once and will retry: the parked one goes now, from the source.
+        let released = ledger.release_relay(&first);
+        assert_eq!(released.len(), 1);
+        assert_eq!(ledger.claim(&released[0], Some(&i2)), Claim::Copy { relay: None });
+        // The retry then succeeds: the other copy owns the relay now, nothing is requeued.
+        assert!(ledger.settle(&first, true, Some(&i1)).requeue.is_empty());
+    }
+
+    #[test]
+    fn no_relay_bookkeeping_without_fan_out() {
+        let ledger = Ledger::for_routes([(&repo("src.io/a"), &repo("one.io/a"))]);
+        let i = image("one.io/a");
+        let t = task("src.io/a", "one.io/a", 1, &i);
+        ledger.claim(&t, Some(&i));
+        ledger.settle(&t, true, Some(&i));
+        assert!(ledger.state.lock().relays.is_empty());
+    }
+}

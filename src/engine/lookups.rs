@@ -1,0 +1,61 @@
+//! What the run learns about stores once and then looks up: whether a registry (or layout)
+//! has the referrers API, and the referrer tags of a source repository's tag list — each found
+//! out by the first worker to need it, in a slot of its own ([`Slots`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::slots::{Slot, Slots};
+use crate::manifest::is_referrer_tag;
+use crate::reference::Repository;
+use crate::store::Store;
+
+/// The referrer tags (`sha256-…`, cosign's included) of a repository's tag list; `None` when
+/// the list could not be read. Only those: nothing else is looked up in them, and a
+/// repository's other tags, kept for the whole run, would make memory grow with them.
+pub type ReferrerTags = Option<Arc<HashSet<String>>>;
+
+#[derive(Default)]
+pub struct Lookups {
+    /// Whether a store (by name) has the referrers API, once known.
+    referrers_api: Slots<String, bool>,
+    tags: Slots<Repository, ReferrerTags>,
+}
+
+impl Lookups {
+    /// The slot of `store`'s referrers API (`Some(has)` once known): hold it while asking,
+    /// until it is known, so that workers arriving at the same moment wait for the one answer;
+    /// record the answer in it with [`learned`].
+    pub fn referrers_api(&self, store: &str) -> Slot<bool> {
+        self.referrers_api.slot(&store.to_string())
+    }
+
+    /// Remember the tags a rule listed, for the referrer lookups that follow.
+    pub fn remember_tags(&self, repo: &Repository, tags: &[String]) {
+        let referrers = tags.iter().filter(|t| is_referrer_tag(t)).cloned().collect();
+        self.tags.set(repo, Some(Arc::new(referrers)));
+    }
+
+    /// The referrer tags of a source repository: listed once per run. `None` when the store does
+    /// not let us list.
+    pub fn tags_of(&self, store: &dyn Store, repo: &Repository) -> ReferrerTags {
+        let listed = self.tags.get_or_fill::<()>(repo, || {
+            Ok(Some(match store.list_tags(repo) {
+                Ok(t) => Some(Arc::new(t.into_iter().filter(|t| is_referrer_tag(t)).collect())),
+                Err(e) => {
+                    log::debug!("{repo}: cannot list tags ({e}); asking for referrer tags one by one");
+                    None
+                }
+            }))
+        });
+        listed.ok().flatten().flatten()
+    }
+}
+
+/// Record in `slot` (held) that `store` has (or lacks) the referrers API.
+pub fn learned(slot: &mut Option<bool>, store: &str, has: bool) {
+    if slot.is_none() && !has {
+        log::debug!("{store}: no referrers API; using the referrers tag schema");
+    }
+    *slot = Some(has);
+}
