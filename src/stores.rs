@@ -14,44 +14,54 @@ use crate::store::{Error, Store};
 
 pub struct Stores {
     registries: Registries,
-    /// The layouts of the run.
-    layouts: HashMap<Location, Arc<Layout>>,
+    /// The stores opened up front, by location: the run's layouts (and, in tests, stores of
+    /// their own).
+    opened: HashMap<Location, Arc<dyn Store>>,
+    /// The layouts again, to be written out at the end, in the order of their locations.
+    layouts: Vec<Arc<Layout>>,
 }
 
 impl Stores {
     /// The registries of a run, and no layout.
     pub fn new(registries: Registries) -> Stores {
-        Stores { registries, layouts: HashMap::new() }
+        Stores { registries, opened: HashMap::new(), layouts: Vec::new() }
     }
 
     /// Open the run's layouts; `base` (`--base`) applies to those written.
     pub fn with_layouts(mut self, specs: &[LayoutSpec], base: Option<&Path>) -> Result<Stores, Error> {
         let base = base.map(Base::load).transpose()?.map(Arc::new);
         for spec in specs {
-            let layout = Layout::open(spec, base.clone())?;
-            self.layouts.insert(spec.location.clone(), Arc::new(layout));
+            let layout = Arc::new(Layout::open(spec, base.clone())?);
+            self.opened.insert(spec.location.clone(), layout.clone());
+            self.layouts.push(layout);
         }
+        self.layouts.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(self)
+    }
+
+    /// Serve `location` with `store` (a registry location too: it is then never asked over
+    /// HTTP). For tests of the engine with stores of their own.
+    pub fn with_store(mut self, location: Location, store: Arc<dyn Store>) -> Stores {
+        self.opened.insert(location, store);
+        self
     }
 
     /// Where `repo` lives: its registry's client, or its layout.
     pub fn get(&self, repo: &Repository) -> Arc<dyn Store> {
+        if let Some(store) = self.opened.get(&repo.location) {
+            return store.clone();
+        }
         match &repo.location {
             Location::Registry(host) => self.registries.client(host, repo),
-            layout => match self.layouts.get(layout) {
-                Some(l) => l.clone(),
-                None => unreachable!("every layout a rule names is opened before the run: {layout}"),
-            },
+            layout => unreachable!("every layout a rule names is opened before the run: {layout}"),
         }
     }
 
     /// The end of the run: layouts written out (archives made unless `interrupted`). Returns
     /// notes for the summary line; an error when a layout could not be completed.
     pub fn finish(&self, interrupted: bool) -> Result<Vec<String>, Error> {
-        let mut layouts: Vec<&Arc<Layout>> = self.layouts.values().collect();
-        layouts.sort_by(|a, b| a.location.cmp(&b.location));
         let mut notes = Vec::new();
-        for layout in layouts {
+        for layout in &self.layouts {
             notes.extend(layout.finish(interrupted)?);
         }
         Ok(notes)
