@@ -1,16 +1,20 @@
-//! image-syncer: synchronise container images between Docker Registry V2 / OCI registries.
+//! image-syncer: synchronise container images between Docker Registry V2 / OCI registries and
+//! OCI layouts.
 //!
-//! Layers, lowest first; each uses only those before it:
+//! Layers, lowest first; each uses only those before it (no module imports upwards):
 //!
 //! ```text
-//! stop, reference ← manifest ← registry ← engine ← config (+ cli) ← report, signals, main
+//! stop, retry, digest ← reference ← manifest ← rule ← store ← registry, layout ← stores
+//!     ← engine ← ui, config (+ cli) ← logging, report, signals ← main
 //! ```
 //!
-//! [`reference`] parses names and digests; [`manifest`] is pure data about manifest bytes;
-//! [`registry`] speaks the HTTP API and owns its settings types (credentials, TLS, limits);
-//! [`engine`] plans and runs the copy; [`config`] resolves the user's files and flags into the
-//! plain types of the layers below it, which never see a file format. [`stop`] is the run-wide
-//! stop flag every layer may look at.
+//! [`digest`] and [`reference`] are names; [`manifest`] is pure data about manifest bytes;
+//! [`rule`] is what the user asked for and its grammar; [`store`] is the interface every place
+//! images live answers, with [`registry`] (HTTP) and [`layout`] (OCI layouts on disk) as its two
+//! implementations and [`stores`] resolving a repository to one; [`engine`] plans and runs the
+//! copy and shows nothing; [`ui`] shows its progress; [`config`] resolves the user's files and
+//! flags into the plain types of the layers below it, which never see a file format. [`stop`]
+//! is the run-wide stop flag and [`retry`] the back-off every layer may use.
 
 pub mod cli;
 pub mod config;

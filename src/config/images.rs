@@ -216,7 +216,7 @@ fn rule(src_text: &str, dst_text: &str, origin: &Path, defaults: &DefaultDest, e
                 .map(|(name, selector)| layout_ref(location, name.unwrap_or_else(|| src.repo.full_name()), selector))
                 .map_err(|e| e.to_string()),
         }),
-        (None, true) => parse_namespace(&dst_expanded),
+        (None, true) => parse_namespace(&dst_expanded).map_err(|e| e.to_string()),
         (None, false) => parse_rule_ref(&dst_expanded).map_err(|e| e.to_string()),
     }
     .map_err(|e| fail(format!("destination: {e}")))?;

@@ -1,5 +1,5 @@
 //! One image (source reference → destination reference): decide whether anything must be
-//! copied, and if so plan the blob and manifest tasks ([`super::tree`] walks the manifests).
+//! copied, and if so plan the blob and manifest tasks ([`super::plan`] walks the manifests).
 //!
 //! The cheap path comes first. The destination is asked first (a tag it lacks needs no source
 //! HEAD); when it has the tag, a source HEAD compares digests, so an unchanged image costs two

@@ -116,17 +116,17 @@ pub fn parse_rule_ref(s: &str) -> Result<RuleRef, ParseError> {
 /// `registry/namespace` (or a bare `registry`) of a `…/*` source or of its destination: the
 /// namespace is the repository path prefix, taken as written (no Docker Hub `library/`), empty
 /// for a whole registry.
-pub fn parse_namespace(prefix: &str) -> Result<RuleRef, String> {
+pub fn parse_namespace(prefix: &str) -> Result<RuleRef, ParseError> {
     let (host, path) = prefix.trim().split_once('/').unwrap_or((prefix.trim(), ""));
     if !(host.contains(['.', ':']) || host == "localhost") {
-        return Err(format!("{prefix:?} names no registry: write registry/namespace or registry"));
+        return err(format!("{prefix:?} names no registry: write registry/namespace or registry"));
     }
     let path = path.trim_matches('/');
     let valid = |c: &str| {
         !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     };
     if !path.is_empty() && !path.split('/').all(valid) {
-        return Err(format!("{prefix:?}: a namespace is a repository path prefix (no tag, digest or upper case)"));
+        return err(format!("{prefix:?}: a namespace is a repository path prefix (no tag, digest or upper case)"));
     }
     Ok(RuleRef { repo: Repository::on_registry(&normalize_registry(host), path), selector: Selector::All })
 }
