@@ -310,30 +310,28 @@ mod tests {
         assert!(matches!(ledger.claim(&task("src.io/a", "dst.io/b", 2, &b), Some(&b)), Claim::Copy { .. }));
     }
 
-    #[test]
-    fn a_source_feeding_two_registries_is_read_once_then_relayed() {
+    /// One source feeding two registries: the first's copy claimed, the second's parked on it.
+    fn fanned_out() -> (Ledger, BlobTask, Arc<Pair>, Arc<Pair>) {
         let src = repo("src.io/a");
-        let (d1, d2) = (repo("one.io/a"), repo("two.io/a"));
-        let ledger = Ledger::for_routes([(&src, &d1), (&src, &d2)]);
+        let ledger = Ledger::for_routes([(&src, &repo("one.io/a")), (&src, &repo("two.io/a"))]);
         let (i1, i2) = (image("one.io/a"), image("two.io/a"));
         let first = task("src.io/a", "one.io/a", 1, &i1);
         assert_eq!(ledger.claim(&first, Some(&i1)), Claim::Copy { relay: None });
-        let second = task("src.io/a", "two.io/a", 1, &i2);
-        assert_eq!(ledger.claim(&second, Some(&i2)), Claim::Parked);
+        assert_eq!(ledger.claim(&task("src.io/a", "two.io/a", 1, &i2), Some(&i2)), Claim::Parked);
+        (ledger, first, i1, i2)
+    }
+
+    #[test]
+    fn a_source_feeding_two_registries_is_read_once_then_relayed() {
+        let (ledger, first, i1, i2) = fanned_out();
         let settled = ledger.settle(&first, true, Some(&i1));
         assert_eq!(settled.requeue.len(), 1);
-        assert_eq!(ledger.claim(&settled.requeue[0], Some(&i2)), Claim::Copy { relay: Some(d1) });
+        assert_eq!(ledger.claim(&settled.requeue[0], Some(&i2)), Claim::Copy { relay: Some(repo("one.io/a")) });
     }
 
     #[test]
     fn a_failing_copy_releases_the_registries_waiting_for_its_relay() {
-        let src = repo("src.io/a");
-        let (d1, d2) = (repo("one.io/a"), repo("two.io/a"));
-        let ledger = Ledger::for_routes([(&src, &d1), (&src, &d2)]);
-        let (i1, i2) = (image("one.io/a"), image("two.io/a"));
-        let first = task("src.io/a", "one.io/a", 1, &i1);
-        ledger.claim(&first, Some(&i1));
-        assert_eq!(ledger.claim(&task("src.io/a", "two.io/a", 1, &i2), Some(&i2)), Claim::Parked);
+        let (ledger, first, i1, i2) = fanned_out();
         // The first copy fails once and will retry: the parked one goes now, from the source.
         let released = ledger.release_relay(&first);
         assert_eq!(released.len(), 1);
