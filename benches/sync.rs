@@ -65,8 +65,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use common::{
-    docker_json, p, push_index, random_bytes, syncer_bin, unique_seed, Client, IndexKind, Proxy, ProxyOpts, Registry,
-    Request, TestDir, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST,
+    docker_json, p, push_index, random_bytes, syncer_bin, unique_seed, without_proxies, Client, IndexKind, Proxy,
+    ProxyOpts, Registry, Request, TestDir, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -543,10 +543,7 @@ fn run_measured_within(
 /// Fails (with its output) unless it exits 0; a run still going after `limit` is killed.
 fn run_process(mut cmd: Command, what: &str, marker: &'static str, limit: Duration) -> Result<Measured, String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
-        cmd.env_remove(k);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost");
+    without_proxies(&mut cmd);
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
     let out = read_lines(child.stdout.take().expect("piped stdout"), start, marker);
@@ -623,7 +620,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 
 /// CPU time of the registries' processes, and of this process (the harness proxy's threads).
 fn harness_cpu(registries: &[&Registry]) -> (Duration, Duration) {
-    let regs = registries.iter().filter_map(|r| r.pid().and_then(cpu_time)).sum();
+    let regs = registries.iter().filter_map(|r| cpu_time(r.pid())).sum();
     (regs, cpu_time(std::process::id()).unwrap_or_default())
 }
 

@@ -37,7 +37,7 @@ impl Sides {
             .map(|s| (self.sp.repo(s), self.dp.repo(&format!("copy/{}", s.split(':').next().unwrap()))))
             .collect();
         let auth = [AuthEntry::insecure(&self.sp.addr()), AuthEntry::insecure(&self.dp.addr())];
-        Job::new(&auth, &images_yaml_pairs(&rules))
+        Job::new(&auth, &images_yaml_values(&rules))
     }
 
     /// Blob GETs the source proxy received for `digest`.

@@ -61,11 +61,6 @@ fn seed_tags(src: &Registry, repo: &str) -> Image {
     push_under_tags(src.api(), repo, TAGS)
 }
 
-/// A job over `regs` with these rules (values as JSON: a string, a list or a map).
-fn rules_job(regs: &[&Registry], rules: &[(&str, serde_json::Value)]) -> Job {
-    Job::new(&auth_for(regs), &images_yaml_values(rules))
-}
-
 /// The destination repository holds exactly `want` (in any order), each with `img`'s digest.
 fn assert_selected_tags(dst: &Registry, repo: &str, want: &[&str], img: &Image, run: &Run) {
     let mut want: Vec<String> = want.iter().map(|t| t.to_string()).collect();

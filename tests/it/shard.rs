@@ -47,7 +47,7 @@ fn shards_are_disjoint_cover_everything_and_are_stable() {
     }
     let rules: Vec<(String, String)> =
         names.iter().map(|n| (src.repo(&format!("src/{n}")), dst.repo(&format!("copy/{n}")))).collect();
-    let job = Job::new(&auth_for(&[&src, &dst]), &images_yaml_pairs(&rules));
+    let job = Job::new(&auth_for(&[&src, &dst]), &images_yaml_values(&rules));
 
     let shards: Vec<BTreeSet<String>> =
         (0..3).map(|i| run_clean(&src, &dst, &job, &["--shard", &format!("{i}/3")], &[])).collect();

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use std::io::Read;
 
+use super::{base64, contains_any_ci};
+
 /// The binary under test: `$IMAGE_SYNCER_BIN` if set, else the cargo-built one (Cargo names it
 /// for tests and benches; examples that share this module fall back to the release build).
 pub fn syncer_bin() -> PathBuf {
@@ -17,6 +19,15 @@ pub fn syncer_bin() -> PathBuf {
                 .unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/image-syncer")),
         ),
     }
+}
+
+/// Keeps `cmd` away from any proxy the caller's environment names: everything the tests start
+/// is on 127.0.0.1.
+pub fn without_proxies(cmd: &mut Command) -> &mut Command {
+    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+        cmd.env_remove(k);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
 }
 
 /// The outcome of one syncer run.
@@ -60,6 +71,34 @@ impl Run {
     /// stdout + stderr.
     pub fn output(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// The output lines (stdout, then stderr) containing every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.output().lines().filter(|l| needles.iter().all(|n| l.contains(n))).map(str::to_string).collect()
+    }
+
+    /// The stderr lines that name `what` (an address, an image) and say one of `words` (in any
+    /// case).
+    pub fn stderr_lines_naming(&self, what: &str, words: &[&str]) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.contains(what) && contains_any_ci(l, words)).collect()
+    }
+
+    /// Panics unless some stderr line names `what` and says one of `words`.
+    pub fn assert_stderr_names(&self, what: &str, words: &[&str]) -> &Run {
+        let found = !self.stderr_lines_naming(what, words).is_empty();
+        assert!(
+            found,
+            "stderr should name {what} and say {}:
+{self}",
+            words.join(" or ")
+        );
+        self
+    }
+
+    /// The failure lines (`failed: SRC -> DST: …`), one per image.
+    pub fn failed_lines(&self) -> Vec<String> {
+        self.lines_with(&["failed: "])
     }
 
     /// The number N of `Synchronization finished, N images failed` in `text`.
@@ -132,10 +171,7 @@ impl Running {
 
     fn spawn_cmd(mut cmd: Command, args: &[&str], envs: &[(&str, &str)]) -> Running {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
-            cmd.env_remove(k);
-        }
-        cmd.env("NO_PROXY", "127.0.0.1,localhost");
+        without_proxies(&mut cmd);
         // The default log level is part of the contract (summary line, "unchanged"): do not let
         // the caller's environment change it.
         cmd.env_remove("RUST_LOG");
@@ -192,5 +228,21 @@ impl Running {
         let run = Run { args: self.args, code: status.and_then(|s| s.code()), stdout, stderr };
         assert!(status.is_some(), "image-syncer did not finish within {limit:?} and was killed:\n{run}");
         run
+    }
+}
+
+/// Asserts that none of `secrets` appears in `texts` (each `(what, text)`), also checking the
+/// base64 of `user:password` pairs given in `basic`.
+pub fn assert_no_secrets(texts: &[(&str, &str)], secrets: &[&str], basic: &[(&str, &str)]) {
+    let mut needles: Vec<(String, String)> = secrets.iter().map(|s| (s.to_string(), format!("secret {s:?}"))).collect();
+    for (u, p) in basic {
+        let b = base64(format!("{u}:{p}").as_bytes());
+        needles.push((b.clone(), format!("base64 of {u}:<password> ({b})")));
+    }
+    for (what, text) in texts {
+        for (needle, label) in &needles {
+            assert!(!needle.is_empty());
+            assert!(!text.contains(needle.as_str()), "{label} leaked into {what}:\n{text}");
+        }
     }
 }
