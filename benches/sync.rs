@@ -50,6 +50,8 @@
 //! The program does check that every copy really happened (same digests at both ends), so that a
 //! fast figure can never come from a run that silently did nothing.
 
+// The integration tests' harness: this uses only a part of it (the rest, and its re-exports, unused here).
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 

@@ -17,8 +17,6 @@
 //! * Private registries: [`pki`] (a throw-away CA and JWT signer), [`secure`] (TLS, mTLS and
 //!   token-auth registries), [`token`] (a recording token server), [`private`] (auth files with
 //!   TLS keys, runs with an isolated credential environment).
-// The bench and the seed example share this harness and use only part of it.
-#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod dir;

@@ -124,13 +124,12 @@ impl Fault {
     }
 }
 
-/// `fault` on the matching requests number `skip` to `skip + times - 1` (counted from 0);
-/// with `path_contains`, only requests whose path contains it match.
+/// `fault` on the first `times` matching requests; with `path_contains`, only requests whose
+/// path contains it match.
 #[derive(Clone, Debug)]
 pub struct FaultRule {
     pub when: Match,
     pub path_contains: Option<String>,
-    pub skip: usize,
     pub times: usize,
     pub fault: Fault,
 }
@@ -138,23 +137,17 @@ pub struct FaultRule {
 impl FaultRule {
     /// `fault` on the first `times` matching requests.
     pub fn first(times: usize, when: Match, fault: Fault) -> FaultRule {
-        FaultRule { when, path_contains: None, skip: 0, times, fault }
+        FaultRule { when, path_contains: None, times, fault }
     }
 
     /// `fault` on every matching request.
     pub fn always(when: Match, fault: Fault) -> FaultRule {
-        FaultRule { when, path_contains: None, skip: 0, times: usize::MAX, fault }
+        FaultRule { when, path_contains: None, times: usize::MAX, fault }
     }
 
     /// Only requests whose path contains `needle` (a digest, a repository) match.
     pub fn on(mut self, needle: &str) -> FaultRule {
         self.path_contains = Some(needle.to_string());
-        self
-    }
-
-    /// Skip the first `n` matching requests.
-    pub fn skip(mut self, n: usize) -> FaultRule {
-        self.skip = n;
         self
     }
 }
@@ -500,7 +493,7 @@ fn choose_fault(st: &State, method: &str, path: &str, body_len: usize, headers: 
             if on_path && rule.when.matches(method, path, body_len, headers) {
                 let k = *hits;
                 *hits += 1;
-                if k >= rule.skip && k - rule.skip < rule.times {
+                if k < rule.times {
                     return Some(rule.fault);
                 }
             }

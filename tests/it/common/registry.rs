@@ -84,10 +84,6 @@ impl Registry {
         format!("127.0.0.1:{}", self.process.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.process.port
-    }
-
     /// "127.0.0.1:PORT/REPO"
     pub fn repo(&self, repo: &str) -> String {
         format!("{}/{}", self.addr(), repo)
@@ -110,10 +106,6 @@ impl Registry {
         Client::new(&self.addr(), None)
     }
 
-    pub fn creds(&self) -> Option<(&str, &str)> {
-        self.creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
-    }
-
     /// The auth-file entry for this registry: `insecure: true` plus its credentials if any.
     pub fn auth_entry(&self) -> AuthEntry {
         AuthEntry { key: self.addr(), creds: self.creds.clone(), insecure: true }
@@ -121,11 +113,6 @@ impl Registry {
 
     pub fn log_path(&self) -> &Path {
         self.process.log.path()
-    }
-
-    /// The whole registry log (access log and error lines) as text, for failure messages.
-    pub fn log_text(&self) -> String {
-        self.process.log.text()
     }
 
     /// Requests logged since the last [`Registry::clear_requests`] (or since start-up), in order.

@@ -39,10 +39,12 @@ pub struct SecureOpts {
 /// A secured registry plus its plain twin on the same storage. Both processes are killed on drop.
 pub struct SecureRegistry {
     secured: RegistryProcess,
-    twin: RegistryProcess,
+    /// Serves `twin_client`; killed on drop.
+    _twin: RegistryProcess,
     twin_client: Client,
-    // Last: removed after both processes are gone (fields drop in this order).
-    dir: TestDir,
+    /// The storage and config files. Last: removed after both processes are gone (fields drop
+    /// in this order).
+    _dir: TestDir,
 }
 
 impl SecureRegistry {
@@ -99,7 +101,7 @@ impl SecureRegistry {
             format!("{}{extra_http}{auth}", base_config(&data, port, &secret, instance, true))
         });
         let twin_client = Client::new(&format!("127.0.0.1:{}", twin.port), None);
-        SecureRegistry { secured, twin, twin_client, dir }
+        SecureRegistry { secured, _twin: twin, twin_client, _dir: dir }
     }
 
     /// "127.0.0.1:PORT" of the secured registry (what the syncer is given).
@@ -129,10 +131,6 @@ impl SecureRegistry {
     /// Requests the secured registry logged since the last [`Self::clear_requests`].
     pub fn requests(&self) -> Vec<Request> {
         self.secured.log.requests()
-    }
-
-    pub fn clear_requests(&self) {
-        self.secured.log.clear()
     }
 }
 
