@@ -22,8 +22,6 @@ use std::time::{Duration, Instant};
 use crate::common::signed::{assert_referrers_tag_lists, Published, Signed, SIGNED};
 use crate::common::*;
 
-/// Seconds any one syncer run may take.
-const LIMIT: u64 = 120;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const IMAGE_NAME: &str = "io.containerd.image.name";
 
@@ -192,7 +190,7 @@ fn untar(tar: &Path) -> (TestDir, Vec<String>) {
 fn syncer_copy(regs: &[&Registry], from: &str, to: &str) -> Run {
     let dir = TestDir::new("copy");
     let auth = dir.write("auth.yaml", &auth_yaml(&auth_for(regs)));
-    run_syncer_within(&["--auth", p(&auth), "copy", from, to], Duration::from_secs(LIMIT))
+    run_syncer(&["--auth", p(&auth), "copy", from, to])
 }
 
 /// The N of the summary's `N blob(s) copied` (the last such line: progress lines come first).
@@ -353,7 +351,7 @@ fn registry_to_layout_to_registry_keeps_every_digest_and_stores_each_blob_once()
     let layout = format!("oci:{}", p(&dir));
 
     let write = rules_job(&[&src], &trio.rules_to(&src, &layout));
-    write.run_within(LIMIT, &[]).assert_ok();
+    write.run(&[]).assert_ok();
     let marker: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("oci-layout")).expect("oci-layout")).expect("oci-layout is JSON");
     assert_eq!(marker["imageLayoutVersion"], "1.0.0");
@@ -364,18 +362,18 @@ fn registry_to_layout_to_registry_keeps_every_digest_and_stores_each_blob_once()
     assert_eq!(blob_digests(&dir), want);
 
     let import = rules_job(&[&dst], &[(layout.clone(), dst.repo("restored"))]);
-    import.run_within(LIMIT, &[]).assert_ok();
+    import.run(&[]).assert_ok();
     trio.assert_at(&src, &dst, "restored");
 
     let before = blob_files(&dir);
-    let run = write.run_within(LIMIT, &[]);
+    let run = write.run(&[]);
     run.assert_ok();
     assert_eq!(blob_files(&dir), before, "the re-run rewrote or added blob files:\n{run}");
     assert_eq!(blobs_copied(&run), Some(0), "the re-run copies no blob:\n{run}");
     assert_eq!(entries(&dir), trio.entries(&src), "index.json entries after the re-run");
 
     dst.clear_requests();
-    let run = import.run_within(LIMIT, &[]);
+    let run = import.run(&[]);
     run.assert_ok();
     let uploads = blob_uploads(&dst);
     assert!(uploads.is_empty(), "the re-run of the import uploaded blobs: {uploads:?}\n{run}");
@@ -393,7 +391,7 @@ fn registry_to_archive_to_registry_keeps_every_digest() {
     let tar = bundle.join("bundle.tar");
     let archive = format!("oci-archive:{}", p(&tar));
 
-    rules_job(&[&src], &trio.rules_to(&src, &archive)).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&src], &trio.rules_to(&src, &archive)).run(&[]).assert_ok();
     assert!(tar.is_file(), "{} written", tar.display());
     assert_eq!(names_in(bundle.path()), vec!["bundle.tar"], "no bundle.tar.partial or temp file left");
 
@@ -409,7 +407,7 @@ fn registry_to_archive_to_registry_keeps_every_digest() {
     assert_eq!(reachable(unpacked.path()), want);
     assert_eq!(blob_digests(unpacked.path()), want);
 
-    rules_job(&[&dst], &[(archive, dst.repo("restored"))]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&dst], &[(archive, dst.repo("restored"))]).run(&[]).assert_ok();
     trio.assert_at(&src, &dst, "restored");
 }
 
@@ -466,9 +464,7 @@ fn a_layout_written_by_skopeo_is_read_by_us() {
     assert_eq!(tags, BTreeSet::from([Some("img".to_string()), Some("multi".to_string())]), "skopeo's index.json");
 
     syncer_copy(&[&dst], &format!("oci:{}:img", p(&dir)), &format!("{}:img", dst.repo("y"))).assert_ok();
-    rules_job(&[&dst], &[(format!("oci:{}:multi", p(&dir)), format!("{}:multi", dst.repo("y")))])
-        .run_within(LIMIT, &[])
-        .assert_ok();
+    rules_job(&[&dst], &[(format!("oci:{}:multi", p(&dir)), format!("{}:multi", dst.repo("y")))]).run(&[]).assert_ok();
     assert_manifest_copied(src.api(), dst.api(), &img, "y", "img");
     assert_index_copied(src.api(), dst.api(), &idx, "y", "multi");
 }
@@ -485,9 +481,8 @@ fn a_delta_bundle_holds_only_new_blobs_and_imports_over_its_base() {
     let v2 = push_image_with_layers(s, repo, "v2", vec![l1.clone(), l3.clone()]);
     let bundles = TestDir::new("delta");
     let (a, b) = (bundles.join("A"), bundles.join("B"));
-    let write = |to: &Path, extra: &[&str]| {
-        rules_job(&[&src], &[(src.repo(repo), format!("oci:{}", p(to)))]).run_within(LIMIT, extra)
-    };
+    let write =
+        |to: &Path, extra: &[&str]| rules_job(&[&src], &[(src.repo(repo), format!("oci:{}", p(to)))]).run(extra);
     write(&a, &[]).assert_ok();
 
     let v3 = push_image_with_layers(s, repo, "v3", vec![l1, l3, l4]);
@@ -524,9 +519,8 @@ fn a_delta_bundle_holds_only_new_blobs_and_imports_over_its_base() {
             .collect();
     assert_eq!(left, want_left, "the blobs B left out");
 
-    let import = |from: &Path, to: &Registry| {
-        rules_job(&[to], &[(format!("oci:{}", p(from)), to.repo("imp"))]).run_within(LIMIT, &[])
-    };
+    let import =
+        |from: &Path, to: &Registry| rules_job(&[to], &[(format!("oci:{}", p(from)), to.repo("imp"))]).run(&[]);
     let r1 = Registry::start();
     import(&a, &r1).assert_ok();
     r1.clear_requests();
@@ -565,12 +559,12 @@ fn a_damaged_blob_in_a_bundle_fails_only_the_image_that_needs_it() {
     let dir = bundle.join("oci");
     let layout = format!("oci:{}", p(&dir));
     rules_job(&[&src], &[(src.repo("rot/x"), layout.clone()), (src.repo("rot/y"), layout.clone())])
-        .run_within(LIMIT, &[])
+        .run(&[])
         .assert_ok();
     let bad = &x.layers[0];
     flip_byte(&blob_path(&dir, bad));
 
-    let run = rules_job(&[&dst], &[(layout, dst.repo("imp"))]).run_within(LIMIT, &["--retries", "0"]);
+    let run = rules_job(&[&dst], &[(layout, dst.repo("imp"))]).run(&["--retries", "0"]);
     assert_eq!(run.code, Some(1), "{run}");
     run.assert_no_panic();
     let file = format!("blobs/sha256/{}", hex(bad));
@@ -638,7 +632,7 @@ fn sigterm_while_writing_a_layout_leaves_it_readable_and_a_rerun_completes_it() 
 
     let held = complete_blob_files(&dir);
     let mark = proxy.requests().len();
-    let rerun = job.run_within(LIMIT, &[]);
+    let rerun = job.run(&[]);
     rerun.assert_ok();
     assert_eq!(entries(&dir), (0..imgs.len()).map(want_entry).collect(), "every tag listed after the re-run");
     let mut want = BTreeSet::new();
@@ -707,7 +701,7 @@ fn referrers_travel_through_a_bundle_and_no_referrers_leaves_them_out() {
     let layout = format!("oci:{}", p(&dir));
     let name = src.repo(SIGNED);
 
-    rules_job(&[&src], &[(src.repo("signed/app:v1"), layout.clone())]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&src], &[(src.repo("signed/app:v1"), layout.clone())]).run(&[]).assert_ok();
     let listed = entries(&dir);
     let by_digest = |digest: &str| -> Vec<&Entry> { listed.iter().filter(|e| e.digest == digest).collect() };
     assert_eq!(
@@ -730,7 +724,7 @@ fn referrers_travel_through_a_bundle_and_no_referrers_leaves_them_out() {
     }
     assert!(reachable(&dir).is_superset(&f.digests()), "everything is in the bundle: {:?}", reachable(&dir));
 
-    let run = rules_job(&[&dst], &[(layout, dst.repo("site"))]).run_within(LIMIT, &[]);
+    let run = rules_job(&[&dst], &[(layout, dst.repo("site"))]).run(&[]);
     run.assert_ok();
     let repo = format!("site/{SIGNED}");
     assert_manifest_copied(s, d, &f.top, &repo, "v1");
@@ -746,7 +740,7 @@ fn referrers_travel_through_a_bundle_and_no_referrers_leaves_them_out() {
 
     let bare = bundle.join("bare");
     rules_job(&[&src], &[(src.repo("signed/app:v1"), format!("oci:{}", p(&bare)))])
-        .run_within(LIMIT, &["--no-referrers"])
+        .run(&["--no-referrers"])
         .assert_ok();
     assert_eq!(
         entries(&bare),
@@ -772,7 +766,7 @@ fn arch_filter_into_a_bundle_stores_the_filtered_index() {
     let bundle = TestDir::new("arch");
     let dir = bundle.join("oci");
     let layout = format!("oci:{}", p(&dir));
-    rules_job(&[&src], &[(src.repo("pf/app:v1"), layout.clone())]).run_within(LIMIT, &["--arch", "arm64"]).assert_ok();
+    rules_job(&[&src], &[(src.repo("pf/app:v1"), layout.clone())]).run(&["--arch", "arm64"]).assert_ok();
 
     let listed: Vec<Entry> = entries(&dir).into_iter().collect();
     assert_eq!(listed.len(), 1, "one entry: {listed:#?}");
@@ -796,7 +790,7 @@ fn arch_filter_into_a_bundle_stores_the_filtered_index() {
         assert!(!stored.contains(&b), "amd64's {b} is in blobs/");
     }
 
-    rules_job(&[&dst], &[(layout, dst.repo("site"))]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&dst], &[(layout, dst.repo("site"))]).run(&[]).assert_ok();
     let got = d.get_manifest("site/pf/app", "v1").expect("site/pf/app:v1 at the destination");
     assert_eq!(got.digest, top.digest, "the registry gets the bundle's filtered digest");
     assert!(got.bytes == filtered, "the filtered index byte-exact");
@@ -827,7 +821,7 @@ fn interrupted_archive_write_resumes(old: bool) {
 
     let before = old.then(|| {
         let img = push_simple(src.api(), "old/app", "v1");
-        rules_job(&[&src], &[(src.repo("old/app"), archive.clone())]).run_within(LIMIT, &[]).assert_ok();
+        rules_job(&[&src], &[(src.repo("old/app"), archive.clone())]).run(&[]).assert_ok();
         let md = fs::metadata(&tar).expect("the old archive");
         (img, fs::read(&tar).unwrap(), (md.ino(), md.mtime(), md.mtime_nsec()))
     });
@@ -883,7 +877,7 @@ fn interrupted_archive_write_resumes(old: bool) {
     assert!(!held.is_empty(), "the staged directory holds blobs");
 
     let mark = proxy.requests().len();
-    let rerun = job.run_within(LIMIT, &[]);
+    let rerun = job.run(&[]);
     rerun.assert_ok();
     // Before anything else reads the source through the proxy.
     let refetched: Vec<String> = proxy.requests()[mark..]
@@ -913,7 +907,7 @@ fn interrupted_archive_write_resumes(old: bool) {
     assert_eq!(entries(unpacked.path()), want_entries, "the archive's index.json");
     assert_eq!(reachable(unpacked.path()), want, "what the archive's index.json reaches");
 
-    rules_job(&[&dst], &[(archive, dst.repo("site"))]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&dst], &[(archive, dst.repo("site"))]).run(&[]).assert_ok();
     for (i, img) in imgs.iter().enumerate() {
         assert_image_copied(src.api(), dst.api(), img, "site/slow/app", &format!("t{i}"));
     }
@@ -993,7 +987,7 @@ fn dry_run_into_a_missing_bundle_plans_and_creates_nothing() {
             (src.repo("dry/app:v1"), format!("oci-archive:{}", p(&tar))),
         ],
     )
-    .run_within(LIMIT, &["--dry-run"]);
+    .run(&["--dry-run"]);
     run.assert_ok();
     let plans: Vec<&str> = run.stderr.lines().chain(run.stdout.lines()).filter(|l| l.contains("would copy")).collect();
     for to in [p(&dir), p(&tar)] {
@@ -1022,7 +1016,7 @@ fn fan_out_into_a_bundle_and_a_registry_reads_each_source_blob_once() {
     let yaml: Vec<(&str, &[&str])> = rules.iter().zip(&dsts).map(|((s, _), d)| (s.as_str(), &d[..])).collect();
     let job = Job::new(&auth_for(&[&src, &d2]), &images_yaml(&yaml));
     src.clear_requests();
-    let run = job.run_within(LIMIT, &["--proc", "4"]);
+    let run = job.run(&["--proc", "4"]);
     run.assert_ok();
     // Before the checks below, which read the source too.
     let mut gets: BTreeMap<String, usize> = BTreeMap::new();

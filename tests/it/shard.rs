@@ -2,7 +2,6 @@
 //! the same way on every invocation, and follow a Kubernetes Indexed Job's environment.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use crate::common::*;
 
@@ -29,7 +28,7 @@ fn run_clean(src: &Registry, dst: &Registry, job: &Job, extra: &[&str], env: &[(
     dst.clear_requests();
     let mut args = job.args(extra);
     args.push("--force");
-    Running::spawn(&args, env).wait(Duration::from_secs(120)).assert_ok();
+    Running::spawn(&args, env).wait(RUN_LIMIT).assert_ok();
     let (pushed, listed) = touched(src, dst);
     let listed: BTreeSet<String> = listed.iter().map(|s| format!("copy/{}", s.trim_start_matches("src/"))).collect();
     assert_eq!(listed, pushed, "a shard lists only the sources of its own rules");

@@ -466,7 +466,7 @@ fn identity_token_in_the_auth_file_is_exchanged_with_the_refresh_token_grant() {
     // Within one registry: pull, push, and a mount whose grant asks for two scopes at once.
     let job = PrivateJob::new(&[reg.identity_key(REFRESH)], &[(&reg.repo("id/app:v1"), &[&reg.repo("id/copy")])]);
     let log = job.dir.join("sync.log");
-    let run = job.run_env_within(120, &["--log", p(&log)], &[("RUST_LOG", "trace")]);
+    let run = job.run_env(&["--log", p(&log)], &[("RUST_LOG", "trace")]);
     run.assert_ok();
     assert_image_copied(reg.api(), reg.api(), &img, "id/copy", "v1");
     assert_refresh_grants_only(&server, REFRESH);

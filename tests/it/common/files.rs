@@ -135,7 +135,7 @@ impl Job {
         v
     }
 
-    /// Runs the syncer with `--auth A --images I` plus `extra`.
+    /// Runs the syncer with `--auth A --images I` plus `extra`, killed after [`RUN_LIMIT`].
     pub fn run(&self, extra: &[&str]) -> Run {
         run_syncer(&self.args(extra))
     }

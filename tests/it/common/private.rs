@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{images_yaml, p, yaml_str as q, Run, Running, TestDir};
+use crate::common::{images_yaml, p, yaml_str as q, Run, Running, TestDir, RUN_LIMIT};
 
 /// One key of an auth file, with its fields rendered as YAML.
 #[derive(Clone, Debug)]
@@ -106,6 +106,7 @@ impl PrivateJob {
         std::fs::write(&self.podman_auth, auths_json(logins)).expect("write auth.json");
     }
 
+    /// [`PrivateJob::run_env`] without extra environment variables.
     pub fn run(&self, extra: &[&str]) -> Run {
         self.run_env(extra, &[])
     }
@@ -115,9 +116,10 @@ impl PrivateJob {
         self.run_env_within(secs, extra, &[])
     }
 
-    /// Runs with `--auth A --images I` + `extra`, the isolated credential environment, and `envs`.
+    /// Runs with `--auth A --images I` + `extra`, the isolated credential environment, and `envs`,
+    /// killed after [`RUN_LIMIT`].
     pub fn run_env(&self, extra: &[&str], envs: &[(&str, &str)]) -> Run {
-        self.run_env_within(600, extra, envs)
+        self.run_env_within(RUN_LIMIT.as_secs(), extra, envs)
     }
 
     /// [`PrivateJob::run_env`], failing the test if the run takes longer than `secs` seconds.

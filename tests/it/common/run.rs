@@ -123,14 +123,18 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Runs the syncer with `args` (no extra environment).
+/// How long one run of the binary may take unless a test gives a limit of its own: every run
+/// takes seconds on a healthy machine, and a hang must fail its test rather than block CI.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the syncer with `args` (no extra environment), killed after [`RUN_LIMIT`].
 pub fn run_syncer(args: &[&str]) -> Run {
     run_syncer_env(args, &[])
 }
 
-/// Runs the syncer with `args` and extra environment variables, killed after ten minutes.
+/// Runs the syncer with `args` and extra environment variables, killed after [`RUN_LIMIT`].
 pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
-    Running::spawn(args, envs).wait(Duration::from_secs(600))
+    Running::spawn(args, envs).wait(RUN_LIMIT)
 }
 
 /// Runs the syncer with `args`; a run still going after `limit` is killed and fails the test.
