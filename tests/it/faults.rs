@@ -1,7 +1,7 @@
 //! Never hang, never lose: the syncer against servers that misbehave on purpose. Faults are
 //! injected by the harness [`Proxy`] between the binary and real registries (on the source side,
 //! the destination side, or both); every result is checked by reading the real registries
-//! directly, never through a proxy. Every run has its own time limit, so a regression to a hang
+//! directly, never through a proxy. Every run has a time limit, so a regression to a hang
 //! fails the test instead of blocking CI.
 
 use std::collections::BTreeSet;

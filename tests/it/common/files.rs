@@ -1,4 +1,5 @@
-//! Auth and images files for a run, and [`Job`]: the two written to a temp dir.
+//! Auth and images files for a run, and [`Job`]: the two written to a temp dir ([`job`] and
+//! [`rules_job`] write them for a set of registries).
 
 use std::path::PathBuf;
 

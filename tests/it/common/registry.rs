@@ -1,6 +1,6 @@
-//! [`Registry`]: a real `docker-registry` process on a free port, with temp storage, optional
-//! htpasswd auth, deletion enabled unless asked otherwise, and its access log parsed into
-//! [`Request`]s (what tests count).
+//! [`Registry`]: a real `docker-registry` process on a free port (started by
+//! [`super::launch`]), with temp storage, optional htpasswd auth, deletion enabled unless asked
+//! otherwise, and its access log parsed into [`Request`]s (what tests count).
 
 use std::fs;
 use std::path::{Path, PathBuf};

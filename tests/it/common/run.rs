@@ -1,4 +1,5 @@
-//! Running the binary under test with a watchdog, so a hang fails the test instead of CI.
+//! Running the binary under test with a watchdog ([`RUN_LIMIT`] unless a test gives its own
+//! limit), so a hang fails the test instead of CI, and the assertions on what a run printed.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,5 +1,6 @@
-//! A `docker-registry` launcher for what `common::Registry` cannot configure: `http.tls` (with
-//! optional `clientcas` for mTLS), htpasswd over TLS, and `auth.token`.
+//! Registries with what `common::Registry` does not configure: `http.tls` (with optional
+//! `clientcas` for mTLS), htpasswd over TLS, and `auth.token`; started by the shared launcher
+//! ([`crate::common::launch`]).
 //!
 //! Each [`SecureRegistry`] is two processes on one filesystem storage: the *secured* one the
 //! syncer talks to, and a plain-http, auth-free *twin* that the tests use (through

@@ -1,5 +1,5 @@
-//! Small utilities: unique seeds, deterministic bytes, digests, base64, docker-style JSON, and the
-//! `ureq` agent the fixture client uses.
+//! Small utilities: unique seeds, deterministic bytes, digests, base64, Basic auth headers, YAML
+//! strings, docker-style JSON, and the `ureq` agent settings every harness client uses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
