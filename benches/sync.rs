@@ -50,6 +50,8 @@
 //! The program does check that every copy really happened (same digests at both ends), so that a
 //! fast figure can never come from a run that silently did nothing.
 
+// The integration tests' harness: this uses only a part of it (the rest, and its re-exports, unused here).
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 
@@ -65,8 +67,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use common::{
-    docker_json, p, push_index, random_bytes, syncer_bin, unique_seed, Client, IndexKind, Proxy, ProxyOpts, Registry,
-    Request, TestDir, DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST,
+    agent_config, auth_for, auth_yaml, docker_json, p, push_index, random_bytes, syncer_bin, unique_seed,
+    without_proxies, AuthEntry, Client, IndexKind, Proxy, ProxyOpts, Registry, Request, TestDir, DOCKER_CONFIG,
+    DOCKER_LAYER, DOCKER_MANIFEST,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -175,254 +178,351 @@ impl Sections {
     }
 }
 
-fn bench() -> Result<(), String> {
-    let sections = Sections::from_env()?;
-    let big_mib = env_number("BENCH_LAYER_MIB", DEFAULT_LAYER_MIB)?;
-    let tags = env_number("BENCH_TAGS", DEFAULT_TAGS as u64)? as usize;
-    let runs = env_number("BENCH_RUNS", DEFAULT_RUNS as u64)? as usize;
-    let wan_tags = env_number("BENCH_WAN_TAGS", DEFAULT_WAN_TAGS as u64)? as usize;
-    let wan_indexes = env_number("BENCH_WAN_INDEXES", DEFAULT_WAN_INDEXES as u64)? as usize;
-    let fanout = FanoutOpts {
-        repos: env_number("BENCH_FANOUT_REPOS", DEFAULT_FANOUT_REPOS as u64)? as usize,
-        tags: env_number("BENCH_FANOUT_TAGS", DEFAULT_FANOUT_TAGS as u64)? as usize,
-    };
-    let many_tags = env_number("BENCH_MANY_TAGS", DEFAULT_MANY_TAGS as u64)? as usize;
-    let skopeo = Skopeo::from_env(env_number("BENCH_SKOPEO_MAX_TAGS", DEFAULT_SKOPEO_MAX_TAGS as u64)? as usize)?;
-    let small_mib = SMALL_LAYER_MIB.min(big_mib);
-    let bin = syncer_bin();
-    println!("image-syncer benchmark");
-    println!("  binary: {}", bin.display());
-    println!(
-        "  cpus: {}; layers of {small_mib} and {big_mib} MiB (BENCH_LAYER_MIB); {tags} small images (BENCH_TAGS); \
-         {wan_tags} small images and {wan_indexes} indexes over long links (BENCH_WAN_TAGS, BENCH_WAN_INDEXES); \
-         each figure is the median of {runs} runs (BENCH_RUNS); sections: {} (BENCH_ONLY)",
-        thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        sections.names()
-    );
-    if sections.fanout || sections.tags {
+/// The settings the environment gives (`BENCH_*`; see the module doc).
+struct Settings {
+    sections: Sections,
+    big_mib: u64,
+    small_mib: u64,
+    tags: usize,
+    runs: usize,
+    wan_tags: usize,
+    wan_indexes: usize,
+    fanout: FanoutOpts,
+    many_tags: usize,
+    skopeo: Skopeo,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let big_mib = env_number("BENCH_LAYER_MIB", DEFAULT_LAYER_MIB)?;
+        Ok(Settings {
+            sections: Sections::from_env()?,
+            big_mib,
+            small_mib: SMALL_LAYER_MIB.min(big_mib),
+            tags: env_number("BENCH_TAGS", DEFAULT_TAGS as u64)? as usize,
+            runs: env_number("BENCH_RUNS", DEFAULT_RUNS as u64)? as usize,
+            wan_tags: env_number("BENCH_WAN_TAGS", DEFAULT_WAN_TAGS as u64)? as usize,
+            wan_indexes: env_number("BENCH_WAN_INDEXES", DEFAULT_WAN_INDEXES as u64)? as usize,
+            fanout: FanoutOpts {
+                repos: env_number("BENCH_FANOUT_REPOS", DEFAULT_FANOUT_REPOS as u64)? as usize,
+                tags: env_number("BENCH_FANOUT_TAGS", DEFAULT_FANOUT_TAGS as u64)? as usize,
+            },
+            many_tags: env_number("BENCH_MANY_TAGS", DEFAULT_MANY_TAGS as u64)? as usize,
+            skopeo: Skopeo::from_env(env_number("BENCH_SKOPEO_MAX_TAGS", DEFAULT_SKOPEO_MAX_TAGS as u64)? as usize)?,
+        })
+    }
+
+    /// The header: the binary, the machine and every setting.
+    fn print(&self) {
+        let (small_mib, big_mib, tags, runs) = (self.small_mib, self.big_mib, self.tags, self.runs);
+        let (wan_tags, wan_indexes) = (self.wan_tags, self.wan_indexes);
+        println!("image-syncer benchmark");
+        println!("  binary: {}", syncer_bin().display());
         println!(
-            "  fan-out: {} repositories x {} tags (BENCH_FANOUT_REPOS, BENCH_FANOUT_TAGS); many tags: {many_tags} \
-             (BENCH_MANY_TAGS); skopeo: {}",
-            fanout.repos,
-            fanout.tags,
-            skopeo.describe()
+            "  cpus: {}; layers of {small_mib} and {big_mib} MiB (BENCH_LAYER_MIB); {tags} small images (BENCH_TAGS); \
+             {wan_tags} small images and {wan_indexes} indexes over long links (BENCH_WAN_TAGS, BENCH_WAN_INDEXES); \
+             each figure is the median of {runs} runs (BENCH_RUNS); sections: {} (BENCH_ONLY)",
+            thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            self.sections.names()
         );
+        if self.sections.fanout || self.sections.tags {
+            println!(
+                "  fan-out: {} repositories x {} tags (BENCH_FANOUT_REPOS, BENCH_FANOUT_TAGS); many tags: {} \
+                 (BENCH_MANY_TAGS); skopeo: {}",
+                self.fanout.repos,
+                self.fanout.tags,
+                self.many_tags,
+                self.skopeo.describe()
+            );
+        }
     }
+}
+
+/// The source and destination registries every section starts from, the work directory, and
+/// an auth file for the two registries.
+struct Bench {
+    src: Registry,
+    dst: Registry,
+    work: TestDir,
+    auth: PathBuf,
+}
+
+/// Runs the sections `BENCH_ONLY` names (all by default), then prints their figures.
+fn bench() -> Result<(), String> {
+    let s = Settings::from_env()?;
+    s.print();
     let started = Instant::now();
+    let (src, dst, work) = (Registry::start(), Registry::start(), TestDir::new("bench"));
+    let auth = work.write("auth.yaml", &auth_yaml(&auth_for(&[&src, &dst])));
+    let b = Bench { src, dst, work, auth };
+    let on = &s.sections;
+    let big = if on.big { Some(big_section(&b, &s)?) } else { None };
+    let small = if on.small { Some(small_section(&b, &s)?) } else { None };
+    let wan = if on.wan { Some(wan_section(&b, &s)?) } else { None };
+    let fanout = if on.fanout { Some(fanout_section(&b, &s)?) } else { None };
+    let tags = if on.tags { Some(tags_section(&b, &s)?) } else { None };
+    print_report(&s, big, small, wan, [fanout, tags]);
+    println!("total benchmark time: {:.1?}", started.elapsed());
+    Ok(())
+}
 
-    let src = Registry::start();
-    let dst = Registry::start();
-    let work = TestDir::new("bench");
-    let auth = work
-        .write("auth.yaml", &format!("\"{}\":\n  insecure: true\n\"{}\":\n  insecure: true\n", src.addr(), dst.addr()));
-    let mut rows: Vec<Row> = Vec::new();
+// ---------------------------------------------------------------------------------------------
+// large layers: throughput and peak memory
+// ---------------------------------------------------------------------------------------------
 
-    // --- large layers: throughput and peak memory -------------------------------------------
+struct BigReport {
+    rows: Vec<Row>,
+    /// (layer MiB, peak RSS in KiB) of the small and the large layer.
+    peaks: Vec<(u64, Option<u64>)>,
+}
+
+/// Copies one image with a small and one with a large layer (`BENCH_LAYER_MIB`), next to reading
+/// and writing the large one alone.
+fn big_section(b: &Bench, s: &Settings) -> Result<BigReport, String> {
+    let Bench { src, dst, work, auth } = b;
+    let (runs, big_mib) = (s.runs, s.big_mib);
+    let mut rows = Vec::new();
     let mut peaks = Vec::new();
-    if sections.big {
-        let mut sizes = vec![small_mib];
-        if big_mib != small_mib {
-            sizes.push(big_mib);
-        }
-        for &mib in &sizes {
-            eprint!("pushing a {mib} MiB layer to the source ... ");
-            let t = Instant::now();
-            let repo = format!("big/layer-{mib}");
-            let (manifest_digest, layer_digest) = push_streamed_image(&src, &repo, "v1", mib)?;
-            let push = Measured::wall_only(t.elapsed());
-            eprintln!("{:.1?}", push.wall);
-
-            // Every run copies into a new destination repository, so every run moves the whole layer.
-            let measured = repeat(runs, |i| {
-                let dst_repo = format!("{repo}-run{i}");
-                let images = work.write("images-big.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&dst_repo)));
-                let run = run_measured(&auth, &images, 1, &format!("big-{mib}-{i}"))?;
-                check_same(src.api(), dst.api(), &repo, &dst_repo, "v1", &manifest_digest)?;
-                if !dst.api().blob_exists(&dst_repo, &layer_digest) {
-                    return Err(format!("{dst_repo}: layer {layer_digest} missing at the destination"));
-                }
-                Ok(run)
-            })?;
-            let row = Row::new(format!("copy 1 image, {mib} MiB layer, --proc 1"), &measured).with_throughput(mib);
-            peaks.push((mib, row.peak_kib));
-            rows.push(row);
-
-            if mib == big_mib {
-                // A reference: how fast this process alone reads the blob from the source.
-                let measured = repeat(runs, |_| {
-                    let t = Instant::now();
-                    let n = read_blob(&src.addr(), &repo, &layer_digest)?;
-                    if n != mib * MIB {
-                        return Err(format!("read {n} bytes of {layer_digest}, expected {}", mib * MIB));
-                    }
-                    Ok(Measured::wall_only(t.elapsed()))
-                })?;
-                rows.push(
-                    Row::new(format!("  reference: only GET {mib} MiB from the source"), &measured)
-                        .with_throughput(mib),
-                );
-                rows.push(
-                    Row::new(format!("  reference: only PUT {mib} MiB to a registry (1 run)"), &[push])
-                        .with_throughput(mib),
-                );
-            }
-        }
+    let mut sizes = vec![s.small_mib];
+    if big_mib != s.small_mib {
+        sizes.push(big_mib);
     }
-
-    // --- many small images ------------------------------------------------------------------
-    let mut noop = None;
-    if sections.small {
-        eprint!("pushing {tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
+    for &mib in &sizes {
+        eprint!("pushing a {mib} MiB layer to the source ... ");
         let t = Instant::now();
-        let digests = push_small_images(src.api(), "small/app", tags)?;
-        eprintln!("{:.1?}", t.elapsed());
+        let repo = format!("big/layer-{mib}");
+        let (manifest_digest, layer_digest) = push_streamed_image(src, &repo, "v1", mib)?;
+        let push = Measured::wall_only(t.elapsed());
+        eprintln!("{:.1?}", push.wall);
 
-        let small_rule = |dst_repo: &str, name: &str| {
-            work.write(&format!("images-{name}.yaml"), &format!("{}: {}\n", src.repo("small/app"), dst.repo(dst_repo)))
-        };
-        for procs in [1usize, 8] {
-            let measured = repeat(runs, |i| {
-                let dst_repo = format!("small-p{procs}-run{i}/app");
-                let images = small_rule(&dst_repo, "small");
-                let run = run_measured(&auth, &images, procs, &format!("small-p{procs}-{i}"))?;
-                check_tags(dst.api(), &dst_repo, &digests)?;
-                Ok(run)
-            })?;
-            rows.push(Row::new(
-                format!("copy {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, --proc {procs}"),
-                &measured,
-            ));
-        }
-
-        // --- no-op re-run -----------------------------------------------------------------------
-        // Against a destination filled by the last --proc 8 run: nothing may be copied again.
-        let images = small_rule(&format!("small-p8-run{}/app", runs - 1), "noop");
-        let mut counts = (Vec::new(), Vec::new(), 0usize);
+        // Every run copies into a new destination repository, so every run moves the whole layer.
         let measured = repeat(runs, |i| {
-            src.clear_requests();
-            dst.clear_requests();
-            let run = run_measured(&auth, &images, 8, &format!("noop-{i}"))?;
-            let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
-            counts = (src.requests(), dst.requests(), unchanged);
+            let dst_repo = format!("{repo}-run{i}");
+            let images = work.write("images-big.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&dst_repo)));
+            let run = run_measured(auth, &images, 1, &format!("big-{mib}-{i}"))?;
+            check_same(src.api(), dst.api(), &repo, &dst_repo, "v1", &manifest_digest)?;
+            if !dst.api().blob_exists(&dst_repo, &layer_digest) {
+                return Err(format!("{dst_repo}: layer {layer_digest} missing at the destination"));
+            }
             Ok(run)
         })?;
-        let mut row = Row::new(format!("no-op re-run of {tags} tags, --proc 8"), &measured);
-        row.requests = Some((counts.0.len(), counts.1.len()));
+        let row = Row::new(format!("copy 1 image, {mib} MiB layer, --proc 1"), &measured).with_throughput(mib);
+        peaks.push((mib, row.peak_kib));
         rows.push(row);
-        noop = Some(counts);
-    }
 
-    // --- long links: the source behind a proxy delaying every request ---------------------
-    let mut wan_rows: Vec<Row> = Vec::new();
-    // (scenario, CPU seconds of the syncer, of both registries, of the harness proxy), last run.
-    let mut wan_cpu: Vec<(String, Duration, Duration, Duration)> = Vec::new();
-    if sections.wan {
-        eprint!("pushing {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
-        let t = Instant::now();
-        let digests = push_small_images(src.api(), "wan/app", wan_tags)?;
-        let index_digests: BTreeMap<String, String> = (0..wan_indexes)
-            .map(|i| {
-                let tag = format!("i{i:03}");
-                let idx = push_index(src.api(), "wanidx/app", &tag, IndexKind::OciIndex, &WAN_INDEX_PLATFORMS);
-                (tag, idx.digest)
-            })
-            .collect();
-        eprintln!("{:.1?}", t.elapsed());
-        for delay_ms in WAN_DELAYS_MS {
-            let proxy = Proxy::start_with(
-                &src.addr(),
-                ProxyOpts { delay: Duration::from_millis(delay_ms), ..ProxyOpts::default() },
-            );
-            let auth = work.write(
-                &format!("auth-wan-{delay_ms}.yaml"),
-                &format!("\"{}\":\n  insecure: true\n\"{}\":\n  insecure: true\n", proxy.addr(), dst.addr()),
-            );
-            // `runs` copies of the source repository `repo` (tags and digests `want`) through
-            // this proxy with `--proc procs`: the runs, the requests the proxy and the
-            // destination saw, and the CPU of the syncer / the registries / this process (last
-            // run).
-            let measure = |repo: &str, procs: usize, want: &BTreeMap<String, String>| {
+        if mib == big_mib {
+            // A reference: how fast this process alone reads the blob from the source.
+            let measured = repeat(runs, |_| {
                 let t = Instant::now();
-                let mut counts = (0usize, 0usize);
-                let mut cpu = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-                let measured = repeat(runs, |i| {
-                    let dst_repo = format!("{repo}-d{delay_ms}-p{procs}-run{i}/app");
-                    let images = work.write(
-                        &format!("images-{repo}-{delay_ms}-{procs}.yaml"),
-                        &format!("{}: {}\n", proxy.repo(&format!("{repo}/app")), dst.repo(&dst_repo)),
-                    );
-                    dst.clear_requests();
-                    let before = proxy.requests().len();
-                    let (regs, own) = harness_cpu(&[&src, &dst]);
-                    let run = run_measured(&auth, &images, procs, &format!("{repo}-d{delay_ms}-p{procs}-{i}"))?;
-                    let (regs_after, own_after) = harness_cpu(&[&src, &dst]);
-                    cpu = (run.cpu.unwrap_or_default(), regs_after - regs, own_after - own);
-                    counts = (proxy.requests().len() - before, dst.requests().len());
-                    check_tags(dst.api(), &dst_repo, want)?;
-                    Ok(run)
-                })?;
-                eprintln!("{:.1?}", t.elapsed());
-                Ok::<_, String>((measured, counts, cpu))
-            };
-            for procs in WAN_PROCS {
-                eprint!("long link +{delay_ms} ms/request, --proc {procs} ... ");
-                let (measured, counts, cpu) = measure("wan", procs, &digests)?;
-                let mut row = Row::new(
-                    format!("copy {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, +{delay_ms} ms/request, --proc {procs}"),
-                    &measured,
-                );
-                row.requests = Some(counts);
-                wan_cpu.push((format!("+{delay_ms} ms/request, --proc {procs}"), cpu.0, cpu.1, cpu.2));
-                wan_rows.push(row);
-            }
-            for procs in WAN_INDEX_PROCS {
-                let platforms = WAN_INDEX_PLATFORMS.len();
-                eprint!("long link +{delay_ms} ms/request, {wan_indexes} indexes, --proc {procs} ... ");
-                let (measured, counts, _) = measure("wanidx", procs, &index_digests)?;
-                // Named so that the "speed against --proc 8" lines do not take it for the above.
-                let mut row = Row::new(
-                    format!(
-                        "copy {wan_indexes} indexes x {platforms} platforms, --proc {procs}, +{delay_ms} ms/request"
-                    ),
-                    &measured,
-                );
-                row.requests = Some(counts);
-                wan_rows.push(row);
-            }
-            if let Some(bin) = &skopeo.bin {
-                eprint!("long link +{delay_ms} ms/request, skopeo sync ... ");
-                let t = Instant::now();
-                let yaml = work.write(
-                    &format!("skopeo-wan-{delay_ms}.yaml"),
-                    &skopeo_source_yaml(&proxy.addr(), &["wan/app".to_string()]),
-                );
-                let mut counts = (0usize, 0usize);
-                let measured = repeat(runs, |i| {
-                    // A registry of its own each run: skopeo's blob-info cache (it cannot be
-                    // turned off) would otherwise mount the layers earlier runs left in `dst`
-                    // instead of reading them through the proxy. `wan/app` lands as `DEST/app`.
-                    let own = Registry::start();
-                    let before = proxy.requests().len();
-                    let run = skopeo_sync(bin, &yaml, &own.repo("wan"), &format!("wan-skopeo-{delay_ms}-{i}"), LIMIT)?;
-                    counts = (proxy.requests().len() - before, own.requests().len());
-                    check_tags(own.api(), "wan/app", &digests)?;
-                    Ok(run)
-                })?;
-                eprintln!("{:.1?}", t.elapsed());
-                let mut row = Row::new(format!("skopeo sync, {wan_tags} tags, +{delay_ms} ms/request"), &measured);
-                row.requests = Some(counts);
-                wan_rows.push(row);
-            }
+                let n = read_blob(&src.addr(), &repo, &layer_digest)?;
+                if n != mib * MIB {
+                    return Err(format!("read {n} bytes of {layer_digest}, expected {}", mib * MIB));
+                }
+                Ok(Measured::wall_only(t.elapsed()))
+            })?;
+            rows.push(
+                Row::new(format!("  reference: only GET {mib} MiB from the source"), &measured).with_throughput(mib),
+            );
+            rows.push(
+                Row::new(format!("  reference: only PUT {mib} MiB to a registry (1 run)"), &[push])
+                    .with_throughput(mib),
+            );
         }
     }
+    Ok(BigReport { rows, peaks })
+}
 
-    // --- one source, several destinations (destination lists) ------------------------------
-    let fanout_report = if sections.fanout { Some(fanout_section(&src, &work, &fanout, runs, &skopeo)?) } else { None };
+// ---------------------------------------------------------------------------------------------
+// many small images, and a no-op re-run of them
+// ---------------------------------------------------------------------------------------------
 
-    // --- many tags in one repository ------------------------------------------------------
-    let tags_report = if sections.tags { Some(tags_section(&src, &work, many_tags, runs, &skopeo)?) } else { None };
+struct SmallReport {
+    rows: Vec<Row>,
+    /// The no-op re-run (last run): source requests, destination requests, tags reported
+    /// unchanged.
+    noop: (Vec<Request>, Vec<Request>, usize),
+}
 
-    // --- report -----------------------------------------------------------------------------
+/// Copies `BENCH_TAGS` small images at `--proc` 1 and 8, then re-runs the copy with nothing to do.
+fn small_section(b: &Bench, s: &Settings) -> Result<SmallReport, String> {
+    let Bench { src, dst, work, auth } = b;
+    let (runs, tags) = (s.runs, s.tags);
+    let mut rows = Vec::new();
+    eprint!("pushing {tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
+    let t = Instant::now();
+    let digests = push_small_images(src.api(), "small/app", tags)?;
+    eprintln!("{:.1?}", t.elapsed());
+
+    let small_rule = |dst_repo: &str, name: &str| {
+        work.write(&format!("images-{name}.yaml"), &format!("{}: {}\n", src.repo("small/app"), dst.repo(dst_repo)))
+    };
+    for procs in [1usize, 8] {
+        let measured = repeat(runs, |i| {
+            let dst_repo = format!("small-p{procs}-run{i}/app");
+            let images = small_rule(&dst_repo, "small");
+            let run = run_measured(auth, &images, procs, &format!("small-p{procs}-{i}"))?;
+            check_tags(dst.api(), &dst_repo, &digests)?;
+            Ok(run)
+        })?;
+        rows.push(Row::new(format!("copy {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, --proc {procs}"), &measured));
+    }
+
+    // The no-op re-run, against a destination filled by the last --proc 8 run: nothing may be
+    // copied again.
+    let images = small_rule(&format!("small-p8-run{}/app", runs - 1), "noop");
+    let mut counts = (Vec::new(), Vec::new(), 0usize);
+    let measured = repeat(runs, |i| {
+        src.clear_requests();
+        dst.clear_requests();
+        let run = run_measured(auth, &images, 8, &format!("noop-{i}"))?;
+        let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
+        counts = (src.requests(), dst.requests(), unchanged);
+        Ok(run)
+    })?;
+    let mut row = Row::new(format!("no-op re-run of {tags} tags, --proc 8"), &measured);
+    row.requests = Some((counts.0.len(), counts.1.len()));
+    rows.push(row);
+    Ok(SmallReport { rows, noop: counts })
+}
+
+// ---------------------------------------------------------------------------------------------
+// long links: the source behind a proxy delaying every request
+// ---------------------------------------------------------------------------------------------
+
+struct WanReport {
+    rows: Vec<Row>,
+    /// (scenario, CPU seconds of the syncer, of both registries, of the harness proxy), last run.
+    cpu: Vec<(String, Duration, Duration, Duration)>,
+}
+
+/// Copies small images and multi-platform indexes through a proxy that delays every request,
+/// at several `--proc`, and with skopeo.
+fn wan_section(b: &Bench, s: &Settings) -> Result<WanReport, String> {
+    let Bench { src, dst, work, .. } = b;
+    let (runs, wan_tags, wan_indexes) = (s.runs, s.wan_tags, s.wan_indexes);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut cpu_rows = Vec::new();
+    eprint!("pushing {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} small layers to the source ... ");
+    let t = Instant::now();
+    let digests = push_small_images(src.api(), "wan/app", wan_tags)?;
+    let index_digests: BTreeMap<String, String> = (0..wan_indexes)
+        .map(|i| {
+            let tag = format!("i{i:03}");
+            let idx = push_index(src.api(), "wanidx/app", &tag, IndexKind::OciIndex, &WAN_INDEX_PLATFORMS);
+            (tag, idx.digest)
+        })
+        .collect();
+    eprintln!("{:.1?}", t.elapsed());
+    for delay_ms in WAN_DELAYS_MS {
+        let proxy = Proxy::start_with(
+            &src.addr(),
+            ProxyOpts { delay: Duration::from_millis(delay_ms), ..ProxyOpts::default() },
+        );
+        let auth = work.write(
+            &format!("auth-wan-{delay_ms}.yaml"),
+            &auth_yaml(&[AuthEntry::insecure(&proxy.addr()), AuthEntry::insecure(&dst.addr())]),
+        );
+        // `runs` copies of the source repository `repo` (tags and digests `want`) through
+        // this proxy with `--proc procs`: the runs, the requests the proxy and the
+        // destination saw, and the CPU of the syncer / the registries / this process (last
+        // run).
+        let measure = |repo: &str, procs: usize, want: &BTreeMap<String, String>| {
+            let t = Instant::now();
+            let mut counts = (0usize, 0usize);
+            let mut cpu = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+            let measured = repeat(runs, |i| {
+                let dst_repo = format!("{repo}-d{delay_ms}-p{procs}-run{i}/app");
+                let images = work.write(
+                    &format!("images-{repo}-{delay_ms}-{procs}.yaml"),
+                    &format!("{}: {}\n", proxy.repo(&format!("{repo}/app")), dst.repo(&dst_repo)),
+                );
+                dst.clear_requests();
+                let before = proxy.requests().len();
+                let (regs, own) = harness_cpu(&[src, dst]);
+                let run = run_measured(&auth, &images, procs, &format!("{repo}-d{delay_ms}-p{procs}-{i}"))?;
+                let (regs_after, own_after) = harness_cpu(&[src, dst]);
+                cpu = (run.cpu.unwrap_or_default(), regs_after - regs, own_after - own);
+                counts = (proxy.requests().len() - before, dst.requests().len());
+                check_tags(dst.api(), &dst_repo, want)?;
+                Ok(run)
+            })?;
+            eprintln!("{:.1?}", t.elapsed());
+            Ok::<_, String>((measured, counts, cpu))
+        };
+        for procs in WAN_PROCS {
+            eprint!("long link +{delay_ms} ms/request, --proc {procs} ... ");
+            let (measured, counts, cpu) = measure("wan", procs, &digests)?;
+            let mut row = Row::new(
+                format!(
+                    "copy {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, +{delay_ms} ms/request, --proc {procs}"
+                ),
+                &measured,
+            );
+            row.requests = Some(counts);
+            cpu_rows.push((format!("+{delay_ms} ms/request, --proc {procs}"), cpu.0, cpu.1, cpu.2));
+            rows.push(row);
+        }
+        for procs in WAN_INDEX_PROCS {
+            let platforms = WAN_INDEX_PLATFORMS.len();
+            eprint!("long link +{delay_ms} ms/request, {wan_indexes} indexes, --proc {procs} ... ");
+            let (measured, counts, _) = measure("wanidx", procs, &index_digests)?;
+            // Named so that the "speed against --proc 8" lines do not take it for the above.
+            let mut row = Row::new(
+                format!("copy {wan_indexes} indexes x {platforms} platforms, --proc {procs}, +{delay_ms} ms/request"),
+                &measured,
+            );
+            row.requests = Some(counts);
+            rows.push(row);
+        }
+        if let Some(bin) = &s.skopeo.bin {
+            eprint!("long link +{delay_ms} ms/request, skopeo sync ... ");
+            let t = Instant::now();
+            let yaml = work.write(
+                &format!("skopeo-wan-{delay_ms}.yaml"),
+                &skopeo_source_yaml(&proxy.addr(), &["wan/app".to_string()]),
+            );
+            let mut counts = (0usize, 0usize);
+            let measured = repeat(runs, |i| {
+                // A registry of its own each run: skopeo's blob-info cache (it cannot be
+                // turned off) would otherwise mount the layers earlier runs left in `dst`
+                // instead of reading them through the proxy. `wan/app` lands as `DEST/app`.
+                let own = Registry::start();
+                let before = proxy.requests().len();
+                let run = skopeo_sync(bin, &yaml, &own.repo("wan"), &format!("wan-skopeo-{delay_ms}-{i}"), LIMIT)?;
+                counts = (proxy.requests().len() - before, own.requests().len());
+                check_tags(own.api(), "wan/app", &digests)?;
+                Ok(run)
+            })?;
+            eprintln!("{:.1?}", t.elapsed());
+            let mut row = Row::new(format!("skopeo sync, {wan_tags} tags, +{delay_ms} ms/request"), &measured);
+            row.requests = Some(counts);
+            rows.push(row);
+        }
+    }
+    Ok(WanReport { rows, cpu: cpu_rows })
+}
+
+// ---------------------------------------------------------------------------------------------
+// the report
+// ---------------------------------------------------------------------------------------------
+
+/// Prints what the sections measured: the large and small images in one table, the long links
+/// in another with their speed-ups and CPU split, peak memory against layer size, the no-op
+/// re-run, then the fan-out and many-tags reports, and the legend.
+fn print_report(
+    s: &Settings,
+    big: Option<BigReport>,
+    small: Option<SmallReport>,
+    wan: Option<WanReport>,
+    reports: [Option<String>; 2],
+) {
+    let (runs, tags) = (s.runs, s.tags);
+    let (mut rows, peaks) = big.map(|b| (b.rows, b.peaks)).unwrap_or_default();
+    let noop = small.map(|small| {
+        rows.extend(small.rows);
+        small.noop
+    });
+    let (wan_rows, wan_cpu) = wan.map(|w| (w.rows, w.cpu)).unwrap_or_default();
     if !rows.is_empty() {
         println!();
         print_table(&rows);
@@ -480,15 +580,13 @@ fn bench() -> Result<(), String> {
         );
         println!();
     }
-    for report in [fanout_report, tags_report].into_iter().flatten() {
+    for report in reports.into_iter().flatten() {
         print!("{report}");
         println!();
     }
     println!("wall = median (min-max) over {runs} runs of the whole process, start to exit; throughput = layer MiB / median wall;");
     println!("peak RSS = highest VmHWM of the syncer process over the runs;");
     println!("requests src/dst = requests the source (or, for long links, its proxy) and the destination saw in the last run.");
-    println!("total benchmark time: {:.1?}", started.elapsed());
-    Ok(())
 }
 
 /// Runs `f(0..n)` and collects the measurements; stops at the first error.
@@ -543,10 +641,7 @@ fn run_measured_within(
 /// Fails (with its output) unless it exits 0; a run still going after `limit` is killed.
 fn run_process(mut cmd: Command, what: &str, marker: &'static str, limit: Duration) -> Result<Measured, String> {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
-        cmd.env_remove(k);
-    }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost");
+    without_proxies(&mut cmd);
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
     let out = read_lines(child.stdout.take().expect("piped stdout"), start, marker);
@@ -623,7 +718,7 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 
 /// CPU time of the registries' processes, and of this process (the harness proxy's threads).
 fn harness_cpu(registries: &[&Registry]) -> (Duration, Duration) {
-    let regs = registries.iter().filter_map(|r| r.pid().and_then(cpu_time)).sum();
+    let regs = registries.iter().filter_map(|r| cpu_time(r.pid())).sum();
     (regs, cpu_time(std::process::id()).unwrap_or_default())
 }
 
@@ -637,14 +732,9 @@ fn vm_hwm_kib(status_file: &str) -> Option<u64> {
 // fixtures
 // ---------------------------------------------------------------------------------------------
 
+/// The harness's agent settings, with time for the large layers.
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(600)))
-        .build()
-        .into()
+    agent_config().timeout_global(Some(Duration::from_secs(600))).build().into()
 }
 
 /// `mib` MiB of pseudo-random bytes produced 1 MiB at a time, hashed as they are read.
@@ -910,11 +1000,6 @@ fn push_fanout_workload(c: &Client, opts: &FanoutOpts) -> FanoutWorkload {
     }
 }
 
-/// An auth file marking every registry insecure (plain http).
-fn auth_yaml<'a>(regs: impl IntoIterator<Item = &'a Registry>) -> String {
-    regs.into_iter().map(|r| format!("\"{}\":\n  insecure: true\n", r.addr())).collect()
-}
-
 /// One rule per repository, with the same path at every destination: `src/repo: [d1/repo, d2/repo]`.
 fn fanout_rules(src: &Registry, dsts: &[Registry], repos: &[String]) -> String {
     let mut yaml = String::new();
@@ -957,13 +1042,10 @@ impl FanoutCounts {
     }
 }
 
-fn fanout_section(
-    src: &Registry,
-    work: &TestDir,
-    opts: &FanoutOpts,
-    runs: usize,
-    skopeo: &Skopeo,
-) -> Result<String, String> {
+/// Copies the fan-out workload to 2, then 3 new destinations in one run (and with skopeo, one run
+/// per destination): the section's report.
+fn fanout_section(b: &Bench, s: &Settings) -> Result<String, String> {
+    let (src, work, opts, runs, skopeo) = (&b.src, &b.work, &s.fanout, s.runs, &s.skopeo);
     eprint!("pushing {} repositories x {} tags (shared base layer) to the source ... ", opts.repos, opts.tags);
     let t = Instant::now();
     let w = push_fanout_workload(src.api(), opts);
@@ -977,7 +1059,8 @@ fn fanout_section(
         let mut counts = FanoutCounts::default();
         let measured = repeat(runs, |i| {
             let dsts = fresh(n);
-            let auth = work.write("auth-fanout.yaml", &auth_yaml(std::iter::once(src).chain(&dsts)));
+            let regs: Vec<&Registry> = std::iter::once(src).chain(&dsts).collect();
+            let auth = work.write("auth-fanout.yaml", &auth_yaml(&auth_for(&regs)));
             let images = work.write("images-fanout.yaml", &fanout_rules(src, &dsts, &w.repos));
             src.clear_requests();
             let run = run_measured(&auth, &images, DEFAULT_PROCS, &format!("fanout-{n}-{i}"))?;
@@ -1129,7 +1212,10 @@ fn check_tags_parallel(dst: &Client, repo: &str, digests: &BTreeMap<String, Stri
     })
 }
 
-fn tags_section(src: &Registry, work: &TestDir, many: usize, runs: usize, skopeo: &Skopeo) -> Result<String, String> {
+/// Seeds a tenth of `BENCH_MANY_TAGS` and all of them in two repositories and copies each cold
+/// and again (and with skopeo, cold once): the section's report.
+fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
+    let (src, work, many, runs, skopeo) = (&b.src, &b.work, s.many_tags, s.runs, &s.skopeo);
     let sizes: Vec<usize> = if many >= 10 { vec![many / 10, many] } else { vec![many] };
     let mut rows = Vec::new();
     let mut seeded = String::new();
@@ -1150,7 +1236,7 @@ fn tags_section(src: &Registry, work: &TestDir, many: usize, runs: usize, skopeo
         );
         let rule = |dst: &Registry| {
             (
-                work.write("auth-tags.yaml", &auth_yaml([src, dst])),
+                work.write("auth-tags.yaml", &auth_yaml(&auth_for(&[src, dst]))),
                 work.write("images-tags.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&repo))),
             )
         };

@@ -17,6 +17,8 @@
 //! destination is a list/index holding a subset of the source's entries, unchanged: what
 //! `--os/--arch` produces), `different` or `missing`; it exits 1 on the last two.
 
+// The integration tests' harness: this uses only a part of it (the rest, and its re-exports, unused here).
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 

@@ -34,7 +34,7 @@ fn dry_run_plans_what_a_real_run_then_does_and_writes_nothing() {
     dst.clear_requests();
     let dry = all.run_within(60, &["--dry-run"]);
     dry.assert_ok();
-    let writes: Vec<Request> = dst.requests().into_iter().filter(|r| r.is_write()).collect();
+    let writes = dst.writes();
     assert!(writes.is_empty(), "a dry run writes nothing: {writes:?}");
     assert!(src.requests().iter().all(|r| !r.is_write()));
     for tag in ["v2", "v3", "multi"] {

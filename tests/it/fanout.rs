@@ -49,7 +49,7 @@ fn each_source_blob_is_read_once_for_two_destinations() {
     let unique: BTreeSet<String> = images.iter().flat_map(|(_, _, i)| i.blobs()).collect();
     let job = Job::new(&auth_for(&[&src, &d1, &d2]), &fan_out(&src, &[d1.addr(), d2.addr()]));
     src.clear_requests();
-    let run = job.run_within(120, &["--proc", "6"]);
+    let run = job.run(&["--proc", "6"]);
     run.assert_ok();
     // Before the checks below, which read the source too.
     let gets = blob_gets(&src.requests());
@@ -71,7 +71,7 @@ fn a_destination_refusing_uploads_does_not_keep_the_other_from_completing() {
     let images = workload(&src);
     let entries = [src.auth_entry(), good.auth_entry(), AuthEntry::insecure(&proxy.addr())];
     let job = Job::new(&entries, &fan_out(&src, &[proxy.addr(), good.addr()]));
-    let run = job.run_within(120, &["--retries", "0", "--proc", "4"]);
+    let run = job.run(&["--retries", "0", "--proc", "4"]);
     run.assert_failed();
     for (repo, tag, img) in &images {
         assert_image_copied(src.api(), good.api(), img, repo, tag);

@@ -1,7 +1,7 @@
 //! Never hang, never lose: the syncer against servers that misbehave on purpose. Faults are
 //! injected by the harness [`Proxy`] between the binary and real registries (on the source side,
 //! the destination side, or both); every result is checked by reading the real registries
-//! directly, never through a proxy. Every run has its own time limit, so a regression to a hang
+//! directly, never through a proxy. Every run has a time limit, so a regression to a hang
 //! fails the test instead of blocking CI.
 
 use std::collections::BTreeSet;
@@ -37,7 +37,7 @@ impl Sides {
             .map(|s| (self.sp.repo(s), self.dp.repo(&format!("copy/{}", s.split(':').next().unwrap()))))
             .collect();
         let auth = [AuthEntry::insecure(&self.sp.addr()), AuthEntry::insecure(&self.dp.addr())];
-        Job::new(&auth, &images_yaml_pairs(&rules))
+        Job::new(&auth, &images_yaml_values(&rules))
     }
 
     /// Blob GETs the source proxy received for `digest`.
@@ -146,6 +146,9 @@ fn fault_workload_through_both_sides_arrives_whole() {
         &[("linux", "amd64", ""), ("linux", "arm64", "v8"), ("linux", "s390x", "")],
     );
     let job = s.job(&["work/api", "work/web", "work/multi"]);
+    // Longer than the default limit: the faults are drawn at random from a new seed each time
+    // (stalls of 2 s, trickles, retries with back-off), so an unlucky draw may take several
+    // times the few seconds a run usually takes, and a slow run is no failure here; a hang is.
     let run = job.run_within(300, &["--proc", "4", "--retries", "3", "--stall-timeout", "2"]);
     eprintln!("source faults: {:?}", s.sp.fault_counts());
     eprintln!("destination faults: {:?}", s.dp.fault_counts());
@@ -229,7 +232,7 @@ fn permanently_corrupt_blob_is_retried_within_the_policy() {
     let bad = imgs[1].config_digest.clone();
     s.sp.set_faults(vec![FaultRule::always(Match::BlobGet, Fault::Flip).on(&bad)]);
     let retries = 1;
-    let run = s.job(&["rot/app"]).run_within(120, &["--retries", &retries.to_string()]);
+    let run = s.job(&["rot/app"]).run(&["--retries", &retries.to_string()]);
     assert_one_image_failed(&run, &s, ("rot/app", "b"), &bad, &[(&imgs[0], "a"), (&imgs[2], "c")]);
     let gets = s.blob_gets_of(&bad);
     // 4 attempts per operation, and one more operation per --retries pass.
@@ -259,7 +262,7 @@ fn sigterm_mid_run_leaves_a_consistent_destination_and_a_rerun_completes() {
     assert!(copied < imgs.len(), "the signal stopped the run before the end ({copied} copied)");
 
     let before = s.dp.count(Match::ManifestPut);
-    let rerun = job.run_within(120, &[]);
+    let rerun = job.run(&[]);
     rerun.assert_ok();
     for (i, img) in imgs.iter().enumerate() {
         assert_image_copied(s.src.api(), s.dst.api(), img, "copy/term/app", &format!("t{i}"));
@@ -277,7 +280,7 @@ fn failed_images_file_fed_back_retries_exactly_those() {
     s.sp.set_faults(vec![FaultRule::always(Match::BlobGet, Fault::Status(500)).on(&bad)]);
     let job = s.job(&["again/app", "again/other"]);
     let failed = job.dir.join("failed.yaml");
-    let run = job.run_within(120, &["--retries", "0", "--output-failed-images", p(&failed)]);
+    let run = job.run(&["--retries", "0", "--output-failed-images", p(&failed)]);
     assert_eq!(run.code, Some(1), "{run}");
     assert_image_copied(s.src.api(), s.dst.api(), &other, "copy/again/other", "x");
     let text = std::fs::read_to_string(&failed).expect("failed-images file written");
@@ -303,7 +306,7 @@ fn body_size_limit_413_gets_chunks_under_the_limit() {
     let limit = 256 * 1024;
     let s = Sides::new(ProxyOpts::default(), ProxyOpts { max_body: Some(limit), ..ProxyOpts::default() });
     let img = push_big_image(s.src.api(), "big/app", "v1", 2);
-    let run = s.job(&["big/app"]).run_within(120, &["--chunk-size", "1MiB", "--proc", "1"]);
+    let run = s.job(&["big/app"]).run(&["--chunk-size", "1MiB", "--proc", "1"]);
     run.assert_ok();
     assert_image_copied(s.src.api(), s.dst.api(), &img, "copy/big/app", "v1");
     let reqs = s.dp.requests();
@@ -329,10 +332,7 @@ fn chunked_copy_with(fault: Fault) -> (Run, Sides, Image, usize) {
         format!("{}: {{insecure: true}}\n{}: {{insecure: true, chunked_upload: true}}\n", s.sp.addr(), s.dp.addr());
     let auth = dir.write("auth.yaml", &auth);
     let images = dir.write("images.yaml", &format!("{}: {}\n", s.sp.repo("cut/app:v1"), s.dp.repo("copy/cut/app")));
-    let run = run_syncer_within(
-        &["--auth", p(&auth), "--images", p(&images), "--chunk-size", "512KiB", "--proc", "1"],
-        Duration::from_secs(120),
-    );
+    let run = run_syncer(&["--auth", p(&auth), "--images", p(&images), "--chunk-size", "512KiB", "--proc", "1"]);
     run.assert_ok();
     assert_image_copied(s.src.api(), s.dst.api(), &img, "copy/cut/app", "v1");
     let at = s.dp.requests().iter().position(|r| r.fault == Some(fault)).expect("the fault was injected");
@@ -379,7 +379,7 @@ fn one_worker_pushes_the_first_image_before_fetching_the_last() {
     for t in &tags {
         push_simple(s.src.api(), "order/app", t);
     }
-    s.job(&["order/app"]).run_within(120, &["--proc", "1"]).assert_ok();
+    s.job(&["order/app"]).run(&["--proc", "1"]).assert_ok();
     let first_put = s.dp.requests().into_iter().find(|r| r.is(Match::ManifestPut)).expect("a manifest PUT").at;
     let last_get =
         s.sp.requests().into_iter().filter(|r| r.is(Match::ManifestGet)).map(|r| r.at).max().expect("manifest GETs");

@@ -109,9 +109,12 @@ fn harness_registry_is_stopped_and_removed_on_drop() {
     let reg = Registry::start();
     let addr = reg.addr();
     let dir = reg.log_path().parent().unwrap().to_path_buf();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", reg.pid()));
     assert!(dir.exists());
+    assert!(proc_dir.exists(), "no {}", proc_dir.display());
     drop(reg);
     assert!(!dir.exists(), "temp dir not removed");
+    assert!(!proc_dir.exists(), "docker-registry still running (or not reaped)");
     assert!(std::net::TcpStream::connect(&addr).is_err(), "still listening");
 }
 

@@ -45,7 +45,7 @@ fn rerun_copies_nothing() {
     let run = f.job.run(&[]);
     run.assert_ok();
 
-    let dst_writes: Vec<Request> = f.dst.requests().into_iter().filter(Request::is_write).collect();
+    let dst_writes = f.dst.writes();
     assert!(dst_writes.is_empty(), "writes at the destination on re-run: {dst_writes:?}\n{run}");
     let src_blob_gets: Vec<Request> = f.src.requests().into_iter().filter(Request::is_blob_get).collect();
     assert!(src_blob_gets.is_empty(), "blob downloads from the source on re-run: {src_blob_gets:?}\n{run}");
@@ -66,7 +66,7 @@ fn rerun_with_platform_filter_copies_nothing() {
     f.dst.clear_requests();
     let run = f.job.run(&filter);
     run.assert_ok();
-    let dst_writes: Vec<Request> = f.dst.requests().into_iter().filter(Request::is_write).collect();
+    let dst_writes = f.dst.writes();
     assert!(dst_writes.is_empty(), "a filtered index must compare equal to its earlier copy: {dst_writes:?}\n{run}");
     // With a platform filter a single image's platform lives in its config blob, so reading the
     // config blobs is allowed; no layer may be downloaded.
@@ -237,7 +237,7 @@ fn quirky_heads_still_sync_and_skip_unchanged_images() {
     );
     let job = Job::new(
         &[AuthEntry::insecure(&sp.addr()), AuthEntry::insecure(&dp.addr())],
-        &images_yaml_pairs(&[(sp.repo("quirk/app"), dp.repo("quirk/app"))]),
+        &images_yaml_values(&[(sp.repo("quirk/app"), dp.repo("quirk/app"))]),
     );
     job.run_within(60, &[]).assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "quirk/app", "v1");
@@ -250,7 +250,7 @@ fn quirky_heads_still_sync_and_skip_unchanged_images() {
     assert!(sp.requests().iter().any(|r| r.method == "HEAD" && r.status == 405), "the source refused HEAD");
     let unchanged = run.output().lines().filter(|l| l.contains("unchanged ") && l.contains(" -> ")).count();
     assert_eq!(unchanged, 2, "both seen as unchanged:\n{run}");
-    let writes: Vec<Request> = dst.requests().into_iter().filter(|r| r.is_write()).collect();
+    let writes = dst.writes();
     assert!(writes.is_empty(), "nothing written on the re-run: {writes:?}");
     job.run_within(60, &["--verify"]).assert_ok();
 }

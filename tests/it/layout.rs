@@ -19,10 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::signed::{assert_referrers_tag_lists, Published, Signed, SIGNED};
 use crate::common::*;
 
-/// Seconds any one syncer run may take.
-const LIMIT: u64 = 120;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const IMAGE_NAME: &str = "io.containerd.image.name";
 
@@ -187,16 +186,11 @@ fn untar(tar: &Path) -> (TestDir, Vec<String>) {
 // ---------------------------------------------------------------------------------------------
 // Running things.
 
-/// A job whose auth file covers `regs` and whose images file holds these one-to-one rules.
-fn rules_job(regs: &[&Registry], rules: &[(String, String)]) -> Job {
-    Job::new(&auth_for(regs), &images_yaml_pairs(rules))
-}
-
 /// `image-syncer --auth A copy FROM TO` (A covers `regs`), within the time limit.
 fn syncer_copy(regs: &[&Registry], from: &str, to: &str) -> Run {
     let dir = TestDir::new("copy");
     let auth = dir.write("auth.yaml", &auth_yaml(&auth_for(regs)));
-    run_syncer_within(&["--auth", p(&auth), "copy", from, to], Duration::from_secs(LIMIT))
+    run_syncer(&["--auth", p(&auth), "copy", from, to])
 }
 
 /// The N of the summary's `N blob(s) copied` (the last such line: progress lines come first).
@@ -205,11 +199,6 @@ fn blobs_copied(run: &Run) -> Option<u64> {
     let line = out.lines().rev().find(|l| l.contains(" blob(s) copied"))?;
     let before = &line[..line.find(" blob(s) copied")?];
     before.rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
-/// The failure lines (`failed: SRC -> DST: …`) of a run, one per image.
-fn failed_lines(run: &Run) -> Vec<String> {
-    run.output().lines().filter(|l| l.contains("failed: ")).map(String::from).collect()
 }
 
 /// Blob uploads the registry received since its log was last cleared (session starts, chunks,
@@ -237,10 +226,7 @@ fn skopeo(args: &[&str]) -> Vec<u8> {
     let auth = dir.write("auth.json", "{}");
     let mut cmd = Command::new("timeout");
     cmd.args(["120", "skopeo", "--insecure-policy"]).args(args);
-    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
-        cmd.env_remove(k);
-    }
-    cmd.env("REGISTRY_AUTH_FILE", &auth).env("TMPDIR", dir.path());
+    without_proxies(&mut cmd).env("REGISTRY_AUTH_FILE", &auth).env("TMPDIR", dir.path());
     let out = cmd.output().expect("run skopeo (is /usr/bin/skopeo installed?)");
     assert!(
         out.status.success(),
@@ -365,7 +351,7 @@ fn registry_to_layout_to_registry_keeps_every_digest_and_stores_each_blob_once()
     let layout = format!("oci:{}", p(&dir));
 
     let write = rules_job(&[&src], &trio.rules_to(&src, &layout));
-    write.run_within(LIMIT, &[]).assert_ok();
+    write.run(&[]).assert_ok();
     let marker: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("oci-layout")).expect("oci-layout")).expect("oci-layout is JSON");
     assert_eq!(marker["imageLayoutVersion"], "1.0.0");
@@ -376,18 +362,18 @@ fn registry_to_layout_to_registry_keeps_every_digest_and_stores_each_blob_once()
     assert_eq!(blob_digests(&dir), want);
 
     let import = rules_job(&[&dst], &[(layout.clone(), dst.repo("restored"))]);
-    import.run_within(LIMIT, &[]).assert_ok();
+    import.run(&[]).assert_ok();
     trio.assert_at(&src, &dst, "restored");
 
     let before = blob_files(&dir);
-    let run = write.run_within(LIMIT, &[]);
+    let run = write.run(&[]);
     run.assert_ok();
     assert_eq!(blob_files(&dir), before, "the re-run rewrote or added blob files:\n{run}");
     assert_eq!(blobs_copied(&run), Some(0), "the re-run copies no blob:\n{run}");
     assert_eq!(entries(&dir), trio.entries(&src), "index.json entries after the re-run");
 
     dst.clear_requests();
-    let run = import.run_within(LIMIT, &[]);
+    let run = import.run(&[]);
     run.assert_ok();
     let uploads = blob_uploads(&dst);
     assert!(uploads.is_empty(), "the re-run of the import uploaded blobs: {uploads:?}\n{run}");
@@ -405,7 +391,7 @@ fn registry_to_archive_to_registry_keeps_every_digest() {
     let tar = bundle.join("bundle.tar");
     let archive = format!("oci-archive:{}", p(&tar));
 
-    rules_job(&[&src], &trio.rules_to(&src, &archive)).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&src], &trio.rules_to(&src, &archive)).run(&[]).assert_ok();
     assert!(tar.is_file(), "{} written", tar.display());
     assert_eq!(names_in(bundle.path()), vec!["bundle.tar"], "no bundle.tar.partial or temp file left");
 
@@ -421,7 +407,7 @@ fn registry_to_archive_to_registry_keeps_every_digest() {
     assert_eq!(reachable(unpacked.path()), want);
     assert_eq!(blob_digests(unpacked.path()), want);
 
-    rules_job(&[&dst], &[(archive, dst.repo("restored"))]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&dst], &[(archive, dst.repo("restored"))]).run(&[]).assert_ok();
     trio.assert_at(&src, &dst, "restored");
 }
 
@@ -478,9 +464,7 @@ fn a_layout_written_by_skopeo_is_read_by_us() {
     assert_eq!(tags, BTreeSet::from([Some("img".to_string()), Some("multi".to_string())]), "skopeo's index.json");
 
     syncer_copy(&[&dst], &format!("oci:{}:img", p(&dir)), &format!("{}:img", dst.repo("y"))).assert_ok();
-    rules_job(&[&dst], &[(format!("oci:{}:multi", p(&dir)), format!("{}:multi", dst.repo("y")))])
-        .run_within(LIMIT, &[])
-        .assert_ok();
+    rules_job(&[&dst], &[(format!("oci:{}:multi", p(&dir)), format!("{}:multi", dst.repo("y")))]).run(&[]).assert_ok();
     assert_manifest_copied(src.api(), dst.api(), &img, "y", "img");
     assert_index_copied(src.api(), dst.api(), &idx, "y", "multi");
 }
@@ -497,9 +481,8 @@ fn a_delta_bundle_holds_only_new_blobs_and_imports_over_its_base() {
     let v2 = push_image_with_layers(s, repo, "v2", vec![l1.clone(), l3.clone()]);
     let bundles = TestDir::new("delta");
     let (a, b) = (bundles.join("A"), bundles.join("B"));
-    let write = |to: &Path, extra: &[&str]| {
-        rules_job(&[&src], &[(src.repo(repo), format!("oci:{}", p(to)))]).run_within(LIMIT, extra)
-    };
+    let write =
+        |to: &Path, extra: &[&str]| rules_job(&[&src], &[(src.repo(repo), format!("oci:{}", p(to)))]).run(extra);
     write(&a, &[]).assert_ok();
 
     let v3 = push_image_with_layers(s, repo, "v3", vec![l1, l3, l4]);
@@ -536,9 +519,8 @@ fn a_delta_bundle_holds_only_new_blobs_and_imports_over_its_base() {
             .collect();
     assert_eq!(left, want_left, "the blobs B left out");
 
-    let import = |from: &Path, to: &Registry| {
-        rules_job(&[to], &[(format!("oci:{}", p(from)), to.repo("imp"))]).run_within(LIMIT, &[])
-    };
+    let import =
+        |from: &Path, to: &Registry| rules_job(&[to], &[(format!("oci:{}", p(from)), to.repo("imp"))]).run(&[]);
     let r1 = Registry::start();
     import(&a, &r1).assert_ok();
     r1.clear_requests();
@@ -577,17 +559,17 @@ fn a_damaged_blob_in_a_bundle_fails_only_the_image_that_needs_it() {
     let dir = bundle.join("oci");
     let layout = format!("oci:{}", p(&dir));
     rules_job(&[&src], &[(src.repo("rot/x"), layout.clone()), (src.repo("rot/y"), layout.clone())])
-        .run_within(LIMIT, &[])
+        .run(&[])
         .assert_ok();
     let bad = &x.layers[0];
     flip_byte(&blob_path(&dir, bad));
 
-    let run = rules_job(&[&dst], &[(layout, dst.repo("imp"))]).run_within(LIMIT, &["--retries", "0"]);
+    let run = rules_job(&[&dst], &[(layout, dst.repo("imp"))]).run(&["--retries", "0"]);
     assert_eq!(run.code, Some(1), "{run}");
     run.assert_no_panic();
     let file = format!("blobs/sha256/{}", hex(bad));
     assert!(run.output().lines().any(|l| l.contains(&file)), "a line names {file}:\n{run}");
-    let failed = failed_lines(&run);
+    let failed = run.failed_lines();
     assert_eq!(failed.len(), 1, "one image failed:\n{run}");
     assert!(failed[0].contains("rot/x") && !failed[0].contains("rot/y"), "the failed line is X's: {}", failed[0]);
     assert_eq!(run.failed_count(), Some(1), "{run}");
@@ -612,7 +594,7 @@ fn sigterm_while_writing_a_layout_leaves_it_readable_and_a_rerun_completes_it() 
     let dir = bundle.join("oci");
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr())],
-        &images_yaml_pairs(&[(proxy.repo("slow/app"), format!("oci:{}", p(&dir)))]),
+        &images_yaml_values(&[(proxy.repo("slow/app"), format!("oci:{}", p(&dir)))]),
     );
     let name = proxy.repo("slow/app");
     let want_entry = |i: usize| Entry::new(&name, &format!("t{i}"), &imgs[i].digest, OCI_MANIFEST);
@@ -650,7 +632,7 @@ fn sigterm_while_writing_a_layout_leaves_it_readable_and_a_rerun_completes_it() 
 
     let held = complete_blob_files(&dir);
     let mark = proxy.requests().len();
-    let rerun = job.run_within(LIMIT, &[]);
+    let rerun = job.run(&[]);
     rerun.assert_ok();
     assert_eq!(entries(&dir), (0..imgs.len()).map(want_entry).collect(), "every tag listed after the re-run");
     let mut want = BTreeSet::new();
@@ -702,100 +684,37 @@ fn a_missing_layout_source_fails_before_any_request() {
 // ---------------------------------------------------------------------------------------------
 // Referrers, platform filters, interrupted archives, refusals, dry runs and fan-out.
 
-const SIGNED: &str = "signed/app";
-const SPDX: &str = "application/spdx+json";
-
-/// `signed/app:v1` at the source, an OCI image with an OCI 1.1 signature and an SBOM (both
-/// listed in the fallback tag `sha256-HEX`, as cosign and oras write it against a registry
-/// without the referrers API) and a cosign legacy signature tagged `sha256-HEX.sig`.
-struct Signed {
-    img: Image,
-    sig: Pushed,
-    sbom: Pushed,
-    legacy: Pushed,
-}
-
-impl Signed {
-    fn push(c: &Client) -> Signed {
-        let img = push_image(c, SIGNED, "v1", ImageKind::Oci, "linux", "amd64", "");
-        let subject = descriptor(&img.media_type, &img.bytes);
-        let sig = push_artifact_with_subject(c, SIGNED, COSIGN_SIG, SIMPLESIGNING, &subject);
-        let sbom = push_artifact_with_subject(c, SIGNED, SPDX, SPDX, &subject);
-        push_referrers_tag(c, SIGNED, &img.digest, &[sig.referrer_descriptor(), sbom.referrer_descriptor()]);
-        let legacy = push_cosign_signature(c, SIGNED, &img.digest);
-        assert_eq!(c.tags(SIGNED).len(), 3, "v1, sha256-HEX and sha256-HEX.sig at the source");
-        Signed { img, sig, sbom, legacy }
-    }
-
-    fn sig_tag(&self) -> String {
-        format!("{}.sig", referrers_tag(&self.img.digest))
-    }
-
-    /// Every digest of the image, its referrers and the legacy signature, with their blobs.
-    fn digests(&self) -> BTreeSet<String> {
-        let mut all = BTreeSet::from([self.img.digest.clone()]);
-        all.extend(self.img.blobs());
-        for m in [&self.sig, &self.sbom, &self.legacy] {
-            all.insert(m.digest.clone());
-            all.extend(m.blobs.iter().cloned());
-        }
-        all
-    }
-}
-
-/// `dst`'s fallback tag `sha256-HEX` of `subject` in `repo` is an OCI index listing each of
-/// `want` once, with the descriptor the source gives it (media type, size, artifactType), and
-/// nothing that is not at `dst`.
-fn assert_fallback_lists(dst: &Client, repo: &str, subject: &str, want: &[&Pushed]) {
-    let tag = referrers_tag(subject);
-    let m = dst.get_manifest(repo, &tag).unwrap_or_else(|| panic!("{repo}:{tag} missing at the destination"));
-    assert_eq!(m.content_type, OCI_INDEX, "{repo}:{tag} content type");
-    let text = String::from_utf8_lossy(&m.bytes).to_string();
-    let v = m.json();
-    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for d in v["manifests"].as_array().unwrap_or_else(|| panic!("{tag} has no manifests: {text}")) {
-        let digest = d["digest"].as_str().unwrap_or_default().to_string();
-        assert!(seen.insert(digest.clone(), d.clone()).is_none(), "{digest} listed twice in {tag}: {text}");
-        assert!(dst.head_manifest(repo, &digest).is_some(), "{tag} lists {digest}, which is not in {repo}");
-    }
-    for p in want {
-        let got = seen.get(&p.digest).unwrap_or_else(|| panic!("{tag} does not list {}: {text}", p.digest));
-        let expect = p.referrer_descriptor();
-        for k in ["mediaType", "size", "artifactType"] {
-            assert_eq!(got[k], expect[k], "{k} of {} in {tag}: {text}", p.digest);
-        }
-    }
-}
-
-/// registry (fallback tag index, cosign `.sig` tag) → `oci:DIR` → an empty registry: in the
-/// bundle the two referrers are untagged entries and the `.sig` a tagged one; the second
-/// registry ends with the image, both referrers byte-exact by digest, a fallback tag index
+/// registry (fallback tag indexes, cosign `.sig` tag) → `oci:DIR` → an empty registry: in the
+/// bundle the image (an OCI index with an attestation manifest) and the `.sig` are tagged
+/// entries, and its three referrers and the SBOM's own signature untagged ones; the second
+/// registry ends with the image, every referrer byte-exact by digest, fallback tag indexes
 /// listing them, and the `.sig` tag. `--no-referrers` into a fresh bundle stores the image alone.
 #[test]
 fn referrers_travel_through_a_bundle_and_no_referrers_leaves_them_out() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, d) = (src.api(), dst.api());
-    let f = Signed::push(s);
+    let f = Signed::push(s, Published::FallbackTags);
+    let legacy = f.legacy_sig.as_ref().expect("a legacy signature with fallback tags");
     let bundle = TestDir::new("signed");
     let dir = bundle.join("oci");
     let layout = format!("oci:{}", p(&dir));
     let name = src.repo(SIGNED);
 
-    rules_job(&[&src], &[(src.repo("signed/app:v1"), layout.clone())]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&src], &[(src.repo("signed/app:v1"), layout.clone())]).run(&[]).assert_ok();
     let listed = entries(&dir);
     let by_digest = |digest: &str| -> Vec<&Entry> { listed.iter().filter(|e| e.digest == digest).collect() };
     assert_eq!(
-        by_digest(&f.img.digest),
-        vec![&Entry::new(&name, "v1", &f.img.digest, OCI_MANIFEST)],
+        by_digest(&f.top.digest),
+        vec![&Entry::new(&name, "v1", &f.top.digest, OCI_INDEX)],
         "the image is one tagged entry: {listed:#?}"
     );
     assert_eq!(
-        by_digest(&f.legacy.digest),
-        vec![&Entry::new(&name, &f.sig_tag(), &f.legacy.digest, OCI_MANIFEST)],
+        by_digest(&legacy.digest),
+        vec![&Entry::new(&name, &f.sig_tag(), &legacy.digest, OCI_MANIFEST)],
         "the cosign signature is a tagged entry: {listed:#?}"
     );
-    for r in [&f.sig, &f.sbom] {
+    for r in [&f.sig, &f.sbom, &f.att, &f.sbom_sig] {
         let es = by_digest(&r.digest);
         assert_eq!(es.len(), 1, "referrer {} is one entry of index.json: {listed:#?}", r.digest);
         assert_eq!(es[0].tag, None, "referrer {} is untagged: {:?}", r.digest, es[0]);
@@ -805,33 +724,32 @@ fn referrers_travel_through_a_bundle_and_no_referrers_leaves_them_out() {
     }
     assert!(reachable(&dir).is_superset(&f.digests()), "everything is in the bundle: {:?}", reachable(&dir));
 
-    let run = rules_job(&[&dst], &[(layout, dst.repo("site"))]).run_within(LIMIT, &[]);
+    let run = rules_job(&[&dst], &[(layout, dst.repo("site"))]).run(&[]);
     run.assert_ok();
     let repo = format!("site/{SIGNED}");
-    assert_image_copied(s, d, &f.img, &repo, "v1");
-    for r in [&f.sig, &f.sbom] {
+    assert_manifest_copied(s, d, &f.top, &repo, "v1");
+    assert_image_copied(s, d, &f.img, &repo, &f.img.digest);
+    assert_manifest_copied(s, d, &f.attestation, &repo, &f.attestation.digest);
+    for r in f.followers() {
         assert_manifest_copied(s, d, r, &repo, &r.digest);
     }
-    assert_fallback_lists(d, &repo, &f.img.digest, &[&f.sig, &f.sbom]);
-    assert_eq!(
-        d.head_manifest(&repo, &f.sig_tag()),
-        Some(f.legacy.digest.clone()),
-        "{} at the destination",
-        f.sig_tag()
-    );
-    assert_manifest_copied(s, d, &f.legacy, &repo, &f.sig_tag());
+    assert_referrers_tag_lists(d, &repo, &f.top.digest, &f.referrers());
+    assert_referrers_tag_lists(d, &repo, &f.sbom.digest, &[&f.sbom_sig]);
+    assert_eq!(d.head_manifest(&repo, &f.sig_tag()), Some(legacy.digest.clone()), "{} at the destination", f.sig_tag());
+    assert_manifest_copied(s, d, legacy, &repo, &f.sig_tag());
 
     let bare = bundle.join("bare");
     rules_job(&[&src], &[(src.repo("signed/app:v1"), format!("oci:{}", p(&bare)))])
-        .run_within(LIMIT, &["--no-referrers"])
+        .run(&["--no-referrers"])
         .assert_ok();
     assert_eq!(
         entries(&bare),
-        BTreeSet::from([Entry::new(&name, "v1", &f.img.digest, OCI_MANIFEST)]),
+        BTreeSet::from([Entry::new(&name, "v1", &f.top.digest, OCI_INDEX)]),
         "with --no-referrers index.json holds the image alone"
     );
-    let mut image_only = BTreeSet::from([f.img.digest.clone()]);
+    let mut image_only = BTreeSet::from([f.top.digest.clone(), f.img.digest.clone(), f.attestation.digest.clone()]);
     image_only.extend(f.img.blobs());
+    image_only.extend(f.attestation.blobs.iter().cloned());
     assert_eq!(blob_digests(&bare), image_only, "with --no-referrers only the image's blobs are stored");
 }
 
@@ -848,7 +766,7 @@ fn arch_filter_into_a_bundle_stores_the_filtered_index() {
     let bundle = TestDir::new("arch");
     let dir = bundle.join("oci");
     let layout = format!("oci:{}", p(&dir));
-    rules_job(&[&src], &[(src.repo("pf/app:v1"), layout.clone())]).run_within(LIMIT, &["--arch", "arm64"]).assert_ok();
+    rules_job(&[&src], &[(src.repo("pf/app:v1"), layout.clone())]).run(&["--arch", "arm64"]).assert_ok();
 
     let listed: Vec<Entry> = entries(&dir).into_iter().collect();
     assert_eq!(listed.len(), 1, "one entry: {listed:#?}");
@@ -872,7 +790,7 @@ fn arch_filter_into_a_bundle_stores_the_filtered_index() {
         assert!(!stored.contains(&b), "amd64's {b} is in blobs/");
     }
 
-    rules_job(&[&dst], &[(layout, dst.repo("site"))]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&dst], &[(layout, dst.repo("site"))]).run(&[]).assert_ok();
     let got = d.get_manifest("site/pf/app", "v1").expect("site/pf/app:v1 at the destination");
     assert_eq!(got.digest, top.digest, "the registry gets the bundle's filtered digest");
     assert!(got.bytes == filtered, "the filtered index byte-exact");
@@ -903,7 +821,7 @@ fn interrupted_archive_write_resumes(old: bool) {
 
     let before = old.then(|| {
         let img = push_simple(src.api(), "old/app", "v1");
-        rules_job(&[&src], &[(src.repo("old/app"), archive.clone())]).run_within(LIMIT, &[]).assert_ok();
+        rules_job(&[&src], &[(src.repo("old/app"), archive.clone())]).run(&[]).assert_ok();
         let md = fs::metadata(&tar).expect("the old archive");
         (img, fs::read(&tar).unwrap(), (md.ino(), md.mtime(), md.mtime_nsec()))
     });
@@ -914,7 +832,7 @@ fn interrupted_archive_write_resumes(old: bool) {
     let proxy = Proxy::start_with(&src.addr(), ProxyOpts { delay: Duration::from_millis(60), ..ProxyOpts::default() });
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr())],
-        &images_yaml_pairs(&[(proxy.repo("slow/app"), archive.clone())]),
+        &images_yaml_values(&[(proxy.repo("slow/app"), archive.clone())]),
     );
     let name = proxy.repo("slow/app");
     let slow_listed = |es: &BTreeSet<Entry>| {
@@ -959,7 +877,7 @@ fn interrupted_archive_write_resumes(old: bool) {
     assert!(!held.is_empty(), "the staged directory holds blobs");
 
     let mark = proxy.requests().len();
-    let rerun = job.run_within(LIMIT, &[]);
+    let rerun = job.run(&[]);
     rerun.assert_ok();
     // Before anything else reads the source through the proxy.
     let refetched: Vec<String> = proxy.requests()[mark..]
@@ -989,7 +907,7 @@ fn interrupted_archive_write_resumes(old: bool) {
     assert_eq!(entries(unpacked.path()), want_entries, "the archive's index.json");
     assert_eq!(reachable(unpacked.path()), want, "what the archive's index.json reaches");
 
-    rules_job(&[&dst], &[(archive, dst.repo("site"))]).run_within(LIMIT, &[]).assert_ok();
+    rules_job(&[&dst], &[(archive, dst.repo("site"))]).run(&[]).assert_ok();
     for (i, img) in imgs.iter().enumerate() {
         assert_image_copied(src.api(), dst.api(), img, "site/slow/app", &format!("t{i}"));
     }
@@ -1069,7 +987,7 @@ fn dry_run_into_a_missing_bundle_plans_and_creates_nothing() {
             (src.repo("dry/app:v1"), format!("oci-archive:{}", p(&tar))),
         ],
     )
-    .run_within(LIMIT, &["--dry-run"]);
+    .run(&["--dry-run"]);
     run.assert_ok();
     let plans: Vec<&str> = run.stderr.lines().chain(run.stdout.lines()).filter(|l| l.contains("would copy")).collect();
     for to in [p(&dir), p(&tar)] {
@@ -1098,7 +1016,7 @@ fn fan_out_into_a_bundle_and_a_registry_reads_each_source_blob_once() {
     let yaml: Vec<(&str, &[&str])> = rules.iter().zip(&dsts).map(|((s, _), d)| (s.as_str(), &d[..])).collect();
     let job = Job::new(&auth_for(&[&src, &d2]), &images_yaml(&yaml));
     src.clear_requests();
-    let run = job.run_within(LIMIT, &["--proc", "4"]);
+    let run = job.run(&["--proc", "4"]);
     run.assert_ok();
     // Before the checks below, which read the source too.
     let mut gets: BTreeMap<String, usize> = BTreeMap::new();

@@ -4,14 +4,14 @@
 
 use crate::common::*;
 
-/// The failure lines (`failed: SRC -> DST: …`) of a run, one per image.
-fn failed_lines(run: &Run) -> Vec<String> {
-    run.output().lines().filter(|l| l.contains("failed: ")).map(String::from).collect()
-}
-
-/// The writes the destination received since its log was last cleared.
-fn writes(reg: &Registry) -> Vec<Request> {
-    reg.requests().into_iter().filter(Request::is_write).collect()
+/// An untagged OCI index of two untagged OCI images, linux/amd64 and linux/arm64, in `repo`:
+/// (amd64, arm64, the index).
+fn push_amd64_arm64_index(s: &Client, repo: &str) -> (Image, Image, Pushed) {
+    let amd = push_image_untagged(s, repo, ImageKind::Oci, "linux", "amd64", "");
+    let arm = push_image_untagged(s, repo, ImageKind::Oci, "linux", "arm64", "");
+    let entries = vec![platform_descriptor(&amd), platform_descriptor(&arm)];
+    let inner = push_manifest_json(s, repo, None, OCI_INDEX, &index_json(OCI_INDEX, entries));
+    (amd, arm, inner)
 }
 
 /// An OCI index tagged `v1` whose children are an OCI index (linux/amd64 + linux/arm64 OCI
@@ -22,15 +22,7 @@ fn nested_indexes_with_docker_and_oci_children_copied_byte_exact() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, repo) = (src.api(), "nest/app");
-    let amd = push_image_untagged(s, repo, ImageKind::Oci, "linux", "amd64", "");
-    let arm = push_image_untagged(s, repo, ImageKind::Oci, "linux", "arm64", "");
-    let inner = push_manifest_json(
-        s,
-        repo,
-        None,
-        OCI_INDEX,
-        &index_json(OCI_INDEX, vec![platform_descriptor(&amd), platform_descriptor(&arm)]),
-    );
+    let (amd, arm, inner) = push_amd64_arm64_index(s, repo);
     let listed = push_image_untagged(s, repo, ImageKind::Docker, "linux", "s390x", "");
     let list =
         push_manifest_json(s, repo, None, DOCKER_LIST, &index_json(DOCKER_LIST, vec![platform_descriptor(&listed)]));
@@ -66,7 +58,7 @@ fn nested_indexes_with_docker_and_oci_children_copied_byte_exact() {
     dst.clear_requests();
     let run = job.run_within(60, &[]);
     run.assert_ok();
-    let dst_writes = writes(&dst);
+    let dst_writes = dst.writes();
     assert!(dst_writes.is_empty(), "writes at the destination on re-run: {dst_writes:?}\n{run}");
     let blob_gets: Vec<Request> = src.requests().into_iter().filter(Request::is_blob_get).collect();
     assert!(blob_gets.is_empty(), "blob downloads from the source on re-run: {blob_gets:?}\n{run}");
@@ -116,7 +108,7 @@ fn indexes_nested_too_deep_fail_that_image_only() {
     let run = job.run_within(60, &[]);
     assert_eq!(run.code, Some(1), "{run}");
     run.assert_no_panic();
-    let lines = failed_lines(&run);
+    let lines = run.failed_lines();
     assert_eq!(lines.len(), 1, "one failure line:\n{run}");
     assert!(lines[0].contains(&src.repo("deep/app:v1")), "the line names the image: {}", lines[0]);
     assert!(lines[0].contains("nest deeper than 8"), "the line says why: {}", lines[0]);
@@ -145,15 +137,7 @@ fn arch_filter_reaches_into_a_nested_index() {
     let src = Registry::start();
     let dst = Registry::start();
     let (s, repo) = (src.api(), "pf/nest");
-    let amd = push_image_untagged(s, repo, ImageKind::Oci, "linux", "amd64", "");
-    let arm = push_image_untagged(s, repo, ImageKind::Oci, "linux", "arm64", "");
-    let inner = push_manifest_json(
-        s,
-        repo,
-        None,
-        OCI_INDEX,
-        &index_json(OCI_INDEX, vec![platform_descriptor(&amd), platform_descriptor(&arm)]),
-    );
+    let (amd, arm, inner) = push_amd64_arm64_index(s, repo);
     push_manifest_json(s, repo, Some("v1"), OCI_INDEX, &index_json(OCI_INDEX, vec![inner.descriptor()]));
     let job = job(&[&src, &dst], &[(&src.repo("pf/nest:v1"), &[&dst.repo("pf/nest")])]);
     let filter = ["--arch", "arm64"];
@@ -171,7 +155,7 @@ fn arch_filter_reaches_into_a_nested_index() {
     dst.clear_requests();
     let run = job.run_within(60, &filter);
     run.assert_ok();
-    let dst_writes = writes(&dst);
+    let dst_writes = dst.writes();
     assert!(dst_writes.is_empty(), "writes at the destination on re-run: {dst_writes:?}\n{run}");
 }
 
@@ -192,7 +176,7 @@ fn content_type_contradicting_the_body_fails_the_image() {
     );
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
-        &images_yaml_pairs(&[
+        &images_yaml_values(&[
             (proxy.repo("ct/bad:v1"), dst.repo("ct/bad")),
             (proxy.repo("ct/good:v1"), dst.repo("ct/good")),
         ]),
@@ -204,7 +188,7 @@ fn content_type_contradicting_the_body_fails_the_image() {
         proxy.requests().iter().any(|r| r.method == "GET" && r.path().starts_with("/v2/ct/bad/manifests/")),
         "the source manifest was read through the proxy"
     );
-    let lines = failed_lines(&run);
+    let lines = run.failed_lines();
     assert_eq!(lines.len(), 1, "one failure line:\n{run}");
     for needle in ["ct/bad:v1", DOCKER_MANIFEST, OCI_MANIFEST] {
         assert!(lines[0].contains(needle), "the line should contain {needle}: {}", lines[0]);
@@ -246,12 +230,12 @@ fn schema1_manifest_is_refused() {
     );
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
-        &images_yaml_pairs(&[(proxy.repo("s1/app:v1"), dst.repo("s1/app"))]),
+        &images_yaml_values(&[(proxy.repo("s1/app:v1"), dst.repo("s1/app"))]),
     );
     let run = job.run_within(60, &[]);
     assert_eq!(run.code, Some(1), "{run}");
     run.assert_no_panic();
-    let lines = failed_lines(&run);
+    let lines = run.failed_lines();
     assert_eq!(lines.len(), 1, "one failure line:\n{run}");
     assert!(lines[0].contains("s1/app:v1"), "the line names the image: {}", lines[0]);
     assert!(contains_any_ci(&lines[0], &["schema 1"]), "the line says schema 1: {}", lines[0]);

@@ -51,7 +51,7 @@ fn live_display_updates_on_a_terminal_and_ends_with_the_summary() {
     let imgs: Vec<Image> = (0..4).map(|i| push_big_image(src.api(), "live/app", &format!("v{i}"), 3)).collect();
     let job = Job::new(
         &[AuthEntry::insecure(&sp.addr()), AuthEntry::insecure(&dst.addr())],
-        &images_yaml_pairs(&[(sp.repo("live/app"), dst.repo("live/app"))]),
+        &images_yaml_values(&[(sp.repo("live/app"), dst.repo("live/app"))]),
     );
     let run =
         Running::spawn_in_pty(&job.args(&["--proc", "2"]), &[("TERM", "xterm-256color")]).wait(Duration::from_secs(90));

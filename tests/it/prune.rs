@@ -8,16 +8,6 @@ use serde_json::json;
 
 use crate::common::*;
 
-/// A job over `regs` with these rules (values as JSON: a string, a list or a map).
-fn rules_job(regs: &[&Registry], rules: &[(&str, serde_json::Value)]) -> Job {
-    Job::new(&auth_for(regs), &images_yaml_values(rules))
-}
-
-/// The output lines containing every one of `needles`.
-fn lines_with(run: &Run, needles: &[&str]) -> Vec<String> {
-    run.output().lines().filter(|l| needles.iter().all(|n| l.contains(n))).map(str::to_string).collect()
-}
-
 /// `DELETE`s of manifests the registry received since its requests were last cleared.
 fn manifest_deletes(reg: &Registry) -> Vec<Request> {
     reg.requests().into_iter().filter(|r| r.is_delete() && r.path.contains("/manifests/")).collect()
@@ -42,7 +32,7 @@ fn synced_then_v2_deleted_at_the_source(prune_key: bool) -> Pruned {
     let run = job.run_within(60, &[]);
     run.assert_ok();
     assert_eq!(dst.api().tags("p/app"), vec!["v1", "v2", "v3"], "{run}");
-    assert!(lines_with(&run, &["pruned"]).is_empty(), "nothing to prune on the first run:\n{run}");
+    assert!(run.lines_with(&["pruned"]).is_empty(), "nothing to prune on the first run:\n{run}");
     assert_eq!(s.delete_manifest("p/app", &v2.digest), 202, "delete v2 at the source");
     assert_eq!(s.tags("p/app"), vec!["v1", "v3"]);
     Pruned { src, dst, v1, v2, v3 }
@@ -59,11 +49,9 @@ fn prune_deletes_the_tag_the_source_no_longer_has() {
     assert!(dst.api().head_manifest("p/app", "v2").is_none());
     assert_image_copied(src.api(), dst.api(), &v1, "p/app", "v1");
     assert_image_copied(src.api(), dst.api(), &v3, "p/app", "v3");
-    let pruned = lines_with(&run, &["pruned", "p/app:v2"]);
+    let pruned = run.lines_with(&["pruned", "p/app:v2"]);
     assert_eq!(pruned.len(), 1, "one line says p/app:v2 was pruned:\n{run}");
-    assert!(
-        lines_with(&run, &["pruned", "p/app:v1"]).is_empty() && lines_with(&run, &["pruned", "p/app:v3"]).is_empty()
-    );
+    assert!(run.lines_with(&["pruned", "p/app:v1"]).is_empty() && run.lines_with(&["pruned", "p/app:v3"]).is_empty());
     // Distribution 2.8 deletes by digest: v2's manifest digest went, nothing else.
     let deletes = manifest_deletes(&dst);
     let of_v2: Vec<&Request> =
@@ -115,7 +103,7 @@ fn prune_keeps_tags_other_rules_produce_and_signature_tags() {
     let mut want = vec![index_tag.clone(), sig_tag.clone(), "x".to_string(), "y".to_string(), "z".to_string()];
     want.sort();
     assert_eq!(d.tags("p/shared"), want, "only `old` is pruned:\n{run}");
-    assert_eq!(lines_with(&run, &["pruned", "p/shared:old"]).len(), 1, "{run}");
+    assert_eq!(run.lines_with(&["pruned", "p/shared:old"]).len(), 1, "{run}");
     for (tag, img) in [("x", &x), ("y", &y), ("z", &z)] {
         assert_image_copied(s, d, img, "p/shared", tag);
     }
@@ -142,10 +130,10 @@ fn a_failed_image_blocks_the_prune_of_its_rule() {
     assert_eq!(dst.api().tags("p/app"), vec!["stale", "v1"], "{run}");
     assert_eq!(dst.api().head_manifest("p/app", "stale"), Some(stale.digest.clone()));
     assert_image_copied(s, dst.api(), &v1, "p/app", "v1");
-    assert!(!lines_with(&run, &["not pruning"]).is_empty(), "no line says the rule is not pruned:\n{run}");
+    assert!(!run.lines_with(&["not pruning"]).is_empty(), "no line says the rule is not pruned:\n{run}");
     // The source's missing blob is the source's fault, not a destination refusing uploads.
     assert!(!run.output().contains("switching to PATCH"), "a source 404 was blamed on the destination:\n{run}");
-    assert!(lines_with(&run, &["pruned"]).is_empty(), "{run}");
+    assert!(run.lines_with(&["pruned"]).is_empty(), "{run}");
     let deletes = manifest_deletes(&dst);
     assert!(deletes.is_empty(), "manifests were deleted: {deletes:?}\n{run}");
 }
@@ -164,7 +152,7 @@ fn a_tag_sharing_the_digest_of_a_kept_tag_is_not_prunable() {
     dst.clear_requests();
     let run = job.run_within(60, &[]);
     run.assert_no_panic();
-    let reported = lines_with(&run, &["not prunable"]);
+    let reported = run.lines_with(&["not prunable"]);
     assert!(reported.iter().any(|l| l.contains("p/app:gone")), "no \"not prunable\" line names p/app:gone:\n{run}");
     // Deleting the digest would have taken `keep` with it.
     assert_eq!(dst.api().tags("p/app"), vec!["gone", "keep"], "{run}");
@@ -187,10 +175,10 @@ fn prune_dry_run_plans_exactly_the_deletions_and_sends_none() {
     let dry = job.run_within(60, &["--prune", "--dry-run"]);
     dry.assert_ok();
     // One `would prune REPO:TAG` line per tag (a totals line may follow).
-    let planned = lines_with(&dry, &["would prune", "/p/app:"]);
+    let planned = dry.lines_with(&["would prune", "/p/app:"]);
     assert_eq!(planned.len(), 1, "exactly one tag would be pruned:\n{dry}");
     assert!(planned[0].contains("p/app:v2"), "{dry}");
-    assert!(lines_with(&dry, &["pruned"]).is_empty(), "a dry run prunes nothing:\n{dry}");
+    assert!(dry.lines_with(&["pruned"]).is_empty(), "a dry run prunes nothing:\n{dry}");
     let deletes: Vec<Request> = dst.requests().into_iter().filter(|r| r.is_delete()).collect();
     assert!(deletes.is_empty(), "a dry run sends no DELETE: {deletes:?}\n{dry}");
     assert_eq!(dst.api().tags("p/app"), vec!["v1", "v2", "v3"]);
@@ -200,7 +188,7 @@ fn prune_dry_run_plans_exactly_the_deletions_and_sends_none() {
     let real = job.run_within(60, &["--prune"]);
     real.assert_ok();
     assert_eq!(dst.api().tags("p/app"), vec!["v1", "v3"], "{real}");
-    assert_eq!(lines_with(&real, &["pruned", "p/app:v2"]).len(), 1, "{real}");
+    assert_eq!(real.lines_with(&["pruned", "p/app:v2"]).len(), 1, "{real}");
 }
 
 #[test]
@@ -260,7 +248,7 @@ fn prune_never_breaks_a_kept_index_nor_follows_an_empty_selection() {
     let run = job.run_within(60, &[]);
     run.assert_ok();
     assert_eq!(dst.api().tags("p/multi"), vec!["1.0", "1.0-amd64"], "{run}");
-    assert!(!lines_with(&run, &["not prunable", "p/multi:1.0-amd64"]).is_empty(), "{run}");
+    assert!(!run.lines_with(&["not prunable", "p/multi:1.0-amd64"]).is_empty(), "{run}");
     assert!(manifest_deletes(&dst).is_empty(), "a DELETE was sent: {:?}", manifest_deletes(&dst));
     assert_index_copied(s, dst.api(), &idx, "p/multi", "1.0");
 
@@ -272,5 +260,5 @@ fn prune_never_breaks_a_kept_index_nor_follows_an_empty_selection() {
     let run = none.run_within(60, &[]);
     run.assert_ok();
     assert_eq!(dst.api().tags("p/multi"), vec!["1.0", "1.0-amd64"], "{run}");
-    assert!(!lines_with(&run, &["not pruning", "no rule produced any tag"]).is_empty(), "{run}");
+    assert!(!run.lines_with(&["not pruning", "no rule produced any tag"]).is_empty(), "{run}");
 }

@@ -4,148 +4,29 @@
 //! exact, with their own referrers; listed at a destination without the API in its `sha256-HEX`
 //! tag, merged with what that tag already listed. `--no-referrers` turns all of it off.
 
-use std::collections::BTreeMap;
-
+use crate::common::signed::{assert_referrers_tag_lists, Published, Signed, SIGNED, SPDX};
 use crate::common::*;
-
-const REPO: &str = "signed/app";
-const SPDX: &str = "application/spdx+json";
-const IN_TOTO: &str = "application/vnd.in-toto+json";
-
-/// A signed image at the source.
-struct Signed {
-    /// `v1`: an OCI index of a linux/amd64 image and a buildkit attestation manifest.
-    top: Pushed,
-    img: Image,
-    attestation: Pushed,
-    /// The cosign legacy signature, tagged `sha256-HEX.sig` (HEX of `top`).
-    legacy_sig: Option<Pushed>,
-    /// OCI 1.1 artifacts whose `subject` is `top`.
-    sig: Pushed,
-    sbom: Pushed,
-    att: Pushed,
-    /// A signature whose `subject` is `sbom`.
-    sbom_sig: Pushed,
-}
-
-impl Signed {
-    /// The referrers of `top`.
-    fn referrers(&self) -> [&Pushed; 3] {
-        [&self.sig, &self.sbom, &self.att]
-    }
-
-    /// Every manifest that must follow the image: the referrers, the SBOM's signature, and the
-    /// legacy signature.
-    fn followers(&self) -> Vec<&Pushed> {
-        let mut v = vec![&self.sig, &self.sbom, &self.att, &self.sbom_sig];
-        v.extend(self.legacy_sig.as_ref());
-        v
-    }
-}
-
-/// How the source publishes the referrers.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Published {
-    /// As oras and cosign do against a registry without the referrers API: `sha256-HEX` tags
-    /// at the source, and a cosign legacy `.sig` tag.
-    FallbackTags,
-    /// Artifacts pushed by digest only (a proxy answers the referrers API for them).
-    ByDigestOnly,
-}
-
-/// A buildkit-style attestation manifest for `img` (pushed by digest) and its index entry:
-/// platform unknown/unknown, `vnd.docker.reference.*` annotations.
-fn push_attestation_manifest(c: &Client, img: &Image) -> (Pushed, serde_json::Value) {
-    let statement = serde_json::to_vec(&serde_json::json!({
-        "_type": "https://in-toto.io/Statement/v0.1",
-        "predicateType": "https://spdx.dev/Document",
-        "subject": [{"name": "pkg:docker/app", "digest": {"sha256": img.digest.trim_start_matches("sha256:")}}],
-        "predicate": {"fixture": format!("{:016x}", unique_seed())},
-    }))
-    .unwrap();
-    let mut layer = push_blob_descriptor(c, REPO, IN_TOTO, &statement);
-    layer["annotations"] = serde_json::json!({"in-toto.io/predicate-type": "https://spdx.dev/Document"});
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "unknown",
-        "os": "unknown",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&statement)]},
-    }))
-    .unwrap();
-    let config = push_blob_descriptor(c, REPO, OCI_CONFIG, &config);
-    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
-    let att = push_manifest_json(c, REPO, None, OCI_MANIFEST, &m);
-    let mut entry = att.descriptor();
-    entry["platform"] = serde_json::json!({"architecture": "unknown", "os": "unknown"});
-    entry["annotations"] = serde_json::json!({
-        "vnd.docker.reference.type": "attestation-manifest",
-        "vnd.docker.reference.digest": img.digest,
-    });
-    (att, entry)
-}
-
-/// Pushes the signed image `signed/app:v1` and its referrers to `c`.
-fn push_signed(c: &Client, published: Published) -> Signed {
-    let img = push_image_untagged(c, REPO, ImageKind::Oci, "linux", "amd64", "");
-    let (attestation, entry) = push_attestation_manifest(c, &img);
-    let top = push_manifest_json(
-        c,
-        REPO,
-        Some("v1"),
-        OCI_INDEX,
-        &index_json(OCI_INDEX, vec![platform_descriptor(&img), entry]),
-    );
-    let subject = top.descriptor();
-    let sig = push_artifact_with_subject(c, REPO, COSIGN_SIG, SIMPLESIGNING, &subject);
-    let sbom = push_artifact_with_subject(c, REPO, SPDX, SPDX, &subject);
-    let att = push_artifact_with_subject(c, REPO, IN_TOTO, IN_TOTO, &subject);
-    let sbom_sig = push_artifact_with_subject(c, REPO, COSIGN_SIG, SIMPLESIGNING, &sbom.descriptor());
-    let mut legacy_sig = None;
-    if published == Published::FallbackTags {
-        let listed: Vec<serde_json::Value> = [&sig, &sbom, &att].iter().map(|a| a.referrer_descriptor()).collect();
-        push_referrers_tag(c, REPO, &top.digest, &listed);
-        push_referrers_tag(c, REPO, &sbom.digest, &[sbom_sig.referrer_descriptor()]);
-        legacy_sig = Some(push_cosign_signature(c, REPO, &top.digest));
-    }
-    Signed { top, img, attestation, legacy_sig, sig, sbom, att, sbom_sig }
-}
 
 /// An unrelated referrer of `subject` already at the destination, listed in its `sha256-HEX`
 /// tag there.
 fn preseed(d: &Client, subject: &Pushed) -> Pushed {
     let other = push_artifact_with_subject(
         d,
-        REPO,
+        SIGNED,
         "application/vnd.cncf.notary.signature",
         "application/jose+json",
         &subject.descriptor(),
     );
-    push_referrers_tag(d, REPO, &subject.digest, &[other.referrer_descriptor()]);
+    push_referrers_tag(d, SIGNED, &subject.digest, &[other.referrer_descriptor()]);
     other
 }
 
-/// The destination's referrers tag of `subject` is an OCI index listing each of `want` once,
-/// with the descriptor the source gives it (media type, size, artifactType).
+/// The destination's referrers tag of `subject` lists each of `want` once, with the descriptor
+/// the source gives it, and each of them is at the destination byte-exact.
 fn assert_listed(src: &Client, dst: &Client, subject: &str, want: &[&Pushed]) {
-    let tag = referrers_tag(subject);
-    let m = dst.get_manifest(REPO, &tag).unwrap_or_else(|| panic!("{REPO}:{tag} missing at the destination"));
-    assert_eq!(m.content_type, OCI_INDEX, "{tag} content type");
-    let v = m.json();
-    assert_eq!(v["mediaType"], OCI_INDEX, "{tag} mediaType");
-    let text = String::from_utf8_lossy(&m.bytes).to_string();
-    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for d in v["manifests"].as_array().unwrap_or_else(|| panic!("{tag} has no manifests: {text}")) {
-        let digest = d["digest"].as_str().unwrap_or_default().to_string();
-        assert!(seen.insert(digest.clone(), d.clone()).is_none(), "{digest} listed twice in {tag}: {text}");
-        assert!(dst.head_manifest(REPO, &digest).is_some(), "{tag} lists {digest}, which is not at the destination");
-    }
+    assert_referrers_tag_lists(dst, SIGNED, subject, want);
     for p in want {
-        let got = seen.get(&p.digest).unwrap_or_else(|| panic!("{tag} does not list {}: {text}", p.digest));
-        let expect = p.referrer_descriptor();
-        for k in ["mediaType", "size", "artifactType"] {
-            assert_eq!(got[k], expect[k], "{k} of {} in {tag}: {text}", p.digest);
-        }
-        assert_manifest_copied(src, dst, p, REPO, &p.digest);
+        assert_manifest_copied(src, dst, p, SIGNED, &p.digest);
     }
 }
 
@@ -153,16 +34,16 @@ fn assert_listed(src: &Client, dst: &Client, subject: &str, want: &[&Pushed]) {
 /// referrer by digest, and the referrers tags (with `pre`, a referrer already there, kept).
 fn assert_signed_copied(src: &Registry, dst: &Registry, f: &Signed, pre: Option<&Pushed>) {
     let (s, d) = (src.api(), dst.api());
-    assert_manifest_copied(s, d, &f.top, REPO, "v1");
-    assert_image_copied(s, d, &f.img, REPO, &f.img.digest);
-    assert_manifest_copied(s, d, &f.attestation, REPO, &f.attestation.digest);
+    assert_manifest_copied(s, d, &f.top, SIGNED, "v1");
+    assert_image_copied(s, d, &f.img, SIGNED, &f.img.digest);
+    assert_manifest_copied(s, d, &f.attestation, SIGNED, &f.attestation.digest);
     if let Some(legacy) = &f.legacy_sig {
-        let tag = format!("{}.sig", referrers_tag(&f.top.digest));
-        assert_eq!(d.head_manifest(REPO, &tag), Some(legacy.digest.clone()), "{tag} at the destination");
-        assert_manifest_copied(s, d, legacy, REPO, &tag);
+        let tag = f.sig_tag();
+        assert_eq!(d.head_manifest(SIGNED, &tag), Some(legacy.digest.clone()), "{tag} at the destination");
+        assert_manifest_copied(s, d, legacy, SIGNED, &tag);
     }
     for p in f.followers() {
-        assert_manifest_copied(s, d, p, REPO, &p.digest);
+        assert_manifest_copied(s, d, p, SIGNED, &p.digest);
     }
     let mut want: Vec<&Pushed> = f.referrers().to_vec();
     if let Some(pre) = pre {
@@ -178,7 +59,7 @@ fn assert_rerun_writes_nothing(job: &Job, dst: &Registry, extra: &[&str]) {
     dst.clear_requests();
     let run = job.run_within(90, extra);
     run.assert_ok();
-    let writes: Vec<Request> = dst.requests().into_iter().filter(Request::is_write).collect();
+    let writes = dst.writes();
     assert!(writes.is_empty(), "writes at the destination on re-run: {writes:?}\n{run}");
 }
 
@@ -188,7 +69,7 @@ fn assert_rerun_writes_nothing(job: &Job, dst: &Registry, extra: &[&str]) {
 fn referrers_follow_an_explicit_tag_and_merge_with_the_destination() {
     let src = Registry::start();
     let dst = Registry::start();
-    let f = push_signed(src.api(), Published::FallbackTags);
+    let f = Signed::push(src.api(), Published::FallbackTags);
     let pre = preseed(dst.api(), &f.top);
     let job = job(&[&src, &dst], &[(&src.repo("signed/app:v1"), &[&dst.repo("signed/app:v1")])]);
     job.run_within(90, &[]).assert_ok();
@@ -202,15 +83,15 @@ fn referrers_follow_an_explicit_tag_and_merge_with_the_destination() {
 fn no_referrers_copies_the_image_alone() {
     let src = Registry::start();
     let dst = Registry::start();
-    let f = push_signed(src.api(), Published::FallbackTags);
+    let f = Signed::push(src.api(), Published::FallbackTags);
     let job = job(&[&src, &dst], &[(&src.repo("signed/app:v1"), &[&dst.repo("signed/app:v1")])]);
     job.run_within(60, &["--no-referrers"]).assert_ok();
     let (s, d) = (src.api(), dst.api());
-    assert_manifest_copied(s, d, &f.top, REPO, "v1");
-    assert_image_copied(s, d, &f.img, REPO, &f.img.digest);
-    assert_eq!(d.tags(REPO), vec!["v1"], "no .sig and no sha256- tag at the destination");
+    assert_manifest_copied(s, d, &f.top, SIGNED, "v1");
+    assert_image_copied(s, d, &f.img, SIGNED, &f.img.digest);
+    assert_eq!(d.tags(SIGNED), vec!["v1"], "no .sig and no sha256- tag at the destination");
     for p in f.followers() {
-        assert_eq!(d.head_manifest(REPO, &p.digest), None, "referrer {} copied with --no-referrers", p.digest);
+        assert_eq!(d.head_manifest(SIGNED, &p.digest), None, "referrer {} copied with --no-referrers", p.digest);
     }
 }
 
@@ -220,9 +101,9 @@ fn no_referrers_copies_the_image_alone() {
 fn all_tags_rule_treats_referrer_tags_as_followers_not_images() {
     let src = Registry::start();
     let dst = Registry::start();
-    let f = push_signed(src.api(), Published::FallbackTags);
+    let f = Signed::push(src.api(), Published::FallbackTags);
     let pre = preseed(dst.api(), &f.top);
-    let source_tags = src.api().tags(REPO);
+    let source_tags = src.api().tags(SIGNED);
     assert_eq!(source_tags.len(), 4, "v1, two sha256- tags, one .sig: {source_tags:?}");
     let job = job(&[&src, &dst], &[(&src.repo("signed/app"), &[&dst.repo("signed/app")])]);
     let report = job.dir.join("report.json");
@@ -249,8 +130,8 @@ fn all_tags_rule_treats_referrer_tags_as_followers_not_images() {
 fn referrers_api_of_the_source_is_used() {
     let src = Registry::start();
     let dst = Registry::start();
-    let f = push_signed(src.api(), Published::ByDigestOnly);
-    assert_eq!(src.api().tags(REPO), vec!["v1"], "no referrers tag at the source");
+    let f = Signed::push(src.api(), Published::ByDigestOnly);
+    assert_eq!(src.api().tags(SIGNED), vec!["v1"], "no referrers tag at the source");
     let listed: Vec<serde_json::Value> = f.referrers().iter().map(|a| a.referrer_descriptor()).collect();
     let proxy = Proxy::start_with(
         &src.addr(),
@@ -266,10 +147,10 @@ fn referrers_api_of_the_source_is_used() {
     );
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
-        &images_yaml_pairs(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]),
+        &images_yaml_values(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]),
     );
     job.run_within(90, &[]).assert_ok();
-    let asked = format!("/v2/{REPO}/referrers/{}", f.top.digest);
+    let asked = format!("/v2/{SIGNED}/referrers/{}", f.top.digest);
     let reqs = proxy.requests();
     assert!(
         reqs.iter().any(|r| r.method == "GET" && r.path() == asked && r.status == 200),
@@ -289,7 +170,7 @@ fn referrers_api_of_the_source_is_used() {
 fn blobs_do_not_wait_for_the_referrers_lookup_and_a_failed_lookup_pushes_no_manifest() {
     let src = Registry::start();
     let dst = Registry::start();
-    let img = push_simple(src.api(), REPO, "v1");
+    let img = push_simple(src.api(), SIGNED, "v1");
     let lookup_fails = Proxy::start_with(
         &src.addr(),
         ProxyOpts {
@@ -298,7 +179,7 @@ fn blobs_do_not_wait_for_the_referrers_lookup_and_a_failed_lookup_pushes_no_mani
             ..ProxyOpts::default()
         },
     );
-    let pairs = |proxy: &Proxy| images_yaml_pairs(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]);
+    let pairs = |proxy: &Proxy| images_yaml_values(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]);
     let job = Job::new(&[AuthEntry::insecure(&lookup_fails.addr()), dst.auth_entry()], &pairs(&lookup_fails));
     let run = job.run_within(90, &["--retries", "0"]);
     run.assert_failed();
@@ -311,14 +192,14 @@ fn blobs_do_not_wait_for_the_referrers_lookup_and_a_failed_lookup_pushes_no_mani
     // The lookup never succeeded, yet every blob was read: they went ahead of it.
     assert_eq!(lookup_fails.blob_gets(), img.blobs().len(), "{reqs:?}");
     for b in img.blobs() {
-        assert!(dst.api().blob_exists(REPO, &b), "blob {b} was not copied while the lookup ran");
+        assert!(dst.api().blob_exists(SIGNED, &b), "blob {b} was not copied while the lookup ran");
     }
-    assert_eq!(dst.api().head_manifest(REPO, "v1"), None, "the image was pushed without its referrers");
+    assert_eq!(dst.api().head_manifest(SIGNED, "v1"), None, "the image was pushed without its referrers");
 
     let works = Proxy::start_with(&src.addr(), ProxyOpts { referrers: Some(Vec::new()), ..ProxyOpts::default() });
     let job = Job::new(&[AuthEntry::insecure(&works.addr()), dst.auth_entry()], &pairs(&works));
     job.run_within(90, &[]).assert_ok();
-    assert_image_copied(src.api(), dst.api(), &img, REPO, "v1");
+    assert_image_copied(src.api(), dst.api(), &img, SIGNED, "v1");
     assert_eq!(works.blob_gets(), 0, "blobs copied by the failed run were read again");
 }
 
@@ -327,18 +208,17 @@ fn blobs_do_not_wait_for_the_referrers_lookup_and_a_failed_lookup_pushes_no_mani
 fn referrer_type_keeps_only_that_artifact_type() {
     let src = Registry::start();
     let dst = Registry::start();
-    let f = push_signed(src.api(), Published::FallbackTags);
+    let f = Signed::push(src.api(), Published::FallbackTags);
     let job = job(&[&src, &dst], &[(&src.repo("signed/app:v1"), &[&dst.repo("signed/app:v1")])]);
     job.run_within(90, &["--referrer-type", SPDX]).assert_ok();
     let (s, d) = (src.api(), dst.api());
-    assert_manifest_copied(s, d, &f.top, REPO, "v1");
-    assert_manifest_copied(s, d, &f.sbom, REPO, &f.sbom.digest);
+    assert_manifest_copied(s, d, &f.top, SIGNED, "v1");
+    assert_manifest_copied(s, d, &f.sbom, SIGNED, &f.sbom.digest);
     for p in [&f.sig, &f.att] {
-        assert_eq!(d.head_manifest(REPO, &p.digest), None, "referrer {} is not an SBOM", p.digest);
+        assert_eq!(d.head_manifest(SIGNED, &p.digest), None, "referrer {} is not an SBOM", p.digest);
     }
     assert_listed(s, d, &f.top.digest, &[&f.sbom]);
-    let sig_tag = format!("{}.sig", referrers_tag(&f.top.digest));
-    assert!(d.tags(REPO).contains(&sig_tag), "cosign's tag follows regardless: {:?}", d.tags(REPO));
+    assert!(d.tags(SIGNED).contains(&f.sig_tag()), "cosign's tag follows regardless: {:?}", d.tags(SIGNED));
 }
 
 /// A destination that speaks the referrers API (a proxy answering it) lists what was pushed by
@@ -347,20 +227,20 @@ fn referrer_type_keeps_only_that_artifact_type() {
 fn a_destination_with_the_referrers_api_gets_no_fallback_tags() {
     let src = Registry::start();
     let dst = Registry::start();
-    let f = push_signed(src.api(), Published::FallbackTags);
+    let f = Signed::push(src.api(), Published::FallbackTags);
     let dp = Proxy::start_with(&dst.addr(), ProxyOpts { referrers: Some(Vec::new()), ..ProxyOpts::default() });
     let job = Job::new(
         &[src.auth_entry(), AuthEntry::insecure(&dp.addr())],
-        &images_yaml_pairs(&[(src.repo("signed/app:v1"), dp.repo("signed/app:v1"))]),
+        &images_yaml_values(&[(src.repo("signed/app:v1"), dp.repo("signed/app:v1"))]),
     );
     job.run_within(90, &[]).assert_ok();
     let (s, d) = (src.api(), dst.api());
-    assert_manifest_copied(s, d, &f.top, REPO, "v1");
+    assert_manifest_copied(s, d, &f.top, SIGNED, "v1");
     for p in f.followers() {
-        assert_manifest_copied(s, d, p, REPO, &p.digest);
+        assert_manifest_copied(s, d, p, SIGNED, &p.digest);
     }
     let fallback: Vec<String> =
-        d.tags(REPO).into_iter().filter(|t| !t.contains('.') && t.starts_with("sha256-")).collect();
+        d.tags(SIGNED).into_iter().filter(|t| !t.contains('.') && t.starts_with("sha256-")).collect();
     assert!(fallback.is_empty(), "fallback tags written at a destination with the API: {fallback:?}");
     let probed = dp.requests().iter().any(|r| r.method == "GET" && r.path().contains("/referrers/"));
     assert!(probed, "the destination's referrers API was asked");
@@ -372,9 +252,9 @@ fn a_destination_with_the_referrers_api_gets_no_fallback_tags() {
 fn a_listed_referrer_missing_at_the_source_is_skipped() {
     let src = Registry::start();
     let dst = Registry::start();
-    let img = push_simple(src.api(), REPO, "v1");
+    let img = push_simple(src.api(), SIGNED, "v1");
     // The tag exists at the source; the proxy serves it listing a manifest nobody has.
-    push_referrers_tag(src.api(), REPO, &img.digest, &[]);
+    push_referrers_tag(src.api(), SIGNED, &img.digest, &[]);
     let ghost = format!("sha256:{}", "e".repeat(64));
     let listing = serde_json::json!({
         "schemaVersion": 2,
@@ -389,11 +269,11 @@ fn a_listed_referrer_missing_at_the_source_is_skipped() {
     );
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
-        &images_yaml_pairs(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]),
+        &images_yaml_values(&[(proxy.repo("signed/app:v1"), dst.repo("signed/app:v1"))]),
     );
     let run = job.run_within(60, &[]);
     run.assert_ok();
-    assert_image_copied(src.api(), dst.api(), &img, REPO, "v1");
+    assert_image_copied(src.api(), dst.api(), &img, SIGNED, "v1");
     assert!(run.output().contains("missing at the source; skipped"), "{run}");
-    assert_eq!(dst.api().tags(REPO), vec!["v1"], "no fallback index listing what is not there");
+    assert_eq!(dst.api().tags(SIGNED), vec!["v1"], "no fallback index listing what is not there");
 }

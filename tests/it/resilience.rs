@@ -107,7 +107,7 @@ fn an_index_child_waiting_to_retry_does_not_hold_up_its_siblings() {
     );
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
-        &images_yaml_pairs(&[(proxy.repo("multi/app:v1"), dst.repo("multi/app:v1"))]),
+        &images_yaml_values(&[(proxy.repo("multi/app:v1"), dst.repo("multi/app:v1"))]),
     );
     job.run_within(90, &["--proc", "4"]).assert_ok();
     assert_index_copied(src.api(), dst.api(), &idx, "multi/app", "v1");

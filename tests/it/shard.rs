@@ -2,7 +2,6 @@
 //! the same way on every invocation, and follow a Kubernetes Indexed Job's environment.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use crate::common::*;
 
@@ -29,7 +28,7 @@ fn run_clean(src: &Registry, dst: &Registry, job: &Job, extra: &[&str], env: &[(
     dst.clear_requests();
     let mut args = job.args(extra);
     args.push("--force");
-    Running::spawn(&args, env).wait(Duration::from_secs(120)).assert_ok();
+    Running::spawn(&args, env).wait(RUN_LIMIT).assert_ok();
     let (pushed, listed) = touched(src, dst);
     let listed: BTreeSet<String> = listed.iter().map(|s| format!("copy/{}", s.trim_start_matches("src/"))).collect();
     assert_eq!(listed, pushed, "a shard lists only the sources of its own rules");
@@ -47,7 +46,7 @@ fn shards_are_disjoint_cover_everything_and_are_stable() {
     }
     let rules: Vec<(String, String)> =
         names.iter().map(|n| (src.repo(&format!("src/{n}")), dst.repo(&format!("copy/{n}")))).collect();
-    let job = Job::new(&auth_for(&[&src, &dst]), &images_yaml_pairs(&rules));
+    let job = Job::new(&auth_for(&[&src, &dst]), &images_yaml_values(&rules));
 
     let shards: Vec<BTreeSet<String>> =
         (0..3).map(|i| run_clean(&src, &dst, &job, &["--shard", &format!("{i}/3")], &[])).collect();

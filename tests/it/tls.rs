@@ -11,10 +11,6 @@ fn tls_only() -> SecureOpts {
     SecureOpts { tls: true, ..SecureOpts::default() }
 }
 
-fn path(p: &std::path::Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// The run failed, named `addr`, and said what is wrong with TLS; no panic.
 fn assert_tls_failure(run: &Run, addr: &str) {
     run.assert_failed();
@@ -34,7 +30,7 @@ fn ca_file_in_the_auth_entry_trusts_the_test_ca() {
     let dst = SecureRegistry::start_tls(&pki, tls_only());
     let img = push_simple(src.api(), "app/tls", "v1");
     let job = PrivateJob::new(
-        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).ca_file(path(&pki.ca_cert))],
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).ca_file(p(&pki.ca_cert))],
         &[(&src.repo("app/tls:v1"), &[&dst.repo("mirror/tls")])],
     );
     job.run(&[]).assert_ok();
@@ -121,7 +117,7 @@ fn global_ca_file_flag_trusts_the_test_ca_for_every_registry() {
         &[AuthKey::new(&src.addr()), AuthKey::new(&dst.addr())],
         &[(&src.repo("multi/app:v2"), &[&dst.repo("multi/app")])],
     );
-    job.run(&["--ca-file", path(&pki.ca_cert)]).assert_ok();
+    job.run(&["--ca-file", p(&pki.ca_cert)]).assert_ok();
     assert_index_copied(src.api(), dst.api(), &idx, "multi/app", "v2");
 }
 
@@ -144,16 +140,13 @@ fn basic_auth_over_tls_with_the_right_password() {
     let dst = SecureRegistry::start_tls(&pki, basic_tls());
     let img = push_simple(src.api(), "app/basic", "v1");
     let job = PrivateJob::new(
-        &[
-            AuthKey::new(&src.addr()).insecure(),
-            AuthKey::new(&dst.addr()).creds(USER, PASS).ca_file(path(&pki.ca_cert)),
-        ],
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).creds(USER, PASS).ca_file(p(&pki.ca_cert))],
         &[(&src.repo("app/basic:v1"), &[&dst.repo("app/basic")])],
     );
     let run = job.run(&[]);
     run.assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "app/basic", "v1");
-    private::assert_no_secrets(&[("output", &run.output())], &[PASS], &[(USER, PASS)]);
+    assert_no_secrets(&[("output", &run.output())], &[PASS], &[(USER, PASS)]);
 }
 
 #[test]
@@ -163,23 +156,19 @@ fn basic_auth_over_tls_with_a_wrong_password() {
     let dst = SecureRegistry::start_tls(&pki, basic_tls());
     push_simple(src.api(), "app/basic-wrong", "v1");
     let job = PrivateJob::new(
-        &[
-            AuthKey::new(&src.addr()).insecure(),
-            AuthKey::new(&dst.addr()).creds(USER, WRONG).ca_file(path(&pki.ca_cert)),
-        ],
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).creds(USER, WRONG).ca_file(p(&pki.ca_cert))],
         &[(&src.repo("app/basic-wrong:v1"), &[&dst.repo("app/basic-wrong")])],
     );
     // Default retries: the failure is retried, and still reported once.
     let run = job.run(&[]);
     run.assert_failed();
-    let errors: Vec<&str> =
-        run.stderr.lines().filter(|l| l.contains(&dst.addr()) && contains_any_ci(l, &["unauthorized"])).collect();
+    let errors = run.stderr_lines_naming(&dst.addr(), &["unauthorized"]);
     assert_eq!(errors.len(), 1, "exactly one clear 'unauthorized' line naming {}:\n{run}", dst.addr());
     assert!(
         contains_any_ci(errors[0], &["password", "credentials"]),
         "the line should say the credentials are wrong:\n{run}"
     );
-    private::assert_no_secrets(&[("output", &run.output())], &[WRONG], &[(USER, WRONG)]);
+    assert_no_secrets(&[("output", &run.output())], &[WRONG], &[(USER, WRONG)]);
     assert!(dst.api().tags("app/basic-wrong").is_empty());
 }
 
@@ -200,9 +189,7 @@ fn client_certificate_opens_an_mtls_registry() {
     let job = PrivateJob::new(
         &[
             // Absolute paths for the source, paths relative to the auth file for the destination.
-            AuthKey::new(&src.addr())
-                .ca_file(path(&pki.ca_cert))
-                .client_cert(path(&pki.client_cert), path(&pki.client_key)),
+            AuthKey::new(&src.addr()).ca_file(p(&pki.ca_cert)).client_cert(p(&pki.client_cert), p(&pki.client_key)),
             AuthKey::new(&dst.addr()).ca_file("tls/ca.pem").client_cert("tls/client.pem", "tls/client.key"),
         ],
         &[(&src.repo("app/mtls:v1"), &[&dst.repo("app/mtls")])],
@@ -223,16 +210,12 @@ fn mtls_registry_without_a_client_certificate_fails_clearly() {
     let dst = SecureRegistry::start_tls(&pki, mtls());
     push_simple(src.api(), "app/mtls-nocert", "v1");
     let job = PrivateJob::new(
-        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).ca_file(path(&pki.ca_cert))],
+        &[AuthKey::new(&src.addr()).insecure(), AuthKey::new(&dst.addr()).ca_file(p(&pki.ca_cert))],
         &[(&src.repo("app/mtls-nocert:v1"), &[&dst.repo("app/mtls-nocert")])],
     );
     let run = job.run(&["--retries", "0"]);
     run.assert_failed();
-    assert!(
-        run.stderr.lines().any(|l| l.contains(&dst.addr()) && contains_any_ci(l, &["tls", "certificate"])),
-        "stderr should name {} and say TLS/certificate:\n{run}",
-        dst.addr()
-    );
+    run.assert_stderr_names(&dst.addr(), &["tls", "certificate"]);
     assert!(run.failed_count().is_some_and(|n| n > 0), "summary line should count failures:\n{run}");
     assert!(dst.api().tags("app/mtls-nocert").is_empty());
 }
@@ -246,7 +229,7 @@ fn loopback_registry_without_auth_key_is_tried_over_https_first() {
     // No auth key for either: the TLS one is reached over https, the plain one over http.
     let unrelated = AuthKey::new("registry.example.com").insecure();
     let job = PrivateJob::new(&[unrelated], &[(&src.repo("app/loop:v1"), &[&dst.repo("app/loop")])]);
-    let run = job.run_within(60, &["--ca-file", path(&pki.ca_cert)]);
+    let run = job.run_within(60, &["--ca-file", p(&pki.ca_cert)]);
     run.assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "app/loop", "v1");
 }
@@ -272,10 +255,7 @@ fn wrong_scheme_is_reported_with_the_key_that_fixes_it() {
 
     // A TLS handshake to a plain-http server.
     let job = PrivateJob::new(
-        &[
-            AuthKey::new(&plain.addr()).field("insecure", "false"),
-            AuthKey::new(&tls.addr()).ca_file(path(&pki.ca_cert)),
-        ],
+        &[AuthKey::new(&plain.addr()).field("insecure", "false"), AuthKey::new(&tls.addr()).ca_file(p(&pki.ca_cert))],
         &[(&plain.repo("app/s:v1"), &[&tls.repo("copy/s")])],
     );
     let run = job.run_within(60, &["--retries", "0"]);

@@ -245,13 +245,9 @@ fn wrong_password_at_the_token_server_fails_clearly() {
     );
     let run = job.run(&["--retries", "0"]);
     run.assert_failed();
-    assert!(
-        run.stderr.lines().any(|l| l.contains(&dst.addr()) && contains_any_ci(l, &["unauthorized"])),
-        "stderr should say unauthorized, naming {}:\n{run}",
-        dst.addr()
-    );
+    run.assert_stderr_names(&dst.addr(), &["unauthorized"]);
     assert!(run.failed_count().is_some_and(|n| n > 0), "summary line should count failures:\n{run}");
-    private::assert_no_secrets(&[("output", &run.output())], &[WRONG], &[(USER, WRONG)]);
+    assert_no_secrets(&[("output", &run.output())], &[WRONG], &[(USER, WRONG)]);
     let reqs = server.requests();
     assert!(!reqs.is_empty(), "the token server was asked");
     assert!(reqs.iter().all(|r| r.token.is_none()), "nothing was issued");
@@ -280,11 +276,7 @@ fn token_the_registry_rejects_fails_clearly_without_looping() {
     );
     let run = job.run(&["--retries", "0"]);
     run.assert_failed();
-    assert!(
-        run.stderr.lines().any(|l| l.contains(&src.addr()) && contains_any_ci(l, &["unauthorized", "token"])),
-        "stderr should name {} and say the token was refused:\n{run}",
-        src.addr()
-    );
+    run.assert_stderr_names(&src.addr(), &["unauthorized", "token"]);
     let reqs = server.requests();
     assert!(!reqs.is_empty() && reqs.len() <= 3, "a rejected token is not fetched again and again: {reqs:#?}");
     assert!(dst.api().tags("app/rejected").is_empty());
@@ -336,7 +328,7 @@ fn no_password_or_token_in_any_output_at_trace_level() {
         ("--log file", &log_text),
         ("success file", &success_text),
     ];
-    private::assert_no_secrets(&texts, &secrets, &[(USER, PASS), (TLS_USER, TLS_PASS)]);
+    assert_no_secrets(&texts, &secrets, &[(USER, PASS), (TLS_USER, TLS_PASS)]);
 
     // And a failing run at trace level: the source password is right, the destination's wrong.
     let bad = PrivateJob::new(
@@ -348,7 +340,7 @@ fn no_password_or_token_in_any_output_at_trace_level() {
     run.assert_failed();
     let bad_log_text = std::fs::read_to_string(&bad_log).unwrap_or_default();
     assert!(contains_any_ci(&format!("{}{bad_log_text}", run.output()), &["unauthorized"]), "{run}\n{bad_log_text}");
-    private::assert_no_secrets(
+    assert_no_secrets(
         &[("output", &run.output()), ("--log file", &bad_log_text)],
         &[WRONG, TLS_PASS],
         &[(USER, WRONG), (TLS_USER, TLS_PASS)],
@@ -400,7 +392,7 @@ fn credentials_are_not_sent_to_a_plain_http_realm_of_an_https_registry() {
             .unwrap_or_else(|| panic!("no line says the credentials are kept from the http realm:\n{run}"));
         assert!(line.contains(&src.addr()) && line.contains(&server.realm()), "names registry and realm: {line}");
         assert!(run.failed_count().is_some_and(|n| n > 0), "summary line counts the failure:\n{run}");
-        private::assert_no_secrets(&[("output", &run.output())], &[secret], &[(user, secret)]);
+        assert_no_secrets(&[("output", &run.output())], &[secret], &[(user, secret)]);
         let reqs = server.requests();
         assert!(reqs.iter().all(|r| r.authorization.is_none()), "an Authorization went to the http realm");
         assert!(reqs.iter().all(|r| r.form.is_empty()), "a refresh-token grant went to the http realm");
@@ -463,7 +455,7 @@ fn assert_no_identity_secrets(texts: &[(&str, &str)], server: &TokenServer) {
     let tokens = server.tokens();
     let mut secrets: Vec<&str> = vec![REFRESH];
     secrets.extend(tokens.iter().map(String::as_str));
-    private::assert_no_secrets(texts, &secrets, &[(IDENTITY, REFRESH)]);
+    assert_no_secrets(texts, &secrets, &[(IDENTITY, REFRESH)]);
 }
 
 #[test]
@@ -474,7 +466,7 @@ fn identity_token_in_the_auth_file_is_exchanged_with_the_refresh_token_grant() {
     // Within one registry: pull, push, and a mount whose grant asks for two scopes at once.
     let job = PrivateJob::new(&[reg.identity_key(REFRESH)], &[(&reg.repo("id/app:v1"), &[&reg.repo("id/copy")])]);
     let log = job.dir.join("sync.log");
-    let run = job.run_env_within(120, &["--log", p(&log)], &[("RUST_LOG", "trace")]);
+    let run = job.run_env(&["--log", p(&log)], &[("RUST_LOG", "trace")]);
     run.assert_ok();
     assert_image_copied(reg.api(), reg.api(), &img, "id/copy", "v1");
     assert_refresh_grants_only(&server, REFRESH);
@@ -571,7 +563,7 @@ fn refused_identity_token_fails_with_one_clear_line() {
     assert!(!lines.is_empty(), "a line naming {} says the identity token was refused:\n{run}", dst.addr());
     assert!(lines.iter().all(|l| contains_any_ci(l, &["unauthorized"])), "{lines:#?}");
     assert!(run.failed_count().is_some_and(|n| n > 0), "summary line counts the failure:\n{run}");
-    private::assert_no_secrets(
+    assert_no_secrets(
         &[("output", &run.output())],
         &[WRONG_REFRESH, REFRESH],
         &[(IDENTITY, WRONG_REFRESH), (IDENTITY, REFRESH)],

@@ -66,7 +66,7 @@ fn a_layer_shared_by_two_repositories_is_streamed_once_and_mounted() {
     let proxy = Proxy::start_with(&src.addr(), ProxyOpts { rate: 2 * 1024 * 1024, ..ProxyOpts::default() });
     let job = Job::new(
         &[AuthEntry::insecure(&proxy.addr()), AuthEntry::insecure(&dst.addr())],
-        &images_yaml_pairs(&[
+        &images_yaml_values(&[
             (proxy.repo("share/a:v1"), dst.repo("share/a")),
             (proxy.repo("share/b:v1"), dst.repo("share/b")),
         ]),

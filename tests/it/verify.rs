@@ -3,11 +3,6 @@
 
 use crate::common::*;
 
-/// The failure lines (`failed: SRC -> DST: …`) of a run, one per image.
-fn failed_lines(run: &Run) -> Vec<String> {
-    run.output().lines().filter(|l| l.contains("failed: ")).map(String::from).collect()
-}
-
 #[test]
 fn verify_finds_a_deleted_blob_and_a_retagged_image_and_nothing_else() {
     let src = Registry::start();
@@ -31,7 +26,7 @@ fn verify_finds_a_deleted_blob_and_a_retagged_image_and_nothing_else() {
     let run = job.run_within(60, &["--verify"]);
     run.assert_ok();
     assert!(run.output().contains("4 image(s) match their source, 0 differ"), "{run}");
-    let writes: Vec<Request> = src.requests().into_iter().chain(dst.requests()).filter(|r| r.is_write()).collect();
+    let writes: Vec<Request> = src.writes().into_iter().chain(dst.writes()).collect();
     assert!(writes.is_empty(), "an audit writes nothing: {writes:?}");
     // Every blob of every image was looked at (HEAD) at the destination.
     let heads = dst.requests().into_iter().filter(|r| r.method == "HEAD" && r.path.contains("/blobs/")).count();
@@ -53,7 +48,7 @@ fn verify_finds_a_deleted_blob_and_a_retagged_image_and_nothing_else() {
     );
     assert_eq!(run.code, Some(1), "drift exits 1:\n{run}");
     run.assert_no_panic();
-    let lines = failed_lines(&run);
+    let lines = run.failed_lines();
     assert_eq!(lines.len(), 2, "exactly the two drifted images:\n{run}");
     let line_a = lines.iter().find(|l| l.contains("audit/app:a ->")).unwrap_or_else(|| panic!("{run}"));
     assert!(line_a.contains(&format!("blob {} is missing", a.layers[0])), "{line_a}");
@@ -104,7 +99,7 @@ fn verify_blobs_reads_back_what_a_head_cannot_see() {
     job.run_within(60, &["--verify"]).assert_ok();
     let run = job.run_within(60, &["--verify-blobs", "--retries", "0"]);
     assert_eq!(run.code, Some(1), "{run}");
-    let lines = failed_lines(&run);
+    let lines = run.failed_lines();
     assert_eq!(lines.len(), 1, "{run}");
     assert!(
         lines[0].contains("deep/app:v1 ->") && lines[0].contains(&format!("blob {} is damaged", img.layers[0])),
@@ -133,7 +128,7 @@ fn verify_with_a_platform_filter_compares_the_filtered_index() {
     // Without it, the destination's index (amd64 only) is not the source's.
     let run = job.run_within(60, &["--verify"]);
     assert_eq!(run.code, Some(1), "{run}");
-    assert_eq!(failed_lines(&run).len(), 2, "the filtered index differs, the skipped image is missing:\n{run}");
+    assert_eq!(run.failed_lines().len(), 2, "the filtered index differs, the skipped image is missing:\n{run}");
     // --verify with --dry-run is refused before any request.
     let run = job.run_within(30, &["--verify", "--dry-run"]);
     assert_eq!(run.code, Some(2), "{run}");

@@ -31,16 +31,12 @@ pub struct Client {
 impl Client {
     /// `addr` is "host:port"; plain http.
     pub fn new(addr: &str, creds: Option<(String, String)>) -> Client {
-        Client {
-            base: format!("http://{addr}"),
-            auth: creds.map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
-            agent: agent(),
-        }
+        Client { base: format!("http://{addr}"), auth: creds.map(|(u, p)| basic_auth(&u, &p)), agent: agent() }
     }
 
     pub fn with_creds(&self, user: &str, pass: &str) -> Client {
         let mut c = self.clone();
-        c.auth = Some(format!("Basic {}", base64(format!("{user}:{pass}").as_bytes())));
+        c.auth = Some(basic_auth(user, pass));
         c
     }
 
@@ -52,20 +48,20 @@ impl Client {
         }
     }
 
-    fn get_req(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let mut r = self.agent.get(&self.url(path));
-        if let Some(a) = &self.auth {
-            r = r.header("Authorization", a);
+    /// `r` with this client's `Authorization`, if it has credentials.
+    fn authed<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => r.header("Authorization", a),
+            None => r,
         }
-        r
+    }
+
+    fn get_req(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        self.authed(self.agent.get(&self.url(path)))
     }
 
     fn head_req(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        let mut r = self.agent.head(&self.url(path));
-        if let Some(a) = &self.auth {
-            r = r.header("Authorization", a);
-        }
-        r
+        self.authed(self.agent.head(&self.url(path)))
     }
 
     /// Status of `GET /v2/`.
@@ -76,19 +72,13 @@ impl Client {
     /// Uploads a blob (monolithic POST + PUT) and returns its digest.
     pub fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = sha256_digest(bytes);
-        let mut post = self.agent.post(&self.url(&format!("/v2/{repo}/blobs/uploads/")));
-        if let Some(a) = &self.auth {
-            post = post.header("Authorization", a);
-        }
+        let post = self.authed(self.agent.post(&self.url(&format!("/v2/{repo}/blobs/uploads/"))));
         let resp = post.send_empty().expect("POST blob upload");
         assert_eq!(resp.status().as_u16(), 202, "POST /v2/{repo}/blobs/uploads/ failed");
         let location = header(&resp, "Location").expect("upload Location header");
         let sep = if location.contains('?') { '&' } else { '?' };
         let url = format!("{}{sep}digest={digest}", self.url(&location));
-        let mut put = self.agent.put(&url).header("Content-Type", "application/octet-stream");
-        if let Some(a) = &self.auth {
-            put = put.header("Authorization", a);
-        }
+        let put = self.authed(self.agent.put(&url).header("Content-Type", "application/octet-stream"));
         let mut resp = put.send(bytes).expect("PUT blob");
         let status = resp.status().as_u16();
         let body = String::from_utf8_lossy(&read_body(&mut resp)).to_string();
@@ -98,11 +88,9 @@ impl Client {
 
     /// PUTs a manifest under `reference` (tag or digest) and returns its digest.
     pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
-        let mut put =
-            self.agent.put(&self.url(&format!("/v2/{repo}/manifests/{reference}"))).header("Content-Type", media_type);
-        if let Some(a) = &self.auth {
-            put = put.header("Authorization", a);
-        }
+        let put = self.authed(
+            self.agent.put(&self.url(&format!("/v2/{repo}/manifests/{reference}"))).header("Content-Type", media_type),
+        );
         let mut resp = put.send(bytes).expect("PUT manifest");
         let status = resp.status().as_u16();
         let digest = header(&resp, "Docker-Content-Digest");
@@ -189,10 +177,7 @@ impl Client {
     /// `DELETE /v2/<repo>/blobs/<digest>` (the registry must have deletes enabled, as the test
     /// registries do): the status.
     pub fn delete_blob(&self, repo: &str, digest: &str) -> u16 {
-        let mut r = self.agent.delete(&self.url(&format!("/v2/{repo}/blobs/{digest}")));
-        if let Some(a) = &self.auth {
-            r = r.header("Authorization", a);
-        }
+        let r = self.authed(self.agent.delete(&self.url(&format!("/v2/{repo}/blobs/{digest}"))));
         r.call().map(|resp| resp.status().as_u16()).expect("DELETE")
     }
 
@@ -200,10 +185,7 @@ impl Client {
     /// only (a tag is answered `400 DIGEST_INVALID`), and deleting a digest removes every tag
     /// that points at it; without deletion enabled it answers `405 UNSUPPORTED`.
     pub fn delete_manifest(&self, repo: &str, reference: &str) -> u16 {
-        let mut r = self.agent.delete(&self.url(&format!("/v2/{repo}/manifests/{reference}")));
-        if let Some(a) = &self.auth {
-            r = r.header("Authorization", a);
-        }
+        let r = self.authed(self.agent.delete(&self.url(&format!("/v2/{repo}/manifests/{reference}"))));
         r.call().map(|resp| resp.status().as_u16()).expect("DELETE manifest")
     }
 

@@ -1,6 +1,9 @@
-//! Auth and images files for a run, and [`Job`]: the two written to a temp dir.
+//! Auth and images files for a run, and [`Job`]: the two written to a temp dir ([`job`] and
+//! [`rules_job`] write them for a set of registries).
 
 use std::path::PathBuf;
+
+use serde::Serialize;
 
 use super::*;
 
@@ -22,10 +25,6 @@ impl AuthEntry {
         self.creds = Some((user.to_string(), pass.to_string()));
         self
     }
-}
-
-fn yaml_str(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
 }
 
 /// An auth file in YAML.
@@ -76,19 +75,14 @@ pub fn images_yaml(rules: &[(&str, &[&str])]) -> String {
     out
 }
 
-/// An images file of one-to-one rules: each source to its one destination.
-pub fn images_yaml_pairs(pairs: &[(String, String)]) -> String {
-    let dsts: Vec<[&str; 1]> = pairs.iter().map(|(_, d)| [d.as_str()]).collect();
-    let rules: Vec<(&str, &[&str])> = pairs.iter().zip(&dsts).map(|((s, _), d)| (s.as_str(), &d[..])).collect();
-    images_yaml(&rules)
-}
-
-/// An images file in YAML whose rule values are any JSON value, written in YAML's flow style:
-/// a string (`src: dst`), a list of destinations, or a map (`{to: …, semver: …, prune: …}`).
-pub fn images_yaml_values(rules: &[(&str, serde_json::Value)]) -> String {
+/// An images file in YAML whose rule values are any JSON value (anything that serialises to
+/// one), written in YAML's flow style: a string (`src: dst`), a list of destinations, or a map
+/// (`{to: …, semver: …, prune: …}`).
+pub fn images_yaml_values<S: AsRef<str>, V: Serialize>(rules: &[(S, V)]) -> String {
     let mut out = String::new();
     for (src, value) in rules {
-        out.push_str(&format!("{}: {}\n", yaml_str(src), yaml_flow(value)));
+        let value = serde_json::to_value(value).expect("a rule value as JSON");
+        out.push_str(&format!("{}: {}\n", yaml_str(src.as_ref()), yaml_flow(&value)));
     }
     out
 }
@@ -106,9 +100,11 @@ fn yaml_flow(value: &serde_json::Value) -> String {
 }
 
 /// The same rules as an images file in JSON (one object).
-pub fn images_json_values(rules: &[(&str, serde_json::Value)]) -> String {
-    let map: serde_json::Map<String, serde_json::Value> =
-        rules.iter().map(|(src, v)| (src.to_string(), v.clone())).collect();
+pub fn images_json_values<S: AsRef<str>, V: Serialize>(rules: &[(S, V)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = rules
+        .iter()
+        .map(|(src, v)| (src.as_ref().to_string(), serde_json::to_value(v).expect("a rule value as JSON")))
+        .collect();
     serde_json::to_string_pretty(&serde_json::Value::Object(map)).unwrap()
 }
 
@@ -140,7 +136,7 @@ impl Job {
         v
     }
 
-    /// Runs the syncer with `--auth A --images I` plus `extra`.
+    /// Runs the syncer with `--auth A --images I` plus `extra`, killed after [`RUN_LIMIT`].
     pub fn run(&self, extra: &[&str]) -> Run {
         run_syncer(&self.args(extra))
     }
@@ -155,4 +151,10 @@ impl Job {
 /// holds `rules`.
 pub fn job(regs: &[&Registry], rules: &[(&str, &[&str])]) -> Job {
     Job::new(&auth_for(regs), &images_yaml(rules))
+}
+
+/// A job whose auth file covers `regs` and whose images file holds `rules`, each a source and
+/// its value as [`images_yaml_values`] writes it: a destination, a list, or a map.
+pub fn rules_job<S: AsRef<str>, V: Serialize>(regs: &[&Registry], rules: &[(S, V)]) -> Job {
+    Job::new(&auth_for(regs), &images_yaml_values(rules))
 }

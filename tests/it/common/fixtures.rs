@@ -57,7 +57,6 @@ impl Image {
 /// A pushed manifest list / OCI index.
 #[derive(Debug, Clone)]
 pub struct Index {
-    pub repo: String,
     pub digest: String,
     pub bytes: Vec<u8>,
     pub media_type: String,
@@ -283,7 +282,7 @@ pub fn push_index(c: &Client, repo: &str, tag: &str, kind: IndexKind, platforms:
     });
     let bytes = docker_json(&index);
     let digest = c.put_manifest(repo, tag, mt, &bytes);
-    Index { repo: repo.to_string(), digest, bytes, media_type: mt.to_string(), children }
+    Index { digest, bytes, media_type: mt.to_string(), children }
 }
 
 /// `(digest, os, arch, variant)` of each entry of a list / index.

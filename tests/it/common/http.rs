@@ -55,12 +55,6 @@ impl Head {
     }
 }
 
-/// Read one HTTP/1.1 request head: the request line (trimmed) and the headers, trimmed, in
-/// order. `None` when the connection ends first.
-pub fn read_request_head(reader: &mut impl BufRead) -> Option<(String, Vec<(String, String)>)> {
-    read_head(reader).map(|h| (h.line, h.headers))
-}
-
 /// Read a head (request or response). `None` when the connection ends first.
 pub fn read_head(reader: &mut impl BufRead) -> Option<Head> {
     let mut line = String::new();

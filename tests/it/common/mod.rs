@@ -1,36 +1,39 @@
-//! Shared harness for the integration tests.
+//! Shared harness for the integration tests; the bench and the seed example include it too, for
+//! a part of it.
 //!
 //! Everything here talks to real `docker-registry` processes (CNCF distribution 2.8.2 from
 //! Debian) on 127.0.0.1, never to the internet, and never through the project's own code. One
 //! file per job:
 //!
-//! * [`dir`]: [`TestDir`], a self-removing temporary directory.
-//! * [`registry`]: [`Registry`] starts a registry on a free port (optionally behind htpasswd
-//!   Basic auth), waits until it answers, exposes its access log, and kills it on drop.
-//! * [`client`]: [`Client`], a tiny Registry V2 client written with `ureq` to push fixtures and
-//!   read results; [`fixtures`]: [`push_image`], [`push_index`], [`push_big_image`] and the
-//!   assertions that a copy is byte-exact.
-//! * [`files`]: auth and images files; [`run`]: [`run_syncer`] runs the binary under test (or
-//!   `$IMAGE_SYNCER_BIN`) with a watchdog.
-//! * [`proxy`]: [`Proxy`], the one test proxy (recording, paginating, delaying, injecting
-//!   faults); [`http`]: the raw HTTP/1.1 framing it and the token server share.
-//! * Private registries: [`pki`] (a throw-away CA and JWT signer), [`secure`] (TLS, mTLS and
-//!   token-auth registries), [`token`] (a recording token server), [`private`] (auth files with
-//!   TLS keys, runs with an isolated credential environment).
-// The bench and the seed example share this harness and use only part of it.
-#![allow(dead_code, unused_imports)]
+//! * [`dir`]: [`TestDir`], a temporary directory removed on drop, for whatever a test writes.
+//! * [`util`]: seeds, deterministic bytes, digests, base64, YAML strings and the HTTP agent.
+//! * [`launch`]: the one `docker-registry` launcher and access-log reader both registry kinds use.
+//! * [`registry`]: [`Registry`], a plain-http registry (htpasswd optional) whose requests tests count.
+//! * [`client`]: [`Client`], a small Registry V2 client, so that no check goes through the tool.
+//! * [`fixtures`]: images, indexes and artifacts to push, and the assertions that a copy is exact.
+//! * [`signed`]: [`signed::Signed`], a signed image and its referrers, for referrers and bundles.
+//! * [`files`]: auth and images files, and [`Job`], the two of them for one run.
+//! * [`run`]: [`run_syncer`] and [`Running`] run the binary, killed after [`RUN_LIMIT`] by default.
+//! * [`proxy`]: [`Proxy`], the one test proxy: records, paginates, delays, injects faults.
+//! * [`http`]: raw HTTP/1.1 framing for the proxy and the token server, which must misbehave.
+//! * [`pki`]: a throw-away CA, server and client certificates, and a JWT signer (`openssl`).
+//! * [`secure`]: TLS, mTLS and token-auth registries, each with a plain twin for the fixtures.
+//! * [`token`]: a recording token server, the realm of the token-auth registries.
+//! * [`private`]: auth files with TLS keys, and runs with an isolated credential environment.
 
 pub mod client;
 pub mod dir;
 pub mod files;
 pub mod fixtures;
 pub mod http;
+pub mod launch;
 pub mod pki;
 pub mod private;
 pub mod proxy;
 pub mod registry;
 pub mod run;
 pub mod secure;
+pub mod signed;
 pub mod token;
 pub mod util;
 
@@ -38,6 +41,7 @@ pub use client::*;
 pub use dir::*;
 pub use files::*;
 pub use fixtures::*;
+pub use launch::{free_port, parse_access_line, Request};
 pub use proxy::*;
 pub use registry::*;
 pub use run::*;

@@ -40,7 +40,8 @@ pub struct Pki {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
-    pub dir: TestDir,
+    /// Holds the files; removed on drop.
+    _dir: TestDir,
 }
 
 impl Pki {
@@ -80,13 +81,8 @@ impl Pki {
             server_key: d.join("server.key"),
             client_cert: d.join("client.pem"),
             client_key: d.join("client.key"),
-            dir,
+            _dir: dir,
         }
-    }
-
-    /// The CA certificate in PEM.
-    pub fn ca_pem(&self) -> String {
-        fs::read_to_string(&self.ca_cert).expect("read ca.pem")
     }
 }
 

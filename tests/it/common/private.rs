@@ -4,12 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{images_yaml, Run, Running, TestDir};
-
-/// A YAML double-quoted string (JSON strings are valid YAML).
-pub fn q(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
-}
+use crate::common::{images_yaml, p, yaml_str as q, Run, Running, TestDir, RUN_LIMIT};
 
 /// One key of an auth file, with its fields rendered as YAML.
 #[derive(Clone, Debug)]
@@ -111,6 +106,7 @@ impl PrivateJob {
         std::fs::write(&self.podman_auth, auths_json(logins)).expect("write auth.json");
     }
 
+    /// [`PrivateJob::run_env`] without extra environment variables.
     pub fn run(&self, extra: &[&str]) -> Run {
         self.run_env(extra, &[])
     }
@@ -120,28 +116,25 @@ impl PrivateJob {
         self.run_env_within(secs, extra, &[])
     }
 
-    /// Runs with `--auth A --images I` + `extra`, the isolated credential environment, and `envs`.
+    /// Runs with `--auth A --images I` + `extra`, the isolated credential environment, and `envs`,
+    /// killed after [`RUN_LIMIT`].
     pub fn run_env(&self, extra: &[&str], envs: &[(&str, &str)]) -> Run {
-        self.run_env_within(600, extra, envs)
+        self.run_env_within(RUN_LIMIT.as_secs(), extra, envs)
     }
 
     /// [`PrivateJob::run_env`], failing the test if the run takes longer than `secs` seconds.
     pub fn run_env_within(&self, secs: u64, extra: &[&str], envs: &[(&str, &str)]) -> Run {
-        let mut args = vec!["--auth", path_str(&self.auth), "--images", path_str(&self.images)];
+        let mut args = vec!["--auth", p(&self.auth), "--images", p(&self.images)];
         args.extend_from_slice(extra);
         let mut all: Vec<(&str, &str)> = vec![
-            ("DOCKER_CONFIG", path_str(&self.docker_config)),
-            ("REGISTRY_AUTH_FILE", path_str(&self.podman_auth)),
-            ("XDG_RUNTIME_DIR", path_str(self.dir.path())),
-            ("HOME", path_str(self.dir.path())),
+            ("DOCKER_CONFIG", p(&self.docker_config)),
+            ("REGISTRY_AUTH_FILE", p(&self.podman_auth)),
+            ("XDG_RUNTIME_DIR", p(self.dir.path())),
+            ("HOME", p(self.dir.path())),
         ];
         all.extend_from_slice(envs);
         Running::spawn(&args, &all).wait(std::time::Duration::from_secs(secs))
     }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// `{"auths": {REGISTRY: {"auth": base64(user:pass)}}}`
@@ -152,20 +145,4 @@ pub fn auths_json(logins: &[(&str, &str, &str)]) -> String {
         auths.insert(registry.to_string(), serde_json::json!({ "auth": auth }));
     }
     serde_json::to_string_pretty(&serde_json::json!({ "auths": auths })).unwrap()
-}
-
-/// Asserts that none of `secrets` appears in `texts` (each `(what, text)`), also checking the
-/// base64 of `user:password` pairs given in `basic`.
-pub fn assert_no_secrets(texts: &[(&str, &str)], secrets: &[&str], basic: &[(&str, &str)]) {
-    let mut needles: Vec<(String, String)> = secrets.iter().map(|s| (s.to_string(), format!("secret {s:?}"))).collect();
-    for (u, p) in basic {
-        let b = crate::common::base64(format!("{u}:{p}").as_bytes());
-        needles.push((b.clone(), format!("base64 of {u}:<password> ({b})")));
-    }
-    for (what, text) in texts {
-        for (needle, label) in &needles {
-            assert!(!needle.is_empty());
-            assert!(!text.contains(needle.as_str()), "{label} leaked into {what}:\n{text}");
-        }
-    }
 }

@@ -28,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::http::{error_body, query_param, read_body, read_head, write_response, Head};
-use super::util::{base64, sha256_digest, splitmix64};
+use super::util::{basic_auth, sha256_digest, splitmix64};
 
 /// Which requests a fault applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,13 +124,12 @@ impl Fault {
     }
 }
 
-/// `fault` on the matching requests number `skip` to `skip + times - 1` (counted from 0);
-/// with `path_contains`, only requests whose path contains it match.
+/// `fault` on the first `times` matching requests; with `path_contains`, only requests whose
+/// path contains it match.
 #[derive(Clone, Debug)]
 pub struct FaultRule {
     pub when: Match,
     pub path_contains: Option<String>,
-    pub skip: usize,
     pub times: usize,
     pub fault: Fault,
 }
@@ -138,23 +137,17 @@ pub struct FaultRule {
 impl FaultRule {
     /// `fault` on the first `times` matching requests.
     pub fn first(times: usize, when: Match, fault: Fault) -> FaultRule {
-        FaultRule { when, path_contains: None, skip: 0, times, fault }
+        FaultRule { when, path_contains: None, times, fault }
     }
 
     /// `fault` on every matching request.
     pub fn always(when: Match, fault: Fault) -> FaultRule {
-        FaultRule { when, path_contains: None, skip: 0, times: usize::MAX, fault }
+        FaultRule { when, path_contains: None, times: usize::MAX, fault }
     }
 
     /// Only requests whose path contains `needle` (a digest, a repository) match.
     pub fn on(mut self, needle: &str) -> FaultRule {
         self.path_contains = Some(needle.to_string());
-        self
-    }
-
-    /// Skip the first `n` matching requests.
-    pub fn skip(mut self, n: usize) -> FaultRule {
-        self.skip = n;
         self
     }
 }
@@ -345,10 +338,7 @@ impl Proxy {
         *shared.rules.lock().unwrap() = opts.faults.iter().map(|r| (r.clone(), 0)).collect();
         let state = Arc::new(State {
             upstream: upstream.to_string(),
-            upstream_auth: opts
-                .upstream_creds
-                .as_ref()
-                .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
+            upstream_auth: opts.upstream_creds.as_ref().map(|(u, p)| basic_auth(u, p)),
             opts,
             stop: stop.clone(),
             shared: shared.clone(),
@@ -451,10 +441,10 @@ impl Drop for Proxy {
     }
 }
 
-/// Serve one client connection: one request, one answer, close.
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
+/// Serve one client connection: one request, one answer, close.
 fn serve(mut client: TcpStream, st: &State) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(60)));
     let mut reader = BufReader::new(client.try_clone().expect("clone stream"));
@@ -503,7 +493,7 @@ fn choose_fault(st: &State, method: &str, path: &str, body_len: usize, headers: 
             if on_path && rule.when.matches(method, path, body_len, headers) {
                 let k = *hits;
                 *hits += 1;
-                if k >= rule.skip && k - rule.skip < rule.times {
+                if k < rule.times {
                     return Some(rule.fault);
                 }
             }
@@ -585,11 +575,9 @@ fn answer(
         write_response(client, 307, &hs, b"", false);
         return 307;
     }
-    if st.opts.page_size > 0 && Match::TagList.matches(method, path, 0, &[]) {
+    let tag_list = st.opts.page_size > 0 && Match::TagList.matches(method, path, 0, &[]);
+    if tag_list || (st.opts.catalog_page_size > 0 && Match::Catalog.matches(method, path, 0, &[])) {
         return paginate(client, st, uri, head);
-    }
-    if st.opts.catalog_page_size > 0 && Match::Catalog.matches(method, path, 0, &[]) {
-        return paginate_catalog(client, st, uri, head);
     }
     if fault == Some(Fault::CutRequest) && body.len() > 1 {
         let half = body.len() / 2;
@@ -800,10 +788,19 @@ fn referrers(
     200
 }
 
-/// Answer a tag-list GET with one page of the sorted upstream list.
+/// Answer a tag-list or catalog GET with one page of the sorted upstream list, fetched whole
+/// (without the client's query: distribution caps a catalog's `n` at its `catalog.maxentries`,
+/// 1000 by default, and never paginates tags). Pages hold at most [`ProxyOpts::page_size`] tags
+/// or [`ProxyOpts::catalog_page_size`] repositories, fewer when the client's `n` is smaller; the
+/// next one is named in a `Link` header as distribution writes it.
 fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let name = &path["/v2/".len()..path.len() - "/tags/list".len()];
+    // `Some(NAME)` for the tags of repository NAME, `None` for the catalog.
+    let tags_of = path.strip_prefix("/v2/").and_then(|p| p.strip_suffix("/tags/list"));
+    let (key, size) = match tags_of {
+        Some(_) => ("tags", st.opts.page_size),
+        None => ("repositories", st.opts.catalog_page_size),
+    };
     let mut h = head;
     h.line = format!("GET {path} HTTP/1.1");
     let Some((rhead, body)) = forward(st, &h, b"") else {
@@ -823,62 +820,34 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
         return rhead.status();
     }
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let mut tags: Vec<String> = v["tags"]
+    let mut items: Vec<String> = v[key]
         .as_array()
         .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
-    tags.sort();
-    let n: usize = query_param(query, "n").and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(st.opts.page_size);
-    let page = n.min(st.opts.page_size);
+    items.sort();
+    let n: usize = query_param(query, "n").and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(size);
+    let page = n.min(size);
     let last = query_param(query, "last");
-    let rest: Vec<String> = tags.into_iter().filter(|t| last.as_ref().is_none_or(|l| t > l)).collect();
+    let rest: Vec<String> = items.into_iter().filter(|t| last.as_ref().is_none_or(|l| t > l)).collect();
     let chunk: Vec<String> = rest.iter().take(page).cloned().collect();
     let mut hs = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
     if rest.len() > chunk.len() {
         let last = chunk.last().cloned().unwrap_or_default();
-        // With `location_host`, the next page is on that other origin too.
-        let host = st.opts.location_host.as_ref().map(|h| format!("http://{h}")).unwrap_or_default();
-        hs.push(("Link".to_string(), format!("<{host}/v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\"")));
+        let next = match tags_of {
+            Some(name) => {
+                // With `location_host`, the next page is on that other origin too.
+                let host = st.opts.location_host.as_ref().map(|h| format!("http://{h}")).unwrap_or_default();
+                format!("{host}/v2/{name}/tags/list?n={n}&last={last}")
+            }
+            // As distribution writes it: `last` URL-encoded (`team%2Fa`).
+            None => format!("/v2/_catalog?last={}&n={page}", last.replace('/', "%2F")),
+        };
+        hs.push(("Link".to_string(), format!("<{next}>; rel=\"next\"")));
     }
-    let out = serde_json::to_vec(&serde_json::json!({"name": name, "tags": chunk})).unwrap();
-    write_response(client, 200, &hs, &out, false);
-    200
-}
-
-/// Answer a catalog GET with one page of the sorted upstream catalog (fetched whole, without
-/// `n`, which distribution caps at its `catalog.maxentries`, 1000 by default).
-fn paginate_catalog(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
-    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let mut h = head;
-    h.line = format!("GET {path} HTTP/1.1");
-    let Some((rhead, body)) = forward(st, &h, b"") else {
-        write_response(client, 502, &[], b"upstream unreachable", false);
-        return 502;
+    let out = match tags_of {
+        Some(name) => serde_json::json!({"name": name, "tags": chunk}),
+        None => serde_json::json!({"repositories": chunk}),
     };
-    if rhead.status() != 200 {
-        let hs = vec![("Content-Type".to_string(), rhead.get("content-type").unwrap_or_default())];
-        write_response(client, rhead.status(), &hs, &body, false);
-        return rhead.status();
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let mut repos: Vec<String> = v["repositories"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
-        .unwrap_or_default();
-    repos.sort();
-    let size = st.opts.catalog_page_size;
-    let n: usize = query_param(query, "n").and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(size);
-    let page = n.min(size);
-    let last = query_param(query, "last");
-    let rest: Vec<String> = repos.into_iter().filter(|r| last.as_ref().is_none_or(|l| r > l)).collect();
-    let chunk: Vec<String> = rest.iter().take(page).cloned().collect();
-    let mut hs = vec![("Content-Type".to_string(), "application/json; charset=utf-8".to_string())];
-    if rest.len() > chunk.len() {
-        // As distribution writes it: `last` URL-encoded (`team%2Fa`).
-        let last = chunk.last().cloned().unwrap_or_default().replace('/', "%2F");
-        hs.push(("Link".to_string(), format!("</v2/_catalog?last={last}&n={page}>; rel=\"next\"")));
-    }
-    let out = serde_json::to_vec(&serde_json::json!({"repositories": chunk})).unwrap();
-    write_response(client, 200, &hs, &out, false);
+    write_response(client, 200, &hs, &serde_json::to_vec(&out).unwrap(), false);
     200
 }

@@ -1,4 +1,5 @@
-//! Running the binary under test with a watchdog, so a hang fails the test instead of CI.
+//! Running the binary under test with a watchdog ([`RUN_LIMIT`] unless a test gives its own
+//! limit), so a hang fails the test instead of CI, and the assertions on what a run printed.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -6,6 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use std::io::Read;
+
+use super::{base64, contains_any_ci};
 
 /// The binary under test: `$IMAGE_SYNCER_BIN` if set, else the cargo-built one (Cargo names it
 /// for tests and benches; examples that share this module fall back to the release build).
@@ -17,6 +20,15 @@ pub fn syncer_bin() -> PathBuf {
                 .unwrap_or(concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/image-syncer")),
         ),
     }
+}
+
+/// Keeps `cmd` away from any proxy the caller's environment names: everything the tests start
+/// is on 127.0.0.1.
+pub fn without_proxies(cmd: &mut Command) -> &mut Command {
+    for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+        cmd.env_remove(k);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
 }
 
 /// The outcome of one syncer run.
@@ -62,6 +74,34 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 
+    /// The output lines (stdout, then stderr) containing every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.output().lines().filter(|l| needles.iter().all(|n| l.contains(n))).map(str::to_string).collect()
+    }
+
+    /// The stderr lines that name `what` (an address, an image) and say one of `words` (in any
+    /// case).
+    pub fn stderr_lines_naming(&self, what: &str, words: &[&str]) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.contains(what) && contains_any_ci(l, words)).collect()
+    }
+
+    /// Panics unless some stderr line names `what` and says one of `words`.
+    pub fn assert_stderr_names(&self, what: &str, words: &[&str]) -> &Run {
+        let found = !self.stderr_lines_naming(what, words).is_empty();
+        assert!(
+            found,
+            "stderr should name {what} and say {}:
+{self}",
+            words.join(" or ")
+        );
+        self
+    }
+
+    /// The failure lines (`failed: SRC -> DST: …`), one per image.
+    pub fn failed_lines(&self) -> Vec<String> {
+        self.lines_with(&["failed: "])
+    }
+
     /// The number N of `Synchronization finished, N images failed` in `text`.
     pub fn failed_count_in(text: &str) -> Option<u64> {
         let line = text.lines().find(|l| l.contains("Synchronization finished"))?;
@@ -84,14 +124,18 @@ impl std::fmt::Display for Run {
     }
 }
 
-/// Runs the syncer with `args` (no extra environment).
+/// How long one run of the binary may take unless a test gives a limit of its own: every run
+/// takes seconds on a healthy machine, and a hang must fail its test rather than block CI.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the syncer with `args` (no extra environment), killed after [`RUN_LIMIT`].
 pub fn run_syncer(args: &[&str]) -> Run {
     run_syncer_env(args, &[])
 }
 
-/// Runs the syncer with `args` and extra environment variables, killed after ten minutes.
+/// Runs the syncer with `args` and extra environment variables, killed after [`RUN_LIMIT`].
 pub fn run_syncer_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
-    Running::spawn(args, envs).wait(Duration::from_secs(600))
+    Running::spawn(args, envs).wait(RUN_LIMIT)
 }
 
 /// Runs the syncer with `args`; a run still going after `limit` is killed and fails the test.
@@ -132,10 +176,7 @@ impl Running {
 
     fn spawn_cmd(mut cmd: Command, args: &[&str], envs: &[(&str, &str)]) -> Running {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for k in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
-            cmd.env_remove(k);
-        }
-        cmd.env("NO_PROXY", "127.0.0.1,localhost");
+        without_proxies(&mut cmd);
         // The default log level is part of the contract (summary line, "unchanged"): do not let
         // the caller's environment change it.
         cmd.env_remove("RUST_LOG");
@@ -192,5 +233,21 @@ impl Running {
         let run = Run { args: self.args, code: status.and_then(|s| s.code()), stdout, stderr };
         assert!(status.is_some(), "image-syncer did not finish within {limit:?} and was killed:\n{run}");
         run
+    }
+}
+
+/// Asserts that none of `secrets` appears in `texts` (each `(what, text)`), also checking the
+/// base64 of `user:password` pairs given in `basic`.
+pub fn assert_no_secrets(texts: &[(&str, &str)], secrets: &[&str], basic: &[(&str, &str)]) {
+    let mut needles: Vec<(String, String)> = secrets.iter().map(|s| (s.to_string(), format!("secret {s:?}"))).collect();
+    for (u, p) in basic {
+        let b = base64(format!("{u}:{p}").as_bytes());
+        needles.push((b.clone(), format!("base64 of {u}:<password> ({b})")));
+    }
+    for (what, text) in texts {
+        for (needle, label) in &needles {
+            assert!(!needle.is_empty());
+            assert!(!text.contains(needle.as_str()), "{label} leaked into {what}:\n{text}");
+        }
     }
 }

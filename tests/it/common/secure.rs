@@ -1,5 +1,6 @@
-//! A `docker-registry` launcher for what `common::Registry` cannot configure: `http.tls` (with
-//! optional `clientcas` for mTLS), htpasswd over TLS, and `auth.token`.
+//! Registries with what `common::Registry` does not configure: `http.tls` (with optional
+//! `clientcas` for mTLS), htpasswd over TLS, and `auth.token`; started by the shared launcher
+//! ([`crate::common::launch`]).
 //!
 //! Each [`SecureRegistry`] is two processes on one filesystem storage: the *secured* one the
 //! syncer talks to, and a plain-http, auth-free *twin* that the tests use (through
@@ -9,14 +10,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
 
+use crate::common::launch::{base_config, htpasswd_auth, launch, RegistryProcess};
 use crate::common::pki::Pki;
-use crate::common::{free_port, parse_access_line, unique_seed, Client, Request, TestDir};
+use crate::common::{agent, agent_config, unique_seed, yaml_str, Client, Request, TestDir};
 
 /// Token-auth settings (`auth.token`).
 #[derive(Clone, Debug)]
@@ -40,34 +37,16 @@ pub struct SecureOpts {
     pub token: Option<TokenAuth>,
 }
 
-struct Proc {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A secured registry plus its plain twin on the same storage. Both processes are killed on drop.
 pub struct SecureRegistry {
-    secured: Option<Proc>,
-    twin: Option<Proc>,
-    https: bool,
-    /// Agent for the secured process (markers): no verification, client cert when needed.
-    agent: ureq::Agent,
-    log_offset: Mutex<u64>,
-    sentinel: AtomicU64,
+    secured: RegistryProcess,
+    /// Serves `twin_client`; killed on drop.
+    _twin: RegistryProcess,
     twin_client: Client,
-    // Last: removed after the processes are gone.
-    dir: TestDir,
+    /// The storage and config files. Last: removed after both processes are gone (fields drop
+    /// in this order).
+    _dir: TestDir,
 }
-
-const SENTINEL: &str = "private-harness-sync";
 
 impl SecureRegistry {
     /// A registry without TLS (token or htpasswd auth over plain http).
@@ -90,7 +69,7 @@ impl SecureRegistry {
 
         // The twin: plain http, no auth.
         let twin =
-            launch(&dir, "twin", &plain_agent(), false, |port, instance| base_config(&data, port, &secret, instance));
+            launch(&dir, "twin", &agent(), false, |port, instance| base_config(&data, port, &secret, instance, true));
 
         // The secured one.
         let mut extra_http = String::new();
@@ -106,52 +85,33 @@ impl SecureRegistry {
         }
         let mut auth = String::new();
         if let Some((user, pass)) = &opts.htpasswd {
-            let out =
-                Command::new("htpasswd").args(["-Bbn", user, pass]).output().expect("run htpasswd (apache2-utils)");
-            assert!(out.status.success(), "htpasswd failed: {out:?}");
-            let path = dir.write("htpasswd", String::from_utf8(out.stdout).expect("htpasswd output").trim());
-            auth = format!("auth:\n  htpasswd: {{realm: test, path: {}}}\n", q(&path));
+            auth = htpasswd_auth(&dir, user, pass);
         }
         if let Some(t) = &opts.token {
             assert!(auth.is_empty(), "one auth method at a time");
             auth = format!(
                 "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                json(&t.realm),
-                json(&t.service),
-                json(&t.issuer),
+                yaml_str(&t.realm),
+                yaml_str(&t.service),
+                yaml_str(&t.issuer),
                 q(&t.rootcertbundle)
             );
         }
         let agent = secure_agent(if opts.client_certs { pki } else { None });
         let secured = launch(&dir, "secured", &agent, https, |port, instance| {
-            format!("{}{extra_http}{auth}", base_config(&data, port, &secret, instance))
+            format!("{}{extra_http}{auth}", base_config(&data, port, &secret, instance, true))
         });
         let twin_client = Client::new(&format!("127.0.0.1:{}", twin.port), None);
-        let reg = SecureRegistry {
-            secured: Some(secured),
-            twin: Some(twin),
-            https,
-            agent,
-            log_offset: Mutex::new(0),
-            sentinel: AtomicU64::new(0),
-            twin_client,
-            dir,
-        };
-        reg.clear_requests();
-        reg
-    }
-
-    fn secured(&self) -> &Proc {
-        self.secured.as_ref().expect("running")
+        SecureRegistry { secured, _twin: twin, twin_client, _dir: dir }
     }
 
     /// "127.0.0.1:PORT" of the secured registry (what the syncer is given).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.secured().port)
+        format!("127.0.0.1:{}", self.secured.port)
     }
 
     pub fn port(&self) -> u16 {
-        self.secured().port
+        self.secured.port
     }
 
     /// "127.0.0.1:PORT/REPO" on the secured registry.
@@ -166,82 +126,18 @@ impl SecureRegistry {
 
     /// The secured registry's log (access log and errors), for failure messages.
     pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.secured().log).unwrap_or_default()
+        self.secured.log.text()
     }
 
     /// Requests the secured registry logged since the last [`Self::clear_requests`].
     pub fn requests(&self) -> Vec<Request> {
-        self.sync_log();
-        let start = *self.log_offset.lock().unwrap() as usize;
-        let bytes = fs::read(&self.secured().log).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes[start.min(bytes.len())..]).to_string();
-        text.lines().filter_map(parse_access_line).filter(|r| !r.query.starts_with(SENTINEL)).collect()
-    }
-
-    pub fn clear_requests(&self) {
-        self.sync_log();
-        let len = fs::metadata(&self.secured().log).map(|m| m.len()).unwrap_or(0);
-        *self.log_offset.lock().unwrap() = len;
-    }
-
-    /// Makes a marker request and waits for it in the access log, so that every request answered
-    /// before is in the file (the same technique as `common::Registry`).
-    fn sync_log(&self) {
-        let n = self.sentinel.fetch_add(1, Ordering::SeqCst);
-        let marker = format!("/v2/?{SENTINEL}={n}");
-        let scheme = if self.https { "https" } else { "http" };
-        let _ = self.agent.get(&format!("{scheme}://{}{marker}", self.addr())).call();
-        let needle = format!(" {marker} HTTP/");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = self.log_text();
-            if text.contains(&needle) {
-                thread::sleep(Duration::from_millis(50));
-                return;
-            }
-            assert!(Instant::now() < deadline, "marker {marker} never appeared in the access log:\n{text}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for SecureRegistry {
-    fn drop(&mut self) {
-        // Kill both processes before `dir` (their storage) is removed.
-        drop(self.secured.take());
-        drop(self.twin.take());
+        self.secured.log.requests()
     }
 }
 
 /// A path as a YAML (JSON-compatible) double-quoted string.
 fn q(path: &Path) -> String {
-    json(path.to_str().expect("utf-8 path"))
-}
-
-fn json(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
-/// Everything but `http.tls` and `auth`; `http:` is the last section so that `tls:` can follow.
-fn base_config(data: &Path, port: u16, secret: &str, instance: &str) -> String {
-    format!(
-        "version: 0.1\n\
-         log: {{level: warn, accesslog: {{disabled: false}}}}\n\
-         storage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n\
-         http:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n  \
-         headers:\n    X-Private-Instance: [\"{instance}\"]\n",
-        q(data)
-    )
-}
-
-fn plain_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    yaml_str(path.to_str().expect("utf-8 path"))
 }
 
 /// An https agent that does not verify the server (the launcher only needs to reach it) and
@@ -254,59 +150,5 @@ fn secure_agent(client: Option<&Pki>) -> ureq::Agent {
         ClientCert::new_with_certs(&[cert], key)
     });
     let tls = TlsConfig::builder().disable_verification(true).client_cert(client_cert).build();
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .tls_config(tls)
-        .build()
-        .into()
-}
-
-/// Starts `docker-registry serve` with the config `make(port, instance)` (which must send the
-/// `X-Private-Instance: instance` header) on a free port, retrying a few times when the port is
-/// taken. Waits until `/v2/` answers (200 or 401) with our instance header.
-fn launch(dir: &TestDir, name: &str, agent: &ureq::Agent, https: bool, make: impl Fn(u16, &str) -> String) -> Proc {
-    let mut last_log = String::new();
-    for attempt in 0..5 {
-        let port = free_port();
-        let instance = format!("{:016x}", unique_seed());
-        let config = make(port, &instance);
-        let config_path = dir.write(&format!("{name}-{attempt}.yml"), &config);
-        let log = dir.join(&format!("{name}-{port}.log"));
-        let file = fs::File::create(&log).expect("create registry log");
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log fd"))
-            .stderr(file)
-            .spawn()
-            .expect("spawn docker-registry (is /usr/bin/docker-registry installed?)");
-        let scheme = if https { "https" } else { "http" };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                last_log = format!("config:\n{config}\nlog:\n{}", fs::read_to_string(&log).unwrap_or_default());
-                break;
-            }
-            if let Ok(resp) = agent.get(&format!("{scheme}://127.0.0.1:{port}/v2/")).call() {
-                let ours =
-                    resp.headers().get("X-Private-Instance").and_then(|v| v.to_str().ok()) == Some(instance.as_str());
-                let code = resp.status().as_u16();
-                if ours && (code == 200 || code == 401) {
-                    return Proc { child, port, log };
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                last_log = format!("config:\n{config}\nlog:\n{}", fs::read_to_string(&log).unwrap_or_default());
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("docker-registry ({name}) did not start; last attempt:\n{last_log}");
+    agent_config().tls_config(tls).build().into()
 }

@@ -8,15 +8,15 @@
 //! connection; stops on drop.
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::BufReader;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::common::http::percent_decode;
+use crate::common::http::{percent_decode, read_body, read_head, write_response};
 use crate::common::pki::JwtSigner;
 use crate::common::unique_seed;
 
@@ -203,13 +203,13 @@ fn now() -> u64 {
 fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &JwtSigner) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-    let Some(head) = crate::common::http::read_head(&mut reader) else { return };
+    let Some(head) = read_head(&mut reader) else { return };
     let method = head.line.split_whitespace().next().unwrap_or("").to_string();
     let authorization = head.get("authorization");
     let uri = head.line.split_whitespace().nth(1).unwrap_or("").to_string();
     let (path, query) = uri.split_once('?').unwrap_or((uri.as_str(), ""));
     let form = if method == "POST" {
-        let body = crate::common::http::read_body(&mut reader, &head, false).unwrap_or_default();
+        let body = read_body(&mut reader, &head, false).unwrap_or_default();
         decode_pairs(&String::from_utf8_lossy(&body))
     } else {
         Vec::new()
@@ -258,10 +258,11 @@ fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &Jwt
         if method == "POST" {
             // RFC 6749 §5.2.
             let body = br#"{"error":"invalid_grant","error_description":"refresh token refused"}"#;
-            respond(&mut stream, "400 Bad Request", &[("Content-Type", "application/json")], body);
+            write_response(&mut stream, 400, &[json_type()], body, false);
         } else {
             let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
-            respond(&mut stream, "401 Unauthorized", &[("WWW-Authenticate", "Basic realm=\"token\"")], body);
+            let challenge = ("WWW-Authenticate".to_string(), "Basic realm=\"token\"".to_string());
+            write_response(&mut stream, 401, &[challenge], body, false);
         }
         return;
     }
@@ -299,19 +300,11 @@ fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &Jwt
     }
     record.token = Some(token);
     shared.requests.lock().unwrap().push(record);
-    respond(&mut stream, "200 OK", &[("Content-Type", "application/json")], &serde_json::to_vec(&body).unwrap());
+    write_response(&mut stream, 200, &[json_type()], &serde_json::to_vec(&body).unwrap(), false);
 }
 
-fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &[u8]) {
-    let mut out = format!("HTTP/1.1 {status}\r\n");
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
-    let _ = stream.write_all(out.as_bytes());
-    let _ = stream.write_all(body);
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Write);
+fn json_type() -> (String, String) {
+    ("Content-Type".to_string(), "application/json".to_string())
 }
 
 /// Standard base64 (with or without padding); `None` when malformed.

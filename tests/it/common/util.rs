@@ -1,5 +1,5 @@
-//! Small utilities: unique seeds, deterministic bytes, digests, base64, docker-style JSON, and the
-//! `ureq` agent the fixture client uses.
+//! Small utilities: unique seeds, deterministic bytes, digests, base64, Basic auth headers, YAML
+//! strings, docker-style JSON, and the `ureq` agent settings every harness client uses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,6 +56,17 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
+/// The `Authorization` header value of HTTP Basic auth.
+pub fn basic_auth(user: &str, pass: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
+}
+
+/// `s` as a YAML double-quoted string (JSON strings are valid YAML): for config, auth and images
+/// files.
+pub fn yaml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
 /// Serialise JSON the way `docker` does (3-space indentation), so that a tool that re-serialises
 /// manifests instead of preserving their bytes produces a different digest.
 pub fn docker_json(value: &serde_json::Value) -> Vec<u8> {
@@ -67,14 +78,19 @@ pub fn docker_json(value: &serde_json::Value) -> Vec<u8> {
     out
 }
 
-pub fn agent() -> ureq::Agent {
+/// The settings of every harness HTTP agent: statuses are answers, not errors; no redirect is
+/// followed and no proxy used; a request may take two minutes.
+pub fn agent_config() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
+}
+
+/// An agent with [`agent_config`]'s settings (the fixture client's).
+pub fn agent() -> ureq::Agent {
+    agent_config().build().into()
 }
 
 pub fn read_body(resp: &mut ureq::http::Response<ureq::Body>) -> Vec<u8> {
