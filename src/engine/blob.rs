@@ -179,3 +179,83 @@ fn stream(
     dc.put_blob(dst, digest, &mut source, session)?;
     Ok(source.size().unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testing::{image, job, rule, src_dst, stats, sync, MemStore, Op};
+
+    #[test]
+    fn a_missing_blob_is_copied_and_one_already_there_is_not() {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").layers(&["base", "app"]).build();
+        src.add("a", Some("v1"), &v1);
+        dst.add("a", None, &image("other").layers(&["base"]).build());
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a")]), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tag("a", "v1"), Some(v1.digest.clone()));
+        assert_eq!((src.count_on(Op::GetBlob, v1.layer(0)), dst.count_on(Op::PutBlob, v1.layer(0))), (0, 0));
+        assert_eq!((report.totals.blobs_copied, report.totals.blobs_present), (2, 1));
+    }
+
+    #[test]
+    fn a_blob_a_sibling_repository_received_is_mounted_from_it() {
+        let (src, dst) = src_dst();
+        let (a, b) = (image("a").layers(&["base", "a"]).build(), image("b").layers(&["base", "b"]).build());
+        src.add("a", Some("v1"), &a);
+        src.add("b", Some("v1"), &b);
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a"), rule("src.io/b", "dst.io/b")]), &[&src, &dst]);
+        let base = a.layer(0);
+        assert!(dst.has_blob("b", &base));
+        assert_eq!((dst.count_on(Op::PutBlob, &base), dst.count_on(Op::MountBlob, &base)), (1, 1));
+        assert_eq!(report.totals.blobs_mounted, 1);
+    }
+
+    #[test]
+    fn within_one_registry_blobs_are_mounted_from_the_source_repository() {
+        let reg = MemStore::new("reg.io");
+        let v1 = image("v1").build();
+        reg.add("a", Some("v1"), &v1);
+        let report = sync(job(vec![rule("reg.io/a", "reg.io/b")]), &[&reg]);
+        assert_eq!(reg.tag("b", "v1"), Some(v1.digest));
+        assert_eq!((reg.count(Op::PutBlob), reg.count(Op::GetBlob)), (0, 0));
+        assert_eq!(report.totals.blobs_mounted, 2);
+    }
+
+    #[test]
+    fn a_blob_two_images_share_is_copied_once_and_not_looked_up_again() {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").layers(&["base", "one"]).build();
+        src.add("a", Some("v1"), &v1);
+        src.add("a", Some("v2"), &image("v2").layers(&["base", "two"]).build());
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a")]), &[&src, &dst]);
+        let base = v1.layer(0);
+        assert_eq!((dst.count_on(Op::BlobSize, &base), dst.count_on(Op::PutBlob, &base)), (1, 1));
+        assert_eq!(stats(&report, "dst.io/a:v2").blobs_present, 1, "counted as present for the second image");
+    }
+
+    #[test]
+    fn a_blob_for_two_registries_is_read_once_from_the_source() {
+        let (src, one, two) = (MemStore::new("src.io"), MemStore::new("one.io"), MemStore::new("two.io"));
+        let v1 = image("v1").build();
+        src.add("a", Some("v1"), &v1);
+        let report = sync(job(vec![rule("src.io/a", "one.io/a"), rule("src.io/a", "two.io/a")]), &[&src, &one, &two]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        for d in v1.blob_digests() {
+            assert_eq!((src.count_on(Op::GetBlob, &d), one.count_on(Op::GetBlob, &d)), (1, 1), "relayed");
+            assert!(two.has_blob("a", &d));
+        }
+    }
+
+    #[test]
+    fn a_damaged_source_blob_fails_its_image_and_nothing_is_pushed() {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").build();
+        src.add("a", Some("v1"), &v1);
+        src.damage("a", &v1.layer(0));
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a")]), &[&src, &dst]);
+        let classes: Vec<_> = report.failures.iter().map(|f| f.class()).collect();
+        assert_eq!(classes, ["damaged"]);
+        assert!(!dst.has_blob("a", &v1.layer(0)));
+        assert_eq!((dst.count(Op::PutManifest), dst.tag("a", "v1")), (0, None));
+    }
+}

@@ -52,3 +52,39 @@ impl ManifestCache {
         Ok(cached.expect("filled above"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ManifestCache;
+    use crate::engine::testing::{image, job, rule, sync, MemStore, Op};
+    use crate::reference::{Reference, Repository};
+
+    #[test]
+    fn a_manifest_two_rules_read_is_fetched_once() {
+        let (src, one, two) = (MemStore::new("src.io"), MemStore::new("one.io"), MemStore::new("two.io"));
+        let v1 = image("v1").build();
+        src.add("a", Some("v1"), &v1);
+        let rules = vec![rule("src.io/a:v1", "one.io/a"), rule("src.io/a:v1", "two.io/a")];
+        sync(job(rules), &[&src, &one, &two]);
+        assert_eq!((one.tag("a", "v1"), two.tag("a", "v1")), (Some(v1.digest.clone()), Some(v1.digest)));
+        assert_eq!(src.count_on(Op::GetManifest, "v1"), 1);
+    }
+
+    #[test]
+    fn only_repositories_several_rules_read_are_kept_and_a_failure_is_not() {
+        let src = MemStore::new("src.io");
+        src.add("a", Some("v1"), &image("a").build());
+        src.add("b", Some("v1"), &image("b").build());
+        let (a, b) = (Repository::on_registry("src.io", "a"), Repository::on_registry("src.io", "b"));
+        let cache = ManifestCache::for_sources([&a, &b, &a]);
+        let v1 = Reference::Tag("v1".into());
+        src.fail(Op::GetManifest, None, 1, 503);
+        assert!(cache.get(&*src, &a, &v1).is_err());
+        for _ in 0..2 {
+            cache.get(&*src, &a, &v1).unwrap();
+            cache.get(&*src, &b, &v1).unwrap();
+        }
+        let gets = |repo: &str| src.calls(Op::GetManifest).iter().filter(|c| c.repo == repo).count();
+        assert_eq!((gets("a"), gets("b")), (2, 2), "a: the failed GET and one more; b: every time");
+    }
+}

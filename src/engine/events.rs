@@ -244,15 +244,7 @@ pub fn start(mut display: Box<dyn Display>) -> (Sender<Event>, JoinHandle<Totals
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Silent;
-
-    impl Display for Silent {
-        fn interval(&self) -> Duration {
-            Duration::from_secs(3600)
-        }
-        fn show(&mut self, _: &Totals, _: &Transfers) {}
-    }
+    use crate::engine::testing::Silent;
 
     #[test]
     fn totals_come_back_when_senders_are_gone() {

@@ -98,3 +98,70 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     ctx.record.expanded(rule, &[]);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testing::{add_signed_by_tag, image, index, job, rule, src_dst, sync, MemStore, Op};
+    use crate::engine::Failure;
+    use crate::rule::{parse_namespace, LatestBy, Namespace, Rule, Selection};
+
+    /// The namespace rule `src.io/team/*: dst.io/mirror`.
+    fn team() -> Rule {
+        let (from, to) = (parse_namespace("src.io/team").unwrap(), parse_namespace("dst.io/mirror").unwrap());
+        Rule::new("src.io/team/*", "dst.io/mirror", from, to, Some(Namespace::default())).unwrap()
+    }
+
+    #[test]
+    fn listed_tags_are_taken_by_the_rule_regex() {
+        let (src, dst) = src_dst();
+        for tag in ["v1", "v2", "latest"] {
+            src.add("a", Some(tag), &image(tag).build());
+        }
+        let report = sync(job(vec![rule("src.io/a:/^v/", "dst.io/a")]), &[&src, &dst]);
+        assert_eq!(dst.tags("a"), ["v1", "v2"]);
+        assert_eq!(report.totals.images_found, 2);
+    }
+
+    #[test]
+    fn referrer_tags_are_not_images_of_their_own() {
+        let (src, dst) = (MemStore::without_referrers_api("src.io"), MemStore::new("dst.io"));
+        let (_, sig) = add_signed_by_tag(&src);
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a")]), &[&src, &dst]);
+        assert_eq!((report.totals.images_found, report.outcomes.len()), (1, 1));
+        assert!(dst.manifest("a", &sig.digest).is_some(), "copied as v1's referrer");
+    }
+
+    #[test]
+    fn a_namespace_rule_gives_one_rule_per_repository_below_it() {
+        let (src, dst) = src_dst();
+        for repo in ["team/a", "team/b", "other/c"] {
+            src.add(repo, Some("v1"), &image(repo).build());
+        }
+        let report = sync(job(vec![team()]), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!((dst.tags("mirror/a"), dst.tags("mirror/b")), (vec!["v1".into()], vec!["v1".to_string()]));
+        assert!(dst.tags("mirror/c").is_empty());
+    }
+
+    #[test]
+    fn latest_by_created_reads_each_image_config() {
+        let (src, dst) = src_dst();
+        // Named so that their names rank them the other way round.
+        src.add("a", Some("a"), &index(&[&image("new").created("2024-05-01T00:00:00Z").build()]));
+        src.add("a", Some("b"), &image("old").created("2020-05-01T00:00:00Z").build());
+        let mut latest = rule("src.io/a", "dst.io/a");
+        latest.select = Selection { latest: Some(1), latest_by: LatestBy::Created, ..Selection::default() };
+        sync(job(vec![latest]), &[&src, &dst]);
+        assert_eq!(dst.tags("a"), ["a"]);
+    }
+
+    #[test]
+    fn a_refused_catalog_fails_the_namespace_rule() {
+        let (src, dst) = src_dst();
+        src.add("team/a", Some("v1"), &image("a").build());
+        src.fail(Op::Catalog, None, 1, 403);
+        let report = sync(job(vec![team()]), &[&src, &dst]);
+        assert!(matches!(&report.failures[..], [Failure::Rule { cause, .. }] if cause.class == "denied"));
+        assert!(dst.writes().is_empty());
+    }
+}

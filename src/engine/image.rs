@@ -196,3 +196,72 @@ fn queue(ctx: &Ctx, pair: &Arc<Pair>, top: Planned, digest: &Digest) -> Result<(
     graph.enqueue(&ctx.queue, &pair.src.repo, &pair.dst.repo);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testing::{arm64, copy, copy_v1, image, multi_arch, src_dst, sync, Op};
+    use crate::engine::Outcome;
+
+    #[test]
+    fn an_unchanged_image_costs_only_heads() {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").build();
+        src.add("a", Some("v1"), &v1);
+        dst.add("a", Some("v1"), &v1);
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(report.outcomes[0].1, Outcome::Unchanged(v1.digest));
+        assert_eq!((src.count(Op::HeadManifest), dst.count(Op::HeadManifest)), (1, 1));
+        assert_eq!((src.count(Op::GetManifest), dst.count(Op::GetManifest)), (0, 0), "no manifest GET");
+        assert!(dst.writes().is_empty());
+    }
+
+    #[test]
+    fn an_index_arrives_whole_and_is_pushed_last() {
+        let idx = multi_arch();
+        let (report, _, dst) = copy(&idx, copy_v1());
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let pushed = dst.pushed();
+        assert_eq!(pushed.len(), 3);
+        assert_eq!(pushed.last().map(String::as_str), Some("v1"), "the index last: {pushed:?}");
+        assert!(idx.children.iter().flat_map(|c| c.blob_digests()).all(|d| dst.has_blob("a", &d)));
+    }
+
+    #[test]
+    fn the_platform_filter_rewrites_an_index_and_moves_only_the_kept_platform() {
+        let idx = multi_arch();
+        let (amd, arm) = (&idx.children[0], &idx.children[1]);
+        let mut job = copy_v1();
+        job.opts.filter = arm64();
+        let (report, src, dst) = copy(&idx, job);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let pushed = dst.tag("a", "v1").expect("pushed");
+        assert_ne!(pushed, idx.digest, "rewritten");
+        assert_eq!(dst.listed("a", &pushed), std::slice::from_ref(&arm.digest));
+        assert!(arm.blob_digests().iter().all(|d| dst.has_blob("a", d)));
+        assert!(amd.blob_digests().iter().all(|d| !dst.has_blob("a", d) && src.count_on(Op::GetBlob, d) == 0));
+    }
+
+    #[test]
+    fn an_image_of_another_platform_is_skipped() {
+        let mut job = copy_v1();
+        job.opts.filter = arm64();
+        let (report, _, dst) = copy(&image("amd").build(), job);
+        assert!(matches!(report.outcomes[0].1, Outcome::Skipped(_)), "{:?}", report.outcomes);
+        assert!(dst.writes().is_empty());
+    }
+
+    #[test]
+    fn a_child_that_failed_is_planned_again_in_the_next_pass() {
+        let (src, dst) = src_dst();
+        let idx = multi_arch();
+        let arm = &idx.children[1];
+        src.add("a", Some("v1"), &idx);
+        src.fail(Op::GetManifest, Some(arm.digest.as_str()), 1, 503);
+        let mut job = copy_v1();
+        job.retries = 1;
+        let report = sync(job, &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tag("a", "v1"), Some(idx.digest));
+        assert_eq!(src.count_on(Op::GetManifest, &arm.digest), 2);
+    }
+}

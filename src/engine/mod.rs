@@ -54,6 +54,8 @@ mod queue;
 mod record;
 mod referrers;
 mod slots;
+#[cfg(test)]
+mod testing;
 mod verify;
 
 use std::collections::HashSet;
@@ -187,5 +189,73 @@ fn run_task(ctx: &Ctx, task: &Task) -> Result<(), SyncError> {
         Task::Child(c) => image::child(ctx, c),
         Task::Blob(b) => blob::copy(ctx, b),
         Task::Manifest(node) => push::push(ctx, node),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{image, job, rule, src_dst, sync, MemStore, Op};
+    use super::*;
+    use crate::reference::Reference;
+
+    /// The sources (`registry/repository:tag`) and classes of the failures.
+    fn failed(report: &Report) -> Vec<(String, &'static str)> {
+        report.failures.iter().map(|f| (f.endpoints().0, f.class())).collect()
+    }
+
+    /// `src.io/a` with the images `v1`, `v2`, `v3`, and an empty `dst.io`.
+    fn three() -> (Arc<MemStore>, Arc<MemStore>) {
+        let (src, dst) = src_dst();
+        for tag in ["v1", "v2", "v3"] {
+            src.add("a", Some(tag), &image(tag).build());
+        }
+        (src, dst)
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_in_a_later_pass() {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").build();
+        src.add("a", Some("v1"), &v1);
+        src.fail(Op::GetBlob, Some(v1.layer(0).as_str()), 1, 503);
+        let mut job = job(vec![rule("src.io/a", "dst.io/a")]);
+        job.retries = 1;
+        let report = sync(job, &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!((dst.tag("a", "v1"), src.count_on(Op::GetBlob, v1.layer(0))), (Some(v1.digest), 2));
+    }
+
+    #[test]
+    fn a_transient_failure_left_after_the_last_pass_fails_its_image() {
+        let (src, dst) = three();
+        src.fail(Op::GetManifest, Some("v2"), 2, 503);
+        let mut job = job(vec![rule("src.io/a", "dst.io/a")]);
+        job.retries = 1;
+        let report = sync(job, &[&src, &dst]);
+        assert_eq!(failed(&report), [("src.io/a:v2".to_string(), "server")]);
+        assert_eq!(src.count_on(Op::GetManifest, "v2"), 2);
+    }
+
+    #[test]
+    fn a_permanent_failure_fails_only_its_image_and_is_not_retried() {
+        let (src, dst) = three();
+        src.fail(Op::GetManifest, Some("v2"), usize::MAX, 403);
+        let mut job = job(vec![rule("src.io/a", "dst.io/a")]);
+        job.retries = 2;
+        let report = sync(job, &[&src, &dst]);
+        assert_eq!(failed(&report), [("src.io/a:v2".to_string(), "denied")]);
+        assert_eq!(dst.tags("a"), ["v1", "v3"]);
+        assert_eq!(src.count_on(Op::GetManifest, "v2"), 1);
+    }
+
+    #[test]
+    fn an_image_that_never_ended_is_reported_unfinished() {
+        let r = Arc::new(rule("src.io/a:v1,v2", "dst.io/a"));
+        let pairs = r.pairs(vec![Reference::Tag("v1".into()), Reference::Tag("v2".into())]);
+        let rules = vec![(r, Some(pairs.clone()))];
+        let lost = unfinished(&rules, &pairs[..1], &[], &[]);
+        assert_eq!(lost, [Failure::Image { pair: (*pairs[1]).clone(), cause: Cause::unfinished() }]);
+        let skipped = [(pairs[1].clone(), Outcome::Skipped("no platform".into()))];
+        assert!(unfinished(&rules, &pairs[..1], &skipped, &[]).is_empty(), "ended otherwise");
     }
 }

@@ -217,3 +217,80 @@ impl<'a, 'c> Planner<'a, 'c> {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MAX_DEPTH;
+    use crate::engine::testing::{
+        add_signed_by_tag, arm64, copy, copy_v1, image, index, job, multi_arch, rule, src_dst, sync, MemStore, Op, SIG,
+    };
+
+    #[test]
+    fn children_the_destination_has_are_not_fetched() {
+        let (src, dst) = src_dst();
+        let idx = multi_arch();
+        let (amd, arm) = (&idx.children[0], &idx.children[1]);
+        src.add("a", Some("v1"), &idx);
+        dst.add("a", None, amd);
+        sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(dst.tag("a", "v1"), Some(idx.digest));
+        assert_eq!((src.count_on(Op::GetManifest, &amd.digest), src.count_on(Op::GetManifest, &arm.digest)), (0, 1));
+    }
+
+    #[test]
+    fn a_nested_index_is_filtered_at_every_level() {
+        let nested = multi_arch();
+        let (amd, arm) = (&nested.children[0], &nested.children[1]);
+        let arm2 = image("arm2").arch("arm64").build();
+        let mut job = copy_v1();
+        job.opts.filter = arm64();
+        let (report, _, dst) = copy(&index(&[&nested, &arm2]), job);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let top = dst.listed("a", &dst.tag("a", "v1").unwrap());
+        assert_eq!((top.len(), &top[1]), (2, &arm2.digest));
+        assert_ne!(top[0], nested.digest, "the nested index is rewritten, and its parent points at the new one");
+        assert_eq!(dst.listed("a", &top[0]), std::slice::from_ref(&arm.digest));
+        assert!(amd.blob_digests().iter().all(|d| !dst.has_blob("a", d)));
+    }
+
+    #[test]
+    fn indexes_nest_at_most_max_depth_levels() {
+        let (src, dst) = src_dst();
+        let mut nested = image("leaf").build();
+        for _ in 0..MAX_DEPTH {
+            nested = index(&[&nested]);
+        }
+        src.add("ok", Some("v1"), &nested);
+        src.add("deep", Some("v1"), &index(&[&nested]));
+        let rules = vec![rule("src.io/ok", "dst.io/ok"), rule("src.io/deep", "dst.io/deep")];
+        let report = sync(job(rules), &[&src, &dst]);
+        let failed: Vec<_> = report.failures.iter().map(|f| (f.endpoints().0, f.class())).collect();
+        assert_eq!(failed, [("src.io/deep:v1".to_string(), "manifest")]);
+        assert_eq!((dst.tags("ok"), dst.tags("deep")), (vec!["v1".to_string()], vec![]));
+    }
+
+    #[test]
+    fn a_referrer_listed_but_gone_from_the_source_is_skipped() {
+        let (src, dst) = (MemStore::without_referrers_api("src.io"), MemStore::new("dst.io"));
+        let (v1, sig) = add_signed_by_tag(&src);
+        src.remove("a", &sig.digest);
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tag("a", "v1"), Some(v1.digest));
+        assert_eq!(src.count_on(Op::GetManifest, &sig.digest), 1);
+    }
+
+    #[test]
+    fn referrers_of_referrers_follow_too() {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").build();
+        let sbom = image("sbom").refers_to(&v1, "application/spdx+json").build();
+        let sig = image("sig").refers_to(&sbom, SIG).build();
+        for m in [&v1, &sbom, &sig] {
+            src.add("a", (m.digest == v1.digest).then_some("v1"), m);
+        }
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert!(dst.manifest("a", &sig.digest).is_some(), "the signature of the SBOM arrived");
+    }
+}

@@ -253,3 +253,92 @@ impl Pruner<'_, '_> {
         log::warn!("could not prune {name}: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testing::{image, job, multi_arch, rule, src_dst, sync, Image, MemStore, Op};
+    use crate::engine::{Job, Mode, Report};
+
+    /// A pruning rule copying `src.io/a:TAGS` to `dst.io/a`.
+    fn pruning(tags: &str) -> Job {
+        let mut r = rule(&format!("src.io/a:{tags}"), "dst.io/a");
+        r.prune = true;
+        job(vec![r])
+    }
+
+    /// `v1` at the source and the destination, and `old` at the destination only; then `job`.
+    fn prune_old(
+        old: &Image,
+        job: Job,
+        change: impl FnOnce(&MemStore, &MemStore),
+    ) -> (Report, std::sync::Arc<MemStore>) {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").build();
+        src.add("a", Some("v1"), &v1);
+        dst.add("a", Some("v1"), &v1);
+        dst.add("a", Some("old"), old);
+        change(&src, &dst);
+        (sync(job, &[&src, &dst]), dst)
+    }
+
+    #[test]
+    fn a_tag_no_rule_produces_is_deleted() {
+        let (report, dst) = prune_old(&image("old").build(), pruning("v1"), |_, _| {});
+        assert_eq!(dst.tags("a"), ["v1"]);
+        assert_eq!(report.totals.tags_pruned, 1);
+    }
+
+    #[test]
+    fn a_tag_a_kept_index_still_reaches_stays() {
+        let (src, dst) = src_dst();
+        let idx = multi_arch();
+        src.add("a", Some("v1"), &idx);
+        dst.add("a", Some("old"), &idx.children[1]);
+        let report = sync(pruning("v1"), &[&src, &dst]);
+        assert_eq!(dst.tags("a"), ["old", "v1"]);
+        assert_eq!((report.totals.tags_pruned, dst.count(Op::DeleteManifest)), (0, 0));
+    }
+
+    #[test]
+    fn a_registry_refusing_deletion_is_asked_once() {
+        let refuse = |_: &MemStore, dst: &MemStore| {
+            dst.add("a", Some("older"), &image("older").build());
+            dst.fail(Op::DeleteManifest, None, usize::MAX, 405);
+        };
+        let (report, dst) = prune_old(&image("old").build(), pruning("v1"), refuse);
+        assert_eq!(dst.tags("a"), ["old", "older", "v1"]);
+        assert_eq!((dst.count(Op::DeleteManifest), report.totals.tags_pruned), (1, 0));
+        assert!(report.failures.is_empty());
+    }
+
+    #[test]
+    fn where_a_tag_cannot_be_deleted_by_name_its_manifest_is_deleted_by_digest() {
+        let old = image("old").build();
+        let by_digest = |_: &MemStore, dst: &MemStore| dst.fail(Op::DeleteManifest, Some("old"), 1, 400);
+        let (_, dst) = prune_old(&old, pruning("v1"), by_digest);
+        assert_eq!(dst.tags("a"), ["v1"]);
+        let deleted: Vec<_> = dst.calls(Op::DeleteManifest).into_iter().map(|c| c.target).collect();
+        assert_eq!(deleted, ["old".to_string(), old.digest.to_string()]);
+    }
+
+    #[test]
+    fn nothing_is_pruned_where_an_image_failed() {
+        let failing = |src: &MemStore, _: &MemStore| {
+            src.add("a", Some("v2"), &image("v2").build());
+            src.fail(Op::GetManifest, Some("v2"), 1, 403);
+        };
+        let (report, dst) = prune_old(&image("old").build(), pruning("v1,v2"), failing);
+        assert_eq!(report.failures.len(), 1);
+        assert_eq!(dst.tags("a"), ["old", "v1"]);
+    }
+
+    #[test]
+    fn a_dry_run_deletes_nothing_and_counts_what_it_would() {
+        let mut job = pruning("v1");
+        job.opts.mode = Mode::DryRun;
+        let (report, dst) = prune_old(&image("old").build(), job, |_, _| {});
+        assert_eq!(report.totals.tags_pruned, 1);
+        assert_eq!(dst.tags("a"), ["old", "v1"]);
+        assert!(dst.writes().is_empty());
+    }
+}

@@ -39,3 +39,32 @@ pub fn push(ctx: &Ctx, node: &Arc<Node>) -> Result<(), SyncError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testing::{add_signed, copy, copy_v1, multi_arch, src_dst, sync, Op};
+    use crate::engine::Outcome;
+
+    #[test]
+    fn children_go_by_digest_and_only_the_image_itself_is_top() {
+        let idx = multi_arch();
+        let (report, _, dst) = copy(&idx, copy_v1());
+        let pushes: Vec<_> = dst.calls(Op::PutManifest).into_iter().map(|c| (c.target, c.top)).collect();
+        let children: Vec<_> = idx.children.iter().map(|c| (c.digest.to_string(), false)).collect();
+        assert_eq!(pushes[..2].iter().filter(|p| children.contains(p)).count(), 2, "{pushes:?}");
+        assert_eq!(pushes[2], ("v1".to_string(), true));
+        assert_eq!(report.outcomes[0].1, Outcome::Synced(idx.digest));
+        assert_eq!((report.totals.manifests_pushed, report.totals.images_synced), (3, 1));
+    }
+
+    #[test]
+    fn an_image_that_lacked_only_a_referrer_ends_unchanged() {
+        let (src, dst) = src_dst();
+        let (v1, sig) = add_signed(&src);
+        dst.add("a", Some("v1"), &v1);
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(dst.pushed(), [sig.digest.to_string()]);
+        assert_eq!(report.outcomes[0].1, Outcome::Unchanged(v1.digest));
+        assert_eq!((report.totals.images_unchanged, report.totals.images_synced), (1, 0));
+    }
+}

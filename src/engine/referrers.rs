@@ -169,3 +169,97 @@ fn source_has(ctx: &Ctx, sc: &dyn Store, src: &Repository, reference: &Reference
         None => Ok(sc.head_manifest(src, reference, Access::Pull)?.is_some()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testing::{
+        add_signed, add_signed_by_tag, copy_v1, image, index, job, rule, src_dst, sync, Image, MemStore, Op, SIG,
+    };
+    use crate::manifest::{cosign_tags, fallback_tag, MediaType};
+
+    const SBOM: &str = "application/spdx+json";
+
+    #[test]
+    fn referrers_the_api_lists_follow_their_subject_and_go_first() {
+        let (src, dst) = src_dst();
+        let (_, sig) = add_signed(&src);
+        sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(dst.pushed(), [sig.digest.to_string(), "v1".into()]);
+        assert!(sig.blob_digests().iter().all(|d| dst.has_blob("a", d)));
+        assert_eq!(dst.tags("a"), ["v1"], "a destination with the API needs no fallback tag");
+    }
+
+    #[test]
+    fn without_the_api_the_fallback_tag_is_read_and_written_before_the_subject() {
+        let (src, dst) = (MemStore::without_referrers_api("src.io"), MemStore::without_referrers_api("dst.io"));
+        let (v1, sig) = add_signed_by_tag(&src);
+        let fallback = fallback_tag(&v1.digest);
+        sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(dst.pushed(), [sig.digest.to_string(), fallback.clone(), "v1".into()]);
+        assert_eq!(dst.listed("a", &dst.tag("a", &fallback).unwrap()), [sig.digest]);
+    }
+
+    #[test]
+    fn the_destination_fallback_index_keeps_what_it_listed() {
+        let (src, dst) = (MemStore::new("src.io"), MemStore::without_referrers_api("dst.io"));
+        let (v1, sig) = add_signed(&src);
+        let old = image("old").refers_to(&v1, SIG).build();
+        dst.add("a", Some(&fallback_tag(&v1.digest)), &index(&[&old]));
+        sync(copy_v1(), &[&src, &dst]);
+        let listed = dst.listed("a", &dst.tag("a", &fallback_tag(&v1.digest)).unwrap());
+        assert_eq!(listed, [old.digest, sig.digest]);
+    }
+
+    #[test]
+    fn only_the_artifact_types_asked_for_are_copied() {
+        let (src, dst) = src_dst();
+        let (v1, sig) = add_signed(&src);
+        let sbom = image("sbom").refers_to(&v1, SBOM).build();
+        src.add("a", None, &sbom);
+        let mut job = copy_v1();
+        // Two types: the store is not asked to filter, the engine filters.
+        job.opts.referrers.types = vec![MediaType::new(SBOM), MediaType::new("application/x-other")];
+        sync(job, &[&src, &dst]);
+        assert!(dst.manifest("a", &sbom.digest).is_some());
+        assert!(dst.manifest("a", &sig.digest).is_none());
+    }
+
+    /// Seed `src` with an image `v1` at `a:v1` and a cosign signature under its `.sig` tag: the
+    /// tag, and the signature.
+    fn add_cosign_signed(src: &MemStore) -> (String, Image) {
+        let v1 = image("v1").build();
+        let sig_tag = cosign_tags(&v1.digest).swap_remove(0);
+        let cosign = image("cosign signature").build();
+        src.add("a", Some("v1"), &v1);
+        src.add("a", Some(&sig_tag), &cosign);
+        (sig_tag, cosign)
+    }
+
+    #[test]
+    fn cosign_tags_are_copied_as_tags() {
+        let (src, dst) = src_dst();
+        let (sig_tag, cosign) = add_cosign_signed(&src);
+        sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(dst.tag("a", &sig_tag), Some(cosign.digest));
+        assert_eq!(src.count(Op::HeadManifest), 1, "found in the tag list: the image is looked up, not the tag");
+    }
+
+    #[test]
+    fn where_tags_cannot_be_listed_referrer_tags_are_asked_for() {
+        let (src, dst) = src_dst();
+        let (sig_tag, cosign) = add_cosign_signed(&src);
+        src.fail(Op::ListTags, None, usize::MAX, 403);
+        sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(dst.tag("a", &sig_tag), Some(cosign.digest));
+    }
+
+    #[test]
+    fn a_source_without_the_api_is_asked_once() {
+        let (src, dst) = (MemStore::without_referrers_api("src.io"), MemStore::new("dst.io"));
+        src.add("a", Some("v1"), &image("v1").build());
+        src.add("a", Some("v2"), &image("v2").build());
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a")]), &[&src, &dst]);
+        assert_eq!(report.synced.len(), 2);
+        assert_eq!(src.count(Op::Referrers), 1);
+    }
+}

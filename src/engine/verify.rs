@@ -163,3 +163,81 @@ impl Walk<'_, '_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::testing::{arm64, copy_v1, image, multi_arch, src_dst, sync, Image, MemStore};
+    use crate::engine::{Job, Mode, Outcome, Report};
+
+    /// A verify run of `src.io/a:v1` against `dst.io/a`.
+    fn verify(blobs: bool) -> Job {
+        let mut job = copy_v1();
+        job.opts.mode = Mode::Verify { blobs };
+        job
+    }
+
+    /// `v1` at the source, and at the destination as `change` leaves it.
+    fn audit(v1: &Image, blobs: bool, change: impl FnOnce(&MemStore)) -> Report {
+        let (src, dst) = src_dst();
+        src.add("a", Some("v1"), v1);
+        dst.add("a", Some("v1"), v1);
+        change(&dst);
+        let report = sync(verify(blobs), &[&src, &dst]);
+        assert!(src.writes().is_empty() && dst.writes().is_empty(), "an audit writes nothing");
+        report
+    }
+
+    /// The problems found, one failure's message each.
+    fn drift(report: &Report) -> Vec<String> {
+        report.failures.iter().inspect(|f| assert_eq!(f.class(), "drift")).map(|f| f.cause().to_string()).collect()
+    }
+
+    #[test]
+    fn a_whole_image_verifies() {
+        let v1 = image("v1").build();
+        let report = audit(&v1, true, |_| {});
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(report.outcomes[0].1, Outcome::Verified(v1.digest));
+    }
+
+    #[test]
+    fn a_missing_blob_is_drift() {
+        let v1 = image("v1").build();
+        let report = audit(&v1, false, |dst| dst.remove("a", &v1.layer(0)));
+        let found = drift(&report);
+        assert!(found.len() == 1 && found[0].contains(&format!("blob {} is missing", v1.layer(0))), "{found:?}");
+    }
+
+    #[test]
+    fn a_missing_child_manifest_is_drift() {
+        let idx = multi_arch();
+        let arm = &idx.children[1];
+        let report = audit(&idx, false, |dst| dst.remove("a", &arm.digest));
+        let found = drift(&report);
+        assert!(found.len() == 1 && found[0].contains(&format!("manifest {} is missing", arm.digest)), "{found:?}");
+    }
+
+    #[test]
+    fn a_damaged_blob_is_found_only_by_reading_it_back() {
+        let v1 = image("v1").build();
+        let damaged = |dst: &MemStore| dst.damage("a", &v1.layer(0));
+        assert!(audit(&v1, false, damaged).failures.is_empty(), "its size is right");
+        let found = drift(&audit(&v1, true, damaged));
+        assert!(found.len() == 1 && found[0].contains("is damaged"), "{found:?}");
+    }
+
+    #[test]
+    fn an_index_the_filter_rewrote_verifies_against_the_rewritten_digest() {
+        let (src, dst) = src_dst();
+        src.add("a", Some("v1"), &multi_arch());
+        let arm64 = arm64();
+        let mut copy = copy_v1();
+        copy.opts.filter = arm64.clone();
+        assert!(sync(copy, &[&src, &dst]).failures.is_empty());
+        let mut check = verify(false);
+        check.opts.filter = arm64;
+        let report = sync(check, &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert!(matches!(report.outcomes[0].1, Outcome::Verified(_)));
+    }
+}
