@@ -488,18 +488,37 @@ pub fn push_cosign_signature(c: &Client, repo: &str, subject_digest: &str) -> Pu
         "optional": {"fixture": format!("{:016x}", unique_seed())},
     }))
     .unwrap();
-    let mut layer = push_blob_descriptor(c, repo, SIMPLESIGNING, &payload);
-    layer["annotations"] = serde_json::json!({"dev.cosignproject.cosign/signature": "MEUCIQD0fixture"});
+    let annotations = serde_json::json!({"dev.cosignproject.cosign/signature": "MEUCIQD0fixture"});
+    let layer = OneLayer { media_type: SIMPLESIGNING, payload: &payload, annotations, platform: "" };
+    let tag = format!("{}.sig", referrers_tag(subject_digest));
+    push_one_layer_manifest(c, repo, Some(&tag), layer)
+}
+
+/// The one layer of a signature or attestation manifest: its bytes and annotations, and the
+/// os and architecture its config names.
+pub struct OneLayer<'a> {
+    pub media_type: &'a str,
+    pub payload: &'a [u8],
+    pub annotations: serde_json::Value,
+    pub platform: &'a str,
+}
+
+/// An OCI manifest of `layer` and a config over it, pushed under `tag` (or by digest), as cosign
+/// and buildkit write signatures and attestations.
+pub fn push_one_layer_manifest(c: &Client, repo: &str, tag: Option<&str>, layer: OneLayer) -> Pushed {
+    let mut descriptor = push_blob_descriptor(c, repo, layer.media_type, layer.payload);
+    descriptor["annotations"] = layer.annotations;
     let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "",
-        "os": "",
+        "architecture": layer.platform,
+        "os": layer.platform,
         "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer.payload)]},
     }))
     .unwrap();
     let config = push_blob_descriptor(c, repo, OCI_CONFIG, &config);
-    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
-    push_manifest_json(c, repo, Some(&format!("{}.sig", referrers_tag(subject_digest))), OCI_MANIFEST, &m)
+    let m =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [descriptor]});
+    push_manifest_json(c, repo, tag, OCI_MANIFEST, &m)
 }
 
 /// The referrers tag schema's tag for `digest`: `sha256:HEX` -> `sha256-HEX`.

@@ -108,18 +108,9 @@ fn push_attestation_manifest(c: &Client, img: &Image) -> (Pushed, serde_json::Va
         "predicate": {"fixture": format!("{:016x}", unique_seed())},
     }))
     .unwrap();
-    let mut layer = push_blob_descriptor(c, SIGNED, IN_TOTO, &statement);
-    layer["annotations"] = serde_json::json!({"in-toto.io/predicate-type": "https://spdx.dev/Document"});
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "unknown",
-        "os": "unknown",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&statement)]},
-    }))
-    .unwrap();
-    let config = push_blob_descriptor(c, SIGNED, OCI_CONFIG, &config);
-    let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]});
-    let att = push_manifest_json(c, SIGNED, None, OCI_MANIFEST, &m);
+    let annotations = serde_json::json!({"in-toto.io/predicate-type": "https://spdx.dev/Document"});
+    let layer = OneLayer { media_type: IN_TOTO, payload: &statement, annotations, platform: "unknown" };
+    let att = push_one_layer_manifest(c, SIGNED, None, layer);
     let mut entry = att.descriptor();
     entry["platform"] = serde_json::json!({"architecture": "unknown", "os": "unknown"});
     entry["annotations"] = serde_json::json!({
