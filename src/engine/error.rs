@@ -45,14 +45,6 @@ impl SyncError {
         matches!(self, SyncError::Store(e) | SyncError::Catalog(e) if e.exhausted)
     }
 
-    /// The store's error, when a store failed.
-    pub fn store(&self) -> Option<&store::Error> {
-        match self {
-            SyncError::Store(e) => Some(e),
-            _ => None,
-        }
-    }
-
     /// A short name for the kind of failure, for reports: decided by type, never by text.
     pub fn class(&self) -> &'static str {
         match self {
