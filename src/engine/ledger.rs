@@ -139,36 +139,37 @@ impl Ledger {
             log::debug!("blob {} for {}: waiting for its copy to another repository", task.blob.digest, task.dst);
             return Claim::Parked;
         }
-        let relay = match self.claim_relay(&mut state, task) {
-            Some(relay) => relay,
-            None => return Claim::Parked,
-        };
-        state.registries.entry(registry_key(task)).or_default().streaming = Some((task.dst.name.clone(), Vec::new()));
-        state.repos.insert(key, AtRepo::Copying { joined: Vec::new(), mover: image.cloned() });
-        Claim::Copy { relay }
+        let claim = self.claim_relay(&mut state, task);
+        if let Claim::Copy { .. } = claim {
+            state.registries.entry(registry_key(task)).or_default().streaming =
+                Some((task.dst.name.clone(), Vec::new()));
+            state.repos.insert(key, AtRepo::Copying { joined: Vec::new(), mover: image.cloned() });
+        }
+        claim
     }
 
-    /// Where a copy reads from: `Some(None)` the source, `Some(Some(at))` the destination
-    /// `at`; `None` when the task parked until another registry's copy ends.
-    fn claim_relay(&self, state: &mut State, task: &BlobTask) -> Option<Option<Repository>> {
+    /// Where a copy reads from (the source, or a destination that has it), or
+    /// [`Claim::Parked`] until another registry's copy ends.
+    fn claim_relay(&self, state: &mut State, task: &BlobTask) -> Claim {
+        let from_source = Claim::Copy { relay: None };
         if !self.fanned_out.contains(&task.src.location) {
-            return Some(None);
+            return from_source;
         }
         let key = relay_key(task);
         match state.relays.get_mut(&key) {
             None => {
                 state.relays.insert(key, Relay::Copying { to: task.dst.clone(), parked: Vec::new() });
-                Some(None)
+                from_source
             }
             // A repository of the same registry: the registry's own bookkeeping deals with it.
-            Some(Relay::Copying { to, .. }) if to.location == task.dst.location => Some(None),
+            Some(Relay::Copying { to, .. }) if to.location == task.dst.location => from_source,
             Some(Relay::Copying { parked, .. }) => {
                 parked.push(task.take());
                 log::debug!("blob {} for {}: waiting for its copy from {}", task.blob.digest, task.dst, task.src);
-                None
+                Claim::Parked
             }
-            Some(Relay::At(at)) if *at == task.dst || at.location == task.src.location => Some(None),
-            Some(Relay::At(at)) => Some(Some(at.clone())),
+            Some(Relay::At(at)) if *at == task.dst || at.location == task.src.location => from_source,
+            Some(Relay::At(at)) => Claim::Copy { relay: Some(at.clone()) },
         }
     }
 

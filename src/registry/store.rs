@@ -1,6 +1,8 @@
 //! A registry as a [`Store`]: each operation is one of the API calls of this module's siblings
 //! (named by repository path; the typed repository's location is this client's registry). The
-//! whole-blob reads are retried as a whole, as every other request is.
+//! whole-blob reads are retried as a whole, as every other request is. `Client::name(self, …)`
+//! below is the client's own method of that name (it takes the repository path), not this
+//! trait's.
 
 use super::Client;
 use crate::digest::Digest;
