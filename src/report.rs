@@ -159,7 +159,22 @@ pub fn report_json(report: &Report) -> serde_json::Value {
         "elapsed_seconds": report.elapsed.as_secs_f64(),
         "images": images,
         "rules": rules,
+        "registries": registries_json(report),
     })
+}
+
+/// What the run learned about each registry: `{"registry": {"fact": "value"}}`.
+fn registries_json(report: &Report) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = report
+        .registries
+        .iter()
+        .map(|(name, facts)| {
+            let facts: serde_json::Map<String, serde_json::Value> =
+                facts.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            (name.clone(), serde_json::Value::Object(facts))
+        })
+        .collect();
+    serde_json::Value::Object(map)
 }
 
 /// An image's bytes, blobs (copied, mounted, present), manifests pushed and duration.

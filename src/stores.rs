@@ -57,6 +57,18 @@ impl Stores {
         }
     }
 
+    /// What the run learned about how each registry takes uploads, by registry.
+    pub fn learned(&self) -> Vec<(String, Vec<(&'static str, String)>)> {
+        let mut out = self.registries.learned();
+        for (location, store) in &self.opened {
+            let facts = store.learned();
+            if !facts.is_empty() {
+                out.push((location.to_string(), facts));
+            }
+        }
+        out
+    }
+
     /// The end of the run: layouts written out (archives made unless `interrupted`). Returns
     /// notes for the summary line; an error when a layout could not be completed.
     pub fn finish(&self, interrupted: bool) -> Result<Vec<String>, Error> {

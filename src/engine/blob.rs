@@ -36,7 +36,8 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
             ctx.record.tally(image, |s| s.blobs_present += 1);
         }
     };
-    let relay = match ctx.ledger.claim(task, image.as_ref()) {
+    let mounts = ctx.stores.get(&task.dst).mounts_honoured() != Some(false);
+    let relay = match ctx.ledger.claim(task, image.as_ref(), mounts) {
         Claim::Done(mover) => {
             shared(mover);
             task.waiters.lock().drain(..).for_each(|n| ctx.complete(&n));

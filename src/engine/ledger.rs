@@ -120,7 +120,10 @@ impl Ledger {
 
     /// What `task` (planned for `image`) is to do. A task that joins or parks hands its
     /// manifests over here; one that copies has the blob marked as being copied by it.
-    pub fn claim(&self, task: &BlobTask, image: Option<&Arc<Pair>>) -> Claim {
+    /// `mounts`: the destination registry may honour a cross-repository mount — when it is
+    /// known not to (ECR unless enabled), waiting for another repository's copy gains nothing,
+    /// and the blob is streamed into each repository at once.
+    pub fn claim(&self, task: &BlobTask, image: Option<&Arc<Pair>>, mounts: bool) -> Claim {
         let mut state = self.state.lock();
         let key = repo_key(task);
         match state.repos.get_mut(&key) {
@@ -131,18 +134,22 @@ impl Ledger {
             }
             None => {}
         }
-        // Another repository of this registry is getting it right now: wait for that and mount
-        // it from there, rather than stream it a second time.
-        let streaming = state.registries.get_mut(&registry_key(task)).and_then(|r| r.streaming.as_mut());
-        if let Some((_, parked)) = streaming.filter(|(repo, _)| *repo != task.dst.name) {
+        // Another repository of this registry is getting it right now, and none has it yet:
+        // wait for that and mount it from there, rather than stream it a second time.
+        let streaming = state
+            .registries
+            .get_mut(&registry_key(task))
+            .filter(|r| r.has.is_none())
+            .and_then(|r| r.streaming.as_mut());
+        if let Some((_, parked)) = streaming.filter(|(repo, _)| mounts && *repo != task.dst.name) {
             parked.push(task.take());
             log::debug!("blob {} for {}: waiting for its copy to another repository", task.blob.digest, task.dst);
             return Claim::Parked;
         }
         let claim = self.claim_relay(&mut state, task);
         if let Claim::Copy { .. } = claim {
-            state.registries.entry(registry_key(task)).or_default().streaming =
-                Some((task.dst.name.clone(), Vec::new()));
+            let at_registry = state.registries.entry(registry_key(task)).or_default();
+            at_registry.streaming.get_or_insert_with(|| (task.dst.name.clone(), Vec::new()));
             state.repos.insert(key, AtRepo::Copying { joined: Vec::new(), mover: image.cloned() });
         }
         claim
@@ -197,8 +204,8 @@ impl Ledger {
             if ok {
                 at_registry.has = Some(task.dst.name.clone());
             }
-            if let Some((_, parked)) = at_registry.streaming.take() {
-                requeue.extend(parked);
+            if at_registry.streaming.as_ref().is_some_and(|(repo, _)| *repo == task.dst.name) {
+                requeue.extend(at_registry.streaming.take().map(|(_, parked)| parked).unwrap_or_default());
             }
             if at_registry.has.is_none() {
                 state.registries.remove(&reg_key);
@@ -269,15 +276,15 @@ mod tests {
         let ledger = Ledger::for_routes([(&repo("src.io/a"), &repo("dst.io/a"))]);
         let (one, two) = (image("dst.io/a"), image("dst.io/a"));
         let first = task("src.io/a", "dst.io/a", 1, &one);
-        assert_eq!(ledger.claim(&first, Some(&one)), Claim::Copy { relay: None });
+        assert_eq!(ledger.claim(&first, Some(&one), true), Claim::Copy { relay: None });
         let second = task("src.io/a", "dst.io/a", 1, &two);
-        assert_eq!(ledger.claim(&second, Some(&two)), Claim::Joined(Some(one.clone())));
+        assert_eq!(ledger.claim(&second, Some(&two), true), Claim::Joined(Some(one.clone())));
         assert!(second.waiters.lock().is_empty(), "its manifest now waits for the first copy");
         let settled = ledger.settle(&first, true, Some(&one));
         assert_eq!(settled.joined.len(), 1);
         assert!(settled.requeue.is_empty());
         let third = task("src.io/a", "dst.io/a", 1, &two);
-        assert_eq!(ledger.claim(&third, Some(&two)), Claim::Done(Some(one)));
+        assert_eq!(ledger.claim(&third, Some(&two), true), Claim::Done(Some(one)));
         assert_eq!(third.waiters.lock().len(), 1, "a task finding it done completes its own manifests");
     }
 
@@ -286,11 +293,11 @@ mod tests {
         let ledger = Ledger::for_routes([]);
         let one = image("dst.io/a");
         let first = task("src.io/a", "dst.io/a", 1, &one);
-        assert!(matches!(ledger.claim(&first, Some(&one)), Claim::Copy { .. }));
-        assert!(matches!(ledger.claim(&task("src.io/a", "dst.io/a", 1, &one), Some(&one)), Claim::Joined(_)));
+        assert!(matches!(ledger.claim(&first, Some(&one), true), Claim::Copy { .. }));
+        assert!(matches!(ledger.claim(&task("src.io/a", "dst.io/a", 1, &one), Some(&one), true), Claim::Joined(_)));
         let settled = ledger.settle(&first, false, Some(&one));
         assert_eq!(settled.joined.len(), 1);
-        assert!(matches!(ledger.claim(&first, Some(&one)), Claim::Copy { .. }), "the retry copies it again");
+        assert!(matches!(ledger.claim(&first, Some(&one), true), Claim::Copy { .. }), "the retry copies it again");
     }
 
     #[test]
@@ -298,17 +305,32 @@ mod tests {
         let ledger = Ledger::for_routes([]);
         let (a, b) = (image("dst.io/a"), image("dst.io/b"));
         let first = task("src.io/a", "dst.io/a", 1, &a);
-        assert!(matches!(ledger.claim(&first, Some(&a)), Claim::Copy { .. }));
+        assert!(matches!(ledger.claim(&first, Some(&a), true), Claim::Copy { .. }));
         let other = task("src.io/a", "dst.io/b", 1, &b);
-        assert_eq!(ledger.claim(&other, Some(&b)), Claim::Parked);
+        assert_eq!(ledger.claim(&other, Some(&b), true), Claim::Parked);
         assert!(ledger.mount_source(&repo("dst.io/b"), &Digest::of(&[1])).is_none());
         let settled = ledger.settle(&first, true, Some(&a));
         assert_eq!(settled.requeue.len(), 1, "the parked task is queued again, with its manifest");
         assert_eq!(settled.requeue[0].waiters.lock().len(), 1);
         assert_eq!(ledger.mount_source(&repo("dst.io/b"), &Digest::of(&[1])).as_deref(), Some("a"));
-        assert!(matches!(ledger.claim(&settled.requeue[0], Some(&b)), Claim::Copy { relay: None }));
+        assert!(matches!(ledger.claim(&settled.requeue[0], Some(&b), true), Claim::Copy { relay: None }));
         // Another blob is not held up by this one.
-        assert!(matches!(ledger.claim(&task("src.io/a", "dst.io/b", 2, &b), Some(&b)), Claim::Copy { .. }));
+        assert!(matches!(ledger.claim(&task("src.io/a", "dst.io/b", 2, &b), Some(&b), true), Claim::Copy { .. }));
+    }
+
+    #[test]
+    fn where_mounts_are_not_honoured_each_repository_streams_at_once() {
+        let ledger = Ledger::for_routes([]);
+        let (a, b) = (image("dst.io/a"), image("dst.io/b"));
+        let first = task("src.io/a", "dst.io/a", 1, &a);
+        assert!(matches!(ledger.claim(&first, Some(&a), false), Claim::Copy { .. }));
+        let other = task("src.io/a", "dst.io/b", 1, &b);
+        assert!(matches!(ledger.claim(&other, Some(&b), false), Claim::Copy { .. }), "not parked");
+        // The second copy's end does not take the first's place as the registry's stream.
+        assert!(ledger.settle(&other, true, Some(&b)).requeue.is_empty());
+        let third = task("src.io/a", "dst.io/c", 1, &b);
+        assert_eq!(ledger.claim(&third, Some(&b), true), Claim::Copy { relay: None }, "b has it: mount");
+        ledger.settle(&first, true, Some(&a));
     }
 
     /// One source feeding two registries: the first's copy claimed, the second's parked on it.
@@ -317,8 +339,8 @@ mod tests {
         let ledger = Ledger::for_routes([(&src, &repo("one.io/a")), (&src, &repo("two.io/a"))]);
         let (i1, i2) = (image("one.io/a"), image("two.io/a"));
         let first = task("src.io/a", "one.io/a", 1, &i1);
-        assert_eq!(ledger.claim(&first, Some(&i1)), Claim::Copy { relay: None });
-        assert_eq!(ledger.claim(&task("src.io/a", "two.io/a", 1, &i2), Some(&i2)), Claim::Parked);
+        assert_eq!(ledger.claim(&first, Some(&i1), true), Claim::Copy { relay: None });
+        assert_eq!(ledger.claim(&task("src.io/a", "two.io/a", 1, &i2), Some(&i2), true), Claim::Parked);
         (ledger, first, i1, i2)
     }
 
@@ -327,7 +349,7 @@ mod tests {
         let (ledger, first, i1, i2) = fanned_out();
         let settled = ledger.settle(&first, true, Some(&i1));
         assert_eq!(settled.requeue.len(), 1);
-        assert_eq!(ledger.claim(&settled.requeue[0], Some(&i2)), Claim::Copy { relay: Some(repo("one.io/a")) });
+        assert_eq!(ledger.claim(&settled.requeue[0], Some(&i2), true), Claim::Copy { relay: Some(repo("one.io/a")) });
     }
 
     #[test]
@@ -336,7 +358,7 @@ mod tests {
         // The first copy fails once and will retry: the parked one goes now, from the source.
         let released = ledger.release_relay(&first);
         assert_eq!(released.len(), 1);
-        assert_eq!(ledger.claim(&released[0], Some(&i2)), Claim::Copy { relay: None });
+        assert_eq!(ledger.claim(&released[0], Some(&i2), true), Claim::Copy { relay: None });
         // The retry then succeeds: the other copy owns the relay now, nothing is requeued.
         assert!(ledger.settle(&first, true, Some(&i1)).requeue.is_empty());
     }
@@ -346,7 +368,7 @@ mod tests {
         let ledger = Ledger::for_routes([(&repo("src.io/a"), &repo("one.io/a"))]);
         let i = image("one.io/a");
         let t = task("src.io/a", "one.io/a", 1, &i);
-        ledger.claim(&t, Some(&i));
+        ledger.claim(&t, Some(&i), true);
         ledger.settle(&t, true, Some(&i));
         assert!(ledger.state.lock().relays.is_empty());
     }

@@ -30,6 +30,11 @@ impl Lookups {
         self.referrers_api.slot(&store.to_string())
     }
 
+    /// Each store (by name) whose referrers API was found out: whether it has it.
+    pub fn referrers_apis(&self) -> Vec<(String, bool)> {
+        self.referrers_api.known()
+    }
+
     /// Remember the tags a rule listed, for the referrer lookups that follow.
     pub fn remember_tags(&self, repo: &Repository, tags: &[String]) {
         let referrers = tags.iter().filter(|t| is_referrer_tag(t)).cloned().collect();

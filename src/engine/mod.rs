@@ -58,7 +58,7 @@ mod slots;
 mod testing;
 mod verify;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -141,6 +141,7 @@ pub fn run(job: Job, stores: &Stores, display: Box<dyn Display>) -> Report {
         failures.extend(unfinished(&results.rules, &results.synced, &results.outcomes, &failures));
     }
     let pruned = if ctx.opts.verify() { 0 } else { prune::prune(&ctx, &results.rules, &results.outcomes, &failures) };
+    let registries = learned(stores, &ctx.lookups);
     let (dry_run, verify) = (ctx.opts.dry_run(), ctx.opts.verify());
     drop(ctx); // the last sender: the reporter finishes
     let totals = Totals { dry_run, verify, tags_pruned: pruned, ..reporter.join().unwrap_or_default() };
@@ -151,7 +152,18 @@ pub fn run(job: Job, stores: &Stores, display: Box<dyn Display>) -> Report {
         outcomes: results.outcomes,
         stats: results.stats,
         elapsed: start.elapsed(),
+        registries,
     }
+}
+
+/// What the run learned about each registry, for the report.
+fn learned(stores: &Stores, lookups: &lookups::Lookups) -> BTreeMap<String, Vec<(&'static str, String)>> {
+    let mut registries: BTreeMap<_, _> = stores.learned().into_iter().collect();
+    for (store, has) in lookups.referrers_apis() {
+        let v = if has { "yes" } else { "no (fallback tags)" };
+        registries.entry(store).or_insert_with(Vec::new).push(("referrers_api", v.to_string()));
+    }
+    registries
 }
 
 /// Images a rule expanded into that neither synced, nor ended otherwise, nor failed: a bug

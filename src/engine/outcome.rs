@@ -133,6 +133,9 @@ pub struct Report {
     /// What each image moved and how long it took (failed ones included, as far as they got).
     pub stats: HashMap<Arc<Pair>, ImageStats>,
     pub elapsed: Duration,
+    /// What the run learned about each registry (how it takes uploads, whether it has the
+    /// referrers API), by registry name, as `(fact, value)` pairs.
+    pub registries: BTreeMap<String, Vec<(&'static str, String)>>,
 }
 
 /// The first error each image met, across passes: what its failure line says, even when a

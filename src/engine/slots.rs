@@ -49,6 +49,13 @@ impl<K: Hash + Eq + Clone, V: Clone> Slots<K, V> {
         Ok(found)
     }
 
+    /// Every key whose value is known, with it. The map's lock is let go before any slot is
+    /// looked at.
+    pub fn known(&self) -> Vec<(K, V)> {
+        let slots: Vec<(K, Slot<V>)> = self.slots.lock().iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+        slots.into_iter().filter_map(|(k, s)| s.lock().clone().map(|v| (k, v))).collect()
+    }
+
     /// Record what is known about `key`.
     pub fn set(&self, key: &K, value: V) {
         *self.slot(key).lock() = Some(value);

@@ -8,7 +8,6 @@
 //! streamed upload is consumed by its first attempt, so the engine retries the whole blob.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use ureq::http::Response;
 use ureq::SendBody;
@@ -16,6 +15,7 @@ use ureq::SendBody;
 use super::auth::Authenticator;
 use super::error::{io_error, transport};
 use super::http::{header, origin, resolve};
+use super::learned::Learned;
 use super::settings::Limits;
 use crate::retry::Backoff;
 use crate::store::{Error, ErrorKind, Meter};
@@ -38,8 +38,8 @@ pub struct Client {
     pub(crate) agent: ureq::Agent,
     pub(crate) auth: Authenticator,
     pub(crate) limits: Limits,
-    /// Upload blobs in PATCH chunks instead of one PUT (see [`Client::upload_blob`]).
-    chunked: AtomicBool,
+    /// What the registry was found to take for uploads (see `uploads.rs`).
+    pub(crate) learned: Learned,
     /// What to change in the auth file when the registry speaks the other scheme.
     scheme_fix: String,
     /// The pull budget the registry announces, if any.
@@ -57,7 +57,8 @@ impl Client {
         scheme_fix: String,
     ) -> Client {
         let rate = Default::default();
-        Client { registry: registry.to_string(), base, agent, auth, limits, chunked: chunked.into(), scheme_fix, rate }
+        let learned = Learned::new(registry, chunked);
+        Client { registry: registry.to_string(), base, agent, auth, limits, learned, scheme_fix, rate }
     }
 
     /// The URL of an API path on this registry.
@@ -70,15 +71,9 @@ impl Client {
         resolve(&self.base, location)
     }
 
-    /// `true` once the registry is known to need chunked uploads (or the auth file says
-    /// `chunked_upload: true`).
-    pub fn uses_chunked_uploads(&self) -> bool {
-        self.chunked.load(Ordering::Relaxed)
-    }
-
-    /// Switch this registry to chunked uploads for the rest of the run.
-    pub fn use_chunked_uploads(&self) {
-        self.chunked.store(true, Ordering::Relaxed);
+    /// What was learned about this registry in this run, for the report.
+    pub fn learned_facts(&self) -> Vec<(&'static str, String)> {
+        self.learned.facts()
     }
 
     /// Send one request with auth, transient retries and safe redirects.

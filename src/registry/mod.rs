@@ -19,6 +19,7 @@ mod blobs;
 mod client;
 mod error;
 mod http;
+mod learned;
 mod manifests;
 mod ratelimit;
 mod referrers;

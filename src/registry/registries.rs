@@ -49,6 +49,22 @@ impl Registries {
         })
     }
 
+    /// What was learned about each registry's uploads in this run, by registry (the facts of
+    /// its clients for different auth keys merged).
+    pub fn learned(&self) -> Vec<(String, Vec<(&'static str, String)>)> {
+        let clients: Vec<Arc<Client>> = self.clients.lock().values().cloned().collect();
+        let mut by_host: std::collections::BTreeMap<String, Vec<(&'static str, String)>> = Default::default();
+        for c in clients {
+            let facts = by_host.entry(c.registry.clone()).or_default();
+            for (k, v) in c.learned_facts() {
+                if !facts.iter().any(|(have, _)| *have == k) {
+                    facts.push((k, v));
+                }
+            }
+        }
+        by_host.into_iter().filter(|(_, f)| !f.is_empty()).collect()
+    }
+
     /// The client for `repo` on the registry `host`, chosen by the longest matching auth key.
     pub fn client(&self, host: &Arc<str>, repo: &Repository) -> Arc<Client> {
         let rule = self.auth.lookup(repo);

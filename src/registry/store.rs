@@ -94,6 +94,14 @@ impl Store for Client {
         Client::mount_blob(self, &repo.name, digest, from)
     }
 
+    fn mounts_honoured(&self) -> Option<bool> {
+        self.learned.mounts_honoured()
+    }
+
+    fn learned(&self) -> Vec<(&'static str, String)> {
+        self.learned_facts()
+    }
+
     fn put_blob(
         &self,
         repo: &Repository,

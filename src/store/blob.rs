@@ -160,6 +160,11 @@ impl<'a> BlobSource<'a> {
     /// Start again from the first byte (a new upload of the whole blob): the source is opened
     /// anew.
     pub fn restart(&mut self) -> Result<(), Error> {
+        // Nothing handed over yet (an upload refused before its body was read): the stream is
+        // still at its first byte.
+        if self.pos == 0 && !self.failed {
+            return Ok(());
+        }
         self.checkpoint = (0, Sha256::new());
         self.failed = false;
         self.rewind_to(0)
@@ -169,6 +174,10 @@ impl<'a> BlobSource<'a> {
     /// re-reading the source from the checkpoint with a `Range` request.
     pub fn rewind_to(&mut self, offset: u64) -> Result<(), Error> {
         let (start, ref hasher) = self.checkpoint;
+        // Already there (a chunk refused before its body was read): nothing to re-read.
+        if offset == self.pos && offset >= start && !self.failed {
+            return Ok(());
+        }
         if offset < start || offset > self.pos {
             return Err(Error::new(
                 self.origin.name(),

@@ -180,4 +180,16 @@ pub trait Store: Send + Sync {
 
     /// Give up an upload session opened by a refused mount (best effort).
     fn cancel_upload(&self, _repo: &Repository, _session: Session) {}
+
+    /// Whether cross-repository mounts were honoured in this run: `Some(false)` once asked
+    /// and never honoured; `None` when not known (or nothing to mount, as in a layout).
+    fn mounts_honoured(&self) -> Option<bool> {
+        None
+    }
+
+    /// What the run learned about how this store takes uploads, `(fact, value)`, for the
+    /// report.
+    fn learned(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }

@@ -20,13 +20,20 @@ fn registry_refusing_single_request_uploads_gets_patch_uploads() {
     let auth = format!("{}: {{insecure: true}}\n{}: {{insecure: true}}\n", src.addr(), proxy.addr());
     let (auth, images) = auth_and_images(&dir, &auth, &src.repo("up/app:v1"), &format!("{}/copy/app", proxy.addr()));
 
-    let run = run_syncer(&["--auth", &auth, "--images", &images, "--proc", "1", "--retries", "0"]);
+    let report = dir.join("report.json");
+    let run =
+        run_syncer(&["--auth", &auth, "--images", &images, "--proc", "1", "--retries", "0", "--report", p(&report)]);
     run.assert_ok();
     assert_image_copied(src.api(), dst.api(), &img, "copy/app", "v1");
     assert_eq!(proxy.count(Match::MonolithicPut), 1, "one refusal is enough to switch:\n{run}");
+    // The report says what was learned about the registry.
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let learned = &v["registries"][proxy.addr()];
+    assert_eq!(learned["single_request_uploads"], "refused", "{v:#}");
+    assert_eq!(learned["chunked_uploads"], "accepted", "{v:#}");
     let blobs = img_blob_count(&img);
     assert!(proxy.count(Match::UploadPatch) >= blobs, "every blob went up by PATCH:\n{run}");
-    assert!(run.output().contains("switching to PATCH uploads"), "the switch is logged:\n{run}");
+    assert!(run.output().contains("refuses single-request blob uploads"), "the switch is logged:\n{run}");
 }
 
 #[test]
