@@ -4,7 +4,7 @@
 //! Layers, lowest first; each uses only those before it (no module imports upwards):
 //!
 //! ```text
-//! stop, retry, digest ← reference ← manifest ← rule ← store ← registry, layout ← stores
+//! stop, retry, slots, digest ← reference ← manifest ← rule ← store ← registry, layout ← stores
 //!     ← engine ← ui, config (+ cli) ← logging, report, signals ← main
 //! ```
 //!
@@ -14,7 +14,8 @@
 //! implementations and [`stores`] resolving a repository to one; [`engine`] plans and runs the
 //! copy and shows nothing; [`ui`] shows its progress; [`config`] resolves the user's files and
 //! flags into the plain types of the layers below it, which never see a file format. [`stop`]
-//! is the run-wide stop flag and [`retry`] the back-off every layer may use.
+//! is the run-wide stop flag, [`retry`] the back-off and [`slots`] the per-key once-slots every
+//! layer may use.
 
 pub mod cli;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod report;
 pub mod retry;
 pub mod rule;
 pub mod signals;
+pub mod slots;
 pub mod stop;
 pub mod store;
 pub mod stores;

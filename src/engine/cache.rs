@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::slots::Slots;
 use crate::reference::{Reference, Repository};
+use crate::slots::Slots;
 use crate::store::{Access, Error, Fetched, Store};
 
 /// The most manifest bytes kept (manifests are small: a few KiB each).

@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::slots::{Slot, Slots};
 use crate::manifest::is_referrer_tag;
 use crate::reference::Repository;
+use crate::slots::{Slot, Slots};
 use crate::store::Store;
 
 /// The referrer tags (`sha256-…`, cosign's included) of a repository's tag list; `None` when

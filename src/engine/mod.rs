@@ -17,7 +17,7 @@
 //!   manifest) with [`referrers`] (finding them, and what the destination lacks).
 //! - Shared state, one owner each: [`ctx`] (what tasks share), [`ledger`] (blobs at their
 //!   destinations: copies, mounts, relays), [`cache`] and [`lookups`] (what is learned once,
-//!   in per-key [`slots`]), [`record`] (what became of each image), [`events`] (progress and
+//!   in per-key [`crate::slots`]), [`record`] (what became of each image), [`events`] (progress and
 //!   totals), [`options`].
 //! - [`error`] and [`outcome`]: why a task failed; how an image ended; the [`Report`].
 //!
@@ -53,7 +53,6 @@ mod push;
 mod queue;
 mod record;
 mod referrers;
-mod slots;
 #[cfg(test)]
 mod testing;
 mod verify;

@@ -14,14 +14,23 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct MediaType(Cow<'static, str>);
 
-/// Sent on every manifest request: the four current types first, schema1 last so that old
-/// images still come through.
+/// Sent on every manifest request (GET and HEAD): the four current types first, schema1 after
+/// them so that old images still come through, and `application/json` last of all.
+///
+/// `application/json` because Artifactory answers a manifest request `406 Not Acceptable` when
+/// its `Accept` lacks it (concourse/docker-image-resource#40 and #41, deitch/docker_registry2#40;
+/// the Docker daemon always sends it, as the schema 1 type of its distribution client), at the
+/// lowest weight so that a registry still chooses a real manifest type when it has one. What
+/// such an answer is, is read from the body's `mediaType` (see `Manifest::parse`). Not `*/*`,
+/// which says nothing about what we can read (and a manifest GET accepting only that is
+/// answered `404` by distribution: NVIDIA/enroot#273).
 pub const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5, \
-application/vnd.docker.distribution.manifest.v1+json;q=0.5";
+application/vnd.docker.distribution.manifest.v1+json;q=0.5, \
+application/json;q=0.1";
 
 impl MediaType {
     /// Docker image manifest, schema 2.
@@ -147,6 +156,34 @@ mod tests {
             assert!(MediaType::new(t).is_non_distributable(), "{t}");
         }
         assert!(!MediaType::new("application/vnd.oci.image.layer.v1.tar+gzip").is_non_distributable());
+    }
+
+    /// The weight of `media_type` in [`ACCEPT`] (1 when it has none), `None` when absent.
+    fn weight(media_type: &str) -> Option<f32> {
+        ACCEPT.split(',').map(str::trim).find_map(|entry| {
+            let mut parts = entry.split(';').map(str::trim);
+            (parts.next()? == media_type)
+                .then(|| parts.find_map(|p| p.strip_prefix("q=")).map_or(1.0, |q| q.parse().expect("a q-value")))
+        })
+    }
+
+    #[test]
+    fn accept_carries_application_json_below_every_manifest_type() {
+        let json = weight("application/json").expect("Artifactory wants application/json in Accept");
+        for t in [
+            MediaType::DOCKER_MANIFEST,
+            MediaType::DOCKER_LIST,
+            MediaType::OCI_MANIFEST,
+            MediaType::OCI_INDEX,
+            MediaType::DOCKER_SCHEMA1,
+            MediaType::DOCKER_SCHEMA1_SIGNED,
+        ] {
+            let w = weight(t.as_str()).unwrap_or_else(|| panic!("{t} accepted"));
+            assert!(w > json, "{t} ({w}) must be preferred to application/json ({json})");
+        }
+        assert_eq!(weight("*/*"), None);
+        // What such an answer says is no manifest type: the body decides.
+        assert!(!MediaType::from_header("Application/JSON; charset=UTF-8").names_a_manifest());
     }
 
     #[test]

@@ -85,6 +85,20 @@ struct Raw {
     fs_layers: Option<serde_json::Value>,
 }
 
+impl Raw {
+    /// Docker schema 1 by its body: `schemaVersion: 1`, or its `fsLayers`.
+    fn is_schema1(&self) -> bool {
+        self.schema_version == Some(1) || self.fs_layers.is_some()
+    }
+}
+
+/// Whether `bytes` are a Docker schema 1 manifest by their body alone, for answers whose
+/// `Content-Type` names no manifest type (old Artifactory serves schema 1 as `application/json`:
+/// moby/moby#19400).
+pub fn is_schema1(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Raw>(bytes).is_ok_and(|raw| raw.is_schema1())
+}
+
 /// What a manifest references.
 #[derive(Clone, Debug)]
 pub enum Kind {
@@ -114,18 +128,15 @@ impl Manifest {
     /// The media type pushed is the body's `mediaType` when it has one. A `Content-Type` naming
     /// another manifest type is an error (pushing the bytes under either type could make an image
     /// the source never had); a `Content-Type` that is no manifest type at all (`application/json`,
-    /// `text/plain`: some servers say that) is ignored. A body without `mediaType` (allowed by
-    /// OCI) takes the header's type, else the type its shape implies. Docker schema 1 is refused:
-    /// see the README ("What gets copied").
+    /// `text/plain`: some servers say that; Artifactory answers `application/json` when a
+    /// request accepts it, concourse/docker-image-resource#40) is ignored. A body without
+    /// `mediaType` (allowed by OCI) takes the header's type, else the type its shape implies.
+    /// Docker schema 1 is refused: see the README ("What gets copied").
     pub fn parse(bytes: &[u8], content_type: Option<&MediaType>) -> Result<Manifest, Error> {
         let raw: Raw = serde_json::from_slice(bytes).map_err(|e| Error::json(Doc::Manifest, e))?;
         let header = content_type.filter(|h| h.names_a_manifest());
         let schema1 = |t: Option<&MediaType>| t.is_some_and(MediaType::is_schema1);
-        if raw.schema_version == Some(1)
-            || raw.fs_layers.is_some()
-            || schema1(header)
-            || schema1(raw.media_type.as_ref())
-        {
+        if raw.is_schema1() || schema1(header) || schema1(raw.media_type.as_ref()) {
             return Err(Error::Schema1);
         }
         let kind = if let Some(manifests) = raw.manifests {
@@ -280,6 +291,35 @@ mod tests {
         assert!(Manifest::parse(idx.as_bytes(), None).unwrap_err().to_string().contains("an index"));
         let odd = format!(r#"{{"schemaVersion":2,"mediaType":"application/x-odd","config":{{"digest":"{D1}"}}}}"#);
         assert!(Manifest::parse(odd.as_bytes(), None).unwrap_err().to_string().contains("unsupported"));
+    }
+
+    #[test]
+    fn served_as_application_json_the_body_decides() {
+        let json = header("application/json");
+        let config = format!(r#""config":{{"digest":"{D1}","size":1}}"#);
+        let entries = format!(r#""manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D2}","size":1}}]"#);
+        for (t, content) in [
+            (MediaType::DOCKER_MANIFEST, &config),
+            (MediaType::OCI_MANIFEST, &config),
+            (MediaType::DOCKER_LIST, &entries),
+            (MediaType::OCI_INDEX, &entries),
+        ] {
+            let m = format!(r#"{{"schemaVersion":2,"mediaType":"{t}",{content}}}"#);
+            assert_eq!(Manifest::parse(m.as_bytes(), json.as_ref()).unwrap().media_type, t);
+        }
+        // Without mediaType: its shape, as without any header.
+        let bare = |content: &str| format!(r#"{{"schemaVersion":2,{content}}}"#);
+        assert_eq!(
+            Manifest::parse(bare(&config).as_bytes(), json.as_ref()).unwrap().media_type,
+            MediaType::OCI_MANIFEST
+        );
+        assert_eq!(Manifest::parse(bare(&entries).as_bytes(), json.as_ref()).unwrap().media_type, MediaType::OCI_INDEX);
+        // Neither an image nor an index, or schema 1: refused, saying which.
+        assert_eq!(Manifest::parse(br#"{"schemaVersion":2}"#, json.as_ref()).unwrap_err(), Error::NotAManifest);
+        let s1 = format!(r#"{{"schemaVersion":1,"name":"a","fsLayers":[{{"blobSum":"{D1}"}}],"signatures":[]}}"#);
+        assert_eq!(Manifest::parse(s1.as_bytes(), json.as_ref()).unwrap_err(), Error::Schema1);
+        assert!(is_schema1(s1.as_bytes()));
+        assert!(!is_schema1(bare(&config).as_bytes()) && !is_schema1(b"not json"));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! The scheme is learned from the first `401`'s `WWW-Authenticate` challenge and remembered per
 //! registry, so later requests carry credentials up front instead of paying a 401 round-trip
 //! each. Bearer tokens are cached per scope set until shortly before they expire and are shared
-//! by all worker threads; only one thread fetches a given token at a time. Credentials go to the
-//! token endpoint only; they never appear in `Debug` output, logs or errors.
+//! by all worker threads. A scope set's token is fetched once: workers needing it meanwhile wait
+//! for that fetch; tokens of other scope sets are fetched at the same time, so a slow token
+//! server delays each repository by one answer, not by every other repository's. Credentials go
+//! to the token endpoint only; they never appear in `Debug` output, logs or errors.
 //!
 //! A token is asked for with `GET realm?service=…&scope=…` and the credentials as Basic (the
 //! distribution token spec), or — when the username is [`IDENTITY_TOKEN_USERNAME`], i.e. the
@@ -12,7 +14,6 @@
 //! refresh-token grant: a form `POST` to the realm, without `Authorization`. Credentials of an
 //! https registry never go to a plain-http realm ([`ErrorKind::InsecureRealm`]).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -22,6 +23,7 @@ use super::error::{self, transport};
 use super::http::encode_query;
 use super::settings::Credentials;
 use crate::retry::Backoff;
+use crate::slots::Slots;
 use crate::store::{Access, Error, ErrorKind};
 
 /// The username meaning "the password is an identity token" (docker's convention, as its
@@ -65,6 +67,7 @@ enum Scheme {
     },
 }
 
+#[derive(Clone)]
 struct Token {
     value: String,
     /// When to stop using it: shortly before it expires (half-way for very short lifetimes).
@@ -77,11 +80,6 @@ impl Token {
     }
 }
 
-struct State {
-    scheme: Scheme,
-    tokens: HashMap<String, Token>,
-}
-
 pub struct Authenticator {
     registry: String,
     /// The registry itself is https: its credentials never go to a plain-http token realm.
@@ -89,9 +87,14 @@ pub struct Authenticator {
     /// A token answer is small: it must arrive whole within this time (a trickle is a stall).
     deadline: Duration,
     credentials: Option<Credentials>,
-    state: Mutex<State>,
-    /// Held while fetching a token so concurrent workers wait for one fetch instead of racing.
-    fetching: Mutex<()>,
+    /// The scheme the last challenge asked for. Locked only to read or replace it: never across
+    /// a request, and never while waiting for a token slot.
+    scheme: Mutex<Scheme>,
+    /// Bearer tokens by scope set (the scopes joined with a space). A slot is held while its
+    /// token is fetched, so workers needing the same scopes wait for that one fetch and then use
+    /// its token; a slot holds at most one fetch (with its retries) at a time, and no other lock
+    /// is taken while it is held, so different scope sets are fetched in parallel.
+    tokens: Slots<String, Token>,
 }
 
 #[derive(Deserialize)]
@@ -152,8 +155,8 @@ impl Authenticator {
             https,
             deadline,
             credentials,
-            state: Mutex::new(State { scheme: Scheme::Unknown, tokens: HashMap::new() }),
-            fetching: Mutex::new(()),
+            scheme: Mutex::new(Scheme::Unknown),
+            tokens: Slots::default(),
         }
     }
 
@@ -163,32 +166,34 @@ impl Authenticator {
 
     /// The `Authorization` value for a request needing `scopes`, fetching a token if needed.
     pub fn header(&self, agent: &ureq::Agent, scopes: &[String]) -> Result<Option<String>, Error> {
-        let key = scopes.join(" ");
-        let scheme = {
-            let st = self.state.lock();
-            if let Some(t) = st.tokens.get(&key) {
-                if t.fresh() {
-                    return Ok(Some(format!("Bearer {}", t.value)));
-                }
-            }
-            st.scheme.clone()
+        let scheme = self.scheme.lock().clone();
+        let (realm, service) = match scheme {
+            Scheme::Unknown => return Ok(None),
+            Scheme::Basic => return Ok(self.basic()),
+            Scheme::Bearer { realm, service } => (realm, service),
         };
-        match scheme {
-            Scheme::Unknown => Ok(None),
-            Scheme::Basic => Ok(self.basic()),
-            Scheme::Bearer { realm, service } => {
-                let _one_fetch = self.fetching.lock();
-                // Another thread may have fetched it while we waited.
-                if let Some(t) = self.state.lock().tokens.get(&key) {
-                    if t.fresh() {
-                        return Ok(Some(format!("Bearer {}", t.value)));
-                    }
-                }
-                let token = self.fetch_token(agent, &realm, service.as_deref(), scopes)?;
-                let value = format!("Bearer {}", token.value);
-                self.state.lock().tokens.insert(key, token);
-                Ok(Some(value))
-            }
+        let slot = self.tokens.slot(&scopes.join(" "));
+        let mut held = slot.lock();
+        // Another worker may have fetched it while this one waited for the slot.
+        if let Some(t) = held.as_ref().filter(|t| t.fresh()) {
+            return Ok(Some(format!("Bearer {}", t.value)));
+        }
+        // A failure leaves the slot as it was: the next worker to need it tries for itself.
+        let token = self.fetch_token(agent, &realm, service.as_deref(), scopes)?;
+        let value = format!("Bearer {}", token.value);
+        *held = Some(token);
+        Ok(Some(value))
+    }
+
+    /// Drop the token of `scopes` the registry refused (`sent`), unless another worker has
+    /// already replaced it. Waits for a fetch of the same scopes in progress, so it is called
+    /// with no other lock held.
+    fn forget(&self, scopes: &[String], sent: Option<&str>) {
+        let Some(refused) = sent.and_then(|s| s.strip_prefix("Bearer ")) else { return };
+        let slot = self.tokens.slot(&scopes.join(" "));
+        let mut held = slot.lock();
+        if held.as_ref().is_some_and(|t| t.value == refused) {
+            *held = None;
         }
     }
 
@@ -252,7 +257,7 @@ impl Authenticator {
                         })
                         .map(|e| format!(": {e}"))
                         .unwrap_or_default();
-                    self.state.lock().tokens.remove(&scopes.join(" "));
+                    self.forget(scopes, sent);
                     format!("the registry rejected the token its token server issued for {who}{error}")
                 }
                 Some(s) if s.starts_with("Basic ") => "invalid username or password".to_string(),
@@ -267,7 +272,6 @@ impl Authenticator {
             .map_err(|e| self.unauthorized(format!("unparsable WWW-Authenticate challenge: {e}")))?;
         let bearer = parsed.iter().find(|c| c.scheme.eq_ignore_ascii_case("bearer"));
         let basic = parsed.iter().any(|c| c.scheme.eq_ignore_ascii_case("basic"));
-        let mut st = self.state.lock();
         if let Some(c) = bearer {
             let param =
                 |name: &str| c.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_unescaped());
@@ -277,8 +281,8 @@ impl Authenticator {
             let scheme = Scheme::Bearer { realm, service: param("service") };
             // A rejected token (expired early, too narrow) is dropped; the caller retries once
             // with a fresh one and reports the second 401.
-            st.tokens.remove(&scopes.join(" "));
-            st.scheme = scheme;
+            self.forget(scopes, sent);
+            *self.scheme.lock() = scheme;
             return Ok(());
         }
         if basic {
@@ -288,7 +292,7 @@ impl Authenticator {
             if sent.is_some_and(|s| s.starts_with("Basic ")) {
                 return Err(self.unauthorized("invalid username or password"));
             }
-            st.scheme = Scheme::Basic;
+            *self.scheme.lock() = Scheme::Basic;
             return Ok(());
         }
         Err(self.unauthorized(format!("unsupported authentication scheme in {challenge:?}")))
@@ -435,6 +439,21 @@ mod tests {
              &scope=repository%3Aa%2Fb%3Apull%20repository%3Ac%3Apull%2Cpush&client_id=image-syncer"
         );
         assert_eq!(refresh_form("t", None, &[]), "grant_type=refresh_token&refresh_token=t&client_id=image-syncer");
+    }
+
+    #[test]
+    fn a_refused_token_is_dropped_but_not_one_fetched_since() {
+        let a = auth(true, Some(("u", "p")));
+        let scopes = [pull_scope("a/b")];
+        let key = scopes.join(" ");
+        let token = |v: &str| Token { value: v.into(), refresh_at: Instant::now() + Duration::from_secs(60) };
+        let held = |a: &Authenticator| a.tokens.slot(&key).lock().as_ref().map(|t| t.value.clone());
+        a.tokens.set(&key, token("new"));
+        a.forget(&scopes, Some("Bearer old"));
+        a.forget(&scopes, None);
+        assert_eq!(held(&a).as_deref(), Some("new"));
+        a.forget(&scopes, Some("Bearer new"));
+        assert_eq!(held(&a), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::error;
 use super::http::header;
 use super::Client;
 use crate::digest::Digest;
-use crate::manifest::{MediaType, ACCEPT, MAX_MANIFEST_BYTES};
+use crate::manifest::{is_schema1, MediaType, ACCEPT, MAX_MANIFEST_BYTES};
 use crate::reference::Reference;
 use crate::store::{Access, Error, ErrorKind, Fetched, Head};
 
@@ -77,10 +77,10 @@ impl Client {
             let announced = content_digest(&r);
             let bytes = self.read_body(r, MAX_MANIFEST_BYTES, &what)?;
             let actual = Digest::of(&bytes);
-            // A signed schema1 manifest's announced digest covers its payload without the
-            // signatures, not the bytes served.
-            let schema1 = media_type.as_ref() == Some(&MediaType::DOCKER_SCHEMA1_SIGNED);
-            let expected = reference.digest().cloned().or(announced.filter(|_| !schema1));
+            let expected = reference
+                .digest()
+                .cloned()
+                .or_else(|| announced.filter(|_| !signed_schema1(media_type.as_ref(), &bytes)));
             if let Some(expected) = expected.filter(|e| *e != actual) {
                 return Err(Error::new(&self.registry, &what, ErrorKind::DigestMismatch { expected, actual }));
             }
@@ -139,6 +139,17 @@ fn content_type(r: &ureq::http::Response<ureq::Body>) -> Option<MediaType> {
     header(r, "content-type").map(|t| MediaType::from_header(&t))
 }
 
+/// Whether an answer may be a signed schema 1 manifest, whose announced digest covers its
+/// payload without the signatures, not the bytes served: by its `Content-Type`, or by its body
+/// when that type names no manifest (old Artifactory serves schema 1 as `application/json`:
+/// moby/moby#19400). Such a manifest is then refused as schema 1, not as damaged in transit.
+fn signed_schema1(media_type: Option<&MediaType>, bytes: &[u8]) -> bool {
+    match media_type {
+        Some(t) if t.names_a_manifest() => *t == MediaType::DOCKER_SCHEMA1_SIGNED,
+        _ => is_schema1(bytes),
+    }
+}
+
 /// The `Docker-Content-Digest` header, when it is a digest we can check.
 fn content_digest(r: &ureq::http::Response<ureq::Body>) -> Option<Digest> {
     header(r, "docker-content-digest").and_then(|d| Digest::parse(&d).ok())
@@ -149,5 +160,23 @@ pub(crate) fn sep(reference: &Reference) -> char {
     match reference {
         Reference::Tag(_) => ':',
         Reference::Digest(_) => '@',
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announced_digest_of_schema_1_served_as_json_is_not_checked() {
+        let s1 = br#"{"schemaVersion":1,"fsLayers":[],"signatures":[{"signature":"c2ln"}]}"#;
+        let v2 = br#"{"schemaVersion":2,"config":{"digest":"sha256:11","size":1}}"#;
+        let json = MediaType::from_header("application/json");
+        assert!(signed_schema1(Some(&MediaType::DOCKER_SCHEMA1_SIGNED), b""));
+        assert!(signed_schema1(Some(&json), s1) && signed_schema1(None, s1));
+        assert!(!signed_schema1(Some(&json), v2) && !signed_schema1(None, v2));
+        // A manifest type in the header is believed: the body is not read.
+        assert!(!signed_schema1(Some(&MediaType::DOCKER_SCHEMA1), s1));
+        assert!(!signed_schema1(Some(&MediaType::OCI_MANIFEST), s1));
     }
 }

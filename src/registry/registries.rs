@@ -83,11 +83,13 @@ impl Registries {
             None if is_loopback(host) => !speaks_tls(&agent, host),
             None => false,
         };
+        // A credential helper may be slow: asked before taking the client map, so it delays
+        // only the workers that need this registry.
+        let credentials = self.auth.credentials(repo);
         let mut clients = self.clients.lock();
         if let Some(c) = clients.get(&key) {
             return c.clone();
         }
-        let credentials = self.auth.credentials(repo);
         if credentials.is_none() && self.anonymous_logged.lock().insert(repo.to_string()) {
             log::info!("no credentials for {repo}: accessing it anonymously");
         }
@@ -140,6 +142,32 @@ fn is_loopback(registry: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A credential helper that takes a while for `slow.io`.
+    struct SlowHelper;
+    impl crate::registry::Keychain for SlowHelper {
+        fn credentials(&self, registry: &str) -> Option<crate::registry::Credentials> {
+            if registry == "slow.io" {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            None
+        }
+    }
+
+    #[test]
+    fn a_slow_credential_helper_holds_up_only_its_registry() {
+        let auth = Auth::new(Vec::new(), Box::new(SlowHelper));
+        let regs = Registries::new(auth, TlsOptions::default(), Limits::default(), 2).expect("no TLS files");
+        let (slow, fast) = (Arc::<str>::from("slow.io"), Arc::<str>::from("fast.io"));
+        std::thread::scope(|s| {
+            s.spawn(|| regs.client(&slow, &Repository::on_registry("slow.io", "a")));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let started = std::time::Instant::now();
+            regs.client(&fast, &Repository::on_registry("fast.io", "b"));
+            let waited = started.elapsed();
+            assert!(waited < std::time::Duration::from_millis(300), "fast.io waited {waited:?} for slow.io's helper");
+        });
+    }
 
     #[test]
     fn loopback() {

@@ -6,14 +6,12 @@
 //! (in go-containerregistry's terms, an authenticator), which the config layer supplies — so
 //! docker's and podman's credential files stay out of this layer too.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
 use crate::reference::Repository;
+use crate::slots::Slots;
 
 /// Username and password. `Debug` hides the password, so a stray `{:?}` cannot leak it.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -95,8 +93,9 @@ impl Keychain for NoKeychain {
 pub struct Auth {
     rules: Vec<AuthRule>,
     keychain: Box<dyn Keychain>,
-    /// The keychain's answers, per registry (asked once: a helper may be slow).
-    asked: Mutex<HashMap<String, Option<Credentials>>>,
+    /// The keychain's answers, per registry: asked once (a helper may be slow), in a slot per
+    /// registry, so a slow helper holds up only the workers that need its registry's answer.
+    asked: Slots<String, Option<Credentials>>,
 }
 
 impl fmt::Debug for Auth {
@@ -113,7 +112,7 @@ impl Default for Auth {
 
 impl Auth {
     pub fn new(rules: Vec<AuthRule>, keychain: Box<dyn Keychain>) -> Auth {
-        Auth { rules, keychain, asked: Mutex::new(HashMap::new()) }
+        Auth { rules, keychain, asked: Slots::default() }
     }
 
     /// The longest key matching `repo`: `registry/namespace` beats `registry`.
@@ -127,7 +126,10 @@ impl Auth {
             return Some(c);
         }
         let registry = repo.location.registry()?;
-        self.asked.lock().entry(registry.to_string()).or_insert_with(|| self.keychain.credentials(registry)).clone()
+        let Ok(asked) = self.asked.get_or_fill::<std::convert::Infallible>(&registry.to_string(), || {
+            Ok(Some(self.keychain.credentials(registry)))
+        });
+        asked.flatten()
     }
 
     pub fn rules(&self) -> &[AuthRule] {

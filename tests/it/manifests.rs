@@ -1,6 +1,7 @@
 //! Manifests of any shape: indexes nested in indexes with docker and OCI children side by side,
 //! OCI artifacts with an empty config, nesting too deep to copy, `--arch` below a nested index,
-//! a `Content-Type` that contradicts the body, and schema 1 (refused).
+//! a `Content-Type` that contradicts the body, manifests served as `application/json` (as
+//! Artifactory does), and schema 1 (refused).
 
 use crate::common::*;
 
@@ -196,6 +197,59 @@ fn content_type_contradicting_the_body_fails_the_image() {
     assert_eq!(dst.api().head_manifest("ct/bad", "v1"), None, "nothing pushed for the bad image");
     assert_eq!(dst.api().head_manifest("ct/bad", &bad.digest), None);
     assert_image_copied(src.api(), dst.api(), &good, "ct/good", "v1");
+}
+
+/// Artifactory answers a manifest request `406` unless `Accept` includes `application/json`,
+/// and may answer it as `application/json` (concourse/docker-image-resource#40): every manifest
+/// request, GET and HEAD, at the source and the destination, accepts it; manifests of all four
+/// types relayed as `application/json` from both sides are copied byte-exact under their own
+/// types, and a re-run (the destination's HEADs answered `application/json`) writes nothing.
+#[test]
+fn manifests_served_as_application_json_sync_byte_exact() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, repo) = (src.api(), "json/app");
+    let docker = push_image(s, repo, "docker", ImageKind::Docker, "linux", "amd64", "");
+    let oci = push_image(s, repo, "oci", ImageKind::Oci, "linux", "arm64", "v8");
+    let list = push_index(s, repo, "list", IndexKind::List, &[("linux", "amd64", ""), ("linux", "s390x", "")]);
+    let index = push_index(s, repo, "index", IndexKind::OciIndex, &[("linux", "arm", "v7"), ("linux", "ppc64le", "")]);
+    let as_json = || ProxyOpts {
+        manifest_content_types: vec![("/manifests/".to_string(), "application/json".to_string())],
+        ..ProxyOpts::default()
+    };
+    let (src_proxy, dst_proxy) = (Proxy::start_with(&src.addr(), as_json()), Proxy::start_with(&dst.addr(), as_json()));
+    let job = Job::new(
+        &[AuthEntry::insecure(&src_proxy.addr()), AuthEntry::insecure(&dst_proxy.addr())],
+        &images_yaml_values(&[(src_proxy.repo("json/app:docker,oci,list,index"), dst_proxy.repo(repo))]),
+    );
+    job.run_within(60, &[]).assert_ok();
+    assert_image_copied(s, dst.api(), &docker, repo, "docker");
+    assert_image_copied(s, dst.api(), &oci, repo, "oci");
+    assert_index_copied(s, dst.api(), &list, repo, "list");
+    assert_index_copied(s, dst.api(), &index, repo, "index");
+
+    dst.clear_requests();
+    let rerun = job.run_within(60, &[]);
+    rerun.assert_ok();
+    assert_eq!(dst.writes(), Vec::new(), "a re-run writes nothing at the destination\n{rerun}");
+
+    for (side, proxy) in [("source", &src_proxy), ("destination", &dst_proxy)] {
+        let manifest_reads: Vec<ProxyRequest> = proxy
+            .requests()
+            .into_iter()
+            .filter(|r| (r.method == "GET" || r.method == "HEAD") && r.path().contains("/manifests/"))
+            .collect();
+        assert!(!manifest_reads.is_empty(), "no manifest read at the {side}");
+        for r in &manifest_reads {
+            let accept = r.header("accept").unwrap_or_default();
+            assert!(
+                accept.split(',').any(|t| t.split(';').next().unwrap_or("").trim() == "application/json"),
+                "{side}: {} {} accepts {accept:?}, without application/json",
+                r.method,
+                r.uri
+            );
+        }
+    }
 }
 
 /// A signed schema 1 manifest (as an old registry serves it): refused with one line.

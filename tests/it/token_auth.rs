@@ -4,7 +4,8 @@
 //! passwords, tokens the registry rejects, and no credential or token in any output at
 //! `RUST_LOG=trace`. Also: no credentials to a plain-http realm of an https registry, and
 //! identity tokens (username `<token>`: the auth file, docker's `identitytoken`, a credential
-//! helper) exchanged with the OAuth2 refresh-token grant.
+//! helper) exchanged with the OAuth2 refresh-token grant. And a slow token server is asked for
+//! several repositories' tokens at once, not one after the other (issue 22).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -575,4 +576,38 @@ fn refused_identity_token_fails_with_one_clear_line() {
     assert!(reqs.iter().all(|r| r.token.is_none()), "nothing was issued");
     assert!(dst.tap.authorizations().is_empty(), "the registry received no Authorization at all");
     assert!(dst.api().tags("id/refused").is_empty());
+}
+
+#[test]
+fn a_slow_token_server_is_asked_for_several_scopes_at_once() {
+    // Each token answer takes 2 s (a slow identity provider). 16 repositories need 16 pull
+    // tokens: one at a time that is ≥ 32 s; 8 workers asking at once take a few rounds of 2 s.
+    const REPOS: usize = 16;
+    const DELAY: Duration = Duration::from_secs(2);
+    let server = TokenServer::start(TokenOpts { delay: DELAY, ..TokenOpts::new(USER, PASS) });
+    let src = TokenRegistry::start(&server, Duration::ZERO);
+    let dst = Registry::start();
+    let names: Vec<String> = (0..REPOS).map(|i| format!("many/app{i}")).collect();
+    let imgs: Vec<Image> = names.iter().map(|n| push_simple(src.api(), n, "v1")).collect();
+    let (sources, targets): (Vec<String>, Vec<String>) =
+        names.iter().map(|n| (src.repo(&format!("{n}:v1")), dst.repo(n))).unzip();
+    let targets: Vec<[&str; 1]> = targets.iter().map(|t| [t.as_str()]).collect();
+    let rules: Vec<(&str, &[&str])> = sources.iter().zip(&targets).map(|(s, t)| (s.as_str(), &t[..])).collect();
+    let job = PrivateJob::new(&[src.key(PASS), AuthKey::new(&dst.addr()).insecure()], &rules);
+
+    let started = std::time::Instant::now();
+    job.run_within(90, &["--proc", "8"]).assert_ok();
+    let took = started.elapsed();
+
+    for (img, name) in imgs.iter().zip(&names) {
+        assert_image_copied(src.api(), dst.api(), img, name, "v1");
+    }
+    for name in &names {
+        let scope = format!("repository:{name}:pull");
+        assert_eq!(scope_counts(&server, &scope), 1, "{scope} fetched once: {:#?}", server.requests());
+    }
+    let overlap = server.max_in_flight();
+    assert!(overlap >= 4, "token requests were not sent in parallel: at most {overlap} in flight at once");
+    let serial = DELAY * REPOS as u32;
+    assert!(took < serial / 2, "{REPOS} repositories took {took:.1?} (one token at a time: {serial:?})");
 }

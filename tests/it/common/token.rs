@@ -5,13 +5,14 @@
 //! asked for, issues RS256 JWTs that distribution 2.8 accepts (signed with a [`JwtSigner`] whose
 //! certificate is the registry's `rootcertbundle`), and records every request: method, scopes,
 //! service, headers, form fields and the credentials that came with it. One request per
-//! connection; stops on drop.
+//! connection, each on its own thread; stops on drop. It may answer after a delay (a slow
+//! identity provider), and counts the most requests it had in flight at once.
 
 use std::collections::BTreeSet;
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,6 +44,8 @@ pub struct TokenOpts {
     pub refresh_token: Option<String>,
     /// Grant a `GET` without any `Authorization` (anonymous pulls).
     pub anonymous: bool,
+    /// How long every answer is held after the request arrived.
+    pub delay: Duration,
 }
 
 impl TokenOpts {
@@ -57,6 +60,7 @@ impl TokenOpts {
             marker: "tok3n-marker".into(),
             refresh_token: None,
             anonymous: false,
+            delay: Duration::ZERO,
         }
     }
 
@@ -115,9 +119,31 @@ fn decode_pairs(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+#[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<TokenRequest>>,
     issued: AtomicU64,
+    /// Requests read and not yet answered.
+    in_flight: AtomicUsize,
+    /// The most there ever were.
+    max_in_flight: AtomicUsize,
+}
+
+/// One request in flight, from its arrival until its answer was written.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct TokenServer {
@@ -134,7 +160,7 @@ impl TokenServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared { requests: Mutex::new(Vec::new()), issued: AtomicU64::new(0) });
+        let shared = Arc::new(Shared::default());
         let (stop2, shared2, signer2) = (stop.clone(), shared.clone(), signer.clone());
         let thread = thread::spawn(move || {
             let mut handles = Vec::new();
@@ -173,6 +199,11 @@ impl TokenServer {
         self.requests().into_iter().filter_map(|r| r.token).collect()
     }
 
+    /// The most token requests that were in flight (arrived, not yet answered) at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// The distinct scope sets asked for (each sorted and joined with a space).
     pub fn scope_sets(&self) -> BTreeSet<String> {
         self.requests()
@@ -204,6 +235,7 @@ fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &Jwt
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     let Some(head) = read_head(&mut reader) else { return };
+    let _in_flight = InFlight::new(shared);
     let method = head.line.split_whitespace().next().unwrap_or("").to_string();
     let authorization = head.get("authorization");
     let uri = head.line.split_whitespace().nth(1).unwrap_or("").to_string();
@@ -229,6 +261,7 @@ fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &Jwt
         .and_then(|b| base64_decode(b.trim()))
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())));
+    thread::sleep(opts.delay);
     let mut record = TokenRequest {
         method: method.clone(),
         path: path.to_string(),

@@ -1,8 +1,10 @@
 //! Per-key once-slots: the first worker to need what is known about a key (a registry's
-//! referrers API, a repository's tag list, a manifest read for several destinations) finds it
-//! out while holding that key's slot, and workers asking about the same key at that moment wait
-//! for its answer instead of asking too. Other keys are never held up: there is no run-wide
-//! lock across a network call (go-containerregistry's per-digest `sync.Once` in `pusher.go`).
+//! referrers API, a repository's tag list, a manifest read for several destinations, a token
+//! for a scope set) finds it out while holding that key's slot, and workers asking about the
+//! same key at that moment wait for its answer instead of asking too. Other keys are never held
+//! up: there is no run-wide lock across a network call (go-containerregistry's per-digest
+//! `sync.Once` in `pusher.go`). A leaf module, so that the registry client and the engine share
+//! it.
 //!
 //! Invariant: the map's own lock is held only to find or make a slot, never while a slot is
 //! held; a slot's lock is held for at most one lookup of its key.
