@@ -7,11 +7,14 @@
 //! when the HEAD says the tag is a single image. Looking up its referrers is free from the tag
 //! list read once per repository, or one GET at a source with the referrers API. Otherwise the
 //! source manifest is fetched, filtered if asked, and compared with the destination by digest —
-//! never by JSON text. An unchanged image still gets what refers to it and is missing at the
-//! destination. A copied image's own tasks are queued before its referrers are looked up, and
-//! an index's children are planned by tasks of their own ([`child`]), the image's manifest
-//! held until all of that is planned ([`super::graph::Held`]): on a far source, its blobs do
-//! not wait for the referrers round trip, nor its children for one another.
+//! never by JSON text. An unchanged image still gets what refers to it, or to any manifest below
+//! it, and is missing at the destination (referrers arrive after their subject: `cosign sign
+//! --recursive` signs each platform's manifest); an unchanged index is read to find its
+//! children only where one of them may have a referrer ([`referrers_below`]). A copied image's
+//! own tasks are queued before its referrers are looked up, and an index's children are planned
+//! by tasks of their own ([`child`]), the image's manifest held until all of that is planned
+//! ([`super::graph::Held`]): on a far source, its blobs do not wait for the referrers round
+//! trip, nor its children for one another.
 
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ use super::dry_run;
 use super::error::SyncError;
 use super::graph::{Action, ChildTask, Graph, Planned, Task};
 use super::plan::{image_platform, Planner};
+use super::referrers;
 use crate::digest::Digest;
 use crate::manifest::{entries, Filtered, Kind, Manifest, MediaType};
 use crate::reference::Reference;
@@ -53,9 +57,9 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             };
             let judged =
                 |t: &Option<MediaType>| ctx.opts.filter.is_empty() || t.as_ref().is_some_and(MediaType::is_image);
-            if let Some(sd) = head.filter(|h| judged(&h.media_type)).and_then(|h| h.digest) {
-                if dd.as_ref() == Some(&sd) {
-                    return settled(ctx, &mut planner, pair, sd, true);
+            if let Some(h) = head.filter(|h| judged(&h.media_type)) {
+                if let Some(sd) = h.digest.filter(|sd| dd.as_ref() == Some(sd)) {
+                    return settled(ctx, &mut planner, pair, sd, true, Below::Head(h.media_type));
                 }
             }
         }
@@ -94,7 +98,7 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             _ => dc.manifest_digest(&dst.repo, &dst.reference, Access::Push)?,
         };
         if dd.as_ref() == Some(&digest) {
-            return settled(ctx, &mut planner, &pair, digest, !filtered);
+            return settled(ctx, &mut planner, &pair, digest, !filtered, Below::Bytes(&bytes));
         }
     }
 
@@ -162,20 +166,31 @@ pub fn child(ctx: &Ctx, task: &ChildTask) -> Result<(), SyncError> {
     let planned = planner.child(&task.child, 1)?;
     // Taken only now: a failed try leaves it for the next pass.
     if let Some(held) = task.held.lock().take() {
-        held.release(planned.into_iter().collect(), &ctx.queue, &pair.src.repo, &pair.dst.repo);
+        held.release(planned, &ctx.queue, &pair.src.repo, &pair.dst.repo);
     }
     Ok(())
 }
 
-/// The destination has the image: done, unless something referring to it is missing there.
+/// What the unchanged path knows of the image's manifest, to find what is below it.
+enum Below<'b> {
+    /// Its media type, from the source's HEAD (the bytes were not read).
+    Head(Option<MediaType>),
+    /// The manifest as pushed (filtered, if the filter rewrote it).
+    Bytes(&'b [u8]),
+}
+
+/// The destination has the image: done, unless something referring to it (`with_referrers`),
+/// or to a manifest below it, is missing there.
 fn settled(
     ctx: &Ctx,
     planner: &mut Planner,
     pair: &Arc<Pair>,
     digest: Digest,
     with_referrers: bool,
+    below: Below,
 ) -> Result<(), SyncError> {
-    let missing = if with_referrers { planner.referrers(&digest, 2)? } else { Vec::new() };
+    let mut missing = if with_referrers { planner.referrers(&digest, 2)? } else { Vec::new() };
+    missing.extend(referrers_below(ctx, planner, &digest, below)?);
     if missing.is_empty() {
         ctx.unchanged(pair, &digest);
         return Ok(());
@@ -184,6 +199,38 @@ fn settled(
     top.action = Action::Settle(digest.clone());
     top.children = missing;
     queue(ctx, pair, top, &digest)
+}
+
+/// What refers to a manifest below the unchanged image `digest` and is missing at the
+/// destination. Its entries are read from its bytes when the path that found it unchanged
+/// fetched them; after a HEAD, an index is read (from the destination, see
+/// [`Planner::referrers_below`]) only where one of its children may have a referrer — so a
+/// no-op run against a source that lists referrers as tags costs no request more when no child
+/// has any.
+fn referrers_below(ctx: &Ctx, planner: &mut Planner, digest: &Digest, below: Below) -> Result<Vec<Planned>, SyncError> {
+    if !ctx.opts.referrers.enabled {
+        return Ok(Vec::new());
+    }
+    let read;
+    let bytes = match below {
+        Below::Bytes(b) => b,
+        // An image has nothing below it; a type that names no manifest (`application/json`) tells
+        // nothing.
+        Below::Head(Some(t)) if t.names_a_manifest() && !t.is_index() => return Ok(Vec::new()),
+        Below::Head(_) => {
+            if !referrers::below_may_have(ctx, planner.sc, planner.src, digest) {
+                return Ok(Vec::new());
+            }
+            let at = planner.at_dst(Reference::Digest(digest.clone()));
+            read = planner.dc.get_manifest(&at.repo, &at.reference, Access::Push)?;
+            &read.bytes
+        }
+    };
+    match Manifest::parse(bytes, None).map(|m| m.kind) {
+        Ok(Kind::Index { manifests }) => planner.referrers_below(&manifests, 1),
+        Ok(Kind::Image { .. }) => Ok(Vec::new()),
+        Err(m) => Err(SyncError::manifest(&planner.at_dst(Reference::Digest(digest.clone())), m)),
+    }
 }
 
 /// Queue the graph of `top` (or, in a dry run, report what it would move).
@@ -199,8 +246,76 @@ fn queue(ctx: &Ctx, pair: &Arc<Pair>, top: Planned, digest: &Digest) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::testing::{arm64, copy, copy_v1, image, multi_arch, src_dst, sync, Op};
+    use crate::engine::testing::{
+        arm64, copy, copy_v1, image, index, multi_arch, src_dst, sync, Image, MemStore, Op, SIG,
+    };
     use crate::engine::Outcome;
+    use crate::manifest::fallback_tag;
+
+    /// A multi-arch `a:v1` at both `src` and `dst`, and a signature of its arm64 child at `src`
+    /// (listed under the child's fallback tag too): the index, and the signature.
+    fn child_signed_at_the_source(src: &MemStore, dst: &MemStore) -> (Image, Image) {
+        let idx = multi_arch();
+        let sig = image("sig").refers_to(&idx.children[1], SIG).build();
+        src.add("a", Some("v1"), &idx);
+        dst.add("a", Some("v1"), &idx);
+        src.add("a", None, &sig);
+        src.add("a", Some(&fallback_tag(&idx.children[1].digest)), &index(&[&sig]));
+        (idx, sig)
+    }
+
+    #[test]
+    fn an_unchanged_index_gets_what_now_refers_to_its_children() {
+        for api in [true, false] {
+            let (src, dst) = (MemStore::with_referrers_api("src.io", api), MemStore::new("dst.io"));
+            let (idx, sig) = child_signed_at_the_source(&src, &dst);
+            let report = sync(copy_v1(), &[&src, &dst]);
+            assert_eq!(report.outcomes[0].1, Outcome::Unchanged(idx.digest.clone()), "api: {api}");
+            assert!(dst.manifest("a", &sig.digest).is_some(), "the child's signature arrived (api: {api})");
+            assert_eq!(src.count(Op::GetManifest), if api { 1 } else { 2 }, "the signature (and its fallback tag)");
+            assert_eq!(dst.count_on(Op::GetManifest, &idx.digest), 1, "the index read once, where it is");
+        }
+    }
+
+    #[test]
+    fn an_unchanged_index_is_not_read_when_no_tag_names_a_referrer_below_it() {
+        let (src, dst) = (MemStore::without_referrers_api("src.io"), MemStore::new("dst.io"));
+        let idx = multi_arch();
+        let sig = image("sig").refers_to(&idx, SIG).build();
+        src.add("a", Some("v1"), &idx);
+        dst.add("a", Some("v1"), &idx);
+        dst.add("a", None, &sig);
+        src.add("a", Some(&fallback_tag(&idx.digest)), &index(&[&sig]));
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert_eq!(report.outcomes[0].1, Outcome::Unchanged(idx.digest.clone()));
+        assert_eq!(dst.count(Op::GetManifest), 0, "the index is not read: {:?}", dst.calls(Op::GetManifest));
+        assert_eq!(src.count(Op::GetManifest), 1, "the index's own fallback tag");
+        assert!(dst.writes().is_empty());
+    }
+
+    #[test]
+    fn no_referrers_reads_nothing_below_an_unchanged_index() {
+        let (src, dst) = src_dst();
+        child_signed_at_the_source(&src, &dst);
+        let mut job = copy_v1();
+        job.opts.referrers.enabled = false;
+        sync(job, &[&src, &dst]);
+        assert_eq!((src.count(Op::Referrers), src.count(Op::GetManifest), dst.count(Op::GetManifest)), (0, 0, 0));
+        assert!(dst.writes().is_empty());
+    }
+
+    #[test]
+    fn a_changed_index_gets_what_refers_to_the_children_the_destination_has() {
+        let (src, dst) = src_dst();
+        let (idx, sig) = child_signed_at_the_source(&src, &dst);
+        let v2 = index(&[&idx.children[1], &image("new").build()]);
+        src.add("a", Some("v1"), &v2);
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tag("a", "v1"), Some(v2.digest));
+        assert!(dst.manifest("a", &sig.digest).is_some(), "the present child's signature arrived");
+        assert_eq!(src.count_on(Op::GetManifest, &idx.children[1].digest), 0, "the present child is not read");
+    }
 
     #[test]
     fn an_unchanged_image_costs_only_heads() {

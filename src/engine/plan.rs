@@ -109,7 +109,8 @@ impl<'a, 'c> Planner<'a, 'c> {
         Ok(keep)
     }
 
-    /// The children of an index at nesting `level` that the destination lacks, planned.
+    /// The children of an index at nesting `level` that the destination lacks, planned, and
+    /// what refers to the ones it has and is missing there.
     pub fn children(&mut self, manifests: &[Descriptor], level: usize) -> Result<Vec<Planned>, SyncError> {
         let mut out = Vec::new();
         for child in manifests {
@@ -118,13 +119,50 @@ impl<'a, 'c> Planner<'a, 'c> {
         Ok(out)
     }
 
-    /// One child of an index at nesting `level`, planned; `None` when the destination has it.
-    pub fn child(&mut self, child: &Descriptor, level: usize) -> Result<Option<Planned>, SyncError> {
+    /// One child of an index at nesting `level`, planned; when the destination has it, only
+    /// what refers to it (or to anything below it) and is missing there.
+    pub fn child(&mut self, child: &Descriptor, level: usize) -> Result<Vec<Planned>, SyncError> {
         if !self.ctx.opts.force && self.present(&child.digest)? {
             log::debug!("{}: child {} already present", self.dst, child.digest);
-            return Ok(None);
+            return self.below_present(child, level);
         }
-        self.manifest(&child.digest, level + 1).map(Some)
+        self.manifest(&child.digest, level + 1).map(|p| vec![p])
+    }
+
+    /// What refers to the entries of an index at nesting `level` that the destination has (and
+    /// to what is below them) and is missing there. Referrers come and go after their subject
+    /// (`cosign sign --recursive` signs each platform's manifest): an index that arrived whole
+    /// once is still compared below its top on each run.
+    pub fn referrers_below(&mut self, manifests: &[Descriptor], level: usize) -> Result<Vec<Planned>, SyncError> {
+        let mut out = Vec::new();
+        for entry in manifests {
+            out.extend(self.below_present(entry, level)?);
+        }
+        Ok(out)
+    }
+
+    /// [`Planner::referrers_below`] for one entry. A nested index is read from the destination
+    /// (by digest: the same bytes, and a source's pull budget counts manifest GETs) to find its
+    /// own entries; one the filter rewrote is not the source's, so nothing refers to it.
+    fn below_present(&mut self, entry: &Descriptor, level: usize) -> Result<Vec<Planned>, SyncError> {
+        if !self.ctx.opts.referrers.enabled {
+            return Ok(Vec::new());
+        }
+        let rewritten = self.cache.get(&entry.digest).map(|c| c.rewritten);
+        let mut out = if rewritten == Some(true) { Vec::new() } else { self.referrers(&entry.digest, level + 2)? };
+        if entry.media_type.is_index() {
+            if level >= MAX_DEPTH {
+                return Err(self.too_deep(&entry.digest));
+            }
+            let bytes = match self.cache.get(&entry.digest) {
+                Some(c) => c.bytes.clone(),
+                None => self.dc.get_manifest(self.dst, &Reference::Digest(entry.digest.clone()), Access::Push)?.bytes,
+            };
+            let list = entries(&bytes)
+                .map_err(|m| SyncError::manifest(&self.at_dst(Reference::Digest(entry.digest.clone())), m))?;
+            out.extend(self.referrers_below(&list, level + 1)?);
+        }
+        Ok(out)
     }
 
     /// Whether the destination has the manifest `digest`.

@@ -19,7 +19,7 @@ use super::error::SyncError;
 use super::graph::Planned;
 use super::lookups::learned;
 use crate::digest::Digest;
-use crate::manifest::{cosign_tags, fallback_tag, merge_fallback, MediaType, Referrer};
+use crate::manifest::{cosign_tags, fallback_tag, is_index, merge_fallback, MediaType, Referrer};
 use crate::reference::{ImageRef, Reference, Repository};
 use crate::store::{Access, Fetched, ReferrersAnswer, Store};
 
@@ -31,7 +31,7 @@ pub fn discover(ctx: &Ctx, sc: &dyn Store, src: &Repository, subject: &Digest) -
         let tag = Reference::Tag(fallback_tag(subject));
         if source_has(ctx, sc, src, &tag)? {
             listed = match ctx.manifests.get(sc, src, &tag) {
-                Ok(f) => Some(f.bytes),
+                Ok(f) => fallback_listing(f, &at),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.into()),
             };
@@ -51,6 +51,25 @@ pub fn discover(ctx: &Ctx, sc: &dyn Store, src: &Repository, subject: &Digest) -
         r.digest != *subject && (types.is_empty() || r.artifact_type.as_ref().is_some_and(|t| types.contains(t)))
     });
     Ok(found)
+}
+
+/// What the referrers tag of `at` (a subject by digest) serves, when it is a referrers index.
+///
+/// GitLab's registry has no referrers API and resolves the reference `sha256-<hex>` as the
+/// digest `sha256:<hex>`: the "tag" serves the subject itself, whose `manifests` (for an index)
+/// would pass for its referrers (oras-project/oras-go#1396). So the subject itself is no
+/// listing, nor is anything that is no index (cosign's `.sig`-style tags are copied as tags, by
+/// [`cosign`], never read as listings).
+fn fallback_listing(f: Fetched, at: &ImageRef) -> Option<Vec<u8>> {
+    if Some(&f.digest) == at.reference.digest() {
+        log::debug!("{at}: its referrers tag serves the manifest itself (read as a digest): it lists no referrers");
+        return None;
+    }
+    if !is_index(&f.bytes, f.media_type.as_ref()) {
+        log::warn!("{at}: its referrers tag names no index; referrers not read from it");
+        return None;
+    }
+    Some(f.bytes)
 }
 
 /// The source's referrers API answer for `subject`: `None` when the store has no such API, or
@@ -124,6 +143,8 @@ pub fn fallback_index(
     }
     let tag = Reference::Tag(fallback_tag(subject));
     let existing = match dc.get_manifest(dst, &tag, Access::Push) {
+        // GitLab serves the subject itself there (see [`fallback_listing`]): nothing is listed.
+        Ok(f) if f.digest == *subject => None,
         Ok(f) => Some(f.bytes),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e.into()),
@@ -160,6 +181,19 @@ pub fn cosign(
     Ok(out)
 }
 
+/// Whether a manifest below the index `top` (a child, a child's child) may have referrers at
+/// the source, told without a request: it may where the source has the referrers API or its
+/// tags cannot be listed; where it lists referrers as tags, only if one of those names another
+/// digest than `top`'s. Asked after `top`'s own referrers were looked up, which learned the
+/// former and read the tag list (once per repository).
+pub fn below_may_have(ctx: &Ctx, sc: &dyn Store, src: &Repository, top: &Digest) -> bool {
+    if *ctx.lookups.referrers_api(sc.name()).lock() == Some(true) {
+        return true;
+    }
+    let own = fallback_tag(top);
+    ctx.lookups.tags_of(sc, src).is_none_or(|tags| tags.iter().any(|t| !t.starts_with(&own)))
+}
+
 /// Whether the source repository has the referrer tag `reference` (a fallback or cosign tag:
 /// only those are kept from its tag list): from its tag list when it can be read, else by
 /// asking.
@@ -173,7 +207,8 @@ fn source_has(ctx: &Ctx, sc: &dyn Store, src: &Repository, reference: &Reference
 #[cfg(test)]
 mod tests {
     use crate::engine::testing::{
-        add_signed, add_signed_by_tag, copy_v1, image, index, job, rule, src_dst, sync, Image, MemStore, Op, SIG,
+        add_signed, add_signed_by_tag, copy_v1, image, index, job, multi_arch, rule, src_dst, sync, Image, MemStore,
+        Op, SIG,
     };
     use crate::manifest::{cosign_tags, fallback_tag, MediaType};
 
@@ -251,6 +286,31 @@ mod tests {
         src.fail(Op::ListTags, None, usize::MAX, 403);
         sync(copy_v1(), &[&src, &dst]);
         assert_eq!(dst.tag("a", &sig_tag), Some(cosign.digest));
+    }
+
+    #[test]
+    fn a_referrers_tag_naming_the_subject_itself_lists_nothing() {
+        // GitLab resolves `sha256-<hex>` as the digest (oras-project/oras-go#1396): as if it
+        // were a tag of the subject itself.
+        let (src, dst) = (MemStore::without_referrers_api("src.io"), MemStore::without_referrers_api("dst.io"));
+        let idx = multi_arch();
+        src.add("a", Some("v1"), &idx);
+        src.add("a", Some(&fallback_tag(&idx.digest)), &idx);
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tags("a"), ["v1"], "its children were taken for its referrers");
+        assert_eq!(dst.pushed().len(), 3, "each child once, then the index: {:?}", dst.pushed());
+    }
+
+    #[test]
+    fn a_destination_referrers_tag_naming_the_subject_itself_is_not_merged_into() {
+        let (src, dst) = (MemStore::without_referrers_api("src.io"), MemStore::without_referrers_api("dst.io"));
+        let (v1, sig) = add_signed_by_tag(&src);
+        dst.add("a", Some("v1"), &v1);
+        dst.add("a", Some(&fallback_tag(&v1.digest)), &v1);
+        let report = sync(copy_v1(), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.listed("a", &dst.tag("a", &fallback_tag(&v1.digest)).unwrap()), [sig.digest]);
     }
 
     #[test]

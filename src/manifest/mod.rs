@@ -19,7 +19,7 @@ use serde::Deserialize;
 pub use error::{Doc, Error};
 pub use media_type::{MediaType, ACCEPT};
 pub use platform::{apply, entries, filter_index, Filtered, Keep, PlatformFilter};
-pub use referrers::{cosign_tags, fallback_tag, is_referrer_tag, merge_fallback, Referrer};
+pub use referrers::{cosign_tags, fallback_tag, is_index, is_referrer_tag, merge_fallback, Referrer};
 
 use crate::digest::Digest;
 

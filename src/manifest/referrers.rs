@@ -65,6 +65,21 @@ pub fn is_referrer_tag(tag: &str) -> bool {
         && (suffix.is_empty() || COSIGN_SUFFIXES.iter().any(|s| suffix.strip_prefix('.') == Some(s)))
 }
 
+/// Whether `bytes`, served as `content_type`, is an index: by a `Content-Type` naming a
+/// manifest type, else by the body's `mediaType`, else by a `manifests` array (OCI lets an
+/// index leave its media type out). Only that is read, so that a listing with entries of any
+/// shape still counts.
+pub fn is_index(bytes: &[u8], content_type: Option<&MediaType>) -> bool {
+    if let Some(t) = content_type.filter(|t| t.names_a_manifest()) {
+        return t.is_index();
+    }
+    let doc: Value = serde_json::from_slice(bytes).unwrap_or_default();
+    match doc.get("mediaType").and_then(Value::as_str) {
+        Some(t) => MediaType::new(t).is_index(),
+        None => doc.get("manifests").is_some_and(Value::is_array),
+    }
+}
+
 /// The destination's fallback index for a subject with `add` merged in: `None` when it already
 /// lists every one of them. Entries already there are kept, in their order; new ones follow in
 /// the order given. `existing` that is no index is an error (we never overwrite what we cannot
@@ -122,6 +137,19 @@ mod tests {
         assert!(!is_referrer_tag(&format!("sha256-{}", "A".repeat(64))));
         assert!(!is_referrer_tag("v1.0"));
         assert!(!is_referrer_tag(&format!("sha256-{}é", "a".repeat(63))), "no panic on a non-ASCII tag");
+    }
+
+    #[test]
+    fn an_index_is_told_by_its_type_else_by_its_shape() {
+        let index = br#"{"schemaVersion":2,"manifests":[]}"#;
+        let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{}}"#;
+        assert!(is_index(index, None));
+        assert!(is_index(index, Some(&MediaType::new("application/json"))), "a type that is no manifest's is ignored");
+        assert!(!is_index(index, Some(&MediaType::OCI_MANIFEST)));
+        assert!(is_index(b"{}", Some(&MediaType::OCI_INDEX)));
+        assert!(!is_index(image, None));
+        assert!(!is_index(image, Some(&MediaType::new("text/plain"))));
+        assert!(!is_index(b"junk", None));
     }
 
     #[test]

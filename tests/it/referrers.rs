@@ -2,7 +2,10 @@
 //! the OCI 1.1 referrers API or, where it answers 404 (the Debian registry), the referrers tag
 //! schema (`sha256-HEX`), plus cosign's legacy `sha256-HEX.sig` tags; copied by digest, byte-
 //! exact, with their own referrers; listed at a destination without the API in its `sha256-HEX`
-//! tag, merged with what that tag already listed. `--no-referrers` turns all of it off.
+//! tag, merged with what that tag already listed. Every manifest of an image is followed, an
+//! index's children too, on every run: a signature added to a child later arrives. A
+//! `sha256-HEX` tag serving the manifest itself (GitLab) lists nothing. `--no-referrers` turns
+//! all of it off.
 
 use crate::common::signed::{assert_referrers_tag_lists, Published, Signed, SIGNED, SPDX};
 use crate::common::*;
@@ -276,4 +279,257 @@ fn a_listed_referrer_missing_at_the_source_is_skipped() {
     assert_image_copied(src.api(), dst.api(), &img, SIGNED, "v1");
     assert!(run.output().contains("missing at the source; skipped"), "{run}");
     assert_eq!(dst.api().tags(SIGNED), vec!["v1"], "no fallback index listing what is not there");
+}
+
+/// The repository of the multi-arch image whose children get signed.
+const MULTI: &str = "signed/multi";
+
+/// A multi-arch image `MULTI:v1` (linux/amd64, linux/arm64) at `c`.
+fn push_multi(c: &Client) -> Index {
+    push_index(c, MULTI, "v1", IndexKind::OciIndex, &[("linux", "amd64", ""), ("linux", "arm64", "v8")])
+}
+
+/// The digest and descriptor of the arm64 child of `idx`.
+fn arm64_child(idx: &Index) -> (String, serde_json::Value) {
+    let child = idx.child("linux", "arm64", "v8");
+    (child.digest.clone(), descriptor(&child.media_type, &child.bytes))
+}
+
+/// A signature of `subject` (a descriptor) pushed to `MULTI` at `c`, as `cosign sign` and `oras
+/// attach` write one: an OCI 1.1 artifact whose `subject` it is (by digest only), then with
+/// [`Published::FallbackTags`] listed under the subject's `sha256-HEX` tag and a cosign legacy
+/// signature under `sha256-HEX.sig`. What must follow the subject: the artifact, then the legacy
+/// signature if any.
+fn sign(c: &Client, subject: &serde_json::Value, published: Published) -> Vec<Pushed> {
+    let digest = subject["digest"].as_str().expect("a descriptor").to_string();
+    let sig = push_artifact_with_subject(c, MULTI, COSIGN_SIG, SIMPLESIGNING, subject);
+    if published == Published::ByDigestOnly {
+        return vec![sig];
+    }
+    push_referrers_tag(c, MULTI, &digest, &[sig.referrer_descriptor()]);
+    let legacy = push_cosign_signature(c, MULTI, &digest);
+    vec![sig, legacy]
+}
+
+/// `signed` (from [`sign`]) of `subject` is at the destination byte-exact (read back from the
+/// registry), listed under the subject's referrers tag there, and the legacy signature is under
+/// its `.sig` tag.
+fn assert_signature_copied(src: &Client, dst: &Client, subject: &str, signed: &[Pushed]) {
+    let sig = &signed[0];
+    assert_manifest_copied(src, dst, sig, MULTI, &sig.digest);
+    assert_referrers_tag_lists(dst, MULTI, subject, &[sig]);
+    if let Some(legacy) = signed.get(1) {
+        assert_manifest_copied(src, dst, legacy, MULTI, &format!("{}.sig", referrers_tag(subject)));
+    }
+}
+
+/// The requests `proxy` received since it had received `since`, as `METHOD path status` lines.
+fn requests_since(proxy: &Proxy, since: usize) -> Vec<String> {
+    proxy.requests()[since..].iter().map(|r| format!("{} {} {}", r.method, r.uri, r.status)).collect()
+}
+
+/// `cosign sign --recursive` after the first mirror of a multi-arch image: the index and each
+/// platform manifest get a signature. On the next run the image is unchanged (the index digest
+/// is the same), and every signature arrives — the children's too, not only the index's.
+#[test]
+fn signatures_added_later_to_the_children_of_an_index_arrive_on_the_next_run() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.api(), dst.api());
+    let idx = push_multi(s);
+    let job = job(&[&src, &dst], &[(&src.repo("signed/multi:v1"), &[&dst.repo("signed/multi:v1")])]);
+    job.run_within(90, &[]).assert_ok();
+    assert_index_copied(s, d, &idx, MULTI, "v1");
+
+    let top = descriptor(&idx.media_type, &idx.bytes);
+    let mut signed = vec![(idx.digest.clone(), sign(s, &top, Published::FallbackTags))];
+    for child in &idx.children {
+        let subject = descriptor(&child.media_type, &child.bytes);
+        signed.push((child.digest.clone(), sign(s, &subject, Published::FallbackTags)));
+    }
+    let run = job.run_within(90, &[]);
+    run.assert_ok();
+    for (subject, sigs) in &signed {
+        assert_signature_copied(s, d, subject, sigs);
+    }
+    assert_index_copied(s, d, &idx, MULTI, "v1");
+    assert_rerun_writes_nothing(&job, &dst, &[]);
+}
+
+/// A no-op re-run of a multi-arch image whose index is signed (a `sha256-HEX` tag and a `.sig`
+/// tag at a source without the referrers API, the Debian registry) costs no request more than it
+/// did before the children's referrers were looked up: whether a child has any is read from the
+/// tag list the index's own lookup reads anyway, so the index is not read again. Once a child has
+/// a signature, comparing it costs what comparing the index's costs.
+#[test]
+fn a_no_op_rerun_of_a_multi_arch_image_costs_no_request_more() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.api(), dst.api());
+    let idx = push_multi(s);
+    let top = sign(s, &descriptor(&idx.media_type, &idx.bytes), Published::FallbackTags);
+    let (sp, dp) = (Proxy::start(&src.addr()), Proxy::start(&dst.addr()));
+    let job = Job::new(
+        &[AuthEntry::insecure(&sp.addr()), AuthEntry::insecure(&dp.addr())],
+        &images_yaml_values(&[(sp.repo("signed/multi:v1"), dp.repo("signed/multi:v1"))]),
+    );
+    job.run_within(90, &[]).assert_ok();
+    assert_signature_copied(s, d, &idx.digest, &top);
+
+    // A no-op re-run: how many requests each side received (and what they were, for messages).
+    let counted = || {
+        let (s0, d0) = (sp.requests().len(), dp.requests().len());
+        job.run_within(90, &[]).assert_ok();
+        let (at_src, at_dst) = (requests_since(&sp, s0), requests_since(&dp, d0));
+        let writes: Vec<&String> = at_dst.iter().filter(|r| !r.starts_with("GET") && !r.starts_with("HEAD")).collect();
+        assert!(writes.is_empty(), "writes at the destination: {writes:?}");
+        ((at_src.len(), at_dst.len()), format!("source {at_src:#?}\ndestination {at_dst:#?}"))
+    };
+    // At each side: the image (HEAD `v1`), the referrers API (404: asked once per registry), the
+    // index's `sha256-HEX` tag (GET) and its `.sig` tag (HEAD); at the source the tag list, at
+    // the destination the listed signature (HEAD by digest). Measured before children's
+    // referrers were looked up: the same.
+    let (count, requests) = counted();
+    assert_eq!(count, (5, 5), "as before children's referrers were looked up:\n{requests}");
+
+    let (child, subject) = arm64_child(&idx);
+    let signed = sign(s, &subject, Published::FallbackTags);
+    job.run_within(90, &[]).assert_ok();
+    assert_signature_copied(s, d, &child, &signed);
+    // The same for the child's signature, and the index read once (at the destination) to
+    // learn its children: the source's tag list now names a digest other than the index's.
+    let (count, requests) = counted();
+    assert_eq!(count, (5 + 2, 5 + 3 + 1), "{requests}");
+}
+
+/// The digests a source proxy was asked the referrers of (`GET /v2/NAME/referrers/DIGEST`),
+/// sorted.
+fn referrers_queries(proxy: &Proxy) -> Vec<String> {
+    let mut asked: Vec<String> = proxy
+        .requests()
+        .iter()
+        .filter_map(|r| r.path().rsplit_once("/referrers/").map(|(_, d)| d.to_string()))
+        .collect();
+    asked.sort();
+    asked
+}
+
+/// A source with the referrers API (a proxy answering it): a signature added to a child after
+/// the first mirror is found by one referrers query per child, and arrives (the destination,
+/// without the API, lists it under the child's `sha256-HEX` tag). With `--no-referrers` no
+/// referrers query is sent at all.
+#[test]
+fn with_the_referrers_api_a_child_signature_added_later_costs_one_query_per_child() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.api(), dst.api());
+    let idx = push_multi(s);
+    let through = |proxy: &Proxy| {
+        Job::new(
+            &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
+            &images_yaml_values(&[(proxy.repo("signed/multi:v1"), dst.repo("signed/multi:v1"))]),
+        )
+    };
+    let before = Proxy::start_with(&src.addr(), ProxyOpts { referrers: Some(Vec::new()), ..ProxyOpts::default() });
+    through(&before).run_within(90, &[]).assert_ok();
+    assert_index_copied(s, d, &idx, MULTI, "v1");
+
+    let (child, subject) = arm64_child(&idx);
+    let signed = sign(s, &subject, Published::ByDigestOnly);
+    let listed = vec![(child.clone(), vec![signed[0].referrer_descriptor()])];
+    let after = Proxy::start_with(&src.addr(), ProxyOpts { referrers: Some(listed), ..ProxyOpts::default() });
+    let job = through(&after);
+
+    job.run_within(90, &["--no-referrers"]).assert_ok();
+    assert_eq!(referrers_queries(&after), Vec::<String>::new(), "referrers asked for with --no-referrers");
+    assert_eq!(d.head_manifest(MULTI, &signed[0].digest), None, "a referrer copied with --no-referrers");
+
+    job.run_within(90, &[]).assert_ok();
+    assert_signature_copied(s, d, &child, &signed);
+    let mut want: Vec<String> = idx.children.iter().map(|c| c.digest.clone()).collect();
+    // The index's own, and the new signature's (what refers to it follows it too).
+    want.extend([idx.digest.clone(), signed[0].digest.clone()]);
+    want.sort();
+    assert_eq!(
+        referrers_queries(&after),
+        want,
+        "one referrers query per manifest: the index, each child, the signature"
+    );
+}
+
+/// GitLab's registry has no referrers API and reads `sha256-HEX` as the digest `sha256:HEX`:
+/// the referrers "tag" of a manifest serves that manifest itself (oras-project/oras-go#1396). A
+/// source doing so (a proxy; its tags cannot be listed here, so each referrers tag is asked for)
+/// lists no referrers: the index's children are not taken for its referrers, and no referrers
+/// tag is written at the destination.
+#[test]
+fn a_source_serving_the_subject_at_its_referrers_tag_lists_no_referrers() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let idx = push_multi(src.api());
+    let mut served =
+        vec![ServedManifest::new(&format!("manifests/{}", referrers_tag(&idx.digest)), &idx.media_type, &idx.bytes)];
+    for c in &idx.children {
+        served.push(ServedManifest::new(&format!("manifests/{}", referrers_tag(&c.digest)), &c.media_type, &c.bytes));
+    }
+    let mut faults = vec![FaultRule::always(Match::TagList, Fault::Status(403))];
+    // The served paths' cosign tags (`sha256-HEX.sig`…) are tags, which it does not have.
+    for suffix in [".sig", ".att", ".sbom"] {
+        faults.push(FaultRule::always(Match::Any, Fault::Code(404, "MANIFEST_UNKNOWN")).on(suffix));
+    }
+    let proxy = Proxy::start_with(&src.addr(), ProxyOpts { served_manifests: served, faults, ..ProxyOpts::default() });
+    let job = Job::new(
+        &[AuthEntry::insecure(&proxy.addr()), dst.auth_entry()],
+        &images_yaml_values(&[(proxy.repo("signed/multi:v1"), dst.repo("signed/multi:v1"))]),
+    );
+    job.run_within(90, &[]).assert_ok();
+    let asked = format!("/v2/{MULTI}/manifests/{}", referrers_tag(&idx.digest));
+    assert!(
+        proxy.requests().iter().any(|r| r.method == "GET" && r.path() == asked && r.status == 200),
+        "the referrers tag was not read: {:?}",
+        requests_since(&proxy, 0)
+    );
+    assert_index_copied(src.api(), dst.api(), &idx, MULTI, "v1");
+    assert_eq!(dst.api().tags(MULTI), vec!["v1"], "the index's children taken for its referrers");
+    assert_rerun_writes_nothing(&job, &dst, &[]);
+}
+
+/// The same registry as a destination: once the image is there, its referrers tag serves the
+/// image itself, which is no listing to merge a new signature into. The referrers tag written
+/// lists the signature alone (a merge into the index would list its children too).
+#[test]
+fn a_destination_serving_the_subject_at_its_referrers_tag_gets_a_listing_of_its_own() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let (s, d) = (src.api(), dst.api());
+    let idx = push_multi(s);
+    let needle = format!("manifests/{}", referrers_tag(&idx.digest));
+    let dp = Proxy::start_with(
+        &dst.addr(),
+        ProxyOpts {
+            served_manifests: vec![ServedManifest::new(&needle, &idx.media_type, &idx.bytes)],
+            ..ProxyOpts::default()
+        },
+    );
+    let job = Job::new(
+        &[src.auth_entry(), AuthEntry::insecure(&dp.addr())],
+        &images_yaml_values(&[(src.repo("signed/multi:v1"), dp.repo("signed/multi:v1"))]),
+    );
+    job.run_within(90, &[]).assert_ok();
+
+    // Listed under the source's referrers tag, without cosign's `.sig` tag (whose path the
+    // proxy would serve the index at too).
+    let sig = sign(s, &descriptor(&idx.media_type, &idx.bytes), Published::ByDigestOnly).remove(0);
+    push_referrers_tag(s, MULTI, &idx.digest, &[sig.referrer_descriptor()]);
+    job.run_within(90, &[]).assert_ok();
+    assert_manifest_copied(s, d, &sig, MULTI, &sig.digest);
+    let listing = d.get_manifest(MULTI, &referrers_tag(&idx.digest)).expect("a referrers tag at the destination");
+    let listed: Vec<String> = listing.json()["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(listed, vec![sig.digest.clone()], "the referrers tag lists the signature alone");
+    assert_index_copied(s, d, &idx, MULTI, "v1");
 }

@@ -86,15 +86,16 @@ pub struct MemStore {
 impl MemStore {
     /// An empty registry `name` (`host`) with the referrers API.
     pub fn new(name: &str) -> Arc<MemStore> {
-        MemStore::with_api(name, true)
+        MemStore::with_referrers_api(name, true)
     }
 
     /// An empty registry `name` without the referrers API (it answers [`ReferrersAnswer::NoApi`]).
     pub fn without_referrers_api(name: &str) -> Arc<MemStore> {
-        MemStore::with_api(name, false)
+        MemStore::with_referrers_api(name, false)
     }
 
-    fn with_api(name: &str, referrers_api: bool) -> Arc<MemStore> {
+    /// An empty registry `name`, with the referrers API or without.
+    pub fn with_referrers_api(name: &str, referrers_api: bool) -> Arc<MemStore> {
         Arc::new(MemStore {
             name: name.to_string(),
             referrers_api,
