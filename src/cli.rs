@@ -8,12 +8,13 @@ use argh::FromArgs;
 
 /// Synchronise container images between Docker Registry V2 / OCI registries: the rules of
 /// --images FILE, or one image or repository with `image-syncer copy SRC DST [flags]`;
-/// `image-syncer verify` (same files or SRC DST) audits destinations and changes nothing.
+/// `image-syncer verify` (same files or SRC DST) audits destinations and changes nothing;
+/// `image-syncer doctor REGISTRY[/REPO]` prints what a registry does.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
     /// copy SRC DST: copy one image or repository (SRC as in an images file: repo, repo:tag,
     /// repo:a,b, repo:/regex/, repo@sha256:...), no images file needed; verify [SRC DST]: as
-    /// --verify
+    /// --verify; doctor REGISTRY[/REPO]: test what a registry does and print it as a table
     #[argh(positional)]
     pub command: Vec<String>,
 
@@ -138,6 +139,10 @@ pub struct Args {
     /// accepted for compatibility with old Go releases and ignored
     #[argh(option)]
     pub records: Option<String>,
+
+    /// doctor: also upload throwaway blobs to this repository of the registry (deleted afterwards; nothing is tagged)
+    #[argh(option)]
+    pub write: Option<String>,
 
     /// print the version and exit
     #[argh(switch)]

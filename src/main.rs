@@ -1,12 +1,13 @@
 //! `image-syncer`: flags → config → stores → engine (with the display chosen here) → report;
-//! the exit code says whether all succeeded.
+//! the exit code says whether all succeeded. `image-syncer doctor` goes flags → config →
+//! doctor → its table.
 
 use std::process::ExitCode;
 
-use image_syncer::config::Config;
+use image_syncer::config::{Config, DoctorConfig};
 use image_syncer::registry::Registries;
 use image_syncer::stores::Stores;
-use image_syncer::{cli, engine, logging, report, signals, ui};
+use image_syncer::{cli, doctor, engine, logging, report, signals, ui};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().collect()) {
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
     if let Err(e) = logging::init(args.log.as_deref(), args.quiet) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
+    }
+    if args.command.first().is_some_and(|c| c == "doctor") {
+        return run_doctor(&args);
     }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -53,4 +57,26 @@ fn run(args: &cli::Args) -> Result<bool, Box<dyn std::error::Error>> {
     let outputs = report::Outputs { images: config.output, failed: config.failed_output, report: config.report };
     let written = report::finish(&run, &outputs, bundles)?;
     Ok(written && run.failures.is_empty() && signals::exit_code().is_none())
+}
+
+/// `image-syncer doctor`: the table on stdout; a registry that cannot be reached is one error
+/// line naming it (exit 1), unusable input exit 2.
+fn run_doctor(args: &cli::Args) -> ExitCode {
+    let config = match DoctorConfig::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match doctor::run(config.auth, config.tls, config.limits, &config.target) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 mod auth;
 mod docker;
+mod doctor;
 mod env;
 mod file;
 mod images;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use auth::{resolve_auth, AuthFile};
+pub use doctor::DoctorConfig;
 pub use env::Env;
 pub use file::Format;
 pub use images::{DefaultDest, ImagesFile};
@@ -106,6 +108,9 @@ impl Config {
             log::warn!("--records is ignored: blobs are checked at the destination instead");
         }
         let command = Command::from_args(args)?;
+        if args.write.is_some() {
+            return Err(ConfigError::Usage("--write is for `image-syncer doctor REGISTRY[/REPO] --write REPO`".into()));
+        }
         let (auth_file, auth_path, rules) = rules_source(args, &command, env)?;
         if args.proc == 0 {
             return Err(ConfigError::Usage("--proc must be at least 1".into()));
@@ -168,7 +173,8 @@ impl Command {
             }
             [other, ..] => {
                 return Err(ConfigError::Usage(format!(
-                    "unknown command {other:?}: use `image-syncer copy SRC DST`, `image-syncer verify`, or --images FILE; see --help"
+                    "unknown command {other:?}: use `image-syncer copy SRC DST`, `image-syncer verify`, `image-syncer doctor \
+                     REGISTRY[/REPO]`, or --images FILE; see --help"
                 )))
             }
         };

@@ -13,6 +13,7 @@
 //!   [`store`]: the client as a store; [`ratelimit`]: pacing against an announced pull budget.
 //! - [`registries`]: the clients of a run, one per registry and credential set.
 //! - [`http`]: query encoding, `Location`/`Link` resolution, origins, headers.
+//! - [`probe`]: raw requests for `image-syncer doctor`, through the same [`Client::send`].
 
 mod auth;
 mod blobs;
@@ -21,6 +22,7 @@ mod error;
 mod http;
 mod learned;
 mod manifests;
+mod probe;
 mod ratelimit;
 mod referrers;
 mod registries;
@@ -31,6 +33,7 @@ mod transport;
 mod uploads;
 
 pub use client::Client;
+pub(crate) use probe::{Answer, Scope};
 pub use registries::Registries;
 pub use settings::{Auth, AuthRule, Credentials, Keychain, Limits, TlsOptions};
 pub use transport::TlsFileError;

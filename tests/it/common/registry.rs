@@ -96,6 +96,12 @@ impl Registry {
         self.dir.join("data").join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 
+    /// The registry's storage root (`docker/registry/v2/…` inside): what a test inspects to see
+    /// what a run left on disk.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// The fixture client for this registry, with its credentials when it has htpasswd auth.
     pub fn api(&self) -> &Client {
         &self.client
