@@ -69,6 +69,11 @@ impl Stores {
         out
     }
 
+    /// Another pass over failed tasks begins (see [`Registries::new_pass`]).
+    pub fn new_pass(&self) {
+        self.registries.new_pass();
+    }
+
     /// The end of the run: layouts written out (archives made unless `interrupted`). Returns
     /// notes for the summary line; an error when a layout could not be completed.
     pub fn finish(&self, interrupted: bool) -> Result<Vec<String>, Error> {

@@ -29,7 +29,9 @@
 //!
 //! **Retries.** Inside a task, transient failures are retried with back-off (see
 //! [`crate::retry`]). After the queue drains, tasks that failed transiently are queued again,
-//! `--retries` times; permanent failures (refusals, invalid manifests) are not.
+//! `--retries` times; permanent failures (refusals, invalid manifests) are not. Each new pass
+//! is announced to the stores ([`Stores::new_pass`]): a registry that stopped answering is
+//! asked once more whether it answers before its tasks are sent to it again.
 //!
 //! **Stopping.** After a stop request ([`crate::stop`]) no new task starts; running transfers
 //! notice it at their next read and end; the images not finished are reported as failed.
@@ -132,6 +134,7 @@ pub fn run(job: Job, stores: &Stores, display: Box<dyn Display>) -> Report {
             break;
         }
         log::info!("retrying {} failed task(s) (retry {} of {})", retry.len(), round + 1, job.retries);
+        stores.new_pass();
         retry.into_iter().for_each(|t| ctx.queue.push(t));
     }
     let results = ctx.record.results();

@@ -6,14 +6,21 @@
 //! [`Client::retrying`], so a transient failure — at connect time, in the status, or half-way
 //! through the body — is retried as a whole, with back-off, a bounded number of times. A
 //! streamed upload is consumed by its first attempt, so the engine retries the whole blob.
+//!
+//! Whether the registry answers at all is its [`Health`]'s business: `send` asks it before each
+//! request and tells it whether an answer came; a registry that stopped answering fails its
+//! requests at once.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::time::Instant;
 
 use ureq::http::Response;
 use ureq::SendBody;
 
 use super::auth::Authenticator;
-use super::error::{io_error, transport};
+use super::error::{io_error, transport, unanswered};
+use super::health::Health;
 use super::http::{header, origin, resolve};
 use super::learned::Learned;
 use super::settings::Limits;
@@ -44,6 +51,8 @@ pub struct Client {
     scheme_fix: String,
     /// The pull budget the registry announces, if any.
     pub(crate) rate: super::ratelimit::RateLimit,
+    /// Whether the registry answers at all; shared by every client of the same registry.
+    health: Arc<Health>,
 }
 
 impl Client {
@@ -58,7 +67,13 @@ impl Client {
     ) -> Client {
         let rate = Default::default();
         let learned = Learned::new(registry, chunked);
-        Client { registry: registry.to_string(), base, agent, auth, limits, learned, scheme_fix, rate }
+        let health = Arc::new(Health::new(registry, limits.stall_timeout));
+        Client { registry: registry.to_string(), base, agent, auth, limits, learned, scheme_fix, rate, health }
+    }
+
+    /// Share `health` with the other clients of this registry (other credentials, same host).
+    pub(crate) fn with_health(self, health: Arc<Health>) -> Client {
+        Client { health, ..self }
     }
 
     /// The URL of an API path on this registry.
@@ -96,10 +111,25 @@ impl Client {
             if crate::stop::requested() {
                 return Err(Error::new(&self.registry, what, ErrorKind::Interrupted));
             }
+            if same_origin {
+                self.health.admit(what, &|| self.answers_at_all())?;
+            }
             let authz = if same_origin { self.auth.header(&self.agent, scopes)? } else { None };
-            let resp = self
-                .send_once(method, url, headers, authz.as_deref(), &mut body)
-                .map_err(|e| self.scheme_hint(transport(&self.registry, what, e)))?;
+            let sent = Instant::now();
+            let resp = match self.send_once(method, url, headers, authz.as_deref(), &mut body) {
+                Ok(resp) => resp,
+                Err(e) => {
+                    let silent = same_origin && unanswered(&e);
+                    let e = self.scheme_hint(transport(&self.registry, what, e));
+                    if silent {
+                        self.health.unanswered(sent, &e, &|| self.answers_at_all());
+                    }
+                    return Err(e);
+                }
+            };
+            if same_origin {
+                self.health.answered();
+            }
             let resp = self.check_plain_http_answer(resp, what)?;
             let status = resp.status().as_u16();
             if status == 401 && resendable && same_origin {
@@ -121,6 +151,21 @@ impl Client {
                 return self.follow(resp, url, method, headers, authz.as_deref(), what);
             }
             return Ok(resp);
+        }
+    }
+
+    /// Whether the registry answers at all: `GET /v2/` (the API version check, answered 200 or
+    /// 401 by every registry) within the stall timeout, without credentials. Any answer is one;
+    /// only silence (as [`unanswered`] tells it) is an error.
+    fn answers_at_all(&self) -> Result<(), Error> {
+        let request = self.agent.get(self.url("/v2/")).config().timeout_global(Some(self.limits.stall_timeout));
+        match request.build().call() {
+            Err(e) if unanswered(&e) => Err(transport(&self.registry, "GET /v2/", e)),
+            Err(e) => {
+                log::debug!("{}: GET /v2/: {e}; it is there, at least", self.registry);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
         }
     }
 
@@ -160,11 +205,13 @@ impl Client {
 
     /// Run `op` (a request and the reading of its answer) until it succeeds, fails for good,
     /// or runs out of attempts. Transient failures, 5xx/429 answers (honouring `Retry-After`)
-    /// and bodies damaged in transit are retried.
+    /// and bodies damaged in transit are retried; an error already [`Error::exhausted`] (an
+    /// inner `retrying`'s, or a registry that is not answering) is not.
     pub(crate) fn retrying<T>(&self, what: &str, mut op: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
         let mut backoff = Backoff::new();
         loop {
             match op() {
+                Err(e) if e.exhausted => return Err(e),
                 Err(e) if e.is_transient() || e.is_damaged_body() => match backoff.next(e.retry_after(), &e) {
                     Some(wait) => {
                         log::debug!("{e}; retrying in {wait:.1?} (attempt {})", backoff.attempt());

@@ -24,6 +24,29 @@ pub fn transport(at: &str, what: impl Into<String>, e: ureq::Error) -> Error {
     Error::new(at, what, kind)
 }
 
+/// Whether a request failed without any answer from the registry: the connection refused or
+/// unreachable, or no progress within the stall timeout while connecting, sending or waiting
+/// for the answer's head (a request's body reads come later, outside the request). A reset or
+/// a garbled answer is no such sign: something is there. A blob source that failed while
+/// feeding an upload arrives as an I/O error carrying the source's own [`Error`] and is not
+/// the registry's silence either.
+pub fn unanswered(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<Error>()) => false,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable
+                | io::ErrorKind::NetworkDown
+                | io::ErrorKind::AddrNotAvailable
+                | io::ErrorKind::TimedOut
+        ),
+        _ => false,
+    }
+}
+
 /// Classify an I/O failure of a request or a body: an [`Error`] carried inside (a blob source
 /// that failed while feeding an upload) comes out as itself; ureq's and rustls's errors wrapped
 /// in `io::Error` (a read timeout, a TLS alert) are told apart by type; the rest by I/O kind.
@@ -100,5 +123,16 @@ mod tests {
         assert_eq!((e.at.as_str(), e.what.as_str()), ("src", "GET blob"));
         let e = io_error("r", "op", io::Error::new(io::ErrorKind::ConnectionReset, "reset"));
         assert!(matches!(e.kind, ErrorKind::Connection(_)) && e.is_transient());
+    }
+
+    #[test]
+    fn unanswered_by_type() {
+        let io = |kind| ureq::Error::Io(io::Error::new(kind, "x"));
+        assert!(unanswered(&ureq::Error::Timeout(ureq::Timeout::RecvResponse)));
+        assert!(unanswered(&ureq::Error::ConnectionFailed));
+        assert!(unanswered(&io(io::ErrorKind::ConnectionRefused)));
+        assert!(!unanswered(&io(io::ErrorKind::ConnectionReset)), "something is there");
+        let source = Error::new("src", "GET blob", ErrorKind::Stalled("s".into())).into_io();
+        assert!(!unanswered(&ureq::Error::Io(source)), "the source's stall is not the registry's silence");
     }
 }

@@ -6,7 +6,8 @@
 //! learned to accept (upload style, pull budget); it knows nothing of config files (it takes
 //! [`settings`] types) nor of the sync plan (the engine decides what to copy).
 //!
-//! - [`client`]: one registry's [`Client`]: send, auth retry, safe redirects, back-off.
+//! - [`client`]: one registry's [`Client`]: send, auth retry, safe redirects, back-off;
+//!   [`health`]: whether a registry answers at all, shared by its clients.
 //! - [`error`]: transport failures and error answers classified into the store's typed errors.
 //! - [`auth`], [`transport`]: tokens, challenges and scopes; agents with TLS and timeouts.
 //! - [`blobs`], [`uploads`], [`manifests`], [`referrers`], [`tags`]: the API calls;
@@ -19,6 +20,7 @@ mod auth;
 mod blobs;
 mod client;
 mod error;
+mod health;
 mod http;
 mod learned;
 mod manifests;

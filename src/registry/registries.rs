@@ -1,5 +1,6 @@
 //! All registry clients of a run, created on first use: one per (registry, matching auth key),
-//! so that every worker shares its tokens, its learned auth scheme and its connection pool.
+//! so that every worker shares its tokens, its learned auth scheme and its connection pool; and
+//! one [`Health`] per registry, shared by its clients whatever their credentials.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use parking_lot::Mutex;
 
 use super::auth::Authenticator;
 use super::error::transport;
+use super::health::Health;
 use super::settings::{Auth, Limits, TlsOptions};
 use super::transport::TlsFileError;
 use super::Client;
@@ -24,6 +26,8 @@ pub struct Registries {
     /// One agent per distinct TLS setting, built up front so bad TLS files fail the run early.
     agents: HashMap<TlsOptions, ureq::Agent>,
     clients: Mutex<ClientMap>,
+    /// Whether each registry answers, by registry.
+    health: Mutex<HashMap<Arc<str>, Arc<Health>>>,
     anonymous_logged: Mutex<HashSet<String>>,
 }
 
@@ -45,6 +49,7 @@ impl Registries {
             limits,
             agents,
             clients: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
             anonymous_logged: Mutex::new(HashSet::new()),
         })
     }
@@ -104,17 +109,33 @@ impl Registries {
             (None, true) => format!("add auth key {registry:?} to the auth file (without `insecure`)"),
             (None, false) => format!("add `{registry}: {{insecure: true}}` to the auth file"),
         };
-        let client = Arc::new(Client::new(
-            registry,
-            format!("{scheme}://{registry}"),
-            agent,
-            Authenticator::new(registry, !insecure, credentials, self.limits.stall_timeout),
-            self.limits,
-            rule.is_some_and(|r| r.chunked_upload),
-            scheme_fix,
-        ));
+        let health = self
+            .health
+            .lock()
+            .entry(host.clone())
+            .or_insert_with(|| Arc::new(Health::new(host, self.limits.stall_timeout)))
+            .clone();
+        let client = Arc::new(
+            Client::new(
+                registry,
+                format!("{scheme}://{registry}"),
+                agent,
+                Authenticator::new(registry, !insecure, credentials, self.limits.stall_timeout),
+                self.limits,
+                rule.is_some_and(|r| r.chunked_upload),
+                scheme_fix,
+            )
+            .with_health(health),
+        );
         clients.insert(key, client.clone());
         client
+    }
+
+    /// Another pass begins: each registry that stopped answering may be asked once more.
+    pub fn new_pass(&self) {
+        for health in self.health.lock().values() {
+            health.new_pass();
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::code::{ApiError, ErrorCode};
 use crate::digest::Digest;
@@ -73,6 +73,15 @@ pub enum ErrorKind {
     /// An https registry whose token realm (this URL) is plain http: credentials are not sent
     /// there, so the token cannot be fetched with them.
     InsecureRealm(String),
+    /// The registry answers nothing: a request went unanswered (refused, unreachable, or no
+    /// answer within the stall timeout) and so did a probe after it (see `registry::health`).
+    /// Its requests fail at once with this until a later pass finds it answering again, so it
+    /// is created already [`Error::exhausted`]. `since`: when the first unanswered request was
+    /// sent; `cause`: what it met.
+    Unreachable {
+        since: SystemTime,
+        cause: String,
+    },
     /// An OCI layout (or archive) lacks what was asked for: the counterpart of a registry's 404.
     Missing(String),
     /// An OCI layout or archive that is damaged, incomplete or cannot be written: reading the
@@ -127,10 +136,13 @@ impl Error {
     }
 
     /// Worth trying again: the network or the server may do better next time. A refusal
-    /// (401 after re-auth, 403, 404, an invalid manifest), a TLS failure or a stop is not.
+    /// (401 after re-auth, 403, 404, an invalid manifest), a TLS failure or a stop is not. (A
+    /// registry that is not answering may be back by the engine's next pass, not sooner: such
+    /// errors come [`Error::exhausted`].)
     pub fn is_transient(&self) -> bool {
         match &self.kind {
             ErrorKind::Connection(_) | ErrorKind::Stalled(_) | ErrorKind::UploadLost(_) => true,
+            ErrorKind::Unreachable { .. } => true,
             ErrorKind::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
@@ -169,6 +181,7 @@ impl Error {
             ErrorKind::UploadLost(_) => "upload_lost",
             ErrorKind::WrongScheme(_) => "scheme",
             ErrorKind::InsecureRealm(_) => "insecure_realm",
+            ErrorKind::Unreachable { .. } => "unreachable",
             ErrorKind::Missing(_) => "not_found",
             ErrorKind::Layout(_) => "layout",
         }
@@ -224,9 +237,16 @@ impl fmt::Display for ErrorKind {
                 "credentials are not sent to a plain-http token realm: this https registry's token realm is \
                  {realm} (it must be https)"
             ),
+            ErrorKind::Unreachable { since, cause } => write!(f, "not answering since {} ({cause})", clock(*since)),
             ErrorKind::Missing(m) | ErrorKind::Layout(m) => f.write_str(m),
         }
     }
+}
+
+/// The time of day of `t`, `HH:MM:SS UTC` (the log lines' clock is UTC too).
+fn clock(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 impl fmt::Display for Error {
@@ -273,5 +293,14 @@ mod tests {
             Error::new("oci:/x", "", ErrorKind::Layout("no index.json".into())).to_string(),
             "oci:/x: no index.json"
         );
+    }
+
+    #[test]
+    fn unreachable_says_since_when_and_why() {
+        let since = UNIX_EPOCH + Duration::from_secs(3 * 86_400 + 11 * 3600 + 34 * 60 + 5);
+        let e = Error::new("r:5000", "GET manifest a:v1", ErrorKind::Unreachable { since, cause: "stalled: x".into() });
+        assert_eq!(e.to_string(), "r:5000: GET manifest a:v1: not answering since 11:34:05 UTC (stalled: x)");
+        assert_eq!(e.class(), "unreachable");
+        assert!(e.is_transient(), "a later pass may find it answering");
     }
 }

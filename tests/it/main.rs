@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod copy;
 mod credentials;
+mod dead;
 mod doctor;
 mod dry_run;
 mod errors;
