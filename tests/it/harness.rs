@@ -215,3 +215,89 @@ fn harness_access_log_parser() {
     assert_eq!(base64(b"abc"), "YWJj");
     assert_eq!(Run::failed_count_in("x\nSynchronization finished, 3 images failed, cost 2s\n"), Some(3));
 }
+
+/// What a client sending `Expect: 100-continue` must see (RFC 9110 §10.1.1): a request refused
+/// from its head gets the final answer and its body is never read; an accepted one gets
+/// `100 Continue` before it sends the body. Without `Expect`, a refused body meets a closed
+/// connection while it is being written, as behind nginx.
+#[test]
+fn harness_proxy_honours_expect_100_continue() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let reg = Registry::start();
+    let limit = 64 * 1024;
+    let proxy = Proxy::like(&reg.addr(), Personality::Nginx { client_max_body_size: limit });
+    let head = |len: usize, expect: bool| {
+        let expect = if expect { "Expect: 100-continue\r\n" } else { "" };
+        format!(
+            "POST /v2/self/x/blobs/uploads/ HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n{expect}\r\n",
+            proxy.addr()
+        )
+    };
+    let read_until_close = |s: &mut TcpStream| {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
+    };
+
+    // Refused with Expect: the final answer at once, no `100 Continue`, the body never sent.
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.write_all(head(limit + 1, true).as_bytes()).unwrap();
+    let answer = read_until_close(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+
+    // Accepted with Expect: `100 Continue`, then the body, then the registry's answer.
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.write_all(head(10, true).as_bytes()).unwrap();
+    let mut first = [0u8; 25];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"0123456789").unwrap();
+    let answer = read_until_close(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 202 "), "{answer}");
+
+    // Refused without Expect: the connection is closed under a client still writing its body.
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.write_all(head(64 * 1024 * 1024, false).as_bytes()).unwrap();
+    let chunk = vec![0u8; 1024 * 1024];
+    let cut = (0..64).any(|_| s.write_all(&chunk).is_err());
+    assert!(cut, "a body of 64 MiB was written whole into a refused request");
+
+    let reqs = proxy.requests();
+    let seen: Vec<(u16, bool, bool, usize)> =
+        reqs.iter().map(|r| (r.status, r.expect_continue, r.body_read, r.body_len)).collect();
+    assert_eq!(seen, vec![(413, true, false, 0), (202, true, true, 10), (413, false, false, 0)]);
+}
+
+/// The ECR personality as ECR answers an upload: each `PATCH` `201`, the later ones with the
+/// first one's `Range`; all bytes stored; a mount answered with a plain session (`202`).
+#[test]
+fn harness_ecr_personality_answers_patches_as_ecr() {
+    let reg = Registry::start();
+    let ecr = Proxy::like(&reg.addr(), Personality::Ecr);
+    let http = agent();
+    let url = |loc: &str| if loc.starts_with("http") { loc.to_string() } else { format!("http://{}{loc}", ecr.addr()) };
+    let start = http.post(url("/v2/self/ecr/blobs/uploads/")).send_empty().expect("POST");
+    assert_eq!(start.status().as_u16(), 202);
+    let mut location = header(&start, "Location").expect("Location");
+    let data = random_bytes(unique_seed(), 30);
+    let mut ranges = Vec::new();
+    for (i, part) in data.chunks(10).enumerate() {
+        let range = format!("{}-{}", i * 10, i * 10 + part.len() - 1);
+        let r = http.patch(url(&location)).header("Content-Range", &range).send(part).expect("PATCH");
+        assert_eq!(r.status().as_u16(), 201, "PATCH {range}");
+        ranges.push(header(&r, "Range").unwrap_or_default());
+        location = header(&r, "Location").expect("Location");
+    }
+    assert_eq!(ranges, ["0-9", "0-9", "0-9"]);
+    let digest = sha256_digest(&data);
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let done = http.put(format!("{}{sep}digest={digest}", url(&location))).send_empty().expect("PUT");
+    assert_eq!(done.status().as_u16(), 201);
+    assert_eq!(reg.api().get_blob("self/ecr", &digest), Some(data));
+    let mount = format!("/v2/self/other/blobs/uploads/?mount={digest}&from=self/ecr");
+    let r = http.post(url(&mount)).send_empty().expect("POST mount");
+    assert_eq!(r.status().as_u16(), 202, "a mount ECR does not honour opens a session");
+    assert!(!reg.api().blob_exists("self/other", &digest));
+}

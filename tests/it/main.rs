@@ -20,6 +20,7 @@ mod manifests;
 mod progress;
 mod prune;
 mod referrers;
+mod registries;
 mod report;
 mod resilience;
 mod rules;

@@ -13,12 +13,20 @@ pub struct AuthEntry {
     pub key: String,
     pub creds: Option<(String, String)>,
     pub insecure: bool,
+    /// `chunked_upload: true`: PATCH uploads from the start.
+    pub chunked_upload: bool,
 }
 
 impl AuthEntry {
     /// An `insecure: true` entry without credentials.
     pub fn insecure(key: &str) -> AuthEntry {
-        AuthEntry { key: key.to_string(), creds: None, insecure: true }
+        AuthEntry { key: key.to_string(), creds: None, insecure: true, chunked_upload: false }
+    }
+
+    /// With `chunked_upload: <on>`.
+    pub fn chunked(mut self, on: bool) -> AuthEntry {
+        self.chunked_upload = on;
+        self
     }
 
     pub fn with_creds(mut self, user: &str, pass: &str) -> AuthEntry {
@@ -36,6 +44,9 @@ pub fn auth_yaml(entries: &[AuthEntry]) -> String {
             out.push_str(&format!("  username: {}\n  password: {}\n", yaml_str(u), yaml_str(p)));
         }
         out.push_str(&format!("  insecure: {}\n", e.insecure));
+        if e.chunked_upload {
+            out.push_str("  chunked_upload: true\n");
+        }
     }
     out
 }
@@ -45,6 +56,9 @@ pub fn auth_json_value(entries: &[AuthEntry]) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for e in entries {
         let mut v = serde_json::json!({"insecure": e.insecure});
+        if e.chunked_upload {
+            v["chunked_upload"] = serde_json::Value::Bool(true);
+        }
         if let Some((u, p)) = &e.creds {
             v["username"] = serde_json::Value::String(u.clone());
             v["password"] = serde_json::Value::String(p.clone());

@@ -15,6 +15,7 @@
 //! * [`files`]: auth and images files, and [`Job`], the two of them for one run.
 //! * [`run`]: [`run_syncer`] and [`Running`] run the binary, killed after [`RUN_LIMIT`] by default.
 //! * [`proxy`]: [`Proxy`], the one test proxy: records, paginates, delays, injects faults.
+//! * [`personality`]: [`Personality`], what the proxy answers to play ECR, GHCR, Artifactory….
 //! * [`http`]: raw HTTP/1.1 framing for the proxy and the token server, which must misbehave.
 //! * [`pki`]: a throw-away CA, server and client certificates, and a JWT signer (`openssl`).
 //! * [`secure`]: TLS, mTLS and token-auth registries, each with a plain twin for the fixtures.
@@ -27,6 +28,7 @@ pub mod files;
 pub mod fixtures;
 pub mod http;
 pub mod launch;
+pub mod personality;
 pub mod pki;
 pub mod private;
 pub mod proxy;
@@ -42,6 +44,7 @@ pub use dir::*;
 pub use files::*;
 pub use fixtures::*;
 pub use launch::{free_port, parse_access_line, Request};
+pub use personality::Personality;
 pub use proxy::*;
 pub use registry::*;
 pub use run::*;

@@ -18,7 +18,12 @@
 //! * lie about manifests: rewrite the `Content-Type` of manifest answers
 //!   ([`ProxyOpts::manifest_content_types`]) or serve a fixed manifest of its own
 //!   ([`ProxyOpts::served_manifests`], e.g. a schema 1 one the Debian registry cannot store),
-//! * speak the OCI 1.1 referrers API the Debian registry lacks ([`ProxyOpts::referrers`]).
+//! * speak the OCI 1.1 referrers API the Debian registry lacks ([`ProxyOpts::referrers`]),
+//! * answer as a real registry does where it differs from the spec ([`ProxyOpts::personality`],
+//!   see [`super::personality`]).
+//!
+//! `Expect: 100-continue` is honoured: a request the proxy refuses from its head alone gets the
+//! final answer without its body being read; one it accepts gets `100 Continue` first.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -28,6 +33,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::http::{error_body, query_param, read_body, read_head, write_response, Head};
+use super::personality::{quay_page, Memory, Personality, Reply, Req, Verdict};
 use super::util::{basic_auth, sha256_digest, splitmix64};
 
 /// Which requests a fault applies to.
@@ -207,6 +213,9 @@ pub struct ProxyOpts {
     /// answers carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a `GET`
     /// with nothing left gets `429` (without `Retry-After`).
     pub pull_budget: Option<PullBudget>,
+    /// Answer as this registry is documented to: [`ProxyOpts::faults`] come first, except for
+    /// a refusal the registry sends from a request's head alone.
+    pub personality: Option<Personality>,
 }
 
 /// See [`ProxyOpts::pull_budget`].
@@ -246,6 +255,10 @@ pub struct ProxyRequest {
     pub fault: Option<Fault>,
     /// When it arrived (comparable across proxies).
     pub at: Instant,
+    /// It carried `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// Its body was read (false when it was refused from its head alone).
+    pub body_read: bool,
 }
 
 impl ProxyRequest {
@@ -257,8 +270,16 @@ impl ProxyRequest {
         self.uri.split('?').next().unwrap_or("")
     }
 
+    /// The `Content-Length` it announced.
+    pub fn declared_len(&self) -> Option<usize> {
+        self.header("content-length").and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Whether it is a request of kind `m`; a body refused unread counts with its announced
+    /// length.
     pub fn is(&self, m: Match) -> bool {
-        m.matches(&self.method, self.path(), self.body_len, &self.headers)
+        let len = self.body_len.max(self.declared_len().unwrap_or(0));
+        m.matches(&self.method, self.path(), len, &self.headers)
     }
 }
 
@@ -271,6 +292,8 @@ struct Shared {
     arrivals: AtomicUsize,
     /// [`ProxyOpts::pull_budget`]: when the window started, and the pulls spent in it.
     pulls: Mutex<Option<(Instant, u64)>>,
+    /// What the [`ProxyOpts::personality`] remembers.
+    memory: Memory,
 }
 
 impl Shared {
@@ -328,6 +351,11 @@ impl Proxy {
     /// A proxy injecting `faults`.
     pub fn faulty(upstream: &str, faults: Vec<FaultRule>) -> Proxy {
         Proxy::start_with(upstream, ProxyOpts { faults, ..ProxyOpts::default() })
+    }
+
+    /// A proxy answering as `personality` (a real registry) does.
+    pub fn like(upstream: &str, personality: Personality) -> Proxy {
+        Proxy::start_with(upstream, ProxyOpts { personality: Some(personality), ..ProxyOpts::default() })
     }
 
     pub fn start_with(upstream: &str, opts: ProxyOpts) -> Proxy {
@@ -456,32 +484,56 @@ fn serve(mut client: TcpStream, st: &State) {
         return;
     }
     let Some(mut head) = read_head(&mut reader) else { return };
-    if head.get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-        let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-        head.remove("expect");
-    }
-    let Ok(body) = read_body(&mut reader, &head, false) else { return };
+    let expect_continue = head.get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     let mut parts = head.line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let uri = parts.next().unwrap_or("").to_string();
     let path = uri.split('?').next().unwrap_or("").to_string();
-    let fault = choose_fault(st, &method, &path, body.len(), &head.headers);
-    let index = {
+    let record = |body_len: usize, body_read: bool, fault: Option<Fault>, head: &Head| {
         let mut reqs = st.shared.requests.lock().unwrap();
         reqs.push(ProxyRequest {
             method: method.clone(),
             uri: uri.clone(),
             headers: head.headers.clone(),
             authorization: head.get("authorization"),
-            body_len: body.len(),
+            body_len,
             status: 0,
             fault,
             at: Instant::now(),
+            expect_continue,
+            body_read,
         });
         reqs.len() - 1
     };
+    let refusal =
+        st.opts.personality.as_ref().and_then(|p| p.refuse_unread(&Req { method: &method, uri: &uri, head: &head }));
+    if let Some(reply) = refusal {
+        let index = record(0, false, None, &head);
+        refuse_unread(client, reader, st, reply, index);
+        return;
+    }
+    if expect_continue {
+        let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    head.remove("expect");
+    let Ok(body) = read_body(&mut reader, &head, false) else { return };
+    let fault = choose_fault(st, &method, &path, body.len(), &head.headers);
+    let index = record(body.len(), true, fault, &head);
     let status = answer(&mut client, st, &method, &uri, head, body, fault);
     st.shared.requests.lock().unwrap()[index].status = status;
+}
+
+/// Send `reply` without reading the request body, then close the connection as nginx does: a
+/// client that waits for `100 Continue` reads the answer and never sends the body; one that is
+/// already sending it meets a closed connection (a reset or a broken pipe).
+fn refuse_unread(mut client: TcpStream, reader: BufReader<TcpStream>, st: &State, reply: Reply, index: usize) {
+    st.shared.requests.lock().unwrap()[index].status = reply.status;
+    write_response(&mut client, reply.status, &reply.headers, &reply.body, false);
+    // The socket closes only when its last handle is dropped: the one kept to cut it on stop too.
+    let peer = client.peer_addr().ok();
+    st.shared.open.lock().unwrap().retain(|s| s.peer_addr().ok() != peer);
+    drop(reader);
+    drop(client);
 }
 
 fn choose_fault(st: &State, method: &str, path: &str, body_len: usize, headers: &[(String, String)]) -> Option<Fault> {
@@ -570,12 +622,24 @@ fn answer(
             return 413;
         }
     }
+    let mut head = head;
+    if let Some(p) = &st.opts.personality {
+        match p.on_request(&Req { method, uri, head: &head }, body.len()) {
+            Verdict::Forward => {}
+            Verdict::ForwardAs(to) => head.line = format!("{method} {to} HTTP/1.1"),
+            Verdict::Reply(r) => {
+                write_response(client, r.status, &r.headers, &r.body, method == "HEAD");
+                return r.status;
+            }
+        }
+    }
     if let (Some(target), true) = (&st.opts.redirect_blobs_to, Match::BlobGet.matches(method, path, 0, &[])) {
         let hs = vec![("Location".to_string(), format!("http://{target}{uri}"))];
         write_response(client, 307, &hs, b"", false);
         return 307;
     }
-    let tag_list = st.opts.page_size > 0 && Match::TagList.matches(method, path, 0, &[]);
+    let pages = st.opts.page_size > 0 || st.opts.personality.as_ref().and_then(Personality::tag_page_size).is_some();
+    let tag_list = pages && Match::TagList.matches(method, path, 0, &[]);
     if tag_list || (st.opts.catalog_page_size > 0 && Match::Catalog.matches(method, path, 0, &[])) {
         return paginate(client, st, uri, head);
     }
@@ -629,6 +693,9 @@ fn answer(
     };
     for (k, v) in &budget_headers {
         rhead.set(k, v);
+    }
+    if let Some(p) = &st.opts.personality {
+        p.on_answer(&Req { method, uri, head: &head }, &mut rhead, &st.shared.memory);
     }
     let status = rhead.status();
     if fault == Some(Fault::DropAfter) {
@@ -824,6 +891,16 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
         .as_array()
         .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
+    if let (Some(name), Some(size)) = (tags_of, st.opts.personality.as_ref().and_then(Personality::tag_page_size)) {
+        let (chunk, next) = quay_page(items, query, size);
+        let mut hs = vec![("Content-Type".to_string(), "application/json".to_string())];
+        if let Some(next) = next {
+            hs.push(("Link".to_string(), format!("</v2/{name}/tags/list?{next}>; rel=\"next\"")));
+        }
+        let out = serde_json::json!({"name": name, "tags": chunk});
+        write_response(client, 200, &hs, &serde_json::to_vec(&out).unwrap(), false);
+        return 200;
+    }
     items.sort();
     let n: usize = query_param(query, "n").and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(size);
     let page = n.min(size);

@@ -114,7 +114,7 @@ impl Registry {
 
     /// The auth-file entry for this registry: `insecure: true` plus its credentials if any.
     pub fn auth_entry(&self) -> AuthEntry {
-        AuthEntry { key: self.addr(), creds: self.creds.clone(), insecure: true }
+        AuthEntry { key: self.addr(), creds: self.creds.clone(), insecure: true, chunked_upload: false }
     }
 
     pub fn log_path(&self) -> &Path {
