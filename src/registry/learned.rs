@@ -14,14 +14,18 @@
 //! Invariants (one lock, [`Learned::state`], held only for these few fields, never across a
 //! request): a fact goes from unknown to known once and is never forgotten — `No` for a way of
 //! uploading is not revised (so a blob switches ways at most twice), the chunk limit only
-//! shrinks, a mount once honoured stays honoured; at most one single-request upload of a large
-//! body is *probing* at a time while single-request uploads are not known to work, and it stops
-//! probing as soon as the registry takes its body or answers, so an early refusal (a `413` before
+//! shrinks, a mount once honoured stays honoured; at most one single-request upload of a body
+//! over 1 MiB and larger than any the registry took is *probing* at a time, and it stops
+//! probing as soon as the registry takes its body or answers (what it taught recorded first), so an early refusal (a `413` before
 //! the body) is met by one upload per registry, not by every worker at once.
 
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+
+/// Single-request bodies from this size on may be refused for their size: nginx's default
+/// `client_max_body_size` (1m) is the smallest such limit in the field.
+pub(crate) const PROBE_FROM: u64 = 1024 * 1024;
 
 /// How a blob is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +57,9 @@ enum Known {
 struct State {
     single: Known,
     chunked: Known,
+    /// The largest single-request body the registry took: a larger one may still be refused
+    /// for its size (ACR's ~20 MB), so it probes.
+    single_max: Option<u64>,
     /// The largest `PATCH` body the registry is known to take, after refusing a larger one.
     chunk_limit: Option<u64>,
     /// Whether a `PATCH` was answered `201 Created` (ECR) rather than `202 Accepted`.
@@ -108,10 +115,12 @@ impl Learned {
         }
     }
 
-    /// How to send a blob (`large`: big enough that the registry may refuse its size), or
-    /// `None` when the registry refused both ways. A large single-request upload waits while
-    /// another one is testing whether the registry takes them.
-    pub fn choose(&self, large: bool) -> Option<Choice<'_>> {
+    /// How to send a blob of `size` bytes (`None`: unknown), or `None` when the registry
+    /// refused both ways. A large single-request upload (over 1 MiB, and larger than any the
+    /// registry took) waits while another one is testing whether the registry takes it.
+    pub fn choose(&self, size: Option<u64>) -> Option<Choice<'_>> {
+        let size = size.unwrap_or(u64::MAX);
+        let large = size >= PROBE_FROM;
         let mut s = self.state.lock();
         loop {
             let way = match (self.prefer_chunked, s.single, s.chunked) {
@@ -119,7 +128,7 @@ impl Learned {
                 (true, _, Known::Unknown | Known::Yes) | (_, Known::No, _) => Way::Chunked,
                 _ => Way::Single,
             };
-            if way == Way::Chunked || !large || s.single == Known::Yes {
+            if way == Way::Chunked || !large || s.single_max.is_some_and(|m| size <= m) {
                 return Some(Choice { way, probe: None });
             }
             if !s.probing {
@@ -134,9 +143,13 @@ impl Learned {
         }
     }
 
-    /// `way` delivered a blob.
-    pub fn worked(&self, way: Way) {
+    /// `way` delivered a blob of `size` bytes.
+    pub fn worked(&self, way: Way, size: Option<u64>) {
         let mut s = self.state.lock();
+        if way == Way::Single {
+            let size = size.unwrap_or(0);
+            s.single_max = Some(s.single_max.map_or(size, |m| m.max(size)));
+        }
         let known = match way {
             Way::Single => &mut s.single,
             Way::Chunked => &mut s.chunked,
@@ -264,20 +277,20 @@ mod tests {
     #[test]
     fn a_refused_way_is_not_chosen_again_and_both_refused_is_none() {
         let l = Learned::new("r", false);
-        assert_eq!(l.choose(false).map(|c| c.way), Some(Way::Single));
+        assert_eq!(l.choose(Some(10)).map(|c| c.way), Some(Way::Single));
         assert!(l.refused(Way::Single, &"413"));
         assert!(!l.refused(Way::Single, &"413"), "told once");
-        assert_eq!(l.choose(true).map(|c| c.way), Some(Way::Chunked));
+        assert_eq!(l.choose(Some(1 << 30)).map(|c| c.way), Some(Way::Chunked));
         assert!(l.refused(Way::Chunked, &"405"));
-        assert!(l.choose(false).is_none());
+        assert!(l.choose(Some(10)).is_none());
     }
 
     #[test]
     fn chunked_preferred_falls_back_to_single_when_patch_is_refused() {
         let l = Learned::new("r", true);
-        assert_eq!(l.choose(true).map(|c| c.way), Some(Way::Chunked));
+        assert_eq!(l.choose(Some(1 << 30)).map(|c| c.way), Some(Way::Chunked));
         l.refused(Way::Chunked, &"405 UNSUPPORTED");
-        assert_eq!(l.choose(true).map(|c| c.way), Some(Way::Single));
+        assert_eq!(l.choose(Some(1 << 30)).map(|c| c.way), Some(Way::Single));
     }
 
     #[test]
@@ -288,7 +301,7 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
-                    let c = l.choose(true).unwrap();
+                    let c = l.choose(Some(1 << 30)).unwrap();
                     if c.probe.is_some() {
                         let now = probing.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
@@ -299,17 +312,20 @@ mod tests {
             }
         });
         assert_eq!(most.load(Ordering::SeqCst), 1);
-        // Once single requests are known to work, nobody waits.
-        l.worked(Way::Single);
-        assert!(l.choose(true).unwrap().probe.is_none());
+        // A size the registry took does not probe again; a larger one does (ACR refuses bodies
+        // over ~20 MB only).
+        l.worked(Way::Single, Some(1 << 30));
+        assert!(l.choose(Some(1 << 30)).unwrap().probe.is_none());
+        l.worked(Way::Single, Some(10));
+        assert!(l.choose(Some(1 << 31)).unwrap().probe.is_some());
     }
 
     #[test]
     fn waiting_uploads_switch_when_the_probe_is_refused() {
         let l = Learned::new("r", false);
-        let probe = l.choose(true).unwrap();
+        let probe = l.choose(Some(1 << 30)).unwrap();
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| l.choose(true).map(|c| c.way));
+            let waiter = s.spawn(|| l.choose(Some(1 << 30)).map(|c| c.way));
             std::thread::sleep(Duration::from_millis(50));
             l.refused(Way::Single, &"413");
             drop(probe);

@@ -31,7 +31,7 @@ use super::client::Body;
 use super::error;
 use super::http::encode_query;
 use super::http::header;
-use super::learned::{Choice, Way};
+use super::learned::{Choice, Way, PROBE_FROM};
 use super::Client;
 use crate::digest::Digest;
 use crate::retry::Backoff;
@@ -40,10 +40,10 @@ use crate::store::{BlobSource, Error, ErrorCode, ErrorKind, Mount, Session};
 /// Chunks are never made smaller than this when a registry refuses one as too large.
 const MIN_CHUNK: u64 = 64 * 1024;
 
-/// Bodies from this size on are sent with `Expect: 100-continue`: nginx's default
-/// `client_max_body_size` (1m), below which no registry refuses a body for its size, and above
-/// which the extra round trip is small beside the body.
-pub(crate) const EXPECT_FROM: u64 = 1024 * 1024;
+/// Bodies from this size on are sent with `Expect: 100-continue`: the smallest size limit in the
+/// field ([`PROBE_FROM`]), below which no registry refuses a body for its size, and above which
+/// the extra round trip is small beside the body.
+const EXPECT_FROM: u64 = PROBE_FROM;
 
 /// Why an upload attempt failed, as far as choosing the next attempt goes.
 enum Failed {
@@ -145,10 +145,9 @@ impl Client {
         let mut forced = None;
         let mut digest_retried = false;
         loop {
-            let large = source.size().is_none_or(|s| s >= EXPECT_FROM);
             let chosen = match forced.take() {
                 Some(way) => Some(Choice::forced(way)),
-                None => self.learned.choose(large),
+                None => self.learned.choose(source.size()),
             };
             let Some(mut choice) = chosen else {
                 let m = "refuses both single-request and chunked (PATCH) blob uploads".to_string();
@@ -163,10 +162,11 @@ impl Client {
                 Way::Single => self.upload_single(repo, current.location(), digest, source, &mut choice),
                 Way::Chunked => self.upload_chunks(repo, current.location(), digest, source),
             };
-            drop(choice);
+            // `choice` (a probe, maybe) lives until what this attempt taught is recorded, so that
+            // uploads waiting for it see the answer.
             let failed = match sent {
                 Ok(()) => {
-                    self.learned.worked(way);
+                    self.learned.worked(way, source.size());
                     return Ok(());
                 }
                 Err(f) => f,

@@ -197,8 +197,9 @@ fn upload_refused_before_its_body_is_read_costs_one_attempt_per_registry() {
         (&src.repo("big/b:v1"), &[&acr.repo("acr/b"), &nginx.repo("nginx/b")]),
     ]);
     let auth = [AuthEntry::insecure(&src.addr()), AuthEntry::insecure(&acr.addr()), AuthEntry::insecure(&nginx.addr())];
-    // One worker: what one refusal taught is there for the next blob.
-    let run = Job::new(&auth, &images).run_within(LIMIT, &["--retries", "0", "--proc", "1"]);
+    // Workers enough to send all four uploads at once: while one large single request tests a
+    // registry, the others wait for its answer instead of being refused too.
+    let run = Job::new(&auth, &images).run_within(LIMIT, &["--retries", "0", "--proc", "4"]);
     let log = format!("acr:\n{}\n\nnginx:\n{}", request_log(&acr), request_log(&nginx));
     assert!(run.success(), "{run}\n\n{log}");
     for (img, name) in [(&a, "a"), (&b, "b")] {
