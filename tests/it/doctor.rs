@@ -306,3 +306,42 @@ fn an_unreachable_registry_is_one_line_naming_it() {
     assert_eq!(lines.len(), 1, "{run}");
     assert!(lines[0].contains("connection"), "{run}");
 }
+
+/// `doctor --write` through registry personalities (tests/it/common/personality.rs): each table
+/// names what that registry does differently, and the advice is what it needs.
+#[test]
+fn the_table_names_what_each_registry_personality_does() {
+    let reg = Registry::start();
+    push_simple(reg.api(), "team/app", "v1");
+    let ask = |personality: Personality| {
+        let proxy = Proxy::like(&reg.addr(), personality);
+        let dir = TestDir::new("doctor");
+        let auth = dir.write("auth.yaml", &auth_yaml(&[AuthEntry::insecure(&proxy.addr())]));
+        let run = doctor(&[&proxy.repo("team/app"), "--auth", p(&auth), "--write", "team/scratch"]);
+        assert_table(&run);
+        assert_nothing_left(&reg, "team/scratch");
+        run
+    };
+
+    // ECR: PATCH answered 201; a mount answered with a plain session.
+    let ecr = ask(Personality::Ecr);
+    assert!(row(&ecr, "PATCH answer").starts_with("201"), "{ecr}");
+    assert!(row(&ecr, "cross-repo mount").starts_with("not honoured"), "{ecr}");
+    // GHCR: a 5 MiB PATCH refused.
+    let ghcr = ask(Personality::Ghcr);
+    assert!(row(&ghcr, "PATCH size cap").starts_with("yes: a 5 MiB PATCH was refused (HTTP 416"), "{ghcr}");
+    // Artifact Registry: no PATCH at all; the default single requests need no key.
+    let gar = ask(Personality::ArtifactRegistry);
+    assert!(row(&gar, "PATCH upload").starts_with("refused"), "{gar}");
+    assert!(row(&gar, "single-request upload").starts_with("yes: "), "{gar}");
+    assert!(!gar.stdout.contains("chunked_upload"), "{gar}");
+    // Artifactory: manifests need application/json in Accept; single requests refused.
+    let artifactory = ask(Personality::Artifactory);
+    assert!(row(&artifactory, "manifest Accept").contains("application/json"), "{artifactory}");
+    assert!(row(&artifactory, "single-request upload").starts_with("refused"), "{artifactory}");
+    assert!(artifactory.stdout.contains("chunked_upload: true"), "{artifactory}");
+    // A plain registry's table says none of these.
+    let plain = ask(Personality::Quay { page_size: 0 });
+    assert_eq!(row(&plain, "PATCH answer"), "202 Accepted, as the spec says", "{plain}");
+    assert!(row(&plain, "cross-repo mount").starts_with("honoured"), "{plain}");
+}
