@@ -87,3 +87,27 @@ fn a_layer_shared_by_two_repositories_is_streamed_once_and_mounted() {
     let mounted = dst.requests().iter().any(|r| r.method == "POST" && r.query.contains("mount=") && r.status == 201);
     assert!(mounted, "the second repository got the layer by a mount:\n{run}");
 }
+
+/// A chunked upload whose final digest check fails (a registry that lost or misplaced a chunk,
+/// e.g. ECR's lagging `Range`, aws/containers-roadmap#2831) is sent once more in a single
+/// request before the blob fails.
+#[test]
+fn a_chunked_upload_failing_its_digest_check_is_sent_again_in_one_request() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let img = push_simple(src.api(), "up/app", "v1");
+    // The first closing `PUT ?digest=` of a chunked upload is answered as a digest mismatch.
+    let closing = FaultRule::first(1, Match::UploadPut, Fault::Code(400, "DIGEST_INVALID"));
+    let proxy = Proxy::faulty(&dst.addr(), vec![closing]);
+    let dir = TestDir::new("uploads");
+    let auth =
+        format!("{}: {{insecure: true}}\n{}: {{insecure: true, chunked_upload: true}}\n", src.addr(), proxy.addr());
+    let (auth, images) = auth_and_images(&dir, &auth, &src.repo("up/app:v1"), &format!("{}/copy/app", proxy.addr()));
+
+    let run = run_syncer(&["--auth", &auth, "--images", &images, "--proc", "1", "--retries", "0"]);
+    run.assert_ok();
+    assert_image_copied(src.api(), dst.api(), &img, "copy/app", "v1");
+    assert_eq!(proxy.faults_injected(), 1, "{run}");
+    assert_eq!(proxy.count(Match::MonolithicPut), 1, "the blob went again, in one request:\n{run}");
+    assert!(run.output().contains("sending the blob again in a single request"), "{run}");
+}
