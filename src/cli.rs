@@ -120,6 +120,10 @@ pub struct Args {
     #[argh(option, default = "String::from(\"64MiB\")")]
     pub chunk_size: String,
 
+    /// split an oci-archive: destination into parts FILE.tar.001, .002, … of at most this many bytes, listed with their sha256 in FILE.tar.parts.json (a FAT32 file: 4095MiB at most); oci-archive:FILE.tar reads them back
+    #[argh(option)]
+    pub max_archive_size: Option<String>,
+
     /// PEM bundle of extra CAs trusted for every https registry (in addition to the system roots)
     #[argh(option)]
     pub ca_file: Option<String>,

@@ -31,12 +31,20 @@ use crate::cli::{parse_bytes, split_commas, Args};
 use crate::engine::{Job, Mode, Options, Referrers};
 use crate::layout::LayoutSpec;
 use crate::manifest::{MediaType, PlatformFilter};
+use crate::reference::Location;
 use crate::registry::{Auth, Limits, TlsOptions};
 use crate::rule::Rule;
 
 /// The smallest `--chunk-size`: registries may refuse smaller chunks (S3 multipart parts are
 /// at least 5 MiB, but registries buffer), and tiny chunks mean a request per few bytes.
 const MIN_CHUNK: u64 = 4096;
+
+/// The smallest `--max-archive-size`: smaller parts only multiply files (at most 999 parts).
+const MIN_PART: u64 = 1 << 20;
+
+/// The largest file FAT32 holds: 4 GiB − 1 byte (`4GiB` parts are one byte too large).
+/// <https://en.wikipedia.org/wiki/File_Allocation_Table#FAT32> (max. file size 4,294,967,295 bytes).
+const FAT32_MAX_FILE: u64 = (4 << 30) - 1;
 
 /// Input that cannot be used; each names what is at fault.
 #[derive(Debug)]
@@ -138,7 +146,8 @@ impl Config {
             image_stats: args.report.is_some(),
         };
         let job = Job { rules, proc: args.proc, retries: args.retries, opts };
-        let layouts = layouts(&job);
+        let mut layouts = layouts(&job);
+        split_archives(args, &mut layouts)?;
         let base = args.base.as_ref().map(PathBuf::from);
         if base.is_some() && !layouts.iter().any(|l| l.dest) {
             return Err(ConfigError::Usage(
@@ -314,10 +323,32 @@ fn layouts(job: &Job) -> Vec<LayoutSpec> {
                 l.dest |= dest;
                 l.write |= write;
             }
-            None => out.push(LayoutSpec { location: repo.location.clone(), dest, write }),
+            None => out.push(LayoutSpec { location: repo.location.clone(), dest, write, part_size: None }),
         }
     }
     out
+}
+
+/// `--max-archive-size`: the part size of every `oci-archive:` destination.
+fn split_archives(args: &Args, layouts: &mut [LayoutSpec]) -> Result<(), ConfigError> {
+    let Some(v) = &args.max_archive_size else { return Ok(()) };
+    let size = parse_bytes(v).map_err(|e| ConfigError::Usage(format!("--max-archive-size: {e}")))?;
+    if size < MIN_PART {
+        return Err(ConfigError::Usage(format!("--max-archive-size must be at least {MIN_PART} bytes (1MiB)")));
+    }
+    let mut archives = layouts.iter_mut().filter(|l| l.dest && matches!(l.location, Location::Archive(_))).peekable();
+    if archives.peek().is_none() {
+        return Err(ConfigError::Usage(
+            "--max-archive-size is for writing an archive: no rule has an oci-archive: destination".into(),
+        ));
+    }
+    if size == FAT32_MAX_FILE + 1 {
+        log::warn!("--max-archive-size {v}: a FAT32 file holds at most 4 GiB minus one byte; 4095MiB parts fit");
+    }
+    for l in archives {
+        l.part_size = Some(size);
+    }
+    Ok(())
 }
 
 /// `--auth FILE` when given; else none (docker's credentials may still cover the registries).

@@ -5,23 +5,33 @@
 //! archive (`FILE.tar.partial`, where an interrupted run resumes), then streams it into
 //! `FILE.tar.tmp` — each staged blob deleted once it is in, so the disk holds little more than
 //! the archive — and renames that over `FILE.tar`: the archive under its final name is always
-//! whole.
+//! whole. The bytes may be parts of a split archive instead of one file ([`parts`]).
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use super::parts::{Output, Source};
 
 /// The members of a tar: path (without `./`) → (data offset, size).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Members {
-    pub file: PathBuf,
+    source: Source,
     pub members: HashMap<String, (u64, u64)>,
 }
 
 impl Members {
+    /// `file`, or the parts of a split `file`.
     pub fn scan(file: &Path) -> io::Result<Members> {
-        let mut archive = tar::Archive::new(File::open(file)?);
+        let source = Source::open(file)?;
+        let members = Members::read(&source).map_err(|e| source.explain(e))?;
+        Ok(Members { source, members })
+    }
+
+    /// The regular files of the tar, read from its headers.
+    fn read(source: &Source) -> io::Result<HashMap<String, (u64, u64)>> {
+        let mut archive = tar::Archive::new(source.reader()?);
         let mut members = HashMap::new();
         for entry in archive.entries_with_seek()? {
             let entry = entry?;
@@ -31,7 +41,7 @@ impl Members {
             let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
             members.insert(path, (entry.raw_file_position(), entry.size()));
         }
-        Ok(Members { file: file.to_path_buf(), members })
+        Ok(members)
     }
 
     pub fn size(&self, path: &str) -> Option<u64> {
@@ -41,9 +51,8 @@ impl Members {
     /// A member's bytes from `offset` on.
     pub fn open(&self, path: &str, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         let (start, size) = *self.members.get(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let mut f = File::open(&self.file)?;
-        f.seek(SeekFrom::Start(start + offset.min(size)))?;
-        Ok(Box::new(f.take(size.saturating_sub(offset))))
+        let from = offset.min(size);
+        self.source.range(start + from, size - from)
     }
 
     /// The blob members (`blobs/sha256/<hex>`) and their sizes.
@@ -54,49 +63,46 @@ impl Members {
 
 /// Write the archive `out` from the small files (`name`, bytes), the members of `previous`
 /// (the archive being replaced) and the blob files staged under `staged` (removed as they go
-/// in). Never leaves anything under `out` but a whole archive.
-pub fn write(out: &Path, files: &[(&str, Vec<u8>)], previous: Option<&Members>, staged: &Path) -> io::Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp", out.display()));
-    let result = (|| {
-        let mut tar = tar::Builder::new(BufWriter::with_capacity(256 * 1024, File::create(&tmp)?));
-        for (name, bytes) in files {
-            append(&mut tar, name, bytes.len() as u64, &mut bytes.as_slice())?;
-        }
-        let mut done = std::collections::HashSet::new();
-        let blob_dir = staged.join("blobs").join("sha256");
-        if let Ok(dir) = std::fs::read_dir(&blob_dir) {
-            for f in dir {
-                let f = f?;
-                let name = f.file_name().to_string_lossy().to_string();
-                if name.starts_with('.') {
-                    continue; // an unfinished temporary file
-                }
-                let path = format!("blobs/sha256/{name}");
-                let mut file = File::open(f.path())?;
-                let len = file.metadata()?.len();
-                append(&mut tar, &path, len, &mut file)?;
-                std::fs::remove_file(f.path())?;
-                done.insert(path);
+/// in); as one file, or as parts of at most `part_size` bytes. Never leaves anything under `out`
+/// but a whole archive.
+pub fn write(
+    out: &Path,
+    part_size: Option<u64>,
+    files: &[(&str, Vec<u8>)],
+    previous: Option<&Members>,
+    staged: &Path,
+) -> io::Result<()> {
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(256 * 1024, Output::create(out, part_size)?));
+    for (name, bytes) in files {
+        append(&mut tar, name, bytes.len() as u64, &mut bytes.as_slice())?;
+    }
+    let mut done = std::collections::HashSet::new();
+    let blob_dir = staged.join("blobs").join("sha256");
+    if let Ok(dir) = std::fs::read_dir(&blob_dir) {
+        for f in dir {
+            let f = f?;
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue; // an unfinished temporary file
             }
-        }
-        if let Some(prev) = previous {
-            for (path, size) in prev.blobs() {
-                if done.insert(path.to_string()) {
-                    append(&mut tar, path, size, &mut prev.open(path, 0)?)?;
-                }
-            }
-        }
-        let mut w = tar.into_inner()?;
-        w.flush()?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, out),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+            let path = format!("blobs/sha256/{name}");
+            let mut file = File::open(f.path())?;
+            let len = file.metadata()?.len();
+            append(&mut tar, &path, len, &mut file)?;
+            std::fs::remove_file(f.path())?;
+            done.insert(path);
         }
     }
+    if let Some(prev) = previous {
+        for (path, size) in prev.blobs() {
+            if done.insert(path.to_string()) {
+                append(&mut tar, path, size, &mut prev.open(path, 0)?)?;
+            }
+        }
+    }
+    let mut w = tar.into_inner()?;
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())?.commit()
 }
 
 fn append(tar: &mut tar::Builder<impl Write>, path: &str, size: u64, data: &mut impl Read) -> io::Result<()> {
@@ -120,7 +126,7 @@ mod tests {
         std::fs::write(staged.join("blobs/sha256/abc"), b"hello blob").unwrap();
         std::fs::write(staged.join("blobs/sha256/.abc.tmp"), b"half").unwrap();
         let out = dir.join("a.tar");
-        write(&out, &[("index.json", b"{}".to_vec())], None, &staged).unwrap();
+        write(&out, None, &[("index.json", b"{}".to_vec())], None, &staged).unwrap();
         let m = Members::scan(&out).unwrap();
         assert_eq!(m.size("blobs/sha256/abc"), Some(10));
         assert!(m.size("blobs/sha256/.abc.tmp").is_none());
@@ -130,7 +136,7 @@ mod tests {
         assert!(!staged.join("blobs/sha256/abc").exists(), "staged blobs go as they are written");
         // Replacing it keeps the previous members.
         let out2 = dir.join("b.tar");
-        write(&out2, &[("index.json", b"{}".to_vec())], Some(&m), &staged).unwrap();
+        write(&out2, None, &[("index.json", b"{}".to_vec())], Some(&m), &staged).unwrap();
         assert_eq!(Members::scan(&out2).unwrap().size("blobs/sha256/abc"), Some(10));
         let _ = std::fs::remove_dir_all(&dir);
     }

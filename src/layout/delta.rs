@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::archive::Members;
+use super::parts;
 use crate::digest::Digest;
 use crate::store::{Error, ErrorKind};
 
@@ -72,8 +73,8 @@ impl Base {
                 }
                 record = std::fs::read(d.join(RECORD)).ok();
             }
-            _ if path.is_file() => {
-                let members = Members::scan(path).map_err(|e| fail(format!("not a readable tar: {e}")))?;
+            _ if parts::exists(path) => {
+                let members = Members::scan(path).map_err(|e| fail(parts::unreadable(&e)))?;
                 if members.size("index.json").is_none() {
                     return Err(fail("not an OCI archive (no index.json in it)".into()));
                 }

@@ -18,6 +18,7 @@
 mod archive;
 mod delta;
 mod index;
+mod parts;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +56,8 @@ pub struct LayoutSpec {
     pub write: bool,
     /// A destination: it may not exist yet (a dry run or an audit sees it empty).
     pub dest: bool,
+    /// `--max-archive-size`: an archive written is split into parts of this many bytes.
+    pub part_size: Option<u64>,
 }
 
 impl LayoutSpec {
@@ -86,6 +89,8 @@ pub struct Layout {
     tar: Option<Members>,
     /// A destination archive's final path.
     output: Option<PathBuf>,
+    /// A destination archive is written as parts of this size.
+    part_size: Option<u64>,
     writable: bool,
     state: Mutex<State>,
     /// `--base`: blobs that a delta bundle leaves out.
@@ -112,10 +117,13 @@ impl Layout {
         let (archive, path) = (spec.archive(), spec.path());
         let (mut dir, mut tar, mut output) = (None, None, None);
         // A destination that is not there yet, in a run that writes nothing: seen empty.
-        let unborn = spec.dest && !spec.write && !path.exists();
+        let unborn = spec.dest && !spec.write && !(path.exists() || archive && parts::exists(path));
         if archive {
-            if path.exists() {
-                tar = Some(Members::scan(path).map_err(|e| fail(format!("not a readable tar archive: {e}")))?);
+            if spec.write {
+                parts::settle(path).map_err(|e| fail(format!("cannot finish the rewrite of its parts: {e}")))?;
+            }
+            if parts::exists(path) {
+                tar = Some(Members::scan(path).map_err(|e| fail(parts::unreadable(&e)))?);
             } else if !spec.write && !unborn {
                 return Err(fail("no such archive".into()));
             }
@@ -167,6 +175,7 @@ impl Layout {
             dir,
             tar,
             output,
+            part_size: spec.part_size.filter(|_| archive),
             writable: spec.write,
             state: Mutex::new(State { index, dirty: spec.write, written: None, subjects: None }),
             // A dry run into a delta bundle plans without what the base holds, too.
@@ -340,7 +349,7 @@ impl Layout {
                     self.location,
                     staged.display()
                 );
-            } else if !self.changed.load(Ordering::Relaxed) && out.exists() {
+            } else if !self.changed.load(Ordering::Relaxed) && parts::current(out, self.part_size) {
                 std::fs::remove_dir_all(staged).map_err(|e| self.cannot("remove", staged, e))?;
             } else {
                 let mut files =
@@ -348,7 +357,7 @@ impl Layout {
                 if let Ok(record) = std::fs::read(staged.join(RECORD)) {
                     files.push((RECORD, record));
                 }
-                archive::write(out, &files, self.tar.as_ref(), staged)
+                archive::write(out, self.part_size, &files, self.tar.as_ref(), staged)
                     .map_err(|e| self.error("", ErrorKind::Layout(format!("cannot write the archive: {e}"))))?;
                 std::fs::remove_dir_all(staged).map_err(|e| self.cannot("remove", staged, e))?;
                 log::info!("{}: archive written", self.location);
