@@ -148,7 +148,7 @@ fn reachable(dir: &Path) -> BTreeSet<String> {
 }
 
 /// Flips one byte in the middle of `file`.
-fn flip_byte(file: &Path) {
+pub(crate) fn flip_byte(file: &Path) {
     let mut bytes = fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -160,7 +160,7 @@ fn flip_byte(file: &Path) {
 }
 
 /// The names in `dir` (not recursive), sorted.
-fn names_in(dir: &Path) -> Vec<String> {
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> =
         fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     v.sort();
@@ -169,7 +169,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 /// Unpacks `tar` into a new directory (with the system `tar`), returned with the member names
 /// as `tar -t` lists them (a leading `./` removed).
-fn untar(tar: &Path) -> (TestDir, Vec<String>) {
+pub(crate) fn untar(tar: &Path) -> (TestDir, Vec<String>) {
     let out = Command::new("tar").arg("-tf").arg(tar).output().expect("run tar -t");
     assert!(out.status.success(), "tar -tf {}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
     let members = String::from_utf8_lossy(&out.stdout)
@@ -240,7 +240,7 @@ fn skopeo(args: &[&str]) -> Vec<u8> {
 }
 
 /// The digest of the manifest skopeo reads at `image` (`skopeo inspect --raw`).
-fn skopeo_digest(image: &str) -> String {
+pub(crate) fn skopeo_digest(image: &str) -> String {
     sha256_digest(&skopeo(&["inspect", "--raw", image]))
 }
 
@@ -258,7 +258,7 @@ fn skopeo_copy(from: &str, to: &str, all: bool) {
 // Fixtures.
 
 /// Pushes an OCI image (OCI config, `OCI_LAYER` layers with these bytes) under `tag`.
-fn push_oci_image_with_layers(c: &Client, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Pushed {
+pub(crate) fn push_oci_image_with_layers(c: &Client, repo: &str, tag: &str, layers: &[Vec<u8>]) -> Pushed {
     let layer_descs: Vec<serde_json::Value> =
         layers.iter().map(|data| push_blob_descriptor(c, repo, OCI_LAYER, data)).collect();
     let diff_ids: Vec<serde_json::Value> = layer_descs.iter().map(|d| d["digest"].clone()).collect();

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bundles_split;
 mod cli;
 mod copy;
 mod credentials;
