@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bundles_damaged;
 mod cli;
 mod copy;
 mod credentials;
