@@ -25,6 +25,13 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         None => {
             let store = ctx.stores.get(&rule.src.repo);
             let listed = store.list_tags(&rule.src.repo)?;
+            if listed.is_empty() && rule.src.repo.is_layout() {
+                let what = match &*rule.src.repo.name {
+                    "" => "the bundle holds no image".to_string(),
+                    name => format!("the bundle holds no image {name}"),
+                };
+                return Err(empty_bundle(&*store, what));
+            }
             ctx.lookups.remember_tags(&rule.src.repo, &listed);
             let referrers = ctx.opts.referrers.enabled;
             let tags = listed.into_iter().filter(|t| rule.takes(t, referrers)).collect();
@@ -85,10 +92,19 @@ fn created(store: &dyn Store, repo: &Repository, tag: &str) -> Result<Option<i64
     Ok(None)
 }
 
+/// A bundle that holds nothing for a rule: a failure, not a run that copied nothing and says
+/// all is well (an empty or half-written bundle carried into a site must not pass unnoticed).
+fn empty_bundle(store: &dyn Store, what: String) -> SyncError {
+    crate::store::Error::new(store.name(), "", crate::store::ErrorKind::Missing(what)).into()
+}
+
 /// A namespace rule: one rule per repository of the source catalog below the namespace.
 fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     let store = ctx.stores.get(&rule.src.repo);
     let all = store.list_catalog().map_err(|e| SyncError::Catalog(Box::new(e)))?;
+    if all.is_empty() && rule.src.repo.is_layout() {
+        return Err(empty_bundle(&*store, "the bundle holds no image to copy".into()));
+    }
     let mut found = 0;
     for child in all.iter().filter_map(|name| rule.for_repository(name)) {
         found += 1;

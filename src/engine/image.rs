@@ -97,7 +97,10 @@ pub fn sync(ctx: &Ctx, pair: &Arc<Pair>) -> Result<(), SyncError> {
             Some(d) if !dst.is_digest() => d,
             _ => dc.manifest_digest(&dst.repo, &dst.reference, Access::Push)?,
         };
-        if dd.as_ref() == Some(&digest) {
+        // A destination that names the same bytes with another algorithm (a registry stores a
+        // sha512 image pushed by tag under its sha256) has it too.
+        let same = |d: &Digest| if d.algorithm() == digest.algorithm() { *d == digest } else { d.matches(&bytes) };
+        if dd.as_ref().is_some_and(same) {
             return settled(ctx, &mut planner, &pair, digest, !filtered, Below::Bytes(&bytes));
         }
     }

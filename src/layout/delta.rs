@@ -74,7 +74,7 @@ impl Base {
                 record = std::fs::read(d.join(RECORD)).ok();
             }
             _ if parts::exists(path) => {
-                let members = Members::scan(path).map_err(|e| fail(parts::unreadable(&e)))?;
+                let members = Members::scan(path).map_err(|e| fail(e.to_string()))?;
                 if members.size("index.json").is_none() {
                     return Err(fail("not an OCI archive (no index.json in it)".into()));
                 }

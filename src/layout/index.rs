@@ -6,10 +6,15 @@
 //! tag (skopeo's `oci:DIR:tag`) or a full reference as the tag (older buildah); both are
 //! understood. Entries without a tag are kept too: referrers (reachable only through
 //! index.json) and images stored by digest.
+//!
+//! What we do not understand is kept, not dropped: every entry keeps its JSON as found, and an
+//! entry whose digest names an algorithm we cannot verify is carried along verbatim, in its
+//! place, when `index.json` is written again. An entry whose digest is no digest at all (a
+//! path, a number) makes the whole index damaged: [`Index::parse`] names it.
 
 use serde_json::{json, Map, Value};
 
-use crate::digest::Digest;
+use crate::digest::{unsupported_algorithm, Digest};
 use crate::manifest::MediaType;
 use crate::reference::parse_repository;
 
@@ -29,11 +34,18 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Read a descriptor of `index.json`; `None` for one that names no sha256 manifest.
-    pub fn parse(value: Value) -> Option<Entry> {
-        let digest = Digest::parse(value.get("digest")?.as_str()?).ok()?;
+    /// Read a descriptor of `index.json`; the fault of one that names no manifest we can read.
+    pub fn parse(value: Value) -> Result<Entry, String> {
+        let digest = match value.get("digest") {
+            Some(Value::String(d)) => Digest::parse(d).map_err(|e| e.to_string())?,
+            Some(other) => return Err(format!("its digest {other} is not a string")),
+            None => return Err("it has no digest".into()),
+        };
         let media_type = MediaType::new(value.get("mediaType").and_then(Value::as_str).unwrap_or_default());
-        let size = value.get("size").and_then(Value::as_u64).unwrap_or(0);
+        let size = match value.get("size") {
+            None | Some(Value::Null) => 0,
+            Some(s) => s.as_u64().ok_or_else(|| format!("its size {s} is not a number of bytes"))?,
+        };
         let note = |k: &str| value.get("annotations").and_then(|a| a.get(k)).and_then(Value::as_str);
         let (mut name, mut tag) = (None, note(REF_NAME).map(String::from));
         if let Some(full) = note(IMAGE_NAME) {
@@ -47,7 +59,7 @@ impl Entry {
             name = Some(n);
             tag = t;
         }
-        Some(Entry { value, digest, media_type, size, name, tag })
+        Ok(Entry { value, digest, media_type, size, name, tag })
     }
 
     /// A new entry for a manifest stored under `name` (may be empty) and `tag` (or by digest).
@@ -110,14 +122,28 @@ pub fn split_reference(full: &str) -> (String, Option<String>) {
     (name, tag)
 }
 
+/// How an entry of `index.json` is named in messages: its place (from 1) and its names.
+fn label(position: usize, value: &Value) -> String {
+    let note = |k: &str| value.get("annotations").and_then(|a| a.get(k)).and_then(Value::as_str);
+    match (note(IMAGE_NAME), note(REF_NAME)) {
+        (Some(full), _) => format!("index.json entry {} ({full})", position + 1),
+        (None, Some(tag)) => format!("index.json entry {} (ref.name {tag:?})", position + 1),
+        (None, None) => format!("index.json entry {}", position + 1),
+    }
+}
+
 /// The `index.json` document: its entries, and its other fields as found.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     pub entries: Vec<Entry>,
     pub rest: Map<String, Value>,
+    /// Entries whose digest names an algorithm we cannot verify, with their place: never read,
+    /// written back as found.
+    pub kept: Vec<(usize, Value)>,
 }
 
 impl Index {
+    /// Parse `index.json`; an entry whose digest is invalid makes it damaged, named in the error.
     pub fn parse(bytes: &[u8]) -> Result<Index, String> {
         let mut doc: Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| format!("index.json is not a JSON object: {e}"))?;
@@ -126,8 +152,33 @@ impl Index {
             None | Some(Value::Null) => Vec::new(),
             Some(_) => return Err("index.json: `manifests` is not a list".into()),
         };
-        let entries = manifests.into_iter().filter_map(Entry::parse).collect();
-        Ok(Index { entries, rest: doc })
+        let (mut entries, mut kept) = (Vec::with_capacity(manifests.len()), Vec::new());
+        for (i, value) in manifests.into_iter().enumerate() {
+            if value.get("digest").and_then(Value::as_str).and_then(unsupported_algorithm).is_some() {
+                kept.push((i, value));
+                continue;
+            }
+            let fault = match value {
+                Value::Object(_) => match Entry::parse(value.clone()) {
+                    Ok(e) => {
+                        entries.push(e);
+                        continue;
+                    }
+                    Err(fault) => fault,
+                },
+                _ => "it is not a descriptor (a JSON object)".to_string(),
+            };
+            return Err(format!("{}: {fault}", label(i, &value)));
+        }
+        Ok(Index { entries, rest: doc, kept })
+    }
+
+    /// The first entry we could not read (an algorithm we cannot verify), named, when there is
+    /// one: a bundle that holds it cannot be imported whole.
+    pub fn unreadable(&self) -> Option<String> {
+        let (i, value) = self.kept.first()?;
+        let digest = value.get("digest").and_then(Value::as_str).unwrap_or_default();
+        Some(format!("{}: {}", label(*i, value), crate::digest::InvalidDigest(digest.to_string())))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -137,7 +188,11 @@ impl Index {
         for (k, v) in &self.rest {
             doc.insert(k.clone(), v.clone());
         }
-        doc.insert("manifests".into(), Value::Array(self.entries.iter().map(|e| e.value.clone()).collect()));
+        let mut manifests: Vec<Value> = self.entries.iter().map(|e| e.value.clone()).collect();
+        for (i, value) in &self.kept {
+            manifests.insert((*i).min(manifests.len()), value.clone());
+        }
+        doc.insert("manifests".into(), Value::Array(manifests));
         serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default()
     }
 
@@ -212,10 +267,10 @@ mod tests {
         let buildah = e(json!({REF_NAME: "localhost:5000/app:v2"}));
         assert_eq!((buildah.name.as_deref(), buildah.tag.as_deref()), (Some("localhost:5000/app"), Some("v2")));
         assert_eq!(split_reference("127.0.0.1:5000/a/b"), ("127.0.0.1:5000/a/b".to_string(), None));
-        let idx = Index { entries: vec![skopeo.clone()], rest: Map::new() };
+        let idx = Index { entries: vec![skopeo.clone()], ..Index::default() };
         assert_eq!(idx.bare_name().as_deref(), Some(""));
         assert!(idx.find("", "v1").is_some());
-        let idx = Index { entries: vec![docker], rest: Map::new() };
+        let idx = Index { entries: vec![docker], ..Index::default() };
         assert_eq!(idx.find("", "latest").map(|e| e.tag.clone()), Some(Some("latest".into())));
         assert_eq!(idx.tags(""), ["latest"]);
     }
@@ -232,5 +287,32 @@ mod tests {
         let back = Index::parse(&idx.to_bytes()).unwrap();
         assert_eq!(back.names(), ["r.io/x", "r.io/y"]);
         assert_eq!(back.find("r.io/x", "v1").unwrap().digest, b);
+    }
+
+    #[test]
+    fn an_invalid_digest_is_named_and_an_unknown_algorithm_kept_in_place() {
+        let sha = format!("sha256:{}", "a".repeat(64));
+        let bad = json!({"manifests": [
+            {"mediaType": "m", "digest": sha, "size": 1},
+            {"mediaType": "m", "digest": "../../etc/passwd", "size": 1, "annotations": {REF_NAME: "v1"}},
+        ]});
+        let e = Index::parse(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
+        assert!(e.starts_with("index.json entry 2 (ref.name \"v1\"): invalid digest \"../../etc/passwd\""), "{e}");
+        let e = Index::parse(br#"{"manifests":[{"mediaType":"m","size":1}]}"#).unwrap_err();
+        assert_eq!(e, "index.json entry 1: it has no digest");
+        assert!(Index::parse(br#"{"manifests":[7]}"#).unwrap_err().contains("not a descriptor"));
+
+        let blake = json!({"mediaType": "m", "digest": "blake3:abcd", "size": 4, "x-unknown": [1]});
+        let sha512 = format!("sha512:{}", "b".repeat(128));
+        let doc = json!({"schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "annotations": {"k": "v"}, "manifests": [
+            {"mediaType": "m", "digest": sha, "size": 1},
+            blake,
+            {"mediaType": "application/x-unknown", "digest": sha512, "size": 9},
+        ]});
+        let idx = Index::parse(&serde_json::to_vec(&doc).unwrap()).unwrap();
+        assert_eq!(idx.entries.len(), 2, "sha512 is understood");
+        assert!(idx.unreadable().unwrap().starts_with("index.json entry 2: unsupported digest \"blake3:abcd\""));
+        let back: Value = serde_json::from_slice(&idx.to_bytes()).unwrap();
+        assert_eq!(back, doc, "written back as found, the unknown entry in its place");
     }
 }

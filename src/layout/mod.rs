@@ -14,8 +14,12 @@
 //!
 //! **Reading verifies.** Every manifest and blob read is checked against its digest and size;
 //! a damaged file fails the images that need it with an error naming the file, never retried.
+//! A bundle damaged as a whole (an invalid `index.json` entry, a file over its limit, another
+//! layout version, a member or link outside it: [`check`], [`archive`]) is refused when opened,
+//! before anything of it is pushed.
 
 mod archive;
+mod check;
 mod delta;
 mod index;
 mod parts;
@@ -33,7 +37,7 @@ use serde_json::{json, Value};
 
 pub use delta::Base;
 
-use crate::digest::Digest;
+use crate::digest::{Algorithm, Digest};
 use crate::manifest::{MediaType, MAX_MANIFEST_BYTES};
 use crate::reference::Location;
 use crate::store::{Error, ErrorKind, Origin};
@@ -105,8 +109,9 @@ pub struct Layout {
     unnamed_warned: AtomicBool,
 }
 
+/// A blob's place in a layout: `blobs/<algorithm>/<hex>`.
 fn rel(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
+    format!("blobs/{}/{}", digest.algorithm().name(), digest.hex())
 }
 
 impl Layout {
@@ -123,7 +128,7 @@ impl Layout {
                 parts::settle(path).map_err(|e| fail(format!("cannot finish the rewrite of its parts: {e}")))?;
             }
             if parts::exists(path) {
-                tar = Some(Members::scan(path).map_err(|e| fail(parts::unreadable(&e)))?);
+                tar = Some(Members::scan(path).map_err(|e| fail(e.to_string()))?);
             } else if !spec.write && !unborn {
                 return Err(fail("no such archive".into()));
             }
@@ -137,35 +142,57 @@ impl Layout {
             }
             dir = Some(path.to_path_buf());
         }
-        let read = |name: &str| -> Result<Option<Vec<u8>>, Error> {
-            if let Some(d) = &dir {
-                match std::fs::read(d.join(name)) {
-                    Ok(b) => return Ok(Some(b)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(fail(format!("cannot read {name}: {e}"))),
-                }
-            }
-            match &tar {
-                Some(t) if t.size(name).is_some() => {
-                    let mut b = Vec::new();
+        // A file of the layout (the staging directory's first, for an archive being written),
+        // at most `limit` bytes.
+        let read_dir = |name: &str, limit: u64| match &dir {
+            Some(d) => check::read_file(&d.join(name), name, limit).map_err(fail),
+            None => Ok(None),
+        };
+        let read_tar = |name: &str, limit: u64| -> Result<Option<Vec<u8>>, Error> {
+            match tar.as_ref().and_then(|t| Some((t, t.size(name)?))) {
+                Some((_, size)) if size > limit => Err(fail(check::too_large(name, size, limit))),
+                Some((t, size)) => {
+                    let mut b = Vec::with_capacity(size as usize);
                     t.open(name, 0)
                         .and_then(|mut r| r.read_to_end(&mut b))
                         .map_err(|e| fail(format!("{name}: {e}")))?;
                     Ok(Some(b))
                 }
-                _ => Ok(None),
+                None => Ok(None),
             }
         };
+        let read = |name: &str, limit: u64| match read_dir(name, limit)? {
+            Some(b) => Ok(Some(b)),
+            None => read_tar(name, limit),
+        };
+        // The layout as found (an archive's, not its staging directory's) must be of a version
+        // we understand, and, to be read, hold blobs that are regular files.
+        let marker = if tar.is_some() {
+            read_tar(LAYOUT_FILE, check::MAX_MARKER_BYTES)?
+        } else {
+            read_dir(LAYOUT_FILE, check::MAX_MARKER_BYTES)?
+        };
+        if let Some(m) = marker {
+            check::version(&m).map_err(fail)?;
+        }
+        if let (Some(d), false) = (&dir, spec.dest) {
+            check::regular_blobs(d).map_err(fail)?;
+        }
         if let (Some(d), true) = (&dir, spec.write) {
             prepare_dir(d, archive).map_err(fail)?;
         }
-        let index = match read("index.json")? {
+        let index = match read("index.json", check::MAX_INDEX_BYTES)? {
             Some(b) => Index::parse(&b).map_err(fail)?,
             None if spec.write || unborn => Index::default(),
             None if archive => return Err(fail("not an OCI archive: it has no index.json".into())),
             None => return Err(fail("not an OCI image layout: no index.json there".into())),
         };
-        let record = match read(RECORD)? {
+        // Entries we cannot read are kept in a layout we write, but a bundle we import holds
+        // them: importing it without them would be a silent loss.
+        if let (Some(m), false) = (index.unreadable(), spec.dest) {
+            return Err(fail(m));
+        }
+        let record = match read(RECORD, check::MAX_INDEX_BYTES)? {
             Some(b) => Some(Record::parse(&b).map_err(fail)?),
             None => None,
         };
@@ -229,6 +256,17 @@ impl Layout {
     fn open_local(&self, digest: &Digest, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         let path = rel(digest);
         if let Some(d) = &self.dir {
+            // Never through a symbolic link, nor from a FIFO or device (a read could hang).
+            match std::fs::symlink_metadata(d.join(&path)) {
+                Ok(m) if !m.file_type().is_file() => {
+                    let what = check::kind(&m.file_type());
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{path} is {what}, not a regular file"),
+                    ));
+                }
+                _ => {}
+            }
             match std::fs::File::open(d.join(&path)) {
                 Ok(mut f) => {
                     f.seek(SeekFrom::Start(offset))?;
@@ -256,7 +294,7 @@ impl Layout {
         self.open_local(digest, 0)
             .and_then(|mut r| r.read_to_end(&mut bytes))
             .map_err(|e| self.error(what.clone(), ErrorKind::Layout(format!("cannot read it: {e}"))))?;
-        let actual = Digest::of(&bytes);
+        let actual = digest.algorithm().digest(&bytes);
         if actual != *digest {
             return Err(damaged(format!("digest mismatch: expected {digest}, got {actual}")));
         }
@@ -278,13 +316,18 @@ impl Layout {
     fn write_file(&self, digest: &Digest, data: &mut dyn Read) -> Result<u64, Error> {
         let dir = self.dir.as_ref().expect("a written layout has a directory");
         let what = format!("write {}", rel(digest));
-        let tmp = dir.join("blobs").join("sha256").join(format!(
+        let algorithm = digest.algorithm();
+        let tmp = dir.join("blobs").join(algorithm.name()).join(format!(
             ".{}.{}-{}.tmp",
             digest.hex(),
             std::process::id(),
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));
         let written = (|| {
+            if algorithm != Algorithm::Sha256 {
+                // `blobs/sha256` is made with the layout; other algorithms' directories on need.
+                std::fs::create_dir_all(dir.join("blobs").join(algorithm.name()))?;
+            }
             let mut f = io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
             let n = io::copy(data, &mut f)?;
             f.into_inner().map_err(|e| e.into_error())?.sync_data()?;

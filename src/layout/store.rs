@@ -63,7 +63,12 @@ impl Store for Layout {
         top: bool,
     ) -> Result<(), Error> {
         let name = &*repo.name;
-        let digest = Digest::of(bytes);
+        // Stored under the digest it is pushed by (sha512 for a child a sha512 index names);
+        // pushed by tag, under its sha256, as a registry names it.
+        let digest = match reference {
+            Reference::Digest(d) => d.algorithm().digest(bytes),
+            Reference::Tag(_) => Digest::of(bytes),
+        };
         let what = format!("store manifest {}", rel(&digest));
         self.check_writable(&what)?;
         if self.local_len(&digest) != Some(bytes.len() as u64) {

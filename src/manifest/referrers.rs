@@ -46,9 +46,13 @@ impl Referrer {
     }
 }
 
-/// The referrers tag schema's tag for `subject`: `sha256-<hex>`.
+/// The referrers tag schema's tag for `subject`: `<algorithm>-<hex>`, the hex cut to 64
+/// characters (a sha512 digest's 128 would pass the 128-character tag limit), as the
+/// distribution spec's "Referrers Tag Schema" says
+/// (<https://github.com/opencontainers/distribution-spec/blob/main/spec.md#referrers-tag-schema>).
 pub fn fallback_tag(subject: &Digest) -> String {
-    format!("sha256-{}", subject.hex())
+    let hex = subject.hex();
+    format!("{}-{}", subject.algorithm().name(), &hex[..hex.len().min(64)])
 }
 
 /// Cosign's tags for `subject`.
@@ -59,7 +63,7 @@ pub fn cosign_tags(subject: &Digest) -> Vec<String> {
 /// Whether `tag` belongs to another manifest (a fallback index or a cosign tag) rather than
 /// naming an image of its own.
 pub fn is_referrer_tag(tag: &str) -> bool {
-    let Some(rest) = tag.strip_prefix("sha256-") else { return false };
+    let Some(rest) = tag.strip_prefix("sha256-").or_else(|| tag.strip_prefix("sha512-")) else { return false };
     let (Some(hex), Some(suffix)) = (rest.get(..64), rest.get(64..)) else { return false };
     hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         && (suffix.is_empty() || COSIGN_SUFFIXES.iter().any(|s| suffix.strip_prefix('.') == Some(s)))
@@ -133,6 +137,9 @@ mod tests {
         assert!(cosign_tags(&s).iter().all(|t| is_referrer_tag(t)));
         assert!(is_referrer_tag(&fallback_tag(&s)));
         assert!(!is_referrer_tag("sha256-abc"));
+        let s512 = crate::digest::Algorithm::Sha512.digest(b"x");
+        assert_eq!(fallback_tag(&s512), format!("sha512-{}", &s512.hex()[..64]));
+        assert!(is_referrer_tag(&fallback_tag(&s512)) && is_referrer_tag(&format!("{}.sig", fallback_tag(&s512))));
         assert!(!is_referrer_tag(&format!("sha256-{}.foo", "a".repeat(64))));
         assert!(!is_referrer_tag(&format!("sha256-{}", "A".repeat(64))));
         assert!(!is_referrer_tag("v1.0"));

@@ -6,10 +6,10 @@ use super::client::Body;
 use super::error;
 use super::http::header;
 use super::Client;
-use crate::digest::Digest;
+use crate::digest::{Algorithm, Digest};
 use crate::manifest::{is_schema1, MediaType, ACCEPT, MAX_MANIFEST_BYTES};
 use crate::reference::Reference;
-use crate::store::{Access, Error, ErrorKind, Fetched, Head};
+use crate::store::{Access, Error, ErrorCode, ErrorKind, Fetched, Head};
 
 impl Client {
     /// HEAD a manifest: `None` when it does not exist.
@@ -76,11 +76,15 @@ impl Client {
             let media_type = content_type(&r);
             let announced = content_digest(&r);
             let bytes = self.read_body(r, MAX_MANIFEST_BYTES, &what)?;
-            let actual = Digest::of(&bytes);
             let expected = reference
                 .digest()
                 .cloned()
                 .or_else(|| announced.filter(|_| !signed_schema1(media_type.as_ref(), &bytes)));
+            // Checked with the expected digest's own algorithm (a `repo@sha512:…` reference).
+            let actual = match &expected {
+                Some(e) => e.algorithm().digest(&bytes),
+                None => Digest::of(&bytes),
+            };
             if let Some(expected) = expected.filter(|e| *e != actual) {
                 return Err(Error::new(&self.registry, &what, ErrorKind::DigestMismatch { expected, actual }));
             }
@@ -104,7 +108,9 @@ impl Client {
         })
     }
 
-    /// PUT a manifest with exactly these bytes; checks the digest the registry reports.
+    /// PUT a manifest with exactly these bytes; checks the digest the registry reports (with
+    /// that digest's algorithm: a registry names what it stores by its own, sha256 for
+    /// distribution, whatever the reference pushed under).
     pub(crate) fn put_manifest(
         &self,
         repo: &str,
@@ -115,18 +121,23 @@ impl Client {
         let what = format!("PUT manifest {repo}{}{reference}", sep(reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let headers = [("Content-Type", media_type.as_str())];
-        let expected = Digest::of(bytes);
         self.retrying(&what, || {
             let mut r = self.send("PUT", &url, &[push_scope(repo)], &headers, Body::Bytes(bytes), &what)?;
             let status = r.status().as_u16();
             if status != 201 && status != 200 {
-                return Err(error::status(&self.registry, &what, &mut r));
+                let e = error::status(&self.registry, &what, &mut r);
+                return Err(match reference.digest() {
+                    Some(d) if d.algorithm() != Algorithm::Sha256 && e.has_code(&ErrorCode::DigestInvalid) => {
+                        not_by_digest(e, d)
+                    }
+                    _ => e,
+                });
             }
             match content_digest(&r) {
-                Some(got) if got != expected => Err(Error::new(
+                Some(got) if !got.matches(bytes) => Err(Error::new(
                     &self.registry,
                     &what,
-                    ErrorKind::DigestMismatch { expected: expected.clone(), actual: got },
+                    ErrorKind::DigestMismatch { expected: got.algorithm().digest(bytes), actual: got },
                 )),
                 _ => Ok(()),
             }
@@ -148,6 +159,23 @@ fn signed_schema1(media_type: Option<&MediaType>, bytes: &[u8]) -> bool {
         Some(t) if t.names_a_manifest() => *t == MediaType::DOCKER_SCHEMA1_SIGNED,
         _ => is_schema1(bytes),
     }
+}
+
+/// A registry that refuses a manifest pushed under a digest of another algorithm than sha256:
+/// distribution (2.x and 3.0) computes a manifest's digest with sha256 only and answers 400
+/// `DIGEST_INVALID` to any other digest reference, though it takes sha512 blobs and, by tag, a
+/// manifest that references them (distribution/distribution#4420).
+fn not_by_digest(e: Error, digest: &Digest) -> Error {
+    let why = format!(
+        "{}; this registry does not take a manifest under a {} digest (distribution names manifests by \
+         sha256 only, distribution/distribution#4420): an image whose manifests are all pushed by tag \
+         goes in, an index with {} children or a `repo@{}:…` rule does not",
+        e.kind,
+        digest.algorithm().name(),
+        digest.algorithm().name(),
+        digest.algorithm().name()
+    );
+    Error { kind: ErrorKind::Invalid(why), ..e }
 }
 
 /// The `Docker-Content-Digest` header, when it is a digest we can check.

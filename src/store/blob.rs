@@ -14,10 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest as _, Sha256};
-
 use super::{Error, ErrorKind};
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 
 /// Aborts a body transfer that is slower than the minimum speed, averaged over a window.
 pub struct Meter {
@@ -84,9 +82,10 @@ pub struct BlobSource<'a> {
     reader: Box<dyn Read + Send>,
     /// Bytes handed over (and hashed) so far.
     pos: u64,
-    hasher: Sha256,
+    /// The digest's own algorithm (sha256 or sha512).
+    hasher: Hasher,
     /// The position and hash state at the start of the current upload chunk.
-    checkpoint: (u64, Sha256),
+    checkpoint: (u64, Hasher),
     /// A download's minimum speed (a file has none).
     meter: Option<Meter>,
     /// Set when a read failed because of the source (not because of the upload).
@@ -105,7 +104,7 @@ impl<'a> BlobSource<'a> {
         reader: Box<dyn Read + Send>,
         meter: Option<Meter>,
     ) -> BlobSource<'a> {
-        let hasher = Sha256::new();
+        let hasher = digest.algorithm().hasher();
         BlobSource {
             origin,
             repo,
@@ -165,7 +164,7 @@ impl<'a> BlobSource<'a> {
         if self.pos == 0 && !self.failed {
             return Ok(());
         }
-        self.checkpoint = (0, Sha256::new());
+        self.checkpoint = (0, self.digest.algorithm().hasher());
         self.failed = false;
         self.rewind_to(0)
     }
@@ -205,7 +204,7 @@ impl<'a> BlobSource<'a> {
 
     /// After the source is read to the end: its digest and length, for a source of unknown size.
     pub fn finish_unknown_size(&mut self) -> io::Result<usize> {
-        let actual = Digest::from_sha256(&self.hasher.clone().finalize());
+        let actual = self.hasher.digest();
         if actual != *self.digest {
             return Err(self.fail(ErrorKind::DigestMismatch { expected: self.digest.clone(), actual }));
         }
@@ -251,7 +250,7 @@ impl Read for BlobSource<'_> {
                 let size = self.pos;
                 return Err(self.fail(ErrorKind::SizeMismatch { expected: size, actual: size + 1 }));
             }
-            let actual = Digest::from_sha256(&self.hasher.clone().finalize());
+            let actual = self.hasher.digest();
             if actual != *self.digest {
                 return Err(self.fail(ErrorKind::DigestMismatch { expected: self.digest.clone(), actual }));
             }

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use crate::common::signed::{assert_referrers_tag_lists, Published, Signed, SIGNED};
 use crate::common::*;
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const IMAGE_NAME: &str = "io.containerd.image.name";
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const IMAGE_NAME: &str = "io.containerd.image.name";
 
 // ---------------------------------------------------------------------------------------------
 // Reading a layout from disk (never through the code under test).
@@ -51,7 +51,7 @@ impl Entry {
 }
 
 /// `index.json` of the layout `dir`, parsed (panics if it is missing or not JSON).
-fn index_of(dir: &Path) -> serde_json::Value {
+pub(crate) fn index_of(dir: &Path) -> serde_json::Value {
     let path = dir.join("index.json");
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_slice(&bytes)
@@ -187,7 +187,7 @@ pub(crate) fn untar(tar: &Path) -> (TestDir, Vec<String>) {
 // Running things.
 
 /// `image-syncer --auth A copy FROM TO` (A covers `regs`), within the time limit.
-fn syncer_copy(regs: &[&Registry], from: &str, to: &str) -> Run {
+pub(crate) fn syncer_copy(regs: &[&Registry], from: &str, to: &str) -> Run {
     let dir = TestDir::new("copy");
     let auth = dir.write("auth.yaml", &auth_yaml(&auth_for(regs)));
     run_syncer(&["--auth", p(&auth), "copy", from, to])

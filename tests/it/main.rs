@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bundles_damaged;
 mod bundles_split;
 mod cli;
 mod copy;
