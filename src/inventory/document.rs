@@ -11,9 +11,12 @@
 //! ```
 //!
 //! A delta needs only what is present, so each blob is listed once, with its size and one
-//! repository per registry (or layout) known to hold it: registries keep a blob per
-//! repository, and a blob of one repository reaches another only by a mount from there, which
-//! the import of a delta asks for by that name. Tags and manifests are kept per repository for
+//! repository per registry (or layout) known to hold it: registries answer for a blob per
+//! repository (`HEAD /v2/<name>/blobs/<digest>`), and a blob of one repository reaches another
+//! only by a mount from there (`POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<other>`,
+//! <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#mounting-a-blob-from-another-repository>),
+//! which the import of a delta asks for by that name. A registry may refuse the mount (ECR
+//! unless enabled, see the README's Registries table): the import then fails naming the blob. Tags and manifests are kept per repository for
 //! people reading it; the delta leaves out blobs only. Data only: this file reads and writes
 //! the format, [`super`] takes an inventory.
 
