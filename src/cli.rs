@@ -9,12 +9,14 @@ use argh::FromArgs;
 /// Synchronise container images between Docker Registry V2 / OCI registries: the rules of
 /// --images FILE, or one image or repository with `image-syncer copy SRC DST [flags]`;
 /// `image-syncer verify` (same files or SRC DST) audits destinations and changes nothing;
-/// `image-syncer doctor REGISTRY[/REPO]` prints what a registry does.
+/// `image-syncer doctor REGISTRY[/REPO]` prints what a registry does; `image-syncer inventory`
+/// (--images FILE or SRC...) writes what repositories hold, for --base.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
     /// copy SRC DST: copy one image or repository (SRC as in an images file: repo, repo:tag,
     /// repo:a,b, repo:/regex/, repo@sha256:...), no images file needed; verify [SRC DST]: as
-    /// --verify; doctor REGISTRY[/REPO]: test what a registry does and print it as a table
+    /// --verify; doctor REGISTRY[/REPO]: test what a registry does and print it as a table;
+    /// inventory [SRC...]: what the repositories hold (of SRC, or the destinations of --images)
     #[argh(positional)]
     pub command: Vec<String>,
 
@@ -55,9 +57,13 @@ pub struct Args {
     pub prune: bool,
 
     /// writing a bundle (oci:DIR or oci-archive:FILE): leave out the blobs this previous bundle
-    /// (directory, archive, or its index.json) holds — a delta bundle
+    /// (directory, archive, or its index.json) or site inventory (image-syncer inventory) holds — a delta bundle
     #[argh(option)]
     pub base: Option<String>,
+
+    /// inventory: write the inventory to this file (atomically) instead of stdout
+    #[argh(option)]
+    pub output: Option<String>,
 
     /// do not copy referrers (signatures, SBOMs, attestations) with their images; by default they follow
     #[argh(switch)]

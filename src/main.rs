@@ -1,13 +1,14 @@
 //! `image-syncer`: flags → config → stores → engine (with the display chosen here) → report;
 //! the exit code says whether all succeeded. `image-syncer doctor` goes flags → config →
-//! doctor → its table.
+//! doctor → its table; `image-syncer inventory` flags → config → stores → inventory → its
+//! document.
 
 use std::process::ExitCode;
 
-use image_syncer::config::{Config, DoctorConfig};
+use image_syncer::config::{Config, DoctorConfig, InventoryConfig};
 use image_syncer::registry::Registries;
 use image_syncer::stores::Stores;
-use image_syncer::{cli, doctor, engine, logging, report, signals, ui};
+use image_syncer::{cli, doctor, engine, inventory, logging, report, signals, ui};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().collect()) {
@@ -32,6 +33,9 @@ fn main() -> ExitCode {
     }
     if args.command.first().is_some_and(|c| c == "doctor") {
         return run_doctor(&args);
+    }
+    if args.command.first().is_some_and(|c| c == "inventory") {
+        return run_inventory(&args);
     }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -78,5 +82,43 @@ fn run_doctor(args: &cli::Args) -> ExitCode {
             log::error!("{e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// `image-syncer inventory`: the document on stdout or in `--output`; exit 1 when something
+/// could not be read (each named; the document holds the rest), 2 for unusable input.
+fn run_inventory(args: &cli::Args) -> ExitCode {
+    let config = match InventoryConfig::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let InventoryConfig { auth, tls, limits, targets, layouts, output, proc } = config;
+    let stores = Registries::new(auth, tls, limits, proc)
+        .map_err(|e| e.to_string())
+        .and_then(|r| Stores::new(r).with_layouts(&layouts, None).map_err(|e| e.to_string()));
+    let stores = match stores {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    signals::install();
+    let taken = inventory::take(&targets, &stores, proc);
+    for problem in &taken.problems {
+        log::error!("inventory: {problem}");
+    }
+    if let Err(e) = inventory::write(output.as_deref(), &taken.inventory) {
+        let to = output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
+        log::error!("inventory: cannot write {to}: {e}");
+        return ExitCode::from(1);
+    }
+    match (signals::exit_code(), taken.problems.is_empty()) {
+        (Some(code), _) => ExitCode::from(code),
+        (None, true) => ExitCode::SUCCESS,
+        (None, false) => ExitCode::from(1),
     }
 }

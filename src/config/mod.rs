@@ -12,6 +12,7 @@ mod doctor;
 mod env;
 mod file;
 mod images;
+mod inventory;
 mod shard;
 
 use std::fmt;
@@ -25,6 +26,7 @@ pub use doctor::DoctorConfig;
 pub use env::Env;
 pub use file::Format;
 pub use images::{DefaultDest, ImagesFile};
+pub use inventory::InventoryConfig;
 use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
@@ -119,6 +121,9 @@ impl Config {
         if args.write.is_some() {
             return Err(ConfigError::Usage("--write is for `image-syncer doctor REGISTRY[/REPO] --write REPO`".into()));
         }
+        if args.output.is_some() {
+            return Err(ConfigError::Usage("--output is for `image-syncer inventory … --output FILE`".into()));
+        }
         let (auth_file, auth_path, rules) = rules_source(args, &command, env)?;
         if args.proc == 0 {
             return Err(ConfigError::Usage("--proc must be at least 1".into()));
@@ -183,7 +188,7 @@ impl Command {
             [other, ..] => {
                 return Err(ConfigError::Usage(format!(
                     "unknown command {other:?}: use `image-syncer copy SRC DST`, `image-syncer verify`, `image-syncer doctor \
-                     REGISTRY[/REPO]`, or --images FILE; see --help"
+                     REGISTRY[/REPO]`, `image-syncer inventory`, or --images FILE; see --help"
                 )))
             }
         };

@@ -116,10 +116,16 @@ fn transfer(ctx: &Ctx, task: &BlobTask, image: Option<&Pair>, relay: Option<&Rep
         log::debug!("blob {digest} already in {dst}");
         return Ok(Moved::Present);
     }
+    // From a repository this run put it in, the source repository on the same registry, or
+    // one the source knows holds it there (a delta bundle's base: the site's inventory).
     let mount_from = ctx
         .ledger
         .mount_source(dst, digest)
         .or_else(|| (src.location == dst.location).then(|| src.name.clone()))
+        .or_else(|| {
+            let held = ctx.stores.get(src).held_at(digest);
+            held.into_iter().find(|r| r.location == dst.location && r.name != dst.name).map(|r| r.name)
+        })
         .filter(|from| *from != dst.name);
     // A refused mount opens an ordinary session (distribution spec): the upload uses it.
     let mut session = None;
@@ -184,6 +190,7 @@ fn stream(
 #[cfg(test)]
 mod tests {
     use crate::engine::testing::{image, job, rule, src_dst, stats, sync, MemStore, Op};
+    use crate::reference::Repository;
 
     #[test]
     fn a_missing_blob_is_copied_and_one_already_there_is_not() {
@@ -220,6 +227,30 @@ mod tests {
         assert_eq!(reg.tag("b", "v1"), Some(v1.digest));
         assert_eq!((reg.count(Op::PutBlob), reg.count(Op::GetBlob)), (0, 0));
         assert_eq!(report.totals.blobs_mounted, 2);
+    }
+
+    #[test]
+    fn a_blob_the_source_left_out_is_mounted_from_where_it_says_the_destination_holds_it() {
+        let (src, dst) = src_dst();
+        let v1 = image("v1").layers(&["base", "app"]).build();
+        let base = v1.layer(0);
+        src.add("a", Some("v1"), &v1);
+        src.remove("a", &base);
+        dst.add("other", None, &image("other").layers(&["base"]).build());
+        src.say_held_at(&base, Repository::on_registry("dst.io", "other"));
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a")]), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tag("a", "v1"), Some(v1.digest.clone()));
+        assert_eq!((dst.count_on(Op::MountBlob, &base), src.count_on(Op::GetBlob, &base)), (1, 0));
+
+        // Where the destination does not hold it after all, the image fails and is not pushed.
+        let (src, dst) = src_dst();
+        src.add("a", Some("v1"), &v1);
+        src.remove("a", &base);
+        src.say_held_at(&base, Repository::on_registry("dst.io", "other"));
+        let report = sync(job(vec![rule("src.io/a", "dst.io/a")]), &[&src, &dst]);
+        assert_eq!(report.failures.len(), 1);
+        assert_eq!((dst.count(Op::PutManifest), dst.tag("a", "v1")), (0, None));
     }
 
     #[test]

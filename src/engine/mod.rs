@@ -76,6 +76,7 @@ use record::{Expansion, Record};
 pub use events::{Display, Totals, Transfer, Transfers};
 pub use options::{Mode, Options, Referrers};
 pub use outcome::{Cause, Failure, ImageStats, Outcome, Report};
+pub use plan::MAX_DEPTH;
 
 use crate::reference::{ImageRef, Repository};
 use crate::rule::{Pair, Rule};

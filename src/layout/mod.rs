@@ -42,7 +42,7 @@ use crate::manifest::{MediaType, MAX_MANIFEST_BYTES};
 use crate::reference::Location;
 use crate::store::{Error, ErrorKind, Origin};
 use archive::Members;
-use delta::{Left, Record, RECORD};
+use delta::{Record, RECORD};
 use index::Index;
 
 /// `index.json` is rewritten at most this often while tags arrive (and always at the end).
@@ -230,16 +230,9 @@ impl Layout {
 
     /// The error for a blob that is not in the bundle: left out of a delta, or missing.
     fn absent(&self, what: String, digest: &Digest) -> Error {
-        match &self.record {
-            Some(r) if r.holds(digest) => self.error(
-                what,
-                ErrorKind::Layout(format!(
-                    "{digest} is left out of this delta bundle (its base {} holds it) and the destination \
-                     lacks it: import the base bundle first",
-                    r.base
-                )),
-            ),
-            _ => self.error(what, ErrorKind::Missing(format!("{digest} is not in this layout"))),
+        match self.record.as_ref().and_then(|r| r.absence(digest)) {
+            Some(why) => self.error(what, ErrorKind::Layout(why)),
+            None => self.error(what, ErrorKind::Missing(format!("{digest} is not in this layout"))),
         }
     }
 
@@ -364,10 +357,7 @@ impl Layout {
         let fail = |e: io::Error| self.error("write index.json", ErrorKind::Layout(format!("cannot write: {e}")));
         let left_out = self.left_out.lock().clone();
         if let (Some(base), false) = (&self.base, left_out.is_empty()) {
-            let record = Record {
-                base: base.label.clone(),
-                blobs: left_out.into_iter().map(|(digest, size)| Left { digest, size }).collect(),
-            };
+            let record = base.record(left_out.into_iter().map(|(digest, size)| base.left(digest, size)).collect());
             replace(&dir.join(RECORD), &serde_json::to_vec_pretty(&record).unwrap_or_default()).map_err(fail)?;
         }
         replace(&dir.join("index.json"), &state.index.to_bytes()).map_err(fail)?;
@@ -411,8 +401,9 @@ impl Layout {
             return Ok(None);
         }
         let bytes: u64 = left.values().sum();
+        let holder = self.base.as_ref().map_or("", |b| b.holder());
         Ok(Some(format!(
-            "{}: {} blob(s) ({:.1} MiB) left out: the base bundle holds them",
+            "{}: {} blob(s) ({:.1} MiB) left out: {holder}",
             self.location,
             left.len(),
             bytes as f64 / (1024.0 * 1024.0)

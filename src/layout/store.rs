@@ -180,6 +180,11 @@ impl Store for Layout {
         Ok(Some(Some(size)))
     }
 
+    /// Where the site holds a blob this delta bundle left out, as its inventory said.
+    fn held_at(&self, digest: &Digest) -> Vec<Repository> {
+        self.record.as_ref().map(|r| r.held_at(digest)).unwrap_or_default()
+    }
+
     /// A checked read of a stored blob.
     fn get_blob<'a>(
         &'a self,

@@ -167,6 +167,14 @@ pub trait Store: Send + Sync {
         Ok(Mount::NotMounted(None))
     }
 
+    /// Repositories of other stores known to hold the blob `digest` already, though not from
+    /// this run: a destination that lacks it may mount it from one of them on its registry. A
+    /// delta bundle written from a site's inventory names where the site holds each blob it
+    /// left out; other stores name none.
+    fn held_at(&self, _digest: &Digest) -> Vec<Repository> {
+        Vec::new()
+    }
+
     /// Store the blob streamed from `source` (which checks it as it goes), in `session` when a
     /// refused mount opened one. How (one request or chunks, and switching between them when
     /// the store refuses one) is the store's business.

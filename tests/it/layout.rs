@@ -101,7 +101,7 @@ fn blob_files(dir: &Path) -> BTreeMap<String, Stamp> {
 }
 
 /// The digests (`sha256:HEX`) of the blob files of the layout.
-fn blob_digests(dir: &Path) -> BTreeSet<String> {
+pub(crate) fn blob_digests(dir: &Path) -> BTreeSet<String> {
     blob_files(dir).into_keys().map(|h| format!("sha256:{h}")).collect()
 }
 
@@ -211,7 +211,7 @@ fn blob_uploads(reg: &Registry) -> Vec<Request> {
 }
 
 /// The digests of the blob uploads a registry completed (`PUT …?digest=`) since its log was cleared.
-fn uploaded_digests(reg: &Registry) -> BTreeSet<String> {
+pub(crate) fn uploaded_digests(reg: &Registry) -> BTreeSet<String> {
     blob_uploads(reg)
         .into_iter()
         .filter(|r| r.method == "PUT")
@@ -275,7 +275,7 @@ pub(crate) fn push_oci_image_with_layers(c: &Client, repo: &str, tag: &str, laye
     push_manifest_json(c, repo, Some(tag), OCI_MANIFEST, &m)
 }
 
-fn random_layer() -> Vec<u8> {
+pub(crate) fn random_layer() -> Vec<u8> {
     random_bytes(unique_seed(), 3000 + (unique_seed() % 3000) as usize)
 }
 

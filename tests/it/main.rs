@@ -17,6 +17,7 @@ mod faults;
 mod harness;
 mod images;
 mod incremental;
+mod inventory;
 mod layout;
 mod manifests;
 mod progress;

@@ -81,6 +81,8 @@ pub struct MemStore {
     repos: Mutex<BTreeMap<String, Repo>>,
     calls: Mutex<Vec<Call>>,
     faults: Mutex<Vec<Fault>>,
+    /// What it says other stores hold ([`Store::held_at`]), as a delta bundle does.
+    held_at: Mutex<HashMap<Digest, Vec<Repository>>>,
 }
 
 impl MemStore {
@@ -102,6 +104,7 @@ impl MemStore {
             repos: Mutex::default(),
             calls: Mutex::default(),
             faults: Mutex::default(),
+            held_at: Mutex::default(),
         })
     }
 
@@ -126,6 +129,11 @@ impl MemStore {
         if let Some(t) = tag {
             r.tags.insert(t.to_string(), image.digest.clone());
         }
+    }
+
+    /// Say that `at` holds the blob `digest` (as a delta bundle says of the blobs it left out).
+    pub fn say_held_at(&self, digest: &Digest, at: Repository) {
+        self.held_at.lock().entry(digest.clone()).or_default().push(at);
     }
 
     /// Change the last byte of a stored blob: same length, another digest.
@@ -378,6 +386,10 @@ impl Store for MemStore {
             return Err(self.error(what, ErrorKind::LengthMismatch { described, announced: len }));
         }
         Ok(BlobSource::new(self, &repo.name, digest, Some(len), Box::new(Cursor::new(bytes)), None))
+    }
+
+    fn held_at(&self, digest: &Digest) -> Vec<Repository> {
+        self.held_at.lock().get(digest).cloned().unwrap_or_default()
     }
 
     fn mount_blob(&self, repo: &Repository, digest: &Digest, from: &str) -> Result<Mount, Error> {
