@@ -9,12 +9,14 @@ use argh::FromArgs;
 /// Synchronise container images between Docker Registry V2 / OCI registries: the rules of
 /// --images FILE, or one image or repository with `image-syncer copy SRC DST [flags]`;
 /// `image-syncer verify` (same files or SRC DST) audits destinations and changes nothing;
-/// `image-syncer doctor REGISTRY[/REPO]` prints what a registry does.
+/// `image-syncer doctor REGISTRY[/REPO]` prints what a registry does;
+/// `image-syncer self-image oci:DIR[:TAG]` writes this program as a container image.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
     /// copy SRC DST: copy one image or repository (SRC as in an images file: repo, repo:tag,
     /// repo:a,b, repo:/regex/, repo@sha256:...), no images file needed; verify [SRC DST]: as
-    /// --verify; doctor REGISTRY[/REPO]: test what a registry does and print it as a table
+    /// --verify; doctor REGISTRY[/REPO]: test what a registry does and print it as a table;
+    /// self-image oci:DIR[:NAME][:TAG]: write this static binary as a container image there
     #[argh(positional)]
     pub command: Vec<String>,
 
@@ -143,6 +145,10 @@ pub struct Args {
     /// doctor: also upload throwaway blobs to this repository of the registry (deleted afterwards; nothing is tagged)
     #[argh(option)]
     pub write: Option<String>,
+
+    /// self-image: the static binary to put in the image instead of this one (repeatable: one per architecture, making a multi-platform image)
+    #[argh(option)]
+    pub binary: Vec<String>,
 
     /// print the version and exit
     #[argh(switch)]

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! stop, retry, slots, digest ← reference ← manifest ← rule ← store ← registry, layout ← stores
-//!     ← engine, doctor ← ui, config (+ cli) ← logging, report, signals ← main
+//!     ← engine, doctor, self_image ← ui, config (+ cli) ← logging, report, signals ← main
 //! ```
 //!
 //! [`digest`] and [`reference`] are names; [`manifest`] is pure data about manifest bytes;
@@ -13,7 +13,8 @@
 //! images live answers, with [`registry`] (HTTP) and [`layout`] (OCI layouts on disk) as its two
 //! implementations and [`stores`] resolving a repository to one; [`engine`] plans and runs the
 //! copy and shows nothing; [`doctor`] asks one registry what it does, through the
-//! [`registry`] client a sync uses (not the engine); [`ui`] shows its progress; [`config`]
+//! [`registry`] client a sync uses (not the engine); [`self_image`] writes the tool's own
+//! static binary as a container image into a layout, through the [`layout`]'s [`store::Store`]; [`ui`] shows its progress; [`config`]
 //! resolves the user's files and flags into the plain types of the layers below it, which never see a file format. [`stop`]
 //! is the run-wide stop flag, [`retry`] the back-off and [`slots`] the per-key once-slots every
 //! layer may use.
@@ -31,6 +32,7 @@ pub mod registry;
 pub mod report;
 pub mod retry;
 pub mod rule;
+pub mod self_image;
 pub mod signals;
 pub mod slots;
 pub mod stop;

@@ -12,6 +12,7 @@ mod doctor;
 mod env;
 mod file;
 mod images;
+mod self_image;
 mod shard;
 
 use std::fmt;
@@ -25,6 +26,7 @@ pub use doctor::DoctorConfig;
 pub use env::Env;
 pub use file::Format;
 pub use images::{DefaultDest, ImagesFile};
+pub use self_image::self_image_request;
 use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
@@ -111,6 +113,9 @@ impl Config {
         if args.write.is_some() {
             return Err(ConfigError::Usage("--write is for `image-syncer doctor REGISTRY[/REPO] --write REPO`".into()));
         }
+        if !args.binary.is_empty() {
+            return Err(ConfigError::Usage("--binary is for `image-syncer self-image oci:DIR --binary PATH`".into()));
+        }
         let (auth_file, auth_path, rules) = rules_source(args, &command, env)?;
         if args.proc == 0 {
             return Err(ConfigError::Usage("--proc must be at least 1".into()));
@@ -174,7 +179,7 @@ impl Command {
             [other, ..] => {
                 return Err(ConfigError::Usage(format!(
                     "unknown command {other:?}: use `image-syncer copy SRC DST`, `image-syncer verify`, `image-syncer doctor \
-                     REGISTRY[/REPO]`, or --images FILE; see --help"
+                     REGISTRY[/REPO]`, `image-syncer self-image oci:DIR`, or --images FILE; see --help"
                 )))
             }
         };
