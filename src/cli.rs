@@ -10,13 +10,15 @@ use argh::FromArgs;
 /// --images FILE, or one image or repository with `image-syncer copy SRC DST [flags]`;
 /// `image-syncer verify` (same files or SRC DST) audits destinations and changes nothing;
 /// `image-syncer doctor REGISTRY[/REPO]` prints what a registry does; `image-syncer inventory`
-/// (--images FILE or SRC...) writes what repositories hold, for --base.
+/// (--images FILE or SRC...) writes what repositories hold, for --base;
+/// `image-syncer self-image oci:DIR[:TAG]` writes this program as a container image.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
     /// copy SRC DST: copy one image or repository (SRC as in an images file: repo, repo:tag,
     /// repo:a,b, repo:/regex/, repo@sha256:...), no images file needed; verify [SRC DST]: as
     /// --verify; doctor REGISTRY[/REPO]: test what a registry does and print it as a table;
     /// inventory [SRC...]: what the repositories hold (of SRC, or the destinations of --images)
+    /// self-image oci:DIR[:NAME][:TAG]: write this static binary as a container image there
     #[argh(positional)]
     pub command: Vec<String>,
 
@@ -153,6 +155,10 @@ pub struct Args {
     /// doctor: also upload throwaway blobs to this repository of the registry (deleted afterwards; nothing is tagged)
     #[argh(option)]
     pub write: Option<String>,
+
+    /// self-image: the static binary to put in the image instead of this one (repeatable: one per architecture, making a multi-platform image)
+    #[argh(option)]
+    pub binary: Vec<String>,
 
     /// print the version and exit
     #[argh(switch)]

@@ -120,7 +120,7 @@ impl Digest {
     }
 
     /// The digest whose `algorithm` hash is `hash` (e.g. a finished running hasher).
-    fn from_hash(algorithm: Algorithm, hash: &[u8]) -> Digest {
+    pub fn from_hash(algorithm: Algorithm, hash: &[u8]) -> Digest {
         use std::fmt::Write;
         let name = algorithm.name();
         let mut s = String::with_capacity(name.len() + 1 + hash.len() * 2);

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! stop, retry, slots, digest ← reference ← manifest ← rule ← store ← registry, layout ← stores
-//!     ← engine, doctor ← inventory ← ui, config (+ cli) ← logging, report, signals ← main
+//!     ← engine, doctor, self_image ← inventory ← ui, config (+ cli) ← logging, report, signals ← main
 //! ```
 //!
 //! [`digest`] and [`reference`] are names; [`manifest`] is pure data about manifest bytes;
@@ -15,10 +15,11 @@
 //! copy and shows nothing; [`doctor`] asks one registry what it does, through the
 //! [`registry`] client a sync uses (not the engine); [`inventory`] reads what repositories hold
 //! through the stores (its JSON document is data only, below [`layout`], which reads it for
-//! `--base`); [`ui`] shows its progress; [`config`]
-//! resolves the user's files and flags into the plain types of the layers below it, which never see a file format. [`stop`]
-//! is the run-wide stop flag, [`retry`] the back-off and [`slots`] the per-key once-slots every
-//! layer may use.
+//! `--base`); [`self_image`] writes the tool's own static binary as a container image into a
+//! layout, through the [`layout`]'s [`store::Store`]; [`ui`] shows its progress; [`config`]
+//! resolves the user's files and flags into the plain types of the layers below it, which
+//! never see a file format. [`stop`] is the run-wide stop flag, [`retry`] the back-off and
+//! [`slots`] the per-key once-slots every layer may use.
 
 pub mod cli;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod registry;
 pub mod report;
 pub mod retry;
 pub mod rule;
+pub mod self_image;
 pub mod signals;
 pub mod slots;
 pub mod stop;

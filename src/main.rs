@@ -1,14 +1,15 @@
 //! `image-syncer`: flags → config → stores → engine (with the display chosen here) → report;
 //! the exit code says whether all succeeded. `image-syncer doctor` goes flags → config →
 //! doctor → its table; `image-syncer inventory` flags → config → stores → inventory → its
-//! document.
+//! document; `image-syncer self-image` flags → config → self_image → a line saying what it
+//! wrote.
 
 use std::process::ExitCode;
 
-use image_syncer::config::{Config, DoctorConfig, InventoryConfig};
+use image_syncer::config::{self_image_request, Config, DoctorConfig, InventoryConfig};
 use image_syncer::registry::Registries;
 use image_syncer::stores::Stores;
-use image_syncer::{cli, doctor, engine, inventory, logging, report, signals, ui};
+use image_syncer::{cli, doctor, engine, inventory, logging, report, self_image, signals, ui};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().collect()) {
@@ -36,6 +37,9 @@ fn main() -> ExitCode {
     }
     if args.command.first().is_some_and(|c| c == "inventory") {
         return run_inventory(&args);
+    }
+    if args.command.first().is_some_and(|c| c == "self-image") {
+        return run_self_image(&args);
     }
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
@@ -120,5 +124,42 @@ fn run_inventory(args: &cli::Args) -> ExitCode {
         (Some(code), _) => ExitCode::from(code),
         (None, true) => ExitCode::SUCCESS,
         (None, false) => ExitCode::from(1),
+    }
+}
+
+/// `image-syncer self-image`: what was written, and the command that pushes it, on stdout;
+/// unusable input (a binary that is not static) exit 2, a layout that cannot be written 1.
+fn run_self_image(args: &cli::Args) -> ExitCode {
+    let request = match self_image_request(args) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match self_image::write(&request) {
+        Ok(w) => {
+            let name = if request.name.is_empty() { String::new() } else { format!("{}:", request.name) };
+            let tag = request.tags.first().map_or("", String::as_str);
+            println!(
+                "wrote image-syncer {} (linux/{}, {:.1} MiB of binary, created {}) to {} as {}: {}",
+                env!("CARGO_PKG_VERSION"),
+                w.architectures.join(", linux/"),
+                w.binary_bytes as f64 / (1024.0 * 1024.0),
+                w.created,
+                request.layout.location,
+                request.tags.join(", "),
+                w.digest
+            );
+            println!(
+                "push it with: image-syncer copy {}:{name}{tag} REGISTRY/REPOSITORY:{tag}",
+                request.layout.location
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }

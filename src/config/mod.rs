@@ -13,6 +13,7 @@ mod env;
 mod file;
 mod images;
 mod inventory;
+mod self_image;
 mod shard;
 
 use std::fmt;
@@ -27,6 +28,7 @@ pub use env::Env;
 pub use file::Format;
 pub use images::{DefaultDest, ImagesFile};
 pub use inventory::InventoryConfig;
+pub use self_image::self_image_request;
 use shard::Shard;
 
 use crate::cli::{parse_bytes, split_commas, Args};
@@ -124,6 +126,9 @@ impl Config {
         if args.output.is_some() {
             return Err(ConfigError::Usage("--output is for `image-syncer inventory … --output FILE`".into()));
         }
+        if !args.binary.is_empty() {
+            return Err(ConfigError::Usage("--binary is for `image-syncer self-image oci:DIR --binary PATH`".into()));
+        }
         let (auth_file, auth_path, rules) = rules_source(args, &command, env)?;
         if args.proc == 0 {
             return Err(ConfigError::Usage("--proc must be at least 1".into()));
@@ -188,7 +193,7 @@ impl Command {
             [other, ..] => {
                 return Err(ConfigError::Usage(format!(
                     "unknown command {other:?}: use `image-syncer copy SRC DST`, `image-syncer verify`, `image-syncer doctor \
-                     REGISTRY[/REPO]`, `image-syncer inventory`, or --images FILE; see --help"
+                     REGISTRY[/REPO]`, `image-syncer inventory`, `image-syncer self-image oci:DIR`, or --images FILE; see --help"
                 )))
             }
         };

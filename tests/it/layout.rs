@@ -79,7 +79,7 @@ fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("not a sha256 digest: {digest}"))
 }
 
-fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+pub(crate) fn blob_path(dir: &Path, digest: &str) -> PathBuf {
     dir.join("blobs/sha256").join(hex(digest))
 }
 
@@ -121,7 +121,7 @@ fn complete_blob_files(dir: &Path) -> BTreeMap<String, Stamp> {
 /// Every digest reachable from the layout's `index.json` (manifests, indexes, configs, layers),
 /// each checked on the way: its file exists under `blobs/sha256`, its bytes hash to its name, and
 /// its size is the descriptor's.
-fn reachable(dir: &Path) -> BTreeSet<String> {
+pub(crate) fn reachable(dir: &Path) -> BTreeSet<String> {
     let index = index_of(dir);
     let mut todo: Vec<serde_json::Value> = index["manifests"].as_array().cloned().unwrap_or_default();
     let mut seen = BTreeSet::new();
@@ -221,7 +221,7 @@ pub(crate) fn uploaded_digests(reg: &Registry) -> BTreeSet<String> {
 
 /// Runs `skopeo --insecure-policy ARGS` (killed after two minutes) with no credentials and no
 /// proxy; panics with its output unless it succeeds. Its stdout.
-fn skopeo(args: &[&str]) -> Vec<u8> {
+pub(crate) fn skopeo(args: &[&str]) -> Vec<u8> {
     let dir = TestDir::new("skopeo");
     let auth = dir.write("auth.json", "{}");
     let mut cmd = Command::new("timeout");

@@ -28,6 +28,7 @@ mod report;
 mod resilience;
 mod rules;
 mod select;
+mod self_image;
 mod shard;
 mod smoke;
 mod tls;
