@@ -3,9 +3,10 @@
 //! Reading never unpacks: the tar's headers are scanned once (seeking past the data) and each
 //! member is read in place, at its offset. Writing stages the layout as a directory next to the
 //! archive (`FILE.tar.partial`, where an interrupted run resumes), then streams it into
-//! `FILE.tar.tmp` — each staged blob deleted once it is in, so the disk holds little more than
-//! the archive — and renames that over `FILE.tar`: the archive under its final name is always
-//! whole.
+//! `FILE.tar.tmp`, synced and renamed over `FILE.tar`: the archive under its final name is
+//! always whole. Nothing staged is deleted here: the caller removes the staging directory once
+//! the new archive is in place, so a write that fails half-way (a full disk, a kill) loses
+//! nothing — at the price of room for the staged files, the old archive and the new one at once.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -53,8 +54,9 @@ impl Members {
 }
 
 /// Write the archive `out` from the small files (`name`, bytes), the members of `previous`
-/// (the archive being replaced) and the blob files staged under `staged` (removed as they go
-/// in). Never leaves anything under `out` but a whole archive.
+/// (the archive being replaced) and the blob files staged under `staged` (left in place).
+/// Never leaves anything under `out` but a whole archive, and returns once its rename is on
+/// disk.
 pub fn write(out: &Path, files: &[(&str, Vec<u8>)], previous: Option<&Members>, staged: &Path) -> io::Result<()> {
     let tmp = PathBuf::from(format!("{}.tmp", out.display()));
     let result = (|| {
@@ -75,7 +77,6 @@ pub fn write(out: &Path, files: &[(&str, Vec<u8>)], previous: Option<&Members>, 
                 let mut file = File::open(f.path())?;
                 let len = file.metadata()?.len();
                 append(&mut tar, &path, len, &mut file)?;
-                std::fs::remove_file(f.path())?;
                 done.insert(path);
             }
         }
@@ -91,7 +92,14 @@ pub fn write(out: &Path, files: &[(&str, Vec<u8>)], previous: Option<&Members>, 
         w.into_inner().map_err(|e| e.into_error())?.sync_all()
     })();
     match result {
-        Ok(()) => std::fs::rename(&tmp, out),
+        Ok(()) => {
+            std::fs::rename(&tmp, out)?;
+            // The rename itself made durable before the caller deletes what the old name lacked.
+            match out.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+                _ => Ok(()),
+            }
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
@@ -127,7 +135,7 @@ mod tests {
         let mut s = String::new();
         m.open("blobs/sha256/abc", 6).unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "blob");
-        assert!(!staged.join("blobs/sha256/abc").exists(), "staged blobs go as they are written");
+        assert!(staged.join("blobs/sha256/abc").exists(), "staged blobs stay until the caller removes them");
         // Replacing it keeps the previous members.
         let out2 = dir.join("b.tar");
         write(&out2, &[("index.json", b"{}".to_vec())], Some(&m), &staged).unwrap();

@@ -30,7 +30,7 @@ const IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// One top-level entry of a layout's `index.json`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Entry {
+pub(crate) struct Entry {
     /// `io.containerd.image.name`: NAME:TAG.
     name: Option<String>,
     /// `org.opencontainers.image.ref.name`: the tag.
@@ -40,7 +40,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(name: &str, tag: &str, digest: &str, media_type: &str) -> Entry {
+    pub(crate) fn new(name: &str, tag: &str, digest: &str, media_type: &str) -> Entry {
         Entry {
             name: Some(format!("{name}:{tag}")),
             tag: Some(tag.to_string()),
@@ -59,7 +59,7 @@ fn index_of(dir: &Path) -> serde_json::Value {
 }
 
 /// The top-level entries of the layout `dir`.
-fn entries(dir: &Path) -> BTreeSet<Entry> {
+pub(crate) fn entries(dir: &Path) -> BTreeSet<Entry> {
     let index = index_of(dir);
     let list = index["manifests"].as_array().unwrap_or_else(|| panic!("index.json has no manifests: {index}"));
     list.iter()
@@ -121,7 +121,7 @@ fn complete_blob_files(dir: &Path) -> BTreeMap<String, Stamp> {
 /// Every digest reachable from the layout's `index.json` (manifests, indexes, configs, layers),
 /// each checked on the way: its file exists under `blobs/sha256`, its bytes hash to its name, and
 /// its size is the descriptor's.
-fn reachable(dir: &Path) -> BTreeSet<String> {
+pub(crate) fn reachable(dir: &Path) -> BTreeSet<String> {
     let index = index_of(dir);
     let mut todo: Vec<serde_json::Value> = index["manifests"].as_array().cloned().unwrap_or_default();
     let mut seen = BTreeSet::new();
@@ -160,7 +160,7 @@ fn flip_byte(file: &Path) {
 }
 
 /// The names in `dir` (not recursive), sorted.
-fn names_in(dir: &Path) -> Vec<String> {
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> =
         fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     v.sort();
@@ -169,7 +169,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 /// Unpacks `tar` into a new directory (with the system `tar`), returned with the member names
 /// as `tar -t` lists them (a leading `./` removed).
-fn untar(tar: &Path) -> (TestDir, Vec<String>) {
+pub(crate) fn untar(tar: &Path) -> (TestDir, Vec<String>) {
     let out = Command::new("tar").arg("-tf").arg(tar).output().expect("run tar -t");
     assert!(out.status.success(), "tar -tf {}: {}", tar.display(), String::from_utf8_lossy(&out.stderr));
     let members = String::from_utf8_lossy(&out.stdout)

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bundles_safe;
 mod cli;
 mod copy;
 mod credentials;
