@@ -63,7 +63,7 @@ fn run(args: &cli::Args) -> Result<bool, Box<dyn std::error::Error>> {
     // Bundles written out (an archive is made only from a run that was not interrupted).
     let bundles = stores.finish(signals::exit_code().is_some());
     let outputs = report::Outputs { images: config.output, failed: config.failed_output, report: config.report };
-    let written = report::finish(&run, &outputs, bundles)?;
+    let written = report::finish(&run, &outputs, &bundles)?;
     Ok(written && run.failures.is_empty() && signals::exit_code().is_none())
 }
 

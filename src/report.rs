@@ -1,6 +1,8 @@
 //! The end of a run: one line per image that did not sync, the summary lines, the
 //! `--output-success-images` / `--output-failed-images` files (in the images-file format, so
-//! they can be fed back as `--images`) and the `--report` document.
+//! they can be fed back as `--images`) and the `--report` document. A bundle that could not be
+//! written is said in the last summary line and in the report, not only in an error line above
+//! them: its images did copy, and "0 images failed" alone would hide that they did not land.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +13,7 @@ use serde_json::json;
 use crate::config::Format;
 use crate::engine::{Failure, ImageStats, Outcome, Report};
 use crate::logging;
-use crate::store;
+use crate::stores::BundleEnd;
 
 /// The files a run writes at its end.
 pub struct Outputs {
@@ -40,16 +42,19 @@ impl fmt::Display for WriteError {
 impl std::error::Error for WriteError {}
 
 /// Write the run's output files, then its failure lines and summary. `bundles` is how writing
-/// out the run's bundles went: notes for the summary, or the error that left one incomplete.
-/// `Ok(false)` when a bundle could not be written.
-pub fn finish(run: &Report, outputs: &Outputs, bundles: Result<Vec<String>, store::Error>) -> Result<bool, WriteError> {
-    let (notes, written) = match bundles {
-        Ok(notes) => (notes, true),
-        Err(e) => {
-            log::error!("{e}");
-            (Vec::new(), false)
+/// out the run's bundles went. `Ok(false)` when a bundle could not be written.
+pub fn finish(run: &Report, outputs: &Outputs, bundles: &[BundleEnd]) -> Result<bool, WriteError> {
+    let mut notes = Vec::new();
+    let mut unwritten = Vec::new();
+    for b in bundles {
+        match &b.result {
+            Ok(f) => notes.extend(f.note.clone()),
+            Err(e) => {
+                log::error!("{e}");
+                unwritten.push(b.location.as_str());
+            }
         }
-    };
+    }
     if let Some((path, format)) = &outputs.images {
         let pairs: Vec<_> = run.synced.iter().map(|p| (p.src.to_string(), p.dst.to_string())).collect();
         write_images(path, *format, &pairs)?;
@@ -59,7 +64,7 @@ pub fn finish(run: &Report, outputs: &Outputs, bundles: Result<Vec<String>, stor
         write_images(path, *format, &pairs)?;
     }
     if let Some(path) = &outputs.report {
-        write_report(path, run)?;
+        write_report(path, run, bundles)?;
     }
     log_failures(&run.failures);
     let mut summary = run.totals.summary();
@@ -69,8 +74,17 @@ pub fn finish(run: &Report, outputs: &Outputs, bundles: Result<Vec<String>, stor
     }
     log::info!(target: logging::SUMMARY, "{summary}");
     let what = if run.totals.verify { "Verification" } else { "Synchronization" };
-    log::info!(target: logging::SUMMARY, "{what} finished, {} images failed, cost {:.2?}", run.failures.len(), run.elapsed);
-    Ok(written)
+    let bundles_part = match unwritten.as_slice() {
+        [] => String::new(),
+        list => format!(", {} bundle(s) not written ({})", list.len(), list.join(", ")),
+    };
+    log::info!(
+        target: logging::SUMMARY,
+        "{what} finished, {} images failed{bundles_part}, cost {:.2?}",
+        run.failures.len(),
+        run.elapsed
+    );
+    Ok(unwritten.is_empty())
 }
 
 /// At most this many failure lines are logged; the failed-images file has them all.
@@ -118,8 +132,9 @@ pub fn write_images(path: &Path, format: Format, pairs: &[(String, String)]) -> 
 }
 
 /// The `--report` document: totals, then one entry per image (and per rule whose tags could not
-/// be listed). Built from typed outcomes and error messages that never hold credentials.
-pub fn report_json(report: &Report) -> serde_json::Value {
+/// be listed), and per bundle written. Built from typed outcomes and error messages that never
+/// hold credentials.
+pub fn report_json(report: &Report, bundles: &[BundleEnd]) -> serde_json::Value {
     let mut images = Vec::new();
     let mut rules = Vec::new();
     for (pair, outcome) in &report.outcomes {
@@ -156,11 +171,31 @@ pub fn report_json(report: &Report) -> serde_json::Value {
         "totals": report.totals,
         "images_failed": failed,
         "rules_failed": rules.len(),
+        "bundles_failed": bundles.iter().filter(|b| b.result.is_err()).count(),
         "elapsed_seconds": report.elapsed.as_secs_f64(),
         "images": images,
         "rules": rules,
+        "bundles": bundles.iter().map(bundle_json).collect::<Vec<_>>(),
         "registries": registries_json(report),
     })
+}
+
+/// `{"bundle": "oci-archive:/…", "status": "written" | "unchanged" | "kept" | "failed", …}`.
+fn bundle_json(b: &BundleEnd) -> serde_json::Value {
+    let mut entry = json!({"bundle": b.location});
+    match &b.result {
+        Ok(f) => {
+            entry["status"] = json!(f.status.as_str());
+            if let Some(n) = &f.note {
+                entry["note"] = json!(n);
+            }
+        }
+        Err(e) => {
+            entry["status"] = json!("failed");
+            entry["error"] = json!(e.to_string());
+        }
+    }
+    entry
 }
 
 /// What the run learned about each registry: `{"registry": {"fact": "value"}}`.
@@ -186,9 +221,9 @@ fn add_stats(entry: &mut serde_json::Value, stats: Option<&ImageStats>) {
 }
 
 /// Write the `--report` document to `path`.
-pub fn write_report(path: &Path, report: &Report) -> Result<(), WriteError> {
+pub fn write_report(path: &Path, report: &Report, bundles: &[BundleEnd]) -> Result<(), WriteError> {
     let fail = |message: String| WriteError { what: format!("--report {}", path.display()), message };
-    let text = serde_json::to_string_pretty(&report_json(report)).map_err(|e| fail(e.to_string()))? + "\n";
+    let text = serde_json::to_string_pretty(&report_json(report, bundles)).map_err(|e| fail(e.to_string()))? + "\n";
     std::fs::write(path, text).map_err(|e| fail(format!("cannot write: {e}")))
 }
 

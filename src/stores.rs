@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::layout::{Base, Layout, LayoutSpec};
+use crate::layout::{Base, Finished, Layout, LayoutSpec};
 use crate::reference::{Location, Repository};
 use crate::registry::Registries;
 use crate::store::{Error, Store};
@@ -74,13 +74,20 @@ impl Stores {
         self.registries.new_pass();
     }
 
-    /// The end of the run: layouts written out (archives made unless `interrupted`). Returns
-    /// notes for the summary line; an error when a layout could not be completed.
-    pub fn finish(&self, interrupted: bool) -> Result<Vec<String>, Error> {
-        let mut notes = Vec::new();
-        for layout in &self.layouts {
-            notes.extend(layout.finish(interrupted)?);
-        }
-        Ok(notes)
+    /// The end of the run: every written layout written out (archives made unless
+    /// `interrupted`), each whatever became of the others.
+    pub fn finish(&self, interrupted: bool) -> Vec<BundleEnd> {
+        self.layouts
+            .iter()
+            .filter(|l| l.writes())
+            .map(|l| BundleEnd { location: l.location.clone(), result: l.finish(interrupted) })
+            .collect()
     }
+}
+
+/// How writing out one bundle ended: its status, or why it could not be completed.
+#[derive(Debug)]
+pub struct BundleEnd {
+    pub location: String,
+    pub result: Result<Finished, Error>,
 }

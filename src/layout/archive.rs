@@ -3,9 +3,11 @@
 //! Reading never unpacks: the tar's headers are scanned once (seeking past the data) and each
 //! member is read in place, at its offset. Writing stages the layout as a directory next to the
 //! archive (`FILE.tar.partial`, where an interrupted run resumes), then streams it into
-//! `FILE.tar.tmp` — each staged blob deleted once it is in, so the disk holds little more than
-//! the archive — and renames that over `FILE.tar`: the archive under its final name is always
-//! whole. The bytes may be parts of a split archive instead of one file ([`parts`]).
+//! `FILE.tar.tmp`, synced and renamed over `FILE.tar`: the archive under its final name is
+//! always whole. Nothing staged is deleted here: the caller removes the staging directory once
+//! the new archive is in place, so a write that fails half-way (a full disk, a kill) loses
+//! nothing — at the price of room for the staged files, the old archive and the new one at once.
+//! The bytes may be parts of a split archive instead of one file ([`parts`]).
 //!
 //! A tar may hold what no layout does: members outside it (`../x`, `/etc/x`), links pointing
 //! out of it, a blob that is a link. Nothing is ever unpacked, but such an archive is damaged or
@@ -201,9 +203,9 @@ impl Members {
 }
 
 /// Write the archive `out` from the small files (`name`, bytes), the members of `previous`
-/// (the archive being replaced) and the blob files staged under `staged` (removed as they go
-/// in); as one file, or as parts of at most `part_size` bytes. Never leaves anything under `out`
-/// but a whole archive.
+/// (the archive being replaced) and the blob files staged under `staged` (left in place); as one
+/// file, or as parts of at most `part_size` bytes. Never leaves anything under `out` but a whole
+/// archive, and returns once its rename is on disk.
 pub fn write(
     out: &Path,
     part_size: Option<u64>,
@@ -231,7 +233,6 @@ pub fn write(
             let mut file = File::open(f.path())?;
             let len = file.metadata()?.len();
             append(&mut tar, &path, len, &mut file)?;
-            std::fs::remove_file(f.path())?;
             done.insert(path);
         }
     }
@@ -280,7 +281,7 @@ mod tests {
         let mut s = String::new();
         m.open("blobs/sha256/abc", 6).unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "blob");
-        assert!(!staged.join("blobs/sha256/abc").exists(), "staged blobs go as they are written");
+        assert!(staged.join("blobs/sha256/abc").exists(), "staged blobs stay until the caller removes them");
         // Replacing it keeps the previous members.
         let out2 = dir.join("b.tar");
         write(&out2, None, &[("index.json", b"{}".to_vec())], Some(&m), &staged).unwrap();

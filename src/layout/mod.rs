@@ -10,7 +10,16 @@
 //! and renamed; a manifest is stored only after everything it references (the engine's order),
 //! and `index.json` is replaced atomically (a temporary file renamed over it) once the tag's
 //! manifest is in place. An interrupted run leaves a valid layout; a re-run finds what is there
-//! and adds the rest. Workers share one in-memory index behind a lock.
+//! and adds the rest. Workers share one in-memory index behind a lock. A tag counts as present
+//! only while its manifest is really there: an entry left by a run that lost its files is copied
+//! again, never reported `unchanged`.
+//!
+//! **One writer at a time** ([`lock`]): an archive is locked for the whole run; a directory only
+//! while its `index.json` is re-read, merged with this run's changes ([`pending`]) and replaced,
+//! so that parallel shards writing one directory keep each other's entries.
+//!
+//! **An archive loses nothing when its rewrite fails** ([`finish`]): what was staged stays
+//! until the new archive is in place.
 //!
 //! **Reading verifies.** Every manifest and blob read is checked against its digest and size;
 //! a damaged file fails the images that need it with an error naming the file, never retried.
@@ -21,8 +30,11 @@
 mod archive;
 mod check;
 mod delta;
+mod finish;
 mod index;
+mod lock;
 mod parts;
+mod pending;
 mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +48,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 pub use delta::Base;
+pub use finish::{Finished, Status};
 
 use crate::digest::{Algorithm, Digest};
 use crate::manifest::{MediaType, MAX_MANIFEST_BYTES};
@@ -44,6 +57,8 @@ use crate::store::{Error, ErrorKind, Origin};
 use archive::Members;
 use delta::{Record, RECORD};
 use index::Index;
+use lock::{lock, Writer, LOCK_FILE};
+use pending::Op;
 
 /// `index.json` is rewritten at most this often while tags arrive (and always at the end).
 const INDEX_EVERY: Duration = Duration::from_millis(500);
@@ -76,6 +91,9 @@ impl LayoutSpec {
 
 struct State {
     index: Index,
+    /// What this run changed since `index.json` was last written, replayed on the file as it is
+    /// then (another writer may have changed it).
+    pending: Vec<Op>,
     /// Entries changed since `index.json` was last written.
     dirty: bool,
     written: Option<Instant>,
@@ -103,10 +121,27 @@ pub struct Layout {
     record: Option<Record>,
     /// What this bundle (being written) left out.
     left_out: Mutex<BTreeMap<Digest, u64>>,
-    /// A blob or an entry was written this run.
+    /// A blob or an entry was written (or removed) this run.
     changed: AtomicBool,
     seq: AtomicU64,
     unnamed_warned: AtomicBool,
+    /// How other writers are kept out.
+    writer: Writer,
+    /// Waiting for another writer was reported.
+    wait_said: AtomicBool,
+    /// A destination archive's `index.json` as it was read, in the form it is written: whether
+    /// the run changed it.
+    archived: Option<Vec<u8>>,
+}
+
+/// A member's bytes, if the archive has it.
+fn read_member(tar: &Members, name: &str) -> io::Result<Option<Vec<u8>>> {
+    if tar.size(name).is_none() {
+        return Ok(None);
+    }
+    let mut b = Vec::new();
+    tar.open(name, 0)?.read_to_end(&mut b)?;
+    Ok(Some(b))
 }
 
 /// A blob's place in a layout: `blobs/<algorithm>/<hex>`.
@@ -123,8 +158,16 @@ impl Layout {
         let (mut dir, mut tar, mut output) = (None, None, None);
         // A destination that is not there yet, in a run that writes nothing: seen empty.
         let unborn = spec.dest && !spec.write && !(path.exists() || archive && parts::exists(path));
+        let (mut writer, mut held, said) = (Writer::None, None, AtomicBool::new(false));
         if archive {
             if spec.write {
+                let file = PathBuf::from(format!("{}.lock", path.display()));
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+                }
+                writer = Writer::Run(Mutex::new(Some(lock(&loc, &file, &said)?)));
+                // Under the lock: another writer's renames of its parts are never finished here.
                 parts::settle(path).map_err(|e| fail(format!("cannot finish the rewrite of its parts: {e}")))?;
             }
             if parts::exists(path) {
@@ -139,6 +182,16 @@ impl Layout {
         } else if !unborn {
             if !spec.write && !path.is_dir() {
                 return Err(fail("no such directory".into()));
+            }
+            if spec.write {
+                // Refused before anything is created in it; checked again under the lock. A
+                // lock file says another run of ours is making it a layout.
+                if !path.join(LOCK_FILE).exists() {
+                    check_dir(path, false).map_err(fail)?;
+                }
+                std::fs::create_dir_all(path).map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+                held = Some(lock(&loc, &path.join(LOCK_FILE), &said)?);
+                writer = Writer::Each(path.join(LOCK_FILE));
             }
             dir = Some(path.to_path_buf());
         }
@@ -197,6 +250,10 @@ impl Layout {
             None => None,
         };
         let left_out = record.iter().flat_map(|r| r.blobs.iter()).map(|b| (b.digest.clone(), b.size)).collect();
+        let archived = match (&tar, spec.write) {
+            (Some(t), true) => read_member(t, "index.json").ok().flatten().and_then(|b| Index::parse(&b).ok()),
+            _ => None,
+        };
         let layout = Layout {
             location: loc,
             dir,
@@ -204,7 +261,7 @@ impl Layout {
             output,
             part_size: spec.part_size.filter(|_| archive),
             writable: spec.write,
-            state: Mutex::new(State { index, dirty: spec.write, written: None, subjects: None }),
+            state: Mutex::new(State { index, pending: Vec::new(), dirty: spec.write, written: None, subjects: None }),
             // A dry run into a delta bundle plans without what the base holds, too.
             base: base.filter(|_| spec.dest),
             record,
@@ -212,10 +269,14 @@ impl Layout {
             changed: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             unnamed_warned: AtomicBool::new(false),
+            writer,
+            wait_said: said,
+            archived: archived.map(|i| i.to_bytes()),
         };
         if spec.write {
-            layout.save_index(true)?;
+            layout.store_index(&mut layout.state.lock())?;
         }
+        drop(held);
         Ok(layout)
     }
 
@@ -349,65 +410,56 @@ impl Layout {
     /// Write `index.json` (and a delta's record) if entries changed, at most every
     /// [`INDEX_EVERY`] unless `now`.
     fn save_index(&self, now: bool) -> Result<(), Error> {
+        {
+            let state = self.state.lock();
+            if !state.dirty || (!now && state.written.is_some_and(|w| w.elapsed() < INDEX_EVERY)) {
+                return Ok(());
+            }
+        }
+        // The file lock before the state's: workers do not wait on another process.
+        let _held = match &self.writer {
+            Writer::Each(file) => Some(lock(&self.location, file, &self.wait_said)?),
+            _ => None,
+        };
         let mut state = self.state.lock();
-        if !state.dirty || (!now && state.written.is_some_and(|w| w.elapsed() < INDEX_EVERY)) {
+        if !state.dirty {
             return Ok(());
         }
+        self.store_index(&mut state)
+    }
+
+    /// Write `index.json` (and a delta's record), the layout's lock held. A directory's file is
+    /// read again first and this run's changes replayed on it: another writer may have changed it.
+    fn store_index(&self, state: &mut State) -> Result<(), Error> {
         let dir = self.dir.as_ref().expect("a written layout has a directory");
         let fail = |e: io::Error| self.error("write index.json", ErrorKind::Layout(format!("cannot write: {e}")));
-        let left_out = self.left_out.lock().clone();
+        if matches!(self.writer, Writer::Each(_)) {
+            match std::fs::read(dir.join("index.json")) {
+                Ok(bytes) => {
+                    let mut on_disk =
+                        Index::parse(&bytes).map_err(|m| self.error("read index.json", ErrorKind::Layout(m)))?;
+                    pending::replay(&state.pending, &mut on_disk);
+                    state.index = on_disk;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.cannot("read", &dir.join("index.json"), e)),
+            }
+        }
+        let mut left_out = self.left_out.lock().clone();
         if let (Some(base), false) = (&self.base, left_out.is_empty()) {
+            // What another writer of this delta left out is left out too.
+            let theirs = std::fs::read(dir.join(RECORD)).ok().and_then(|b| Record::parse(&b).ok());
+            for b in theirs.filter(|r| r.base == base.label).map(|r| r.blobs).unwrap_or_default() {
+                left_out.entry(b.digest).or_insert(b.size);
+            }
             let record = base.record(left_out.into_iter().map(|(digest, size)| base.left(digest, size)).collect());
             replace(&dir.join(RECORD), &serde_json::to_vec_pretty(&record).unwrap_or_default()).map_err(fail)?;
         }
         replace(&dir.join("index.json"), &state.index.to_bytes()).map_err(fail)?;
+        state.pending.clear();
         state.dirty = false;
         state.written = Some(Instant::now());
         Ok(())
-    }
-
-    /// The end of the run: `index.json` written, a destination archive made from its staging
-    /// directory (unless the run was `interrupted`: a re-run goes on from it). Returns a note
-    /// for the summary line.
-    pub fn finish(&self, interrupted: bool) -> Result<Option<String>, Error> {
-        if !self.writable {
-            return Ok(None);
-        }
-        self.state.lock().dirty |= !self.left_out.lock().is_empty() && self.base.is_some();
-        self.save_index(true)?;
-        if let (Some(out), Some(staged)) = (&self.output, &self.dir) {
-            if interrupted {
-                log::warn!(
-                    "{}: the run was interrupted; what it copied is kept in {} and a re-run finishes the archive",
-                    self.location,
-                    staged.display()
-                );
-            } else if !self.changed.load(Ordering::Relaxed) && parts::current(out, self.part_size) {
-                std::fs::remove_dir_all(staged).map_err(|e| self.cannot("remove", staged, e))?;
-            } else {
-                let mut files =
-                    vec![(LAYOUT_FILE, LAYOUT_VERSION.to_vec()), ("index.json", self.state.lock().index.to_bytes())];
-                if let Ok(record) = std::fs::read(staged.join(RECORD)) {
-                    files.push((RECORD, record));
-                }
-                archive::write(out, self.part_size, &files, self.tar.as_ref(), staged)
-                    .map_err(|e| self.error("", ErrorKind::Layout(format!("cannot write the archive: {e}"))))?;
-                std::fs::remove_dir_all(staged).map_err(|e| self.cannot("remove", staged, e))?;
-                log::info!("{}: archive written", self.location);
-            }
-        }
-        let left = self.left_out.lock();
-        if self.base.is_none() || left.is_empty() {
-            return Ok(None);
-        }
-        let bytes: u64 = left.values().sum();
-        let holder = self.base.as_ref().map_or("", |b| b.holder());
-        Ok(Some(format!(
-            "{}: {} blob(s) ({:.1} MiB) left out: {holder}",
-            self.location,
-            left.len(),
-            bytes as f64 / (1024.0 * 1024.0)
-        )))
     }
 }
 
@@ -446,19 +498,29 @@ fn referrer_descriptor(doc: &Value, digest: &Digest, size: u64, media_type: &Med
 
 /// Make `dir` a layout to write: created when missing; an existing directory must be a layout
 /// already, or empty (so a mistyped path never fills someone's home directory with blobs).
+/// `oci-layout` comes first: a directory holding it is a layout to anyone who looks.
 fn prepare_dir(dir: &Path, staging: bool) -> Result<(), String> {
     let shown = dir.display();
-    if dir.exists() && !dir.join(LAYOUT_FILE).exists() {
-        let mut listing = std::fs::read_dir(dir).map_err(|e| format!("cannot open {shown}: {e}"))?;
-        if listing.next().is_some() && !staging {
-            return Err(format!(
-                "{shown} is not empty and not an OCI layout (no {LAYOUT_FILE}): refusing to write into it"
-            ));
-        }
-    }
-    std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(|e| format!("cannot create {shown}: {e}"))?;
+    check_dir(dir, staging)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {shown}: {e}"))?;
     if !dir.join(LAYOUT_FILE).exists() {
         replace(&dir.join(LAYOUT_FILE), LAYOUT_VERSION).map_err(|e| format!("cannot write in {shown}: {e}"))?;
+    }
+    std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(|e| format!("cannot create {shown}: {e}"))?;
+    Ok(())
+}
+
+/// Refuse a directory that exists, is not empty (its lock file aside) and is not a layout.
+fn check_dir(dir: &Path, staging: bool) -> Result<(), String> {
+    if staging || !dir.exists() || dir.join(LAYOUT_FILE).exists() {
+        return Ok(());
+    }
+    let shown = dir.display();
+    let listing = std::fs::read_dir(dir).map_err(|e| format!("cannot open {shown}: {e}"))?;
+    if listing.flatten().any(|e| e.file_name() != LOCK_FILE) {
+        return Err(format!(
+            "{shown} is not empty and not an OCI layout (no {LAYOUT_FILE}): refusing to write into it"
+        ));
     }
     Ok(())
 }

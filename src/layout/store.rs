@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{json, Value};
 
 use super::index::Entry;
+use super::pending::{self, Op};
 use super::{referrer_descriptor, rel, Layout};
 use crate::digest::Digest;
 use crate::manifest::MediaType;
@@ -19,13 +20,17 @@ impl Store for Layout {
         &self.location
     }
 
+    /// A tag is there only while its manifest is: an entry whose file was lost (a run that died
+    /// rewriting an archive, a hand-edited layout) is copied again, never taken as `unchanged`.
     fn head_manifest(&self, repo: &Repository, reference: &Reference, _: Access) -> Result<Option<Head>, Error> {
         let name = &*repo.name;
         Ok(match reference {
-            Reference::Tag(t) => self.state.lock().index.find(name, t).map(|e| Head {
-                digest: Some(e.digest.clone()),
-                media_type: Some(e.media_type.clone()).filter(|m| !m.is_empty()),
-            }),
+            Reference::Tag(t) => {
+                let entry = self.state.lock().index.find(name, t).cloned();
+                entry
+                    .filter(|e| self.local_len(&e.digest).is_some_and(|len| e.size == 0 || len == e.size))
+                    .map(|e| Head { digest: Some(e.digest), media_type: Some(e.media_type).filter(|m| !m.is_empty()) })
+            }
             Reference::Digest(d) => self.local_len(d).map(|_| Head { digest: Some(d.clone()), media_type: None }),
         })
     }
@@ -92,7 +97,8 @@ impl Store for Layout {
             }
         }
         if let Some(e) = entry {
-            if state.index.put(e) {
+            if state.index.put(e.clone()) {
+                state.pending.push(Op::Put(e));
                 state.dirty = true;
                 self.changed.store(true, Ordering::Relaxed);
             }
@@ -107,12 +113,18 @@ impl Store for Layout {
         self.check_writable("delete")?;
         let mut state = self.state.lock();
         let before = state.index.entries.len();
-        match reference {
-            Reference::Tag(t) => state.index.entries.retain(|e| !e.is(name, t)),
-            Reference::Digest(d) => state.index.entries.retain(|e| e.digest != *d),
-        }
+        let op = match reference {
+            Reference::Tag(t) => Op::DeleteTag { name: name.to_string(), tag: t.to_string() },
+            Reference::Digest(d) => Op::DeleteDigest(d.clone()),
+        };
+        pending::replay(std::slice::from_ref(&op), &mut state.index);
         let removed = state.index.entries.len() != before;
-        state.dirty |= removed;
+        if removed {
+            state.pending.push(op);
+            state.dirty = true;
+            // An archive is written out again without it.
+            self.changed.store(true, Ordering::Relaxed);
+        }
         drop(state);
         self.save_index(false)?;
         Ok(removed)

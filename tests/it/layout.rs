@@ -30,7 +30,7 @@ pub(crate) const IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// One top-level entry of a layout's `index.json`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Entry {
+pub(crate) struct Entry {
     /// `io.containerd.image.name`: NAME:TAG.
     name: Option<String>,
     /// `org.opencontainers.image.ref.name`: the tag.
@@ -40,7 +40,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(name: &str, tag: &str, digest: &str, media_type: &str) -> Entry {
+    pub(crate) fn new(name: &str, tag: &str, digest: &str, media_type: &str) -> Entry {
         Entry {
             name: Some(format!("{name}:{tag}")),
             tag: Some(tag.to_string()),
@@ -59,7 +59,7 @@ pub(crate) fn index_of(dir: &Path) -> serde_json::Value {
 }
 
 /// The top-level entries of the layout `dir`.
-fn entries(dir: &Path) -> BTreeSet<Entry> {
+pub(crate) fn entries(dir: &Path) -> BTreeSet<Entry> {
     let index = index_of(dir);
     let list = index["manifests"].as_array().unwrap_or_else(|| panic!("index.json has no manifests: {index}"));
     list.iter()

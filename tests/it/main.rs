@@ -4,6 +4,7 @@
 mod common;
 
 mod bundles_damaged;
+mod bundles_safe;
 mod bundles_split;
 mod cli;
 mod copy;
