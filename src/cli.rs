@@ -58,6 +58,14 @@ pub struct Args {
     #[argh(switch)]
     pub prune: bool,
 
+    /// take every destination tag as immutable: one the destination lists is in sync, without a manifest request on either side (as `immutable: true` on every rule; ignored by --force and --verify; see README)
+    #[argh(switch)]
+    pub immutable: bool,
+
+    /// as --immutable, for the destination tags this regex matches only (e.g. '^v?\d+\.\d+\.\d+$')
+    #[argh(option)]
+    pub immutable_tags: Option<String>,
+
     /// writing a bundle (oci:DIR or oci-archive:FILE): leave out the blobs this previous bundle
     /// (directory, archive, or its index.json) or site inventory (image-syncer inventory) holds — a delta bundle
     #[argh(option)]

@@ -141,6 +141,7 @@ pub fn report_json(report: &Report, bundles: &[BundleEnd]) -> serde_json::Value 
         let (status, digest, reason) = match outcome {
             Outcome::Synced(d) => ("synced", Some(d), None),
             Outcome::Unchanged(d) => ("unchanged", Some(d), None),
+            Outcome::Immutable => ("unchanged_immutable", None, None),
             Outcome::Planned(d) => ("would_copy", Some(d), None),
             Outcome::Verified(d) => ("verified", Some(d), None),
             Outcome::Skipped(r) => ("skipped", None, Some(r)),

@@ -15,7 +15,7 @@ use super::ConfigError;
 use regex::Regex;
 
 use crate::rule::{layout_ref, parse_layout_ref, parse_namespace, parse_rule_ref, split_layout, RuleRef, Selector};
-use crate::rule::{LatestBy, Namespace, Rule, Selection};
+use crate::rule::{Immutable, LatestBy, Namespace, Rule, Selection};
 
 /// A destination, a list of destinations, or a map with `to:` and the selection keys.
 #[derive(Deserialize, Clone, Debug)]
@@ -27,7 +27,8 @@ pub enum Dests {
 }
 
 /// The keys a rule's map may have.
-const KEYS: [&str; 8] = ["to", "semver", "latest", "latest_by", "exclude", "prune", "include_repos", "exclude_repos"];
+const KEYS: [&str; 9] =
+    ["to", "semver", "latest", "latest_by", "exclude", "prune", "include_repos", "exclude_repos", "immutable"];
 
 /// A rule's map, read.
 #[derive(Default)]
@@ -35,6 +36,7 @@ struct Spec {
     to: Vec<String>,
     select: Selection,
     prune: bool,
+    immutable: Option<Immutable>,
     namespace: Namespace,
 }
 
@@ -83,6 +85,7 @@ fn spec(map: &serde_json::Map<String, serde_json::Value>) -> Result<Spec, String
             "prune" => out.prune = v.as_bool().ok_or("prune: expected true or false")?,
             "include_repos" => out.namespace.include = regexes(k, v)?,
             "exclude_repos" => out.namespace.exclude = regexes(k, v)?,
+            "immutable" => out.immutable = immutable(v)?,
             _ => unreachable!("checked against KEYS above"),
         }
     }
@@ -93,6 +96,15 @@ fn spec(map: &serde_json::Map<String, serde_json::Value>) -> Result<Spec, String
         return Err("the map has no `to:` (the destination)".into());
     }
     Ok(out)
+}
+
+/// `immutable: true` (every tag), `false` (none), or a regex of the tags that are.
+fn immutable(v: &serde_json::Value) -> Result<Option<Immutable>, String> {
+    match v {
+        serde_json::Value::Bool(b) => Ok(b.then_some(Immutable::All)),
+        serde_json::Value::String(re) => Immutable::matching(re).map(Some).map_err(|e| format!("immutable: {e}")),
+        _ => Err("immutable: expected true, false or a regex of tag names".into()),
+    }
 }
 
 /// The file's pairs, in the order written (serde maps would sort or shuffle them).
@@ -167,6 +179,7 @@ pub fn rules(file: ImagesFile, origin: &Path, defaults: &DefaultDest, env: &Env)
             }
             r.select = spec.select.clone();
             r.prune = spec.prune;
+            r.immutable = spec.immutable.clone();
             out.push(r);
         }
     }
@@ -265,6 +278,23 @@ mod tests {
         assert!(parse("a.io/x:\n  to: b.io/x\n  semver: \"not a range\"\n").is_err());
         assert!(parse("a.io/x@sha256:0000000000000000000000000000000000000000000000000000000000000000:\n  to: b.io/x\n  prune: true\n").is_err());
         assert!(parse("a.io/x:\n  to: b.io/x\n  include_repos: a\n").unwrap_err().to_string().contains("namespace"));
+    }
+
+    #[test]
+    fn immutable_tags() {
+        let r = parse("a.io/x:\n  to: b.io/x\n  immutable: true\n").unwrap();
+        assert!(matches!(r[0].immutable, Some(Immutable::All)));
+        let r = parse("a.io/x:\n  to: b.io/x\n  immutable: '^v?\\d+\\.\\d+\\.\\d+$'\n").unwrap();
+        let i = r[0].immutable.as_ref().unwrap();
+        assert!(i.covers("v1.2.3") && !i.covers("latest"));
+        assert!(parse("a.io/x:\n  to: b.io/x\n  immutable: false\n").unwrap()[0].immutable.is_none());
+        assert!(parse("a.io/x: b.io/x\n").unwrap()[0].immutable.is_none());
+        let e = parse("a.io/x:\n  to: b.io/x\n  immutable: '('\n").unwrap_err().to_string();
+        assert!(e.contains("immutable") && e.contains("a.io/x"), "{e}");
+        assert!(parse("a.io/x:\n  to: b.io/x\n  immutable: 3\n").unwrap_err().to_string().contains("true, false"));
+        let r = parse("a.io/team/*:\n  to: b.io/mirror\n  immutable: true\n").unwrap();
+        let child = r[0].for_repository("team/app").unwrap();
+        assert!(matches!(child.immutable, Some(Immutable::All)), "a namespace's repositories keep it");
     }
 
     #[test]

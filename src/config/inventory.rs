@@ -84,6 +84,7 @@ fn refuse_sync_flags(args: &Args) -> Result<(), ConfigError> {
         ("--base", args.base.is_some()),
         ("--write", args.write.is_some()),
         ("--prune", args.prune),
+        ("--immutable", args.immutable || args.immutable_tags.is_some()),
         ("--force", args.force),
         ("--dry-run", args.dry_run),
         ("--verify", args.verify || args.verify_blobs),

@@ -37,7 +37,7 @@ use crate::layout::LayoutSpec;
 use crate::manifest::{MediaType, PlatformFilter};
 use crate::reference::Location;
 use crate::registry::{Auth, Limits, TlsOptions};
-use crate::rule::Rule;
+use crate::rule::{Immutable, Rule};
 
 /// The smallest `--chunk-size`: registries may refuse smaller chunks (S3 multipart parts are
 /// at least 5 MiB, but registries buffer), and tiny chunks mean a request per few bytes.
@@ -142,7 +142,7 @@ impl Config {
         for key in auth.unused_keys(repos) {
             log::warn!("{}: auth key {key:?} matches no image in the rules; is it mistyped?", auth_path.display());
         }
-        let rules = this_shard(args, pruned(args, rules), env)?;
+        let rules = this_shard(args, immutable(args, pruned(args, rules))?, env)?;
         let tls = TlsOptions {
             ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
             client_cert: None,
@@ -279,6 +279,25 @@ fn limits(args: &Args) -> Result<Limits, ConfigError> {
         return Err(ConfigError::Usage(format!("--chunk-size must be at least {MIN_CHUNK} bytes")));
     }
     Ok(limits)
+}
+
+/// `--immutable`/`--immutable-tags` make every rule's destination tags immutable; a rule with an
+/// `immutable` key naming its tags keeps it (it says more about them than a run-wide flag).
+fn immutable(args: &Args, mut rules: Vec<Rule>) -> Result<Vec<Rule>, ConfigError> {
+    let flag = match (args.immutable, &args.immutable_tags) {
+        (true, Some(_)) => {
+            return Err(ConfigError::Usage("--immutable takes every tag; --immutable-tags some: give one".into()))
+        }
+        (true, None) => Immutable::All,
+        (false, Some(re)) => {
+            Immutable::matching(re).map_err(|e| ConfigError::Usage(format!("--immutable-tags: {e}")))?
+        }
+        (false, None) => return Ok(rules),
+    };
+    for r in rules.iter_mut().filter(|r| r.immutable.is_none()) {
+        r.immutable = Some(flag.clone());
+    }
+    Ok(rules)
 }
 
 /// `--prune` makes every rule that pushes tags prune. Rules that push by digest only produce

@@ -49,6 +49,13 @@ impl Ctx<'_> {
         self.event(Event::ImageUnchanged);
     }
 
+    /// `pair`'s destination lists its tag, which the rule takes as immutable.
+    pub fn immutable(&self, pair: &Arc<Pair>) {
+        log::info!("unchanged {pair}: the destination lists the tag, taken as immutable");
+        self.record.ended(pair, Outcome::Immutable);
+        self.event(Event::ImageImmutable);
+    }
+
     /// Nothing of `pair` matches the platform filter.
     pub fn skipped(&self, pair: &Arc<Pair>, reason: String) {
         log::info!("skipped {}: {reason}", pair.src);

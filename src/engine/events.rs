@@ -39,6 +39,8 @@ pub enum Event {
     ManifestPushed,
     ImageSynced,
     ImageUnchanged,
+    /// The destination lists an immutable tag: in sync, nothing compared.
+    ImageImmutable,
     /// Nothing in the image matched the platform filter.
     ImageSkipped,
     /// `--verify`: the destination has the image, whole.
@@ -110,6 +112,8 @@ pub struct Totals {
     pub manifests_pushed: u64,
     pub images_synced: u64,
     pub images_unchanged: u64,
+    /// Immutable tags the destination lists (`immutable`): in sync without a comparison.
+    pub images_immutable: u64,
     pub images_skipped: u64,
     /// A dry run: nothing was written; the `planned_*` fields say what a real run would do.
     pub dry_run: bool,
@@ -139,6 +143,7 @@ impl Totals {
             Event::ManifestPushed => self.manifests_pushed += 1,
             Event::ImageSynced => self.images_synced += 1,
             Event::ImageUnchanged => self.images_unchanged += 1,
+            Event::ImageImmutable => self.images_immutable += 1,
             Event::ImageSkipped => self.images_skipped += 1,
             Event::ImageVerified => self.images_verified += 1,
             Event::ImageDrifted => self.images_drifted += 1,
@@ -155,7 +160,20 @@ impl Totals {
 
     /// Images finished without failing.
     pub fn images_done(&self) -> u64 {
-        self.images_synced + self.images_unchanged + self.images_skipped + self.images_planned + self.images_verified
+        self.images_synced
+            + self.images_unchanged
+            + self.images_immutable
+            + self.images_skipped
+            + self.images_planned
+            + self.images_verified
+    }
+
+    /// `, N unchanged (immutable)` when any tag was taken as immutable.
+    fn immutable_part(&self) -> String {
+        match self.images_immutable {
+            0 => String::new(),
+            n => format!(", {n} unchanged (immutable)"),
+        }
     }
 
     pub fn summary(&self) -> String {
@@ -167,18 +185,20 @@ impl Totals {
         }
         if self.dry_run {
             return format!(
-                "dry run: {} image(s) would be copied, {} unchanged; {} blob(s) to copy ({:.1} MiB), {} already present",
+                "dry run: {} image(s) would be copied, {} unchanged{}; {} blob(s) to copy ({:.1} MiB), {} already present",
                 self.images_planned,
                 self.images_unchanged,
+                self.immutable_part(),
                 self.blobs_planned,
                 self.bytes_planned as f64 / (1024.0 * 1024.0),
                 self.blobs_present
             );
         }
         format!(
-            "{} image(s) synced, {} unchanged; {} blob(s) copied ({:.1} MiB), {} mounted, {} already present; {} manifest(s) pushed",
+            "{} image(s) synced, {} unchanged{}; {} blob(s) copied ({:.1} MiB), {} mounted, {} already present; {} manifest(s) pushed",
             self.images_synced,
             self.images_unchanged,
+            self.immutable_part(),
             self.blobs_copied,
             self.bytes_copied as f64 / (1024.0 * 1024.0),
             self.blobs_mounted,

@@ -8,10 +8,11 @@ use super::ctx::Ctx;
 use super::error::SyncError;
 use super::events::Event;
 use super::graph::Task;
+use super::lookups::DestinationTags;
 use super::plan::{MAX_CONFIG_BYTES, MAX_DEPTH};
 use crate::manifest::{Kind, Manifest};
 use crate::reference::{ImageRef, Reference, Repository};
-use crate::rule::{rfc3339, Rule};
+use crate::rule::{rfc3339, Pair, Rule};
 use crate::store::{Access, Store};
 
 /// Resolve a rule's source tags and pair them with destination references.
@@ -44,10 +45,23 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
     ctx.event(Event::ImagesFound(refs.len() as u64));
     let pairs = rule.pairs(refs);
     ctx.record.expanded(rule, &pairs);
+    let listed = immutable_listed(ctx, rule, &pairs);
     for pair in pairs {
-        ctx.queue.push(Task::Image(pair));
+        match (&listed, rule.immutable_tag(&pair)) {
+            (Some(tags), Some(tag)) if tags.contains(tag) => ctx.immutable(&pair),
+            _ => ctx.queue.push(Task::Image(pair)),
+        }
     }
     Ok(())
+}
+
+/// The destination's tags, when the rule has immutable tags among `pairs` and the run takes
+/// the promise (`--force` copies and `--verify` checks regardless).
+fn immutable_listed(ctx: &Ctx, rule: &Rule, pairs: &[Arc<Pair>]) -> DestinationTags {
+    if ctx.opts.force || ctx.opts.verify() || !pairs.iter().any(|p| rule.immutable_tag(p).is_some()) {
+        return None;
+    }
+    ctx.lookups.destination_tags(&*ctx.stores.get(&rule.dst.repo), &rule.dst.repo)
 }
 
 /// The rule's selection keys applied to the listed `tags`, logged in one line.
@@ -118,8 +132,10 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
 #[cfg(test)]
 mod tests {
     use crate::engine::testing::{add_signed_by_tag, image, index, job, rule, src_dst, sync, MemStore, Op};
-    use crate::engine::Failure;
-    use crate::rule::{parse_namespace, LatestBy, Namespace, Rule, Selection};
+    use std::sync::Arc;
+
+    use crate::engine::{Failure, Outcome, Report};
+    use crate::rule::{parse_namespace, Immutable, LatestBy, Namespace, Rule, Selection};
 
     /// The namespace rule `src.io/team/*: dst.io/mirror`.
     fn team() -> Rule {
@@ -169,6 +185,56 @@ mod tests {
         latest.select = Selection { latest: Some(1), latest_by: LatestBy::Created, ..Selection::default() };
         sync(job(vec![latest]), &[&src, &dst]);
         assert_eq!(dst.tags("a"), ["a"]);
+    }
+
+    /// `src.io/a` with `v1`, `v2` and `latest` (new images), to `dst.io/a` holding older `v1`
+    /// and `latest`; the rule takes `v*` as immutable.
+    fn immutable_v(force: bool) -> (Report, Arc<MemStore>, Arc<MemStore>) {
+        let (src, dst) = src_dst();
+        for tag in ["v1", "v2", "latest"] {
+            src.add("a", Some(tag), &image(&format!("new-{tag}")).build());
+        }
+        for tag in ["v1", "latest"] {
+            dst.add("a", Some(tag), &image(&format!("old-{tag}")).build());
+        }
+        let mut r = rule("src.io/a", "dst.io/a");
+        r.immutable = Some(Immutable::matching("^v").unwrap());
+        let mut job = job(vec![r]);
+        job.opts.force = force;
+        (sync(job, &[&src, &dst]), src, dst)
+    }
+
+    #[test]
+    fn a_listed_immutable_tag_is_in_sync_without_a_manifest_request() {
+        let (report, src, dst) = immutable_v(false);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let old = image("old-v1").build().digest;
+        assert_eq!(dst.tag("a", "v1"), Some(old), "an immutable tag is not followed when the source moves it");
+        assert_eq!(dst.tag("a", "v2"), Some(image("new-v2").build().digest), "missing: copied");
+        assert_eq!(dst.tag("a", "latest"), Some(image("new-latest").build().digest), "mutable: updated");
+        for (store, op) in [(&src, Op::HeadManifest), (&src, Op::GetManifest), (&dst, Op::HeadManifest)] {
+            assert_eq!(store.count_on(op, "v1"), 0, "{op:?}");
+        }
+        assert_eq!((dst.count(Op::ListTags), report.totals.images_immutable), (1, 1));
+        let immutable: Vec<_> = report.outcomes.iter().filter(|(_, o)| *o == Outcome::Immutable).collect();
+        assert_eq!(immutable.len(), 1);
+        assert!(report.totals.summary().contains("1 unchanged (immutable)"), "{}", report.totals.summary());
+    }
+
+    #[test]
+    fn force_and_an_unreadable_tag_list_compare_as_usual() {
+        let (report, _, dst) = immutable_v(true);
+        assert_eq!(dst.tag("a", "v1"), Some(image("new-v1").build().digest), "--force copies");
+        assert_eq!((dst.count(Op::ListTags), report.totals.images_immutable), (0, 0));
+        let (src, dst) = src_dst();
+        src.add("a", Some("v1"), &image("new").build());
+        dst.add("a", Some("v1"), &image("old").build());
+        dst.fail(Op::ListTags, None, 1, 500);
+        let mut r = rule("src.io/a", "dst.io/a");
+        r.immutable = Some(Immutable::All);
+        let report = sync(job(vec![r]), &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tag("a", "v1"), Some(image("new").build().digest), "compared, so updated");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the run learns about stores once and then looks up: whether a registry (or layout)
-//! has the referrers API, and the referrer tags of a source repository's tag list — each found
-//! out by the first worker to need it, in a slot of its own ([`Slots`]).
+//! has the referrers API, the referrer tags of a source repository's tag list, and the tags of
+//! a destination repository with immutable tags — each found out by the first worker to need
+//! it, in a slot of its own ([`Slots`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,7 +21,12 @@ pub struct Lookups {
     /// Whether a store (by name) has the referrers API, once known.
     referrers_api: Slots<String, bool>,
     tags: Slots<Repository, ReferrerTags>,
+    /// The tags of destination repositories that rules with `immutable` write to.
+    dst_tags: Slots<Repository, DestinationTags>,
 }
+
+/// A destination repository's tags; `None` when the list could not be read.
+pub type DestinationTags = Option<Arc<HashSet<String>>>;
 
 impl Lookups {
     /// The slot of `store`'s referrers API (`Some(has)` once known): hold it while asking,
@@ -49,6 +55,26 @@ impl Lookups {
                 Ok(t) => Some(Arc::new(t.into_iter().filter(|t| is_referrer_tag(t)).collect())),
                 Err(e) => {
                     log::debug!("{repo}: cannot list tags ({e}); asking for referrer tags one by one");
+                    None
+                }
+            }))
+        });
+        listed.ok().flatten().flatten()
+    }
+}
+
+impl Lookups {
+    /// The tags of the destination repository `repo`: listed once per run. A repository that
+    /// does not exist yet has none (the distribution spec answers its tag list 404
+    /// `NAME_UNKNOWN`: <https://github.com/opencontainers/distribution-spec/blob/main/spec.md#listing-tags>);
+    /// `None` when the list cannot be read otherwise, and its tags are compared as usual.
+    pub fn destination_tags(&self, store: &dyn Store, repo: &Repository) -> DestinationTags {
+        let listed = self.dst_tags.get_or_fill::<()>(repo, || {
+            Ok(Some(match store.list_tags(repo) {
+                Ok(t) => Some(Arc::new(t.into_iter().collect())),
+                Err(e) if e.is_not_found() => Some(Arc::default()),
+                Err(e) => {
+                    log::debug!("{repo}: cannot list the destination's tags ({e}); comparing immutable tags as usual");
                     None
                 }
             }))

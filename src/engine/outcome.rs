@@ -18,6 +18,8 @@ pub enum Outcome {
     Synced(Digest),
     /// The destination had the same digest.
     Unchanged(Digest),
+    /// The destination lists the tag, which the rule takes as immutable: nothing was compared.
+    Immutable,
     /// Nothing in it matched `--os/--arch`.
     Skipped(String),
     /// A dry run would copy it.

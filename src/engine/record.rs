@@ -2,7 +2,7 @@
 //! while it goes on (for the report, prune, and the end-of-run check that no image was lost).
 //!
 //! Invariants: an image is in `synced` exactly when its outcome says it is in sync (synced,
-//! unchanged or verified); a rule is recorded once, however often its expansion is retried;
+//! unchanged, immutable or verified); a rule is recorded once, however often its expansion is retried;
 //! per-image figures are kept only when asked for (`--report`), so memory does not grow with
 //! them otherwise.
 
@@ -66,7 +66,7 @@ impl Record {
         if self.image_stats {
             inner.stats.entry(pair.clone()).or_default().finish_now();
         }
-        if matches!(outcome, Outcome::Synced(_) | Outcome::Unchanged(_) | Outcome::Verified(_)) {
+        if matches!(outcome, Outcome::Synced(_) | Outcome::Unchanged(_) | Outcome::Immutable | Outcome::Verified(_)) {
             inner.synced.push(pair.clone());
         }
         inner.outcomes.push((pair.clone(), outcome));

@@ -6,12 +6,14 @@
 //! config layer reads files and builds rules with [`Rule::new`], which refuses a rule that
 //! cannot mean anything before any request is sent.
 
+mod immutable;
 mod select;
 mod selector;
 
 use std::fmt;
 use std::sync::Arc;
 
+pub use immutable::Immutable;
 pub use select::{rfc3339, LatestBy, Selection};
 pub use selector::{layout_ref, parse_layout_ref, parse_namespace, parse_rule_ref, split_layout, RuleRef, Selector};
 
@@ -44,6 +46,8 @@ pub struct Rule {
     pub select: Selection,
     /// Delete the destination's tags this rule no longer produces (`prune`, `--prune`).
     pub prune: bool,
+    /// Destination tags taken as in sync when listed there (`immutable`, `--immutable`).
+    pub immutable: Option<Immutable>,
     /// `src` is a namespace (`registry/team/*`, or a whole bundle): one rule per repository
     /// below it.
     pub namespace: Option<Namespace>,
@@ -123,6 +127,7 @@ impl Rule {
             dst,
             select: Selection::default(),
             prune: false,
+            immutable: None,
             namespace,
         })
     }
@@ -146,6 +151,15 @@ impl Rule {
             Selector::Tags(t) => Some(t.iter().cloned().map(Reference::Tag).collect()),
             Selector::Digest(d) | Selector::Pinned { digest: d, .. } => Some(vec![Reference::Digest(d.clone())]),
             Selector::All | Selector::Regex(_) => None,
+        }
+    }
+
+    /// Whether `pair`'s destination is a tag the rule takes as in sync once the destination
+    /// lists it (`immutable`).
+    pub fn immutable_tag<'a>(&self, pair: &'a Pair) -> Option<&'a str> {
+        match (&self.immutable, &pair.dst.reference) {
+            (Some(i), Reference::Tag(t)) if i.covers(t) => Some(t),
+            _ => None,
         }
     }
 

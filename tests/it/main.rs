@@ -17,6 +17,7 @@ mod fanout;
 mod faults;
 mod harness;
 mod images;
+mod immutable;
 mod incremental;
 mod inventory;
 mod layout;
