@@ -129,3 +129,35 @@ fn verify_and_force_ignore_the_promise() {
     assert_eq!(dst.api().head_manifest("imm/app", "1.0.0"), Some(new.digest), "--force copies\n{run}");
     assert!(!run.output().contains("(immutable)"), "{run}");
 }
+
+/// A layout destination lists its tags too: a re-run into `oci:DIR` asks the source for its tag
+/// list only.
+#[test]
+fn a_layout_destination_lists_its_tags_too() {
+    let src = Registry::start();
+    push_under_tags(src.api(), "imm/l", &["1.0.0", "1.0.1", "1.0.2"]);
+    let bundle = TestDir::new("layout");
+    let layout = format!("oci:{}", p(&bundle.join("oci")));
+    let job = rules_job(&[&src], &[(src.repo("imm/l"), json!({"to": layout, "immutable": RELEASES}))]);
+    job.run_within(60, &[]).assert_ok();
+    push_simple(src.api(), "imm/l", "1.0.0");
+    src.clear_requests();
+    let run = job.run_within(60, &[]);
+    run.assert_ok();
+    let asked = manifest_requests(&src);
+    assert!(asked.is_empty(), "manifest requests at the source: {asked:?}\n{run}");
+    assert_eq!(tag_lists(&src, "imm/l"), 1, "{run}");
+    assert!(run.output().contains("0 unchanged, 3 unchanged (immutable)"), "{run}");
+}
+
+/// The flags are checked before any request: one of the two, and a regex that compiles.
+#[test]
+fn the_flags_are_checked_before_any_request() {
+    let job = Job::new(&[AuthEntry::insecure("127.0.0.1:9")], "127.0.0.1:9/imm/x: 127.0.0.1:9/imm/y\n");
+    let run = job.run_within(30, &["--immutable", "--immutable-tags", "^v"]);
+    run.assert_failed();
+    assert!(run.output().contains("--immutable-tags"), "{run}");
+    let run = job.run_within(30, &["--immutable-tags", "("]);
+    run.assert_failed();
+    assert!(run.output().contains("--immutable-tags: invalid regex"), "{run}");
+}
