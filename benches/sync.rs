@@ -10,13 +10,17 @@
 //! * peak memory (`VmHWM` of the syncer, polled from `/proc/PID/status`) for a small and the large
 //!   layer: it must not grow with the layer size, as layers are streamed through a fixed buffer;
 //! * many small images (`BENCH_TAGS`, default 50, tags × 3 small layers of 8-32 KiB) with
-//!   `--proc 1` and `--proc 8`;
-//! * a no-op re-run of those tags (nothing changed): wall time and the requests each registry saw;
+//!   `--proc 1`, `--proc 8` and the defaults (no `--proc` flag), with a floor line each: the CPU
+//!   seconds of the syncer and both registries over the cores, the least wall this machine allows;
+//! * a no-op re-run of those tags (nothing changed), at `--proc 8` and the defaults: wall time and
+//!   the requests each registry saw;
 //! * long links: `BENCH_WAN_TAGS` (default 24) small images of the same kind copied from the source
 //!   *through* a harness [`Proxy`] that delays every request by 20 ms and by 100 ms (a stand-in
-//!   for a far-away registry), with `--proc 5` (the default), 8, 16, 32 and 64, and one `skopeo sync`
+//!   for a far-away registry), at the defaults and with `--proc 5` (the Go tool's default), 8, 16,
+//!   32 and 64, and one `skopeo sync`
 //!   through the same proxy: wall time, peak RSS and the requests the proxy and the destination saw
-//!   (last run), how much faster each `--proc` is than `--proc 8`, and where the CPU went (the
+//!   (last run), how much faster each `--proc` is than `--proc 8`, the defaults' (and `--proc` 5
+//!   and 32's) wall against skopeo's, and where the CPU went (the
 //!   syncer, the two `docker-registry` processes, this process's proxy threads — on a small
 //!   machine the registries, not the link, set the floor); and `BENCH_WAN_INDEXES` (default 4)
 //!   multi-platform images (OCI indexes of 8 platform images) at `--proc` 8 and 32;
@@ -29,13 +33,18 @@
 //!   which cannot fan out: one `skopeo sync` per destination (the sum of their wall times);
 //! * many tags: `BENCH_MANY_TAGS` (default 10000) tiny images in one repository (one shared layer,
 //!   a config of their own; the seeding time is printed), and a tenth of that in another: a cold
-//!   run into an empty destination and a no-op re-run of each, with wall time, requests per tag at
+//!   run into an empty destination (at the defaults) and a no-op re-run of each at the defaults,
+//!   `--proc 5` and `--proc 32`, with wall time, requests per tag at
 //!   the source and the destination, peak RSS (flat in the number of tags?) and, cold, the time
 //!   to the first image (the first `synced` line on the syncer's stderr); next to it one cold
-//!   `skopeo sync` of each size up to `BENCH_SKOPEO_MAX_TAGS` (default 10000). Estimated from
+//!   and one no-op `skopeo sync` of each size up to `BENCH_SKOPEO_MAX_TAGS` (default 10000). Estimated from
 //!   small runs on 2 cores, the section takes 15-20 minutes at its defaults, about 7 of them for
 //!   skopeo's 10000 tags (it copies one image at a time; `BENCH_SKOPEO_MAX_TAGS=1000` leaves that
-//!   run out) and under 2 for the seeding.
+//!   run out) and under 2 for the seeding;
+//! * huge, only with `BENCH_HUGE=1` (or `BENCH_ONLY=huge`): `BENCH_HUGE_TAGS` (default 100000)
+//!   tiny images of the same kind in one repository, one cold run and one no-op at the defaults:
+//!   wall, time to the first image, peak RSS, requests per tag. The seeding alone takes about a
+//!   quarter of an hour on 2 cores (3 requests per tag), the cold run about as long again.
 //!
 //! `BENCH_ONLY=SECTION[,SECTION…]` runs only some sections: `big` (throughput and peak memory),
 //! `small` (many small images and the no-op re-run), `wan` (long links), `fanout`, `tags` (many
@@ -105,14 +114,18 @@ const FANOUT_DESTINATIONS: [usize; 2] = [2, 3];
 const DEFAULT_MANY_TAGS: usize = 10_000;
 /// skopeo copies the many-tags repository only up to this many tags (it copies one image at a time).
 const DEFAULT_SKOPEO_MAX_TAGS: usize = 10_000;
-/// `--proc` of the fan-out and many-tags sections: the syncer's default.
-const DEFAULT_PROCS: usize = 5;
+/// The no-op re-runs of the many-tags section run at the defaults and at these `--proc` (5: the
+/// Go tool's default, and this tool's before issue 24; 32: as many as the long links want).
+const NOOP_PROCS: [usize; 2] = [5, 32];
 /// The log line the syncer writes once an image is complete at the destination.
 const SYNCED_LINE: &str = "] synced ";
 /// The line skopeo prints once it has written an image's manifest (it stores signatures next).
 const SKOPEO_DONE_LINE: &str = "Storing signatures";
 /// How long one run of the many-tags section may take before it is killed.
 const TAGS_LIMIT: Duration = Duration::from_secs(1800);
+/// How long one run of the 100,000-tag section may take before it is killed.
+const HUGE_LIMIT: Duration = Duration::from_secs(4 * 3600);
+const DEFAULT_HUGE_TAGS: usize = 100_000;
 /// How long any other run may take.
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -142,6 +155,8 @@ struct Sections {
     wan: bool,
     fanout: bool,
     tags: bool,
+    /// Named in `BENCH_ONLY` (the huge section also runs with `BENCH_HUGE=1`).
+    huge: bool,
 }
 
 const SECTION_NAMES: [&str; 5] = ["big", "small", "wan", "fanout", "tags"];
@@ -150,9 +165,9 @@ impl Sections {
     fn from_env() -> Result<Sections, String> {
         let v = std::env::var("BENCH_ONLY").unwrap_or_default();
         if v.trim().is_empty() {
-            return Ok(Sections { big: true, small: true, wan: true, fanout: true, tags: true });
+            return Ok(Sections { big: true, small: true, wan: true, fanout: true, tags: true, huge: false });
         }
-        let mut s = Sections { big: false, small: false, wan: false, fanout: false, tags: false };
+        let mut s = Sections { big: false, small: false, wan: false, fanout: false, tags: false, huge: false };
         for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "big" => s.big = true,
@@ -160,9 +175,10 @@ impl Sections {
                 "wan" => s.wan = true,
                 "fanout" => s.fanout = true,
                 "tags" => s.tags = true,
+                "huge" => s.huge = true,
                 _ => {
                     return Err(format!(
-                        "BENCH_ONLY={v:?}: unknown section {name:?} (expected {})",
+                        "BENCH_ONLY={v:?}: unknown section {name:?} (expected {}, huge)",
                         SECTION_NAMES.join(", ")
                     ))
                 }
@@ -190,13 +206,18 @@ struct Settings {
     fanout: FanoutOpts,
     many_tags: usize,
     skopeo: Skopeo,
+    /// `BENCH_HUGE=1`: the tags of the huge section (`BENCH_HUGE_TAGS`), which runs only then.
+    huge: Option<usize>,
 }
 
 impl Settings {
     fn from_env() -> Result<Settings, String> {
         let big_mib = env_number("BENCH_LAYER_MIB", DEFAULT_LAYER_MIB)?;
+        let sections = Sections::from_env()?;
+        let huge_on = sections.huge
+            || !matches!(std::env::var("BENCH_HUGE").unwrap_or_default().trim(), "" | "0" | "off" | "no" | "false");
         Ok(Settings {
-            sections: Sections::from_env()?,
+            sections,
             big_mib,
             small_mib: SMALL_LAYER_MIB.min(big_mib),
             tags: env_number("BENCH_TAGS", DEFAULT_TAGS as u64)? as usize,
@@ -209,6 +230,10 @@ impl Settings {
             },
             many_tags: env_number("BENCH_MANY_TAGS", DEFAULT_MANY_TAGS as u64)? as usize,
             skopeo: Skopeo::from_env(env_number("BENCH_SKOPEO_MAX_TAGS", DEFAULT_SKOPEO_MAX_TAGS as u64)? as usize)?,
+            huge: match huge_on {
+                false => None,
+                true => Some(env_number("BENCH_HUGE_TAGS", DEFAULT_HUGE_TAGS as u64)? as usize),
+            },
         })
     }
 
@@ -225,6 +250,9 @@ impl Settings {
             thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             self.sections.names()
         );
+        if let Some(n) = self.huge {
+            println!("  huge: {n} tags (BENCH_HUGE, BENCH_HUGE_TAGS)");
+        }
         if self.sections.fanout || self.sections.tags {
             println!(
                 "  fan-out: {} repositories x {} tags (BENCH_FANOUT_REPOS, BENCH_FANOUT_TAGS); many tags: {} \
@@ -261,7 +289,11 @@ fn bench() -> Result<(), String> {
     let wan = if on.wan { Some(wan_section(&b, &s)?) } else { None };
     let fanout = if on.fanout { Some(fanout_section(&b, &s)?) } else { None };
     let tags = if on.tags { Some(tags_section(&b, &s)?) } else { None };
-    print_report(&s, big, small, wan, [fanout, tags]);
+    let huge = match s.huge {
+        Some(count) => Some(huge_section(&b, count)?),
+        None => None,
+    };
+    print_report(&s, big, small, wan, [fanout, tags, huge]);
     println!("total benchmark time: {:.1?}", started.elapsed());
     Ok(())
 }
@@ -341,6 +373,8 @@ struct SmallReport {
     /// The no-op re-run (last run): source requests, destination requests, tags reported
     /// unchanged.
     noop: (Vec<Request>, Vec<Request>, usize),
+    /// Per cold copy: its `--proc`, and summed over the runs: wall, syncer CPU, registries' CPU.
+    floors: Vec<(String, (Duration, Duration, Duration))>,
 }
 
 /// Copies `BENCH_TAGS` small images at `--proc` 1 and 8, then re-runs the copy with nothing to do.
@@ -356,33 +390,66 @@ fn small_section(b: &Bench, s: &Settings) -> Result<SmallReport, String> {
     let small_rule = |dst_repo: &str, name: &str| {
         work.write(&format!("images-{name}.yaml"), &format!("{}: {}\n", src.repo("small/app"), dst.repo(dst_repo)))
     };
-    for procs in [1usize, 8] {
+    let mut floors = Vec::new();
+    for procs in [Procs::Set(1), Procs::Set(8), Procs::Default] {
+        let (label, key) = (procs.label(), procs.label().replace(' ', ""));
+        // Summed over the runs: wall, the syncer's CPU, both registries' CPU.
+        let mut spent = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let measured = repeat(runs, |i| {
-            let dst_repo = format!("small-p{procs}-run{i}/app");
+            let dst_repo = format!("small{key}-run{i}/app");
             let images = small_rule(&dst_repo, "small");
-            let run = run_measured(auth, &images, procs, &format!("small-p{procs}-{i}"))?;
+            let (regs, _) = harness_cpu(&[src, dst]);
+            let run = run_measured(auth, &images, procs, &format!("small{key}-{i}"))?;
+            let (regs_after, _) = harness_cpu(&[src, dst]);
+            spent.0 += run.wall;
+            spent.1 += run.cpu.unwrap_or_default();
+            spent.2 += regs_after - regs;
             check_tags(dst.api(), &dst_repo, &digests)?;
             Ok(run)
         })?;
-        rows.push(Row::new(format!("copy {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, --proc {procs}"), &measured));
+        rows.push(Row::new(format!("copy {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, {label}"), &measured));
+        floors.push((label, spent));
     }
 
     // The no-op re-run, against a destination filled by the last --proc 8 run: nothing may be
-    // copied again.
-    let images = small_rule(&format!("small-p8-run{}/app", runs - 1), "noop");
+    // copied again. At --proc 8 and at the defaults; the counts are the defaults' last run.
+    let images = small_rule(&format!("small--proc8-run{}/app", runs - 1), "noop");
     let mut counts = (Vec::new(), Vec::new(), 0usize);
-    let measured = repeat(runs, |i| {
-        src.clear_requests();
-        dst.clear_requests();
-        let run = run_measured(auth, &images, 8, &format!("noop-{i}"))?;
-        let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
-        counts = (src.requests(), dst.requests(), unchanged);
-        Ok(run)
-    })?;
-    let mut row = Row::new(format!("no-op re-run of {tags} tags, --proc 8"), &measured);
-    row.requests = Some((counts.0.len(), counts.1.len()));
-    rows.push(row);
-    Ok(SmallReport { rows, noop: counts })
+    for procs in [Procs::Set(8), Procs::Default] {
+        let measured = repeat(runs, |i| {
+            src.clear_requests();
+            dst.clear_requests();
+            let run = run_measured(auth, &images, procs, &format!("noop-{}-{i}", procs.label()))?;
+            let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
+            counts = (src.requests(), dst.requests(), unchanged);
+            Ok(run)
+        })?;
+        let mut row = Row::new(format!("no-op re-run of {tags} tags, {}", procs.label()), &measured);
+        row.requests = Some((counts.0.len(), counts.1.len()));
+        rows.push(row);
+    }
+    Ok(SmallReport { rows, noop: counts, floors })
+}
+
+/// The floor lines of the cold copies: the CPU the syncer and both registries spent, spread
+/// over the machine's cores, is the least wall any tool could reach on this machine; how far
+/// above it the runs were.
+fn print_floors(floors: &[(String, (Duration, Duration, Duration))]) {
+    let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    println!(
+        "floor of the cold copies (all runs summed): (image-syncer CPU + both docker-registry CPU) / {cores} cores"
+    );
+    for (label, (wall, syncer, regs)) in floors {
+        let floor = (syncer.as_secs_f64() + regs.as_secs_f64()) / cores;
+        println!(
+            "  {label:<10} wall {:6.2} s, CPU {:5.2} + {:5.2} s, floor {:6.2} s, wall / floor {:.2}",
+            wall.as_secs_f64(),
+            syncer.as_secs_f64(),
+            regs.as_secs_f64(),
+            floor,
+            wall.as_secs_f64() / floor.max(1e-9)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,20 +493,21 @@ fn wan_section(b: &Bench, s: &Settings) -> Result<WanReport, String> {
         // this proxy with `--proc procs`: the runs, the requests the proxy and the
         // destination saw, and the CPU of the syncer / the registries / this process (last
         // run).
-        let measure = |repo: &str, procs: usize, want: &BTreeMap<String, String>| {
+        let measure = |repo: &str, procs: Procs, want: &BTreeMap<String, String>| {
+            let procs_key = procs.label().replace(' ', "");
             let t = Instant::now();
             let mut counts = (0usize, 0usize);
             let mut cpu = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
             let measured = repeat(runs, |i| {
-                let dst_repo = format!("{repo}-d{delay_ms}-p{procs}-run{i}/app");
+                let dst_repo = format!("{repo}-d{delay_ms}{procs_key}-run{i}/app");
                 let images = work.write(
-                    &format!("images-{repo}-{delay_ms}-{procs}.yaml"),
+                    &format!("images-{repo}-{delay_ms}{procs_key}.yaml"),
                     &format!("{}: {}\n", proxy.repo(&format!("{repo}/app")), dst.repo(&dst_repo)),
                 );
                 dst.clear_requests();
                 let before = proxy.requests().len();
                 let (regs, own) = harness_cpu(&[src, dst]);
-                let run = run_measured(&auth, &images, procs, &format!("{repo}-d{delay_ms}-p{procs}-{i}"))?;
+                let run = run_measured(&auth, &images, procs, &format!("{repo}-d{delay_ms}{procs_key}-{i}"))?;
                 let (regs_after, own_after) = harness_cpu(&[src, dst]);
                 cpu = (run.cpu.unwrap_or_default(), regs_after - regs, own_after - own);
                 counts = (proxy.requests().len() - before, dst.requests().len());
@@ -449,23 +517,23 @@ fn wan_section(b: &Bench, s: &Settings) -> Result<WanReport, String> {
             eprintln!("{:.1?}", t.elapsed());
             Ok::<_, String>((measured, counts, cpu))
         };
-        for procs in WAN_PROCS {
-            eprint!("long link +{delay_ms} ms/request, --proc {procs} ... ");
+        let wan_procs = WAN_PROCS.map(Procs::Set);
+        for procs in std::iter::once(Procs::Default).chain(wan_procs) {
+            let label = procs.label();
+            eprint!("long link +{delay_ms} ms/request, {label} ... ");
             let (measured, counts, cpu) = measure("wan", procs, &digests)?;
             let mut row = Row::new(
-                format!(
-                    "copy {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, +{delay_ms} ms/request, --proc {procs}"
-                ),
+                format!("copy {wan_tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, +{delay_ms} ms/request, {label}"),
                 &measured,
             );
             row.requests = Some(counts);
-            cpu_rows.push((format!("+{delay_ms} ms/request, --proc {procs}"), cpu.0, cpu.1, cpu.2));
+            cpu_rows.push((format!("+{delay_ms} ms/request, {label}"), cpu.0, cpu.1, cpu.2));
             rows.push(row);
         }
         for procs in WAN_INDEX_PROCS {
             let platforms = WAN_INDEX_PLATFORMS.len();
             eprint!("long link +{delay_ms} ms/request, {wan_indexes} indexes, --proc {procs} ... ");
-            let (measured, counts, _) = measure("wanidx", procs, &index_digests)?;
+            let (measured, counts, _) = measure("wanidx", Procs::Set(procs), &index_digests)?;
             // Named so that the "speed against --proc 8" lines do not take it for the above.
             let mut row = Row::new(
                 format!("copy {wan_indexes} indexes x {platforms} platforms, --proc {procs}, +{delay_ms} ms/request"),
@@ -514,18 +582,23 @@ fn print_report(
     big: Option<BigReport>,
     small: Option<SmallReport>,
     wan: Option<WanReport>,
-    reports: [Option<String>; 2],
+    reports: [Option<String>; 3],
 ) {
     let (runs, tags) = (s.runs, s.tags);
     let (mut rows, peaks) = big.map(|b| (b.rows, b.peaks)).unwrap_or_default();
+    let mut floors = Vec::new();
     let noop = small.map(|small| {
         rows.extend(small.rows);
+        floors = small.floors;
         small.noop
     });
     let (wan_rows, wan_cpu) = wan.map(|w| (w.rows, w.cpu)).unwrap_or_default();
     if !rows.is_empty() {
         println!();
         print_table(&rows);
+    }
+    if !floors.is_empty() {
+        print_floors(&floors);
     }
     if !wan_rows.is_empty() {
         println!();
@@ -543,6 +616,21 @@ fn print_report(
                     .filter_map(|&p| at(p).map(|w| format!("--proc {p} {:.2}x", base / w)))
                     .collect();
                 println!("+{delay_ms} ms/request, speed against --proc 8: {}", faster.join(", "));
+            }
+            let skopeo = format!("skopeo sync, {} tags, +{delay_ms} ms/request", s.wan_tags);
+            let skopeo = wan_rows.iter().find(|r| r.scenario == skopeo).map(|r| r.wall.0.as_secs_f64());
+            let default = wan_rows
+                .iter()
+                .find(|r| r.scenario.ends_with(&format!("+{delay_ms} ms/request, defaults")))
+                .map(|r| r.wall.0.as_secs_f64());
+            if let (Some(skopeo), Some(default)) = (skopeo, default) {
+                let more: Vec<String> =
+                    [5, 32].iter().filter_map(|&p| at(p).map(|w| format!("--proc {p} {:.2}", w / skopeo))).collect();
+                println!(
+                    "+{delay_ms} ms/request, wall against skopeo's: defaults {:.2}, {}",
+                    default / skopeo,
+                    more.join(", ")
+                );
             }
         }
         println!(
@@ -569,7 +657,7 @@ fn print_report(
         );
     }
     if let Some((src_reqs, dst_reqs, unchanged)) = noop {
-        println!("no-op re-run (last of {runs}):");
+        println!("no-op re-run (last of {runs}, defaults):");
         println!("  tags reported unchanged: {unchanged} of {tags}");
         println!("  source requests:      {}", breakdown(&src_reqs));
         println!("  destination requests: {}", breakdown(&dst_reqs));
@@ -619,21 +707,47 @@ impl Measured {
 
 /// Runs `image-syncer --auth AUTH --images IMAGES --proc N`, polling its peak RSS until it exits.
 /// Fails (with its output) unless it exits 0.
-fn run_measured(auth: &Path, images: &Path, procs: usize, name: &str) -> Result<Measured, String> {
+fn run_measured(auth: &Path, images: &Path, procs: impl Into<Procs>, name: &str) -> Result<Measured, String> {
     run_measured_within(auth, images, procs, name, LIMIT)
 }
 
 fn run_measured_within(
     auth: &Path,
     images: &Path,
-    procs: usize,
+    procs: impl Into<Procs>,
     name: &str,
     limit: Duration,
 ) -> Result<Measured, String> {
-    let procs = procs.to_string();
     let mut cmd = Command::new(syncer_bin());
-    cmd.args(["--auth", p(auth), "--images", p(images), "--proc", &procs]);
+    cmd.args(["--auth", p(auth), "--images", p(images)]);
+    if let Procs::Set(n) = procs.into() {
+        cmd.args(["--proc", &n.to_string()]);
+    }
     run_process(cmd, &format!("image-syncer ({name})"), SYNCED_LINE, limit)
+}
+
+/// `--proc` of one run: a number, or no flag at all (the binary's own default, whatever the
+/// build under test has).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Procs {
+    Set(usize),
+    Default,
+}
+
+impl From<usize> for Procs {
+    fn from(n: usize) -> Procs {
+        Procs::Set(n)
+    }
+}
+
+impl Procs {
+    /// `--proc 8`, or `defaults` for a run without the flag.
+    fn label(self) -> String {
+        match self {
+            Procs::Set(n) => format!("--proc {n}"),
+            Procs::Default => "defaults".into(),
+        }
+    }
 }
 
 /// Runs `cmd` (proxy variables removed, stdin closed, stdout and stderr read line by line),
@@ -1063,17 +1177,12 @@ fn fanout_section(b: &Bench, s: &Settings) -> Result<String, String> {
             let auth = work.write("auth-fanout.yaml", &auth_yaml(&auth_for(&regs)));
             let images = work.write("images-fanout.yaml", &fanout_rules(src, &dsts, &w.repos));
             src.clear_requests();
-            let run = run_measured(&auth, &images, DEFAULT_PROCS, &format!("fanout-{n}-{i}"))?;
+            let run = run_measured(&auth, &images, Procs::Default, &format!("fanout-{n}-{i}"))?;
             counts = FanoutCounts::take(src, &dsts);
             check_fanout(&dsts, &w)?;
             Ok(run)
         })?;
-        rows.push(fanout_row(
-            format!("image-syncer: 1 run, {n} destinations, --proc {DEFAULT_PROCS}"),
-            &measured,
-            counts,
-            &w,
-        ));
+        rows.push(fanout_row(format!("image-syncer: 1 run, {n} destinations, defaults"), &measured, counts, &w));
         if let Some(bin) = &skopeo.bin {
             let measured = repeat(runs, |i| {
                 let dsts = fresh(n);
@@ -1221,6 +1330,7 @@ fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
     let mut seeded = String::new();
     let mut notes = String::new();
     let mut peaks = Vec::new();
+    let mut noop_ratios = String::new();
     for &count in &sizes {
         let repo = format!("many/n{count}");
         eprint!("seeding {count} tags (shared layer, a config each) ... ");
@@ -1251,42 +1361,55 @@ fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
             let (auth, images) = rule(&dst);
             src.clear_requests();
             let run =
-                run_measured_within(&auth, &images, DEFAULT_PROCS, &format!("tags-{count}-cold-{i}"), TAGS_LIMIT)?;
+                run_measured_within(&auth, &images, Procs::Default, &format!("tags-{count}-cold-{i}"), TAGS_LIMIT)?;
             counts = (src.requests().len(), dst.requests().len());
             check_tags_parallel(dst.api(), &repo, &digests)?;
             last = Some(dst);
             Ok(run)
         })?;
         eprintln!("{:.1?}", t.elapsed());
-        let cold =
-            tags_row(format!("image-syncer cold, {count} tags, --proc {DEFAULT_PROCS}"), &measured, counts, count);
+        let cold = tags_row(format!("image-syncer cold, {count} tags, defaults"), &measured, counts, count);
         let cold_peak = Row::new(String::new(), &measured).peak_kib;
         rows.push(cold);
 
-        // No-op: the same rule again against the last cold run's destination.
+        // No-op: the same rule again against the last cold run's destination, at the defaults
+        // and at each of NOOP_PROCS; the notes and the peak are the defaults'.
         eprint!("{count} tags: no-op re-runs ... ");
         let t = Instant::now();
         let dst = last.ok_or("no cold run")?;
         let (auth, images) = rule(&dst);
         let mut noop = (Vec::new(), Vec::new(), 0usize);
-        let measured = repeat(runs, |i| {
-            src.clear_requests();
-            dst.clear_requests();
-            let run =
-                run_measured_within(&auth, &images, DEFAULT_PROCS, &format!("tags-{count}-noop-{i}"), TAGS_LIMIT)?;
-            let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
-            noop = (src.requests(), dst.requests(), unchanged);
-            Ok(run)
-        })?;
+        let mut noop_peak = None;
+        let mut default_noop = None;
+        // One unmeasured no-op first: the first run after the cold copy was the slowest (the
+        // registries' files not yet in the page cache), which would fall on the defaults' row.
+        run_measured_within(&auth, &images, Procs::Default, &format!("tags-{count}-noop-warm-up"), TAGS_LIMIT)?;
+        for procs in std::iter::once(Procs::Default).chain(NOOP_PROCS.map(Procs::Set)) {
+            let mut counts = (Vec::new(), Vec::new(), 0usize);
+            let label = procs.label();
+            let measured = repeat(runs, |i| {
+                src.clear_requests();
+                dst.clear_requests();
+                let run =
+                    run_measured_within(&auth, &images, procs, &format!("tags-{count}-noop-{label}-{i}"), TAGS_LIMIT)?;
+                let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
+                counts = (src.requests(), dst.requests(), unchanged);
+                Ok(run)
+            })?;
+            rows.push(tags_row(
+                format!("image-syncer no-op re-run, {count} tags, {label}"),
+                &measured,
+                (counts.0.len(), counts.1.len()),
+                count,
+            ));
+            if procs == Procs::Default {
+                default_noop = Some(Row::new(String::new(), &measured).wall.0);
+                noop = counts;
+                noop_peak = Row::new(String::new(), &measured).peak_kib;
+            }
+        }
         eprintln!("{:.1?}", t.elapsed());
         let (src_reqs, dst_reqs, unchanged) = noop;
-        rows.push(tags_row(
-            format!("image-syncer no-op re-run, {count} tags"),
-            &measured,
-            (src_reqs.len(), dst_reqs.len()),
-            count,
-        ));
-        let noop_peak = Row::new(String::new(), &measured).peak_kib;
         peaks.push((count, cold_peak, noop_peak));
         let _ = writeln!(
             notes,
@@ -1309,17 +1432,29 @@ fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
                 );
             }
             Some(bin) => {
-                eprint!("{count} tags: skopeo sync (1 run) ... ");
+                eprint!("{count} tags: skopeo sync, cold and no-op (1 run each) ... ");
                 let t = Instant::now();
                 let dst = Registry::start();
                 let yaml =
                     work.write("skopeo-tags.yaml", &skopeo_source_yaml(&src.addr(), std::slice::from_ref(&repo)));
-                src.clear_requests();
-                let m = skopeo_sync(bin, &yaml, &dst.repo("many"), &format!("tags-{count}"), TAGS_LIMIT)?;
-                let counts = (src.requests().len(), dst.requests().len());
-                check_tags_parallel(dst.api(), &repo, &digests)?;
+                for (kind, name) in [("cold", "cold"), ("no-op re-run", "noop")] {
+                    src.clear_requests();
+                    dst.clear_requests();
+                    let m = skopeo_sync(bin, &yaml, &dst.repo("many"), &format!("tags-{count}-{name}"), TAGS_LIMIT)?;
+                    let counts = (src.requests().len(), dst.requests().len());
+                    check_tags_parallel(dst.api(), &repo, &digests)?;
+                    if let (Some(ours), "noop") = (default_noop, name) {
+                        let _ = writeln!(
+                            noop_ratios,
+                            "no-op of {count} tags: defaults {:.2} s, skopeo {:.2} s: {:.2}x skopeo's wall",
+                            ours.as_secs_f64(),
+                            m.wall.as_secs_f64(),
+                            ours.as_secs_f64() / m.wall.as_secs_f64()
+                        );
+                    }
+                    rows.push(tags_row(format!("skopeo sync {kind}, {count} tags (1 run)"), &[m], counts, count));
+                }
                 eprintln!("{:.1?}", t.elapsed());
-                rows.push(tags_row(format!("skopeo sync cold, {count} tags (1 run)"), &[m], counts, count));
             }
             None => {}
         }
@@ -1338,6 +1473,7 @@ fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
     ));
     out.push_str(&seeded);
     out.push_str(&notes);
+    out.push_str(&noop_ratios);
     if let [(a, Some(ca), na), (b, Some(cb), nb)] = peaks[..] {
         let _ = write!(
             out,
@@ -1372,6 +1508,47 @@ fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
             let _ = writeln!(out, "skopeo: not run, {}.", skopeo.describe());
         }
     }
+    Ok(out)
+}
+
+/// `BENCH_HUGE=1`: one repository of `BENCH_HUGE_TAGS` (default 100,000) tiny images, seeded,
+/// then copied once cold and once more as a no-op, at the defaults: wall, time to the first
+/// image, peak RSS, requests per tag. Not part of the default run: the seeding alone takes many
+/// minutes (about 100 tags per second on 2 cores).
+fn huge_section(b: &Bench, count: usize) -> Result<String, String> {
+    let (src, work) = (&b.src, &b.work);
+    let repo = format!("huge/n{count}");
+    eprint!("seeding {count} tags (shared layer, a config each) ... ");
+    let t = Instant::now();
+    let digests = push_many_tags(src.api(), &repo, count);
+    let seeding = t.elapsed();
+    eprintln!("{seeding:.1?}");
+    let dst = Registry::start();
+    let auth = work.write("auth-huge.yaml", &auth_yaml(&auth_for(&[src, &dst])));
+    let images = work.write("images-huge.yaml", &format!("{}: {}\n", src.repo(&repo), dst.repo(&repo)));
+    let mut rows = Vec::new();
+    for (kind, name) in [("cold", "cold"), ("no-op re-run", "noop")] {
+        eprint!("{count} tags: {kind} (1 run) ... ");
+        let t = Instant::now();
+        src.clear_requests();
+        dst.clear_requests();
+        let m = run_measured_within(&auth, &images, Procs::Default, &format!("huge-{name}"), HUGE_LIMIT)?;
+        let counts = (src.requests().len(), dst.requests().len());
+        check_tags_parallel(dst.api(), &repo, &digests)?;
+        eprintln!("{:.1?}", t.elapsed());
+        rows.push(tags_row(format!("image-syncer {kind}, {count} tags, defaults (1 run)"), &[m], counts, count));
+    }
+    let mut out = format!("huge: {count} tiny images in one repository (BENCH_HUGE_TAGS), cold then no-op\n");
+    out.push_str(&grid(
+        &["scenario", "wall", "(min-max)", "first image", "peak RSS", "src req/tag", "dst req/tag", "total req/tag"],
+        &rows,
+    ));
+    let _ = writeln!(
+        out,
+        "seeding {count} tags: {:.1} s ({:.0} tags/s; 8 threads, 3 requests per tag)",
+        seeding.as_secs_f64(),
+        count as f64 / seeding.as_secs_f64()
+    );
     Ok(out)
 }
 
