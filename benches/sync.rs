@@ -48,7 +48,9 @@
 //!
 //! `BENCH_ONLY=SECTION[,SECTION…]` runs only some sections: `big` (throughput and peak memory),
 //! `small` (many small images and the no-op re-run), `wan` (long links), `fanout`, `tags` (many
-//! tags). `BENCH_ONLY=wan cargo bench --bench sync` takes about a minute.
+//! tags), `immutable` (`BENCH_IMMUTABLE_TAGS`, default 3,000, in `BENCH_IMMUTABLE_REPOS`, default
+//! 30, repositories: a no-op with every tag compared and with `--immutable`, in `sync/immutable.rs`).
+//! `BENCH_ONLY=wan cargo bench --bench sync` takes about a minute.
 //!
 //! Each syncer figure is the median of `BENCH_RUNS` (default 3) runs, each into a new destination
 //! repository (fan-out and many tags: new destination registries).
@@ -63,6 +65,9 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/it/common/mod.rs"]
 mod common;
+
+#[path = "sync/immutable.rs"]
+mod immutable;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -155,19 +160,36 @@ struct Sections {
     wan: bool,
     fanout: bool,
     tags: bool,
+    immutable: bool,
     /// Named in `BENCH_ONLY` (the huge section also runs with `BENCH_HUGE=1`).
     huge: bool,
 }
 
-const SECTION_NAMES: [&str; 5] = ["big", "small", "wan", "fanout", "tags"];
+const SECTION_NAMES: [&str; 6] = ["big", "small", "wan", "fanout", "tags", "immutable"];
 
 impl Sections {
     fn from_env() -> Result<Sections, String> {
         let v = std::env::var("BENCH_ONLY").unwrap_or_default();
         if v.trim().is_empty() {
-            return Ok(Sections { big: true, small: true, wan: true, fanout: true, tags: true, huge: false });
+            return Ok(Sections {
+                big: true,
+                small: true,
+                wan: true,
+                fanout: true,
+                tags: true,
+                immutable: true,
+                huge: false,
+            });
         }
-        let mut s = Sections { big: false, small: false, wan: false, fanout: false, tags: false, huge: false };
+        let mut s = Sections {
+            big: false,
+            small: false,
+            wan: false,
+            fanout: false,
+            tags: false,
+            immutable: false,
+            huge: false,
+        };
         for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "big" => s.big = true,
@@ -175,6 +197,7 @@ impl Sections {
                 "wan" => s.wan = true,
                 "fanout" => s.fanout = true,
                 "tags" => s.tags = true,
+                "immutable" => s.immutable = true,
                 "huge" => s.huge = true,
                 _ => {
                     return Err(format!(
@@ -188,7 +211,7 @@ impl Sections {
     }
 
     fn names(&self) -> String {
-        let on = [self.big, self.small, self.wan, self.fanout, self.tags];
+        let on = [self.big, self.small, self.wan, self.fanout, self.tags, self.immutable];
         let names: Vec<&str> = SECTION_NAMES.iter().zip(on).filter(|n| n.1).map(|n| *n.0).collect();
         names.join(",")
     }
@@ -289,11 +312,12 @@ fn bench() -> Result<(), String> {
     let wan = if on.wan { Some(wan_section(&b, &s)?) } else { None };
     let fanout = if on.fanout { Some(fanout_section(&b, &s)?) } else { None };
     let tags = if on.tags { Some(tags_section(&b, &s)?) } else { None };
+    let immutable = if on.immutable { Some(immutable::section(&b, &s)?) } else { None };
     let huge = match s.huge {
         Some(count) => Some(huge_section(&b, count)?),
         None => None,
     };
-    print_report(&s, big, small, wan, [fanout, tags, huge]);
+    print_report(&s, big, small, wan, [fanout, tags, immutable, huge]);
     println!("total benchmark time: {:.1?}", started.elapsed());
     Ok(())
 }
@@ -582,7 +606,7 @@ fn print_report(
     big: Option<BigReport>,
     small: Option<SmallReport>,
     wan: Option<WanReport>,
-    reports: [Option<String>; 3],
+    reports: [Option<String>; 4],
 ) {
     let (runs, tags) = (s.runs, s.tags);
     let (mut rows, peaks) = big.map(|b| (b.rows, b.peaks)).unwrap_or_default();
