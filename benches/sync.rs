@@ -48,7 +48,7 @@
 //!
 //! `BENCH_ONLY=SECTION[,SECTION…]` runs only some sections: `big` (throughput and peak memory),
 //! `small` (many small images and the no-op re-run), `wan` (long links), `fanout`, `tags` (many
-//! tags). `BENCH_ONLY=wan cargo bench --bench sync` takes about a minute.
+//! tags). `BENCH_ONLY=wan cargo bench --bench sync` takes a few minutes.
 //!
 //! Each syncer figure is the median of `BENCH_RUNS` (default 3) runs, each into a new destination
 //! repository (fan-out and many tags: new destination registries).
