@@ -50,7 +50,7 @@
 //! `small` (many small images and the no-op re-run), `wan` (long links), `fanout`, `tags` (many
 //! tags), `immutable` (`BENCH_IMMUTABLE_TAGS`, default 3,000, in `BENCH_IMMUTABLE_REPOS`, default
 //! 30, repositories: a no-op with every tag compared and with `--immutable`, in `sync/immutable.rs`).
-//! `BENCH_ONLY=wan cargo bench --bench sync` takes about a minute.
+//! `BENCH_ONLY=wan cargo bench --bench sync` takes a few minutes.
 //!
 //! Each syncer figure is the median of `BENCH_RUNS` (default 3) runs, each into a new destination
 //! repository (fan-out and many tags: new destination registries).

@@ -34,8 +34,8 @@ pub struct Args {
     #[argh(option)]
     pub config: Option<String>,
 
-    /// number of worker threads (default 5)
-    #[argh(option, short = 'p', default = "5")]
+    /// number of worker threads (default 32; the Go tool's was 5)
+    #[argh(option, short = 'p', default = "32")]
     pub proc: usize,
 
     /// times to retry failed tasks after a pass (default 2)
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn defaults() {
         let a = p(&[]);
-        assert_eq!((a.proc, a.retries, a.output_images_format.as_str()), (5, 2, "yaml"));
+        assert_eq!((a.proc, a.retries, a.output_images_format.as_str()), (32, 2, "yaml"));
         assert!(!a.force);
     }
 
