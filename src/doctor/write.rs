@@ -14,7 +14,6 @@ use super::table::{self, Row};
 use crate::digest::Digest;
 use crate::manifest::ACCEPT;
 use crate::registry::{Answer, Client, Scope};
-use crate::store::Error;
 
 /// The upload probes, in the order they are printed.
 pub const ROWS: [&str; 6] =
@@ -75,21 +74,10 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn send(
-        &self,
-        method: &str,
-        url: &str,
-        scope: Scope<'_>,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<Answer, Error> {
-        self.client.probe(method, url, scope, headers, body)
-    }
-
     /// `POST /v2/REPO/blobs/uploads/`: the session's URL, or why there is none.
     fn start(&self) -> Result<String, String> {
         let url = self.client.url(&format!("/v2/{}/blobs/uploads/", self.repo));
-        let a = self.send("POST", &url, Scope::Push(self.repo), &[], &[]).map_err(|e| e.kind.to_string())?;
+        let a = self.client.probe("POST", &url, Scope::Push(self.repo), &[], &[]).map_err(|e| e.kind.to_string())?;
         match (a.status, a.header("location")) {
             (202, Some(loc)) => Ok(self.client.resolve(&loc)),
             (202, None) => Err("POST answered 202 without Location".into()),
@@ -106,7 +94,7 @@ impl Writer<'_> {
     /// needs the `delete` action in a token (distribution: registry/handlers/app.go,
     /// appendAccessRecords), not `push`.
     fn cancel(&mut self, location: &str) {
-        match self.send("DELETE", location, Scope::Delete(self.repo), &[], &[]) {
+        match self.client.probe("DELETE", location, Scope::Delete(self.repo), &[], &[]) {
             Ok(a) if matches!(a.status, 200 | 202 | 204 | 404) => self.cancelled += 1,
             Ok(a) => self.left.push(format!("an upload session of {} (DELETE answered {})", self.repo, a.describe())),
             Err(e) => self.left.push(format!("an upload session of {} (DELETE failed: {})", self.repo, e.kind)),
@@ -118,7 +106,7 @@ impl Writer<'_> {
     fn delete_blob(&mut self, digest: &Digest, what: &str) {
         let url = self.client.url(&format!("/v2/{}/blobs/{digest}", self.repo));
         let what = format!("{what} {digest} in {}", self.repo);
-        match self.send("DELETE", &url, Scope::Delete(self.repo), &[], &[]) {
+        match self.client.probe("DELETE", &url, Scope::Delete(self.repo), &[], &[]) {
             Ok(a) if matches!(a.status, 200 | 202 | 204 | 404) => self.deleted += 1,
             Ok(a) => self.left.push(format!("{what} (DELETE answered {})", a.describe())),
             Err(e) => self.left.push(format!("{what} (DELETE failed: {})", e.kind)),
@@ -133,7 +121,8 @@ impl Writer<'_> {
             Ok(l) => l,
             Err(why) => return (Row::unknown(table::SINGLE, why), None),
         };
-        match self.send("PUT", &with_digest(&location, &digest), Scope::Push(self.repo), &[OCTET_STREAM], &blob) {
+        match self.client.probe("PUT", &with_digest(&location, &digest), Scope::Push(self.repo), &[OCTET_STREAM], &blob)
+        {
             Ok(a) if matches!(a.status, 201 | 204) => {
                 self.delete_blob(&digest, &format!("the {}-byte probe blob", blob.len()));
                 (Row::found(table::SINGLE, format!("yes: POST, then PUT with the body: {}", a.status)), Some(true))
@@ -162,7 +151,7 @@ impl Writer<'_> {
         };
         let range = format!("0-{}", blob.len() - 1);
         let headers = [OCTET_STREAM, ("Content-Range", range.as_str())];
-        let a = match self.send("PATCH", &location, Scope::Push(self.repo), &headers, &blob) {
+        let a = match self.client.probe("PATCH", &location, Scope::Push(self.repo), &headers, &blob) {
             Ok(a) => a,
             Err(e) => {
                 self.cancel(&location);
@@ -186,7 +175,7 @@ impl Writer<'_> {
             }
         };
         let location = self.next_location(&location, &a);
-        match self.send("PUT", &with_digest(&location, &digest), Scope::Push(self.repo), &[OCTET_STREAM], &[]) {
+        match self.client.probe("PUT", &with_digest(&location, &digest), Scope::Push(self.repo), &[OCTET_STREAM], &[]) {
             Ok(a) if matches!(a.status, 201 | 204) => {
                 self.delete_blob(&digest, &format!("the {}-byte probe blob", blob.len()));
                 (
@@ -217,7 +206,7 @@ impl Writer<'_> {
         let range = format!("0-{}", CAP_PROBE - 1);
         let headers = [OCTET_STREAM, ("Content-Range", range.as_str())];
         let mib = CAP_PROBE >> 20;
-        let (row, refused) = match self.send("PATCH", &location, Scope::Push(self.repo), &headers, &body) {
+        let (row, refused) = match self.client.probe("PATCH", &location, Scope::Push(self.repo), &headers, &body) {
             Ok(a) if matches!(a.status, 201 | 202 | 204) => {
                 let location = self.next_location(&location, &a);
                 self.cancel(&location);
@@ -248,7 +237,7 @@ impl Writer<'_> {
             Err(why) => return Row::unknown(table::MOUNT, format!("no blob of {from}:{tag} to mount: {why}")),
         };
         let head = self.client.url(&format!("/v2/{}/blobs/{digest}", self.repo));
-        match self.send("HEAD", &head, Scope::Push(self.repo), &[], &[]) {
+        match self.client.probe("HEAD", &head, Scope::Push(self.repo), &[], &[]) {
             Ok(a) if a.status == 404 => {}
             Ok(a) if a.status == 200 => {
                 return Row::unknown(
@@ -261,7 +250,7 @@ impl Writer<'_> {
         }
         let query = format!("?mount={}&from={}", digest.as_str().replace(':', "%3A"), from.replace('/', "%2F"));
         let url = self.client.url(&format!("/v2/{}/blobs/uploads/{query}", self.repo));
-        match self.send("POST", &url, Scope::Mount { to: self.repo, from }, &[], &[]) {
+        match self.client.probe("POST", &url, Scope::Mount { to: self.repo, from }, &[], &[]) {
             Ok(a) if a.status == 201 => {
                 self.delete_blob(&digest, &format!("the blob mounted from {from}"));
                 Row::found(table::MOUNT, format!("honoured: 201 Created (a blob of {from} mounted)"))

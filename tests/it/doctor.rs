@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::common::pki::Pki;
 use crate::common::private::{auth_text, AuthKey};
-use crate::common::secure::{SecureOpts, SecureRegistry, TokenAuth};
-use crate::common::token::{TokenOpts, TokenServer, ISSUER, SERVICE};
+use crate::common::secure::SecureRegistry;
+use crate::common::token::{TokenOpts, TokenServer, SERVICE};
 use crate::common::*;
 
 fn doctor(args: &[&str]) -> Run {
@@ -236,19 +236,7 @@ const PASS: &str = "D0ct0r-Pa55-xyzzy-77";
 fn a_token_auth_tls_registry() {
     let pki = Pki::new();
     let server = TokenServer::start(TokenOpts { anonymous: true, ..TokenOpts::new(USER, PASS) });
-    let reg = SecureRegistry::start_tls(
-        &pki,
-        SecureOpts {
-            tls: true,
-            token: Some(TokenAuth {
-                realm: server.realm(),
-                service: SERVICE.into(),
-                issuer: ISSUER.into(),
-                rootcertbundle: server.rootcertbundle().to_path_buf(),
-            }),
-            ..SecureOpts::default()
-        },
-    );
+    let reg = SecureRegistry::https_with_tokens(&pki, &server);
     let img = push_simple(reg.api(), "team/app", "v1");
     let dir = TestDir::new("doctor");
     let ca = pki.ca_cert.to_str().unwrap();

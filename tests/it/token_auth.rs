@@ -352,28 +352,11 @@ fn no_password_or_token_in_any_output_at_trace_level() {
 // No credentials to a plain-http realm of an https registry
 // ---------------------------------------------------------------------------------------------
 
-/// An https token-auth registry whose realm is `server`'s plain-http URL.
-fn https_registry_with_plain_realm(pki: &Pki, server: &TokenServer) -> SecureRegistry {
-    SecureRegistry::start_tls(
-        pki,
-        SecureOpts {
-            tls: true,
-            token: Some(TokenAuth {
-                realm: server.realm(),
-                service: SERVICE.into(),
-                issuer: ISSUER.into(),
-                rootcertbundle: server.rootcertbundle().to_path_buf(),
-            }),
-            ..SecureOpts::default()
-        },
-    )
-}
-
 #[test]
 fn credentials_are_not_sent_to_a_plain_http_realm_of_an_https_registry() {
     let pki = Pki::new();
     let server = TokenServer::start(TokenOpts::refresh(USER, PASS, REFRESH));
-    let src = https_registry_with_plain_realm(&pki, &server);
+    let src = SecureRegistry::https_with_tokens(&pki, &server);
     let dst = Registry::start();
     push_simple(src.api(), "app/realm", "v1");
     assert!(server.realm().starts_with("http://"));
@@ -406,7 +389,7 @@ fn credentials_are_not_sent_to_a_plain_http_realm_of_an_https_registry() {
 fn anonymous_token_requests_may_use_a_plain_http_realm() {
     let pki = Pki::new();
     let server = TokenServer::start(TokenOpts { anonymous: true, ..TokenOpts::new(USER, PASS) });
-    let src = https_registry_with_plain_realm(&pki, &server);
+    let src = SecureRegistry::https_with_tokens(&pki, &server);
     let dst = Registry::start();
     let img = push_simple(src.api(), "app/anon", "v1");
     let job = PrivateJob::new(

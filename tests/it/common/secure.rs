@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::launch::{base_config, htpasswd_auth, launch, RegistryProcess};
 use crate::common::pki::Pki;
+use crate::common::token::{TokenServer, ISSUER, SERVICE};
 use crate::common::{agent, agent_config, unique_seed, yaml_str, Client, Request, TestDir};
 
 /// Token-auth settings (`auth.token`).
@@ -58,6 +59,18 @@ impl SecureRegistry {
     /// A registry serving https with `pki`'s server certificate.
     pub fn start_tls(pki: &Pki, opts: SecureOpts) -> SecureRegistry {
         SecureRegistry::launch_all(Some(pki), opts)
+    }
+
+    /// A registry serving https with `pki`'s certificate, whose tokens come from `server` (a
+    /// plain-http realm).
+    pub fn https_with_tokens(pki: &Pki, server: &TokenServer) -> SecureRegistry {
+        let token = TokenAuth {
+            realm: server.realm(),
+            service: SERVICE.into(),
+            issuer: ISSUER.into(),
+            rootcertbundle: server.rootcertbundle().to_path_buf(),
+        };
+        SecureRegistry::start_tls(pki, SecureOpts { tls: true, token: Some(token), ..SecureOpts::default() })
     }
 
     fn launch_all(pki: Option<&Pki>, opts: SecureOpts) -> SecureRegistry {
