@@ -153,7 +153,7 @@ impl Config {
             force: args.force,
             mode: command.mode,
             referrers: referrers(args)?,
-            image_stats: args.report.is_some(),
+            per_image: args.report.is_some() || args.output_success_images.is_some(),
         };
         let job = Job { rules, proc: args.proc, retries: args.retries, opts };
         let mut layouts = layouts(&job);

@@ -37,7 +37,10 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
         }
     };
     let mounts = ctx.stores.get(&task.dst).mounts_honoured() != Some(false);
-    let relay = match ctx.ledger.claim(task, image.as_ref(), mounts) {
+    // Which image moved a blob matters only to per-image figures; otherwise the ledger is not
+    // handed the image, and keeps no pair alive for it.
+    let mover = image.as_ref().filter(|_| ctx.opts.per_image);
+    let relay = match ctx.ledger.claim(task, mover, mounts) {
         Claim::Done(mover) => {
             shared(mover);
             task.waiters.lock().drain(..).for_each(|n| ctx.complete(&n));
@@ -56,7 +59,7 @@ pub fn copy(ctx: &Ctx, task: &BlobTask) -> Result<(), SyncError> {
         transfer_with_retries(ctx, task, image.as_deref(), relay.as_ref())
     }))
     .unwrap_or_else(|p| Err(SyncError::Panic(super::queue::panic_message(&p))));
-    let settled = ctx.ledger.settle(task, result.is_ok(), image.as_ref());
+    let settled = ctx.ledger.settle(task, result.is_ok(), mover);
     for parked in settled.requeue {
         ctx.queue.push(Task::Blob(Box::new(parked)));
     }

@@ -1,25 +1,26 @@
 //! Running a rule: list the source's tags (or, for a namespace, its repositories), let the
-//! rule take and select among them, and queue one image task per source → destination pair.
-//! What a rule means is [`crate::rule`]'s; this is the part that asks the stores.
+//! rule take and select among them, and queue one image task per source → destination pair,
+//! a window at a time ([`WINDOW`], see [`Unqueued`]). What a rule means is [`crate::rule`]'s;
+//! this is the part that asks the stores.
 
 use std::sync::Arc;
 
 use super::ctx::Ctx;
 use super::error::SyncError;
 use super::events::Event;
-use super::graph::Task;
+use super::graph::{Task, Unqueued};
 use super::lookups::DestinationTags;
 use super::plan::{MAX_CONFIG_BYTES, MAX_DEPTH};
 use crate::manifest::{Kind, Manifest};
 use crate::reference::{ImageRef, Reference, Repository};
-use crate::rule::{rfc3339, Pair, Rule};
+use crate::rule::{rfc3339, Rule};
 use crate::store::{Access, Store};
 
 /// Resolve a rule's source tags and pair them with destination references.
 pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
-    ctx.record.expansion_started(rule);
+    let slot = ctx.record.expansion_started(rule);
     if rule.namespace.is_some() {
-        return namespace(ctx, rule);
+        return namespace(ctx, rule, slot);
     }
     let refs = match rule.named() {
         Some(refs) => refs,
@@ -43,22 +44,52 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         log::warn!("{}: no tags to synchronise", rule.describe());
     }
     ctx.event(Event::ImagesFound(refs.len() as u64));
-    let pairs = rule.pairs(refs);
-    ctx.record.expanded(rule, &pairs);
-    let listed = immutable_listed(ctx, rule, &pairs);
-    for pair in pairs {
-        match (&listed, rule.immutable_tag(&pair)) {
+    let refs: Arc<[Reference]> = refs.into();
+    ctx.record.expanded(slot, refs.clone());
+    let listed = immutable_listed(ctx, rule, &refs);
+    queue_images(ctx, &Unqueued { rule: rule.clone(), slot, refs, listed, from: 0 });
+    Ok(())
+}
+
+/// The most image tasks of one rule queued at a time: more than any sensible `--proc`, so no
+/// worker waits for the next window, and few enough that the pairs waiting in the queue cost
+/// next to nothing (a pair is about 200 bytes).
+const WINDOW: usize = 512;
+
+/// Queue the next window of a rule's images (an immutable tag the destination lists ends at
+/// once), then the rest of them as one task behind it.
+pub fn queue_images(ctx: &Ctx, unqueued: &Unqueued) {
+    let end = (unqueued.from + WINDOW).min(unqueued.refs.len());
+    for i in unqueued.from..end {
+        let pair = unqueued.pair(i);
+        match (&unqueued.listed, unqueued.rule.immutable_tag(&pair)) {
             (Some(tags), Some(tag)) if tags.contains(tag) => ctx.immutable(&pair),
             _ => ctx.queue.push(Task::Image(pair)),
         }
     }
-    Ok(())
+    if end < unqueued.refs.len() {
+        let rest = Unqueued {
+            rule: unqueued.rule.clone(),
+            refs: unqueued.refs.clone(),
+            listed: unqueued.listed.clone(),
+            from: end,
+            ..*unqueued
+        };
+        ctx.queue.push(Task::Images(Box::new(rest)));
+    }
 }
 
-/// The destination's tags, when the rule has immutable tags among `pairs` and the run takes
-/// the promise (`--force` copies and `--verify` checks regardless).
-fn immutable_listed(ctx: &Ctx, rule: &Rule, pairs: &[Arc<Pair>]) -> DestinationTags {
-    if ctx.opts.force || ctx.opts.verify() || !pairs.iter().any(|p| rule.immutable_tag(p).is_some()) {
+/// The destination's tags, when the rule has immutable tags among the destinations of `refs`
+/// and the run takes the promise (`--force` copies and `--verify` checks regardless).
+fn immutable_listed(ctx: &Ctx, rule: &Rule, refs: &[Reference]) -> DestinationTags {
+    if ctx.opts.force || ctx.opts.verify() || rule.immutable.is_none() {
+        return None;
+    }
+    let immutable = |(i, r)| match rule.dst_reference(i, r) {
+        Reference::Tag(t) => rule.immutable.as_ref().is_some_and(|m| m.covers(&t)),
+        Reference::Digest(_) => false,
+    };
+    if !refs.iter().enumerate().any(immutable) {
         return None;
     }
     ctx.lookups.destination_tags(&*ctx.stores.get(&rule.dst.repo), &rule.dst.repo)
@@ -113,7 +144,7 @@ fn empty_bundle(store: &dyn Store, what: String) -> SyncError {
 }
 
 /// A namespace rule: one rule per repository of the source catalog below the namespace.
-fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
+fn namespace(ctx: &Ctx, rule: &Arc<Rule>, slot: u32) -> Result<(), SyncError> {
     let store = ctx.stores.get(&rule.src.repo);
     let all = store.list_catalog().map_err(|e| SyncError::Catalog(Box::new(e)))?;
     if all.is_empty() && rule.src.repo.is_layout() {
@@ -125,7 +156,7 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         ctx.queue.push(Task::Rule(Arc::new(child)));
     }
     log::info!("{}: {found} repositor{} in the namespace", rule.describe(), if found == 1 { "y" } else { "ies" });
-    ctx.record.expanded(rule, &[]);
+    ctx.record.expanded(slot, Arc::new([]));
     Ok(())
 }
 
@@ -219,6 +250,49 @@ mod tests {
         let immutable: Vec<_> = report.outcomes.iter().filter(|(_, o)| *o == Outcome::Immutable).collect();
         assert_eq!(immutable.len(), 1);
         assert!(report.totals.summary().contains("1 unchanged (immutable)"), "{}", report.totals.summary());
+    }
+
+    #[test]
+    fn a_rule_larger_than_a_window_syncs_every_image_once() {
+        let (src, dst) = src_dst();
+        let n = 2 * super::WINDOW + 3;
+        let tags: Vec<String> = (0..n).map(|i| format!("t{i:04}")).collect();
+        let one = image("shared").build();
+        for tag in &tags {
+            src.add("a", Some(tag), &one);
+        }
+        // Immutable tags the destination lists, in the first and in the last window.
+        for tag in [&tags[1], &tags[n - 1]] {
+            dst.add("a", Some(tag), &image("old").build());
+        }
+        let mut r = rule("src.io/a", "dst.io/a");
+        r.immutable = Some(Immutable::All);
+        let mut job = job(vec![r]);
+        job.proc = 4;
+        let report = sync(job, &[&src, &dst]);
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!(dst.tags("a"), tags);
+        assert_eq!((report.totals.images_found, report.totals.images_immutable), (n as u64, 2));
+        assert_eq!(report.outcomes.len(), n, "each image ended once");
+        assert_eq!(src.count(Op::ListTags), 1);
+    }
+
+    #[test]
+    fn the_images_not_queued_yet_are_named_when_their_task_fails() {
+        use crate::engine::graph::{Task, Unqueued};
+        use crate::reference::Reference;
+        let refs: Arc<[Reference]> = (0..5).map(|i| Reference::Tag(format!("v{i}"))).collect();
+        let task = Task::Images(Box::new(Unqueued {
+            rule: Arc::new(rule("src.io/a", "dst.io/b")),
+            slot: 7,
+            refs,
+            listed: None,
+            from: 3,
+        }));
+        let images = task.images();
+        let named: Vec<String> = images.iter().map(|p| p.to_string()).collect();
+        assert_eq!(named, ["src.io/a:v3 -> dst.io/b:v3", "src.io/a:v4 -> dst.io/b:v4"]);
+        assert_eq!(images[1].slot, Some(crate::rule::Slot { rule: 7, index: 4 }));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! [held](Graph::add_held) — one wait more for each part still to be planned — and
 //! [`Held::release`] counts a part in before it lets its wait go.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,8 +22,8 @@ use parking_lot::Mutex;
 use super::queue::{Lane, Queue};
 use crate::digest::Digest;
 use crate::manifest::{BlobRef, Descriptor, MediaType};
-use crate::reference::{ImageRef, Repository};
-use crate::rule::{Pair, Rule};
+use crate::reference::{ImageRef, Reference, Repository};
+use crate::rule::{Pair, Rule, Slot};
 
 /// A manifest waiting to be pushed once everything it references is at the destination.
 pub struct Node {
@@ -224,6 +224,29 @@ impl BlobTask {
     }
 }
 
+/// The images of an expanded rule still to be queued, from `from` on. A rule's images are
+/// queued a window at a time, then this task again behind them, so that a rule of 100,000
+/// tags holds a window of pairs in memory rather than 100,000, and its first image starts as
+/// soon as the first window is queued.
+pub struct Unqueued {
+    pub rule: Arc<Rule>,
+    /// The rule's slot number in the record.
+    pub slot: u32,
+    /// The source references of all its images, in slot order.
+    pub refs: Arc<[Reference]>,
+    /// The destination's tags, when the rule has immutable tags and the run takes the promise.
+    pub listed: Option<Arc<HashSet<String>>>,
+    pub from: usize,
+}
+
+impl Unqueued {
+    /// The `i`th image of the rule.
+    pub fn pair(&self, i: usize) -> Arc<Pair> {
+        let slot = Slot { rule: self.slot, index: i as u32 };
+        Arc::new(self.rule.pair(i, self.refs[i].clone(), Some(slot)))
+    }
+}
+
 /// One child manifest of an index, to be planned (looked up at the destination, fetched,
 /// its blobs and referrers found) and put under the index's held node.
 pub struct ChildTask {
@@ -237,6 +260,8 @@ pub struct ChildTask {
 /// queue's size is paid per tag.
 pub enum Task {
     Rule(Arc<Rule>),
+    /// The next window of an expanded rule's images, to be queued.
+    Images(Box<Unqueued>),
     Image(Arc<Pair>),
     Child(Box<ChildTask>),
     Blob(Box<BlobTask>),
@@ -255,6 +280,7 @@ impl Task {
     pub fn images(&self) -> Vec<Arc<Pair>> {
         match self {
             Task::Rule(_) => Vec::new(),
+            Task::Images(u) => (u.from..u.refs.len()).map(|i| u.pair(i)).collect(),
             Task::Image(p) => vec![p.clone()],
             Task::Child(c) => vec![c.image.clone()],
             Task::Blob(b) => {
@@ -272,6 +298,7 @@ impl fmt::Display for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Task::Rule(r) => write!(f, "{}", r.describe()),
+            Task::Images(u) => write!(f, "queue images {}.. of {}", u.from, u.rule.describe()),
             Task::Image(p) => write!(f, "sync {p}"),
             Task::Child(c) => write!(f, "plan manifest {} of {}", c.child.digest, c.image),
             Task::Blob(b) => write!(f, "copy blob {} from {} to {}", b.blob.digest, b.src, b.dst),
@@ -323,7 +350,7 @@ mod tests {
 
     fn held(blobs: u8) -> (Held, Queue<Task, ()>, Repository, Repository) {
         let (src, dst) = (parse_repository("s:1/a").unwrap(), parse_repository("d:1/a").unwrap());
-        let pair = Arc::new(Pair { src: image(&src, "v1"), dst: image(&dst, "v1") });
+        let pair = Arc::new(Pair::new(image(&src, "v1"), image(&dst, "v1")));
         let queue = Queue::new();
         let mut top = Planned::push(image(&src, "v1"), image(&dst, "v1"), Vec::new(), MediaType::default());
         top.blobs = (0..blobs).map(|n| BlobRef { digest: Digest::of(&[n]), size: Some(1) }).collect();

@@ -17,6 +17,11 @@
 //!   fails releases the parked tasks at once, so the next one reads the source itself;
 //! - a parked task is queued again by the `settle` of the copy it waits for, exactly once.
 //!
+//! Copies in flight are kept until they end; where blobs are once copied is only remembered
+//! for the most recently used few thousand ([`Recent`]), so that the ledger does not grow with
+//! the tags of a huge run. Forgetting costs a `HEAD` (or, across repositories, a stream where
+//! a mount would have done), never a blob.
+//!
 //! Why a relay rather than a tee: scheduling is depth first (an image's blobs go before the
 //! next image is planned, which keeps memory flat in the number of tags), so the tasks of
 //! another destination rarely exist at the moment a stream starts; waiting for the copy and
@@ -30,6 +35,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::graph::{BlobTask, Node};
+use super::recent::Recent;
 use crate::digest::Digest;
 use crate::reference::{Location, Repository};
 use crate::rule::Pair;
@@ -56,37 +62,51 @@ pub struct Settled {
     pub requeue: Vec<BlobTask>,
 }
 
-/// A blob in one destination repository.
-enum AtRepo {
-    /// There, moved by this image's task.
-    Done(Option<Arc<Pair>>),
-    /// Being copied by one task; these manifests wait for it too.
-    Copying { joined: Vec<Arc<Node>>, mover: Option<Arc<Pair>> },
+/// A blob being copied into one destination repository by one task; these manifests wait
+/// for it too.
+struct Copying {
+    joined: Vec<Arc<Node>>,
+    mover: Option<Arc<Pair>>,
 }
 
-/// A blob in one destination registry.
-#[derive(Default)]
-struct AtRegistry {
-    /// A repository that has it: where others mount it from.
-    has: Option<Arc<str>>,
-    /// The repository it is being streamed into, and the tasks of other repositories parked
-    /// until it is there.
-    streaming: Option<(Arc<str>, Vec<BlobTask>)>,
-}
+type RepoKey = (Location, Arc<str>, Digest);
+type BlobKey = (Location, Digest);
 
-/// A blob of a source registry that feeds several destination registries.
-enum Relay {
-    /// Being read from the source into `to`; tasks of other registries parked until then.
-    Copying { to: Repository, parked: Vec<BlobTask> },
-    /// At this destination repository: later copies read it from there.
-    At(Repository),
-}
+/// How many blobs each kind of "it is there" is remembered for (per generation, see
+/// [`Recent`]): enough for every blob of a large run of ordinary size, while a run of
+/// 100,000 tags, each with a config of its own, does not keep one entry per tag.
+const REMEMBERED: usize = 4096;
 
-#[derive(Default)]
+/// Copies in flight are kept until they end (tasks wait on them); where blobs are once
+/// copied is only remembered ([`Recent`]): forgetting it costs a request, never a blob.
 struct State {
-    repos: HashMap<(Location, Arc<str>, Digest), AtRepo>,
-    registries: HashMap<(Location, Digest), AtRegistry>,
-    relays: HashMap<(Location, Digest), Relay>,
+    /// Copies into a destination repository in flight.
+    copying: HashMap<RepoKey, Copying>,
+    /// Blobs at a destination repository, moved by this image's task (`Some`).
+    done: Recent<RepoKey, Option<Arc<Pair>>>,
+    /// A blob being streamed into one repository of a destination registry, and the tasks of
+    /// other repositories parked until it is there.
+    streaming: HashMap<BlobKey, (Arc<str>, Vec<BlobTask>)>,
+    /// A repository of a destination registry that has the blob: where others mount it from.
+    has: Recent<BlobKey, Arc<str>>,
+    /// A blob of a fanned-out source being read into `to`, and the tasks of other registries
+    /// parked until then.
+    relaying: HashMap<BlobKey, (Repository, Vec<BlobTask>)>,
+    /// A destination repository that has a fanned-out source's blob: later copies read it there.
+    relayed: Recent<BlobKey, Repository>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            copying: HashMap::new(),
+            done: Recent::new(REMEMBERED),
+            streaming: HashMap::new(),
+            has: Recent::new(REMEMBERED),
+            relaying: HashMap::new(),
+            relayed: Recent::new(REMEMBERED),
+        }
+    }
 }
 
 pub struct Ledger {
@@ -95,15 +115,15 @@ pub struct Ledger {
     state: Mutex<State>,
 }
 
-fn repo_key(task: &BlobTask) -> (Location, Arc<str>, Digest) {
+fn repo_key(task: &BlobTask) -> RepoKey {
     (task.dst.location.clone(), task.dst.name.clone(), task.blob.digest.clone())
 }
 
-fn registry_key(task: &BlobTask) -> (Location, Digest) {
+fn registry_key(task: &BlobTask) -> BlobKey {
     (task.dst.location.clone(), task.blob.digest.clone())
 }
 
-fn relay_key(task: &BlobTask) -> (Location, Digest) {
+fn relay_key(task: &BlobTask) -> BlobKey {
     (task.src.location.clone(), task.blob.digest.clone())
 }
 
@@ -126,31 +146,27 @@ impl Ledger {
     pub fn claim(&self, task: &BlobTask, image: Option<&Arc<Pair>>, mounts: bool) -> Claim {
         let mut state = self.state.lock();
         let key = repo_key(task);
-        match state.repos.get_mut(&key) {
-            Some(AtRepo::Done(mover)) => return Claim::Done(mover.clone()),
-            Some(AtRepo::Copying { joined, mover }) => {
-                joined.append(&mut task.waiters.lock());
-                return Claim::Joined(mover.clone());
-            }
-            None => {}
+        if let Some(mover) = state.done.get(&key) {
+            return Claim::Done(mover.clone());
+        }
+        if let Some(copy) = state.copying.get_mut(&key) {
+            copy.joined.append(&mut task.waiters.lock());
+            return Claim::Joined(copy.mover.clone());
         }
         // Another repository of this registry is getting it right now, and none has it yet:
         // wait for that and mount it from there, rather than stream it a second time.
-        let streaming = state
-            .registries
-            .get_mut(&registry_key(task))
-            .filter(|r| r.has.is_none())
-            .and_then(|r| r.streaming.as_mut());
-        if let Some((_, parked)) = streaming.filter(|(repo, _)| mounts && *repo != task.dst.name) {
-            parked.push(task.take());
-            log::debug!("blob {} for {}: waiting for its copy to another repository", task.blob.digest, task.dst);
-            return Claim::Parked;
+        let reg_key = registry_key(task);
+        if mounts && state.has.get(&reg_key).is_none() {
+            if let Some((_, parked)) = state.streaming.get_mut(&reg_key).filter(|(repo, _)| *repo != task.dst.name) {
+                parked.push(task.take());
+                log::debug!("blob {} for {}: waiting for its copy to another repository", task.blob.digest, task.dst);
+                return Claim::Parked;
+            }
         }
         let claim = self.claim_relay(&mut state, task);
         if let Claim::Copy { .. } = claim {
-            let at_registry = state.registries.entry(registry_key(task)).or_default();
-            at_registry.streaming.get_or_insert_with(|| (task.dst.name.clone(), Vec::new()));
-            state.repos.insert(key, AtRepo::Copying { joined: Vec::new(), mover: image.cloned() });
+            state.streaming.entry(reg_key).or_insert_with(|| (task.dst.name.clone(), Vec::new()));
+            state.copying.insert(key, Copying { joined: Vec::new(), mover: image.cloned() });
         }
         claim
     }
@@ -163,27 +179,29 @@ impl Ledger {
             return from_source;
         }
         let key = relay_key(task);
-        match state.relays.get_mut(&key) {
+        if let Some((to, parked)) = state.relaying.get_mut(&key) {
+            // A repository of the same registry: the registry's own bookkeeping deals with it.
+            if to.location == task.dst.location {
+                return from_source;
+            }
+            parked.push(task.take());
+            log::debug!("blob {} for {}: waiting for its copy from {}", task.blob.digest, task.dst, task.src);
+            return Claim::Parked;
+        }
+        match state.relayed.get(&key) {
+            Some(at) if *at == task.dst || at.location == task.src.location => from_source,
+            Some(at) => Claim::Copy { relay: Some(at.clone()) },
             None => {
-                state.relays.insert(key, Relay::Copying { to: task.dst.clone(), parked: Vec::new() });
+                state.relaying.insert(key, (task.dst.clone(), Vec::new()));
                 from_source
             }
-            // A repository of the same registry: the registry's own bookkeeping deals with it.
-            Some(Relay::Copying { to, .. }) if to.location == task.dst.location => from_source,
-            Some(Relay::Copying { parked, .. }) => {
-                parked.push(task.take());
-                log::debug!("blob {} for {}: waiting for its copy from {}", task.blob.digest, task.dst, task.src);
-                Claim::Parked
-            }
-            Some(Relay::At(at)) if *at == task.dst || at.location == task.src.location => from_source,
-            Some(Relay::At(at)) => Claim::Copy { relay: Some(at.clone()) },
         }
     }
 
     /// A repository of the destination's registry that has the blob, to mount it from.
     pub fn mount_source(&self, dst: &Repository, digest: &Digest) -> Option<Arc<str>> {
-        let state = self.state.lock();
-        state.registries.get(&(dst.location.clone(), digest.clone())).and_then(|r| r.has.clone())
+        let mut state = self.state.lock();
+        state.has.get(&(dst.location.clone(), digest.clone())).cloned()
     }
 
     /// A copy failed and will be tried again: tasks parked on its relay need not wait for the
@@ -200,24 +218,18 @@ impl Ledger {
         // Whoever waited for this copy goes again: it finds the blob known here and mounts it
         // (or, if this copy failed, makes its own).
         let reg_key = registry_key(task);
-        if let Some(at_registry) = state.registries.get_mut(&reg_key) {
-            if ok {
-                at_registry.has = Some(task.dst.name.clone());
-            }
-            if at_registry.streaming.as_ref().is_some_and(|(repo, _)| *repo == task.dst.name) {
-                requeue.extend(at_registry.streaming.take().map(|(_, parked)| parked).unwrap_or_default());
-            }
-            if at_registry.has.is_none() {
-                state.registries.remove(&reg_key);
-            }
+        if ok {
+            state.has.insert(reg_key.clone(), task.dst.name.clone());
+        }
+        if state.streaming.get(&reg_key).is_some_and(|(repo, _)| *repo == task.dst.name) {
+            requeue.extend(state.streaming.remove(&reg_key).map(|(_, parked)| parked).unwrap_or_default());
         }
         let key = repo_key(task);
-        let joined = match state.repos.remove(&key) {
-            Some(AtRepo::Copying { joined, .. }) => joined,
-            _ => Vec::new(),
-        };
+        let joined = state.copying.remove(&key).map(|c| c.joined).unwrap_or_default();
         if ok {
-            state.repos.insert(key, AtRepo::Done(image.cloned()));
+            state.done.insert(key, image.cloned());
+        } else {
+            state.done.remove(&key);
         }
         Settled { joined, requeue }
     }
@@ -228,22 +240,15 @@ impl Ledger {
             return Vec::new();
         }
         let key = relay_key(task);
-        let parked = match state.relays.remove(&key) {
-            Some(Relay::Copying { to, parked }) if to == task.dst => parked,
-            Some(Relay::At(at)) if !ok || at != task.dst => {
-                state.relays.insert(key.clone(), Relay::At(at));
-                Vec::new()
-            }
-            // Another task copies it now (this one released it during its retries), or this
-            // destination is already recorded: nothing changes.
-            Some(other) => {
-                state.relays.insert(key, other);
-                return Vec::new();
-            }
+        let parked = match state.relaying.get(&key) {
+            Some((to, _)) if *to == task.dst => state.relaying.remove(&key).map(|(_, p)| p).unwrap_or_default(),
+            // Another task copies it now (this one released it during its retries).
+            Some(_) => return Vec::new(),
             None => Vec::new(),
         };
-        if ok && !state.relays.contains_key(&key) {
-            state.relays.insert(key, Relay::At(task.dst.clone()));
+        // A destination already recorded stays (a failed copy does not unrecord it).
+        if ok && state.relayed.get(&key).is_none() {
+            state.relayed.insert(key, task.dst.clone());
         }
         parked
     }
@@ -261,7 +266,7 @@ mod tests {
 
     fn image(dst: &str) -> Arc<Pair> {
         let at = |r: &str| ImageRef { repo: repo(r), reference: Reference::Tag("v1".into()) };
-        Arc::new(Pair { src: at("src.io/a"), dst: at(dst) })
+        Arc::new(Pair::new(at("src.io/a"), at(dst)))
     }
 
     /// A task copying blob `n` from `src` to `dst`, waited for by one manifest of `image`.
@@ -370,6 +375,33 @@ mod tests {
         let t = task("src.io/a", "one.io/a", 1, &i);
         ledger.claim(&t, Some(&i), true);
         ledger.settle(&t, true, Some(&i));
-        assert!(ledger.state.lock().relays.is_empty());
+        let state = ledger.state.lock();
+        assert!(state.relaying.is_empty() && state.relayed.len() == 0);
+    }
+
+    #[test]
+    fn where_blobs_are_is_forgotten_in_a_huge_run_but_never_a_copy_in_flight() {
+        let ledger = Ledger::for_routes([]);
+        let i = image("dst.io/a");
+        let blob = |n: usize| {
+            let b = BlobRef { digest: Digest::of(&n.to_le_bytes()), size: Some(1) };
+            let waiters = Mutex::new(vec![super::super::graph::test_node(&i)]);
+            BlobTask { src: repo("src.io/a"), dst: repo("dst.io/a"), blob: b, waiters }
+        };
+        let (early, in_flight) = (blob(0), blob(1));
+        assert_eq!(ledger.claim(&early, None, true), Claim::Copy { relay: None });
+        ledger.settle(&early, true, None);
+        assert_eq!(ledger.claim(&in_flight, None, true), Claim::Copy { relay: None });
+        for n in 2..3 * REMEMBERED {
+            let t = blob(n);
+            assert_eq!(ledger.claim(&t, None, true), Claim::Copy { relay: None });
+            ledger.settle(&t, true, None);
+        }
+        let state = ledger.state.lock();
+        assert!(state.done.len() <= 2 * REMEMBERED && state.has.len() <= 2 * REMEMBERED, "bounded");
+        drop(state);
+        assert_eq!(ledger.claim(&blob(0), None, true), Claim::Copy { relay: None }, "forgotten: checked again");
+        assert_eq!(ledger.claim(&blob(1), None, true), Claim::Joined(None), "in flight: still joined");
+        assert_eq!(ledger.claim(&blob(3 * REMEMBERED - 1), None, true), Claim::Done(None), "recent: remembered");
     }
 }

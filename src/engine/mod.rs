@@ -53,6 +53,7 @@ mod plan;
 mod prune;
 mod push;
 mod queue;
+mod recent;
 mod record;
 mod referrers;
 #[cfg(test)]
@@ -78,8 +79,7 @@ pub use options::{Mode, Options, Referrers};
 pub use outcome::{Cause, Failure, ImageStats, Outcome, Report};
 pub use plan::MAX_DEPTH;
 
-use crate::reference::{ImageRef, Repository};
-use crate::rule::{Pair, Rule};
+use crate::rule::{Rule, Slot};
 use crate::stores::Stores;
 
 /// What to sync, and how.
@@ -103,7 +103,7 @@ pub fn run(job: Job, stores: &Stores, display: Box<dyn Display>) -> Report {
         manifests: ManifestCache::for_sources(job.rules.iter().map(|r| &r.src.repo)),
         lookups: Default::default(),
         ledger: Ledger::for_routes(job.rules.iter().map(|r| (&r.src.repo, &r.dst.repo))),
-        record: Record::new(job.opts.image_stats),
+        record: Record::new(job.opts.per_image),
         queue: Queue::new(),
         progress: Progress::new(events),
         opts: job.opts,
@@ -139,11 +139,11 @@ pub fn run(job: Job, stores: &Stores, display: Box<dyn Display>) -> Report {
         retry.into_iter().for_each(|t| ctx.queue.push(t));
     }
     let results = ctx.record.results();
-    let mut failures = causes.failures(failed, &results.synced);
+    let mut failures = causes.failures(failed, |p| results.in_sync(p));
     if !crate::stop::requested() {
-        failures.extend(unfinished(&results.rules, &results.synced, &results.outcomes, &failures));
+        failures.extend(unfinished(&results.rules, &failures));
     }
-    let pruned = if ctx.opts.verify() { 0 } else { prune::prune(&ctx, &results.rules, &results.outcomes, &failures) };
+    let pruned = if ctx.opts.verify() { 0 } else { prune::prune(&ctx, &results.rules, &results.pinned, &failures) };
     let registries = learned(stores, &ctx.lookups);
     let (dry_run, verify) = (ctx.opts.dry_run(), ctx.opts.verify());
     drop(ctx); // the last sender: the reporter finishes
@@ -171,25 +171,18 @@ fn learned(stores: &Stores, lookups: &lookups::Lookups) -> BTreeMap<String, Vec<
 
 /// Images a rule expanded into that neither synced, nor ended otherwise, nor failed: a bug
 /// (a task lost on the way). Reported as failures, so that no image is ever lost silently.
-fn unfinished(
-    rules: &[Expansion],
-    synced: &[Arc<Pair>],
-    outcomes: &[(Arc<Pair>, Outcome)],
-    failures: &[Failure],
-) -> Vec<Failure> {
-    // By source and destination repository (a platform filter may rewrite the destination
-    // reference of a digest pair); borrowed, not cloned: this holds every image of the run.
-    fn key(p: &Pair) -> (&ImageRef, &Repository) {
-        (&p.src, &p.dst.repo)
-    }
-    let mut ended: HashSet<_> = synced.iter().map(|p| key(p)).collect();
-    ended.extend(outcomes.iter().map(|(p, _)| key(p)));
-    ended.extend(failures.iter().filter_map(Failure::image).map(key));
+fn unfinished(rules: &[Expansion], failures: &[Failure]) -> Vec<Failure> {
+    let failed: HashSet<Slot> = failures.iter().filter_map(Failure::image).filter_map(|p| p.slot).collect();
     let mut out = Vec::new();
-    for pair in rules.iter().filter_map(|(_, p)| p.as_ref()).flatten() {
-        if ended.insert(key(pair)) {
-            log::error!("{pair}: did not finish (an internal error: please report it)");
-            out.push(Failure::Image { pair: (**pair).clone(), cause: Cause::unfinished() });
+    for (n, (rule, expanded)) in rules.iter().enumerate() {
+        let Some(expanded) = expanded else { continue };
+        for index in expanded.never_ended() {
+            let slot = Slot { rule: n as u32, index: index as u32 };
+            if !failed.contains(&slot) {
+                let pair = rule.pair(index, expanded.refs[index].clone(), Some(slot));
+                log::error!("{pair}: did not finish (an internal error: please report it)");
+                out.push(Failure::Image { pair, cause: Cause::unfinished() });
+            }
         }
     }
     out
@@ -199,6 +192,10 @@ fn unfinished(
 fn run_task(ctx: &Ctx, task: &Task) -> Result<(), SyncError> {
     match task {
         Task::Rule(rule) => expand::expand(ctx, rule),
+        Task::Images(unqueued) => {
+            expand::queue_images(ctx, unqueued);
+            Ok(())
+        }
         Task::Image(pair) if ctx.opts.verify() => verify::check(ctx, pair),
         Task::Image(pair) => image::sync(ctx, pair),
         Task::Child(c) => image::child(ctx, c),
@@ -266,11 +263,24 @@ mod tests {
     #[test]
     fn an_image_that_never_ended_is_reported_unfinished() {
         let r = Arc::new(rule("src.io/a:v1,v2", "dst.io/a"));
-        let pairs = r.pairs(vec![Reference::Tag("v1".into()), Reference::Tag("v2".into())]);
-        let rules = vec![(r, Some(pairs.clone()))];
-        let lost = unfinished(&rules, &pairs[..1], &[], &[]);
-        assert_eq!(lost, [Failure::Image { pair: (*pairs[1]).clone(), cause: Cause::unfinished() }]);
-        let skipped = [(pairs[1].clone(), Outcome::Skipped("no platform".into()))];
-        assert!(unfinished(&rules, &pairs[..1], &skipped, &[]).is_empty(), "ended otherwise");
+        let refs: Arc<[Reference]> = vec![Reference::Tag("v1".into()), Reference::Tag("v2".into())].into();
+        let pair = |n: u32, i: usize| Arc::new(r.pair(i, refs[i].clone(), Some(Slot { rule: n, index: i as u32 })));
+        let run = |ends: Vec<(usize, Outcome)>| {
+            let record = Record::new(false);
+            let n = record.expansion_started(&r);
+            record.expanded(n, refs.clone());
+            for (i, outcome) in ends {
+                record.ended(&pair(n, i), outcome);
+            }
+            record.results()
+        };
+        let synced = (0, Outcome::Synced(crate::digest::Digest::of(b"m")));
+        let lost = unfinished(&run(vec![synced.clone()]).rules, &[]);
+        assert_eq!(lost, [Failure::Image { pair: (*pair(0, 1)).clone(), cause: Cause::unfinished() }]);
+        assert_eq!(lost[0].endpoints().0, "src.io/a:v2");
+        let skipped = run(vec![synced.clone(), (1, Outcome::Skipped("no platform".into()))]);
+        assert!(unfinished(&skipped.rules, &[]).is_empty(), "ended otherwise");
+        let failed = Failure::Image { pair: (*pair(0, 1)).clone(), cause: Cause::interrupted() };
+        assert!(unfinished(&run(vec![synced]).rules, &[failed]).is_empty(), "failed, so not lost");
     }
 }

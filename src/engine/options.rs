@@ -31,9 +31,10 @@ pub struct Options {
     pub force: bool,
     pub mode: Mode,
     pub referrers: Referrers,
-    /// Keep what each image moved and how long it took (for `--report`). Off, nothing of the
-    /// kind is kept per image: the run's memory does not grow with it.
-    pub image_stats: bool,
+    /// Keep how each image ended, what it moved and how long it took (for `--report` and
+    /// `--output-success-images`). Off, nothing of the kind is kept per image: the run's
+    /// memory does not grow with it.
+    pub per_image: bool,
 }
 
 impl Options {

@@ -129,6 +129,8 @@ impl Failure {
 pub struct Report {
     pub failures: Vec<Failure>,
     pub totals: Totals,
+    /// The images in sync, sorted; like `outcomes` and `stats`, kept only when per-image
+    /// results were asked for ([`super::Options::per_image`]).
     pub synced: Vec<Arc<Pair>>,
     /// How each image that did not fail ended, sorted.
     pub outcomes: Vec<(Arc<Pair>, Outcome)>,
@@ -155,7 +157,7 @@ impl Causes {
     }
 
     /// The images (and rules) that did not sync, one entry each, in a stable order.
-    pub fn failures(&self, failed: Vec<(Task, Cause)>, synced: &[Arc<Pair>]) -> Vec<Failure> {
+    pub fn failures(&self, failed: Vec<(Task, Cause)>, in_sync: impl Fn(&Pair) -> bool) -> Vec<Failure> {
         let mut images: BTreeMap<Pair, Cause> = BTreeMap::new();
         let mut rules = Vec::new();
         for (task, last) in failed {
@@ -168,7 +170,7 @@ impl Causes {
                 images.entry((*pair).clone()).or_insert(cause);
             }
         }
-        images.retain(|p, _| synced.binary_search_by(|s| (**s).cmp(p)).is_err());
+        images.retain(|p, _| !in_sync(p));
         rules.into_iter().chain(images.into_iter().map(|(pair, cause)| Failure::Image { pair, cause })).collect()
     }
 }

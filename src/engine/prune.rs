@@ -17,16 +17,14 @@
 //! With `--dry-run` the same decisions are made with reads only, and printed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use super::ctx::Ctx;
-use super::outcome::{Failure, Outcome};
+use super::outcome::Failure;
 use super::plan::MAX_DEPTH;
 use super::record::Expansion;
 use crate::digest::Digest;
 use crate::manifest::{is_referrer_tag, Kind, Manifest};
 use crate::reference::{Reference, Repository};
-use crate::rule::Pair;
 use crate::store::{Access, Error, Store};
 
 /// How a registry deletes, once known.
@@ -37,31 +35,28 @@ enum Deletes {
     Refused,
 }
 
-/// Prune every pruning rule's destination, from the run's expanded `rules`, the `outcomes` of
-/// its images and its `failures`; returns the number of tags deleted (or, in a dry run, that
-/// would be).
-pub fn prune(ctx: &Ctx, rules: &[Expansion], outcomes: &[(Arc<Pair>, Outcome)], failures: &[Failure]) -> u64 {
+/// Prune every pruning rule's destination, from the run's expanded `rules`, the digests its
+/// images with a digest destination ended at (`pinned`) and its `failures`; returns the number
+/// of tags deleted (or, in a dry run, that would be).
+pub fn prune(ctx: &Ctx, rules: &[Expansion], pinned_by_run: &[(Repository, Digest)], failures: &[Failure]) -> u64 {
     if crate::stop::requested() || !rules.iter().any(|(r, _)| r.prune) {
         return 0;
     }
-    let failed: HashSet<&Pair> = failures.iter().filter_map(Failure::image).collect();
     // What the run produces in each repository: tags, and digests pushed without one.
-    let mut produced: HashMap<&Repository, HashSet<&str>> = HashMap::new();
+    let mut produced: HashMap<&Repository, HashSet<String>> = HashMap::new();
     let mut pinned: HashMap<Repository, Vec<Digest>> = HashMap::new();
-    for pair in rules.iter().filter_map(|(_, p)| p.as_ref()).flatten() {
-        match &pair.dst.reference {
-            Reference::Tag(t) => {
-                produced.entry(&pair.dst.repo).or_default().insert(t);
+    for (rule, expanded) in rules {
+        for (i, reference) in expanded.iter().flat_map(|e| e.refs.iter().enumerate()) {
+            match rule.dst_reference(i, reference) {
+                Reference::Tag(t) => {
+                    produced.entry(&rule.dst.repo).or_default().insert(t);
+                }
+                Reference::Digest(d) => pinned.entry(rule.dst.repo.clone()).or_default().push(d),
             }
-            Reference::Digest(d) => pinned.entry(pair.dst.repo.clone()).or_default().push(d.clone()),
         }
     }
-    for (pair, outcome) in outcomes {
-        if let Outcome::Synced(d) | Outcome::Unchanged(d) = outcome {
-            if pair.dst.is_digest() {
-                pinned.entry(pair.dst.repo.clone()).or_default().push(d.clone());
-            }
-        }
+    for (repo, d) in pinned_by_run {
+        pinned.entry(repo.clone()).or_default().push(d.clone());
     }
     let mut how: HashMap<String, Deletes> = HashMap::new();
     let mut done: HashSet<&Repository> = HashSet::new();
@@ -72,9 +67,7 @@ pub fn prune(ctx: &Ctx, rules: &[Expansion], outcomes: &[(Arc<Pair>, Outcome)], 
             continue;
         }
         // Every rule writing here must be clean, not only this one.
-        let writers: Vec<&Vec<Arc<Pair>>> =
-            rules.iter().filter(|(r, _)| r.dst.repo == *repo).filter_map(|(_, p)| p.as_ref()).collect();
-        let bad = writers.iter().flat_map(|p| p.iter()).filter(|p| failed.contains(&***p)).count();
+        let bad = failures.iter().filter_map(Failure::image).filter(|p| p.dst.repo == *repo).count();
         if bad > 0 {
             log::warn!("not pruning {repo}: {bad} image(s) synced there failed");
             continue;

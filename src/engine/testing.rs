@@ -61,7 +61,7 @@ pub fn rule(src: &str, dst: &str) -> Rule {
 /// following their subject (the default), per-image figures kept.
 pub fn job(rules: Vec<Rule>) -> Job {
     let referrers = Referrers { enabled: true, types: Vec::new() };
-    Job { rules, proc: 1, retries: 0, opts: Options { referrers, image_stats: true, ..Options::default() } }
+    Job { rules, proc: 1, retries: 0, opts: Options { referrers, per_image: true, ..Options::default() } }
 }
 
 /// The job copying `src.io/a:v1` to `dst.io/a`.

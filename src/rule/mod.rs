@@ -21,10 +21,62 @@ use crate::manifest::is_referrer_tag;
 use crate::reference::{parse_repository, ImageRef, Location, Reference};
 
 /// One image the user asked for: the unit that syncs or fails, and that reports name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Two pairs are the same image when their source and destination are: [`Pair::slot`] is
+/// bookkeeping and takes no part in comparing, ordering or hashing.
+#[derive(Debug, Clone)]
 pub struct Pair {
     pub src: ImageRef,
     pub dst: ImageRef,
+    /// Where the run's record keeps what became of it; `None` for a pair made outside a rule's
+    /// expansion (tests).
+    pub slot: Option<Slot>,
+}
+
+/// An image's place in the run: the rule expansion it came from (in the order the record
+/// saw them start) and its position there. What became of the image is kept by this place in
+/// a byte, so that a run of 100,000 tags does not keep 100,000 pairs to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub rule: u32,
+    pub index: u32,
+}
+
+impl Pair {
+    /// A pair outside any rule's expansion.
+    pub fn new(src: ImageRef, dst: ImageRef) -> Pair {
+        Pair { src, dst, slot: None }
+    }
+
+    fn key(&self) -> (&ImageRef, &ImageRef) {
+        (&self.src, &self.dst)
+    }
+}
+
+impl PartialEq for Pair {
+    fn eq(&self, other: &Pair) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Pair {}
+
+impl std::hash::Hash for Pair {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for Pair {
+    fn partial_cmp(&self, other: &Pair) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pair {
+    fn cmp(&self, other: &Pair) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 impl fmt::Display for Pair {
@@ -173,27 +225,34 @@ impl Rule {
         named && !(referrers && is_referrer_tag(tag))
     }
 
-    /// Each source image of `refs` with its destination: under the same tag, the renamed one,
-    /// the pinned one, or by digest.
+    /// Each source image of `refs` with its destination (see [`Rule::pair`]), outside any
+    /// record.
     pub fn pairs(&self, refs: Vec<Reference>) -> Vec<Arc<Pair>> {
-        let mut pairs = Vec::with_capacity(refs.len());
-        for (i, reference) in refs.into_iter().enumerate() {
-            let dst_reference = match &self.dst.selector {
-                Selector::Tags(t) => Reference::Tag(t[i].clone()),
-                Selector::Digest(d) => Reference::Digest(d.clone()),
-                Selector::All | Selector::Regex(_) => match &self.src.selector {
-                    // `repo:tag@sha256:…` lands under its tag.
-                    Selector::Pinned { tag, .. } => Reference::Tag(tag.clone()),
-                    _ => reference.clone(),
-                },
-                // Refused by `Rule::new`; its tag is the only sensible reading.
+        refs.into_iter().enumerate().map(|(i, r)| Arc::new(self.pair(i, r, None))).collect()
+    }
+
+    /// The `i`th source image of the rule's expansion, `reference`, with its destination.
+    pub fn pair(&self, i: usize, reference: Reference, slot: Option<Slot>) -> Pair {
+        let dst_reference = self.dst_reference(i, &reference);
+        let src = ImageRef { repo: self.src.repo.clone(), reference };
+        let dst = ImageRef { repo: self.dst.repo.clone(), reference: dst_reference };
+        Pair { src, dst, slot }
+    }
+
+    /// Where the `i`th source image of the expansion, `reference`, goes: under the same tag,
+    /// the renamed one, the pinned one, or by digest.
+    pub fn dst_reference(&self, i: usize, reference: &Reference) -> Reference {
+        match &self.dst.selector {
+            Selector::Tags(t) => Reference::Tag(t[i].clone()),
+            Selector::Digest(d) => Reference::Digest(d.clone()),
+            Selector::All | Selector::Regex(_) => match &self.src.selector {
+                // `repo:tag@sha256:…` lands under its tag.
                 Selector::Pinned { tag, .. } => Reference::Tag(tag.clone()),
-            };
-            let src = ImageRef { repo: self.src.repo.clone(), reference };
-            let dst = ImageRef { repo: self.dst.repo.clone(), reference: dst_reference };
-            pairs.push(Arc::new(Pair { src, dst }));
+                _ => reference.clone(),
+            },
+            // Refused by `Rule::new`; its tag is the only sensible reading.
+            Selector::Pinned { tag, .. } => Reference::Tag(tag.clone()),
         }
-        pairs
     }
 
     /// A namespace rule's rule for `name`, one repository of its source's catalog; `None`
