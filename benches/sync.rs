@@ -1366,7 +1366,7 @@ fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
         eprintln!("{seeding:.1?}");
         let _ = writeln!(
             seeded,
-            "seeding {count} tags: {:.1} s ({:.0} tags/s; written into the source's storage, 4 threads)",
+            "seeding {count} tags: {:.1} s ({:.0} tags/s; 8 threads, 3 requests per tag)",
             seeding.as_secs_f64(),
             count as f64 / seeding.as_secs_f64()
         );
@@ -1572,7 +1572,7 @@ fn huge_section(b: &Bench, count: usize) -> Result<String, String> {
     ));
     let _ = writeln!(
         out,
-        "seeding {count} tags: {:.1} s ({:.0} tags/s; 8 threads, 3 requests per tag)",
+        "seeding {count} tags: {:.1} s ({:.0} tags/s; written into the source's storage, 4 threads)",
         seeding.as_secs_f64(),
         count as f64 / seeding.as_secs_f64()
     );

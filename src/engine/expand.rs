@@ -13,7 +13,7 @@ use super::lookups::DestinationTags;
 use super::plan::{MAX_CONFIG_BYTES, MAX_DEPTH};
 use crate::manifest::{Kind, Manifest};
 use crate::reference::{ImageRef, Reference, Repository};
-use crate::rule::{rfc3339, Rule};
+use crate::rule::{rfc3339, Refs, Rule};
 use crate::store::{Access, Store};
 
 /// Resolve a rule's source tags and pair them with destination references.
@@ -23,7 +23,7 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
         return namespace(ctx, rule, slot);
     }
     let refs = match rule.named() {
-        Some(refs) => refs,
+        Some(refs) => Refs::from(refs),
         None => {
             let store = ctx.stores.get(&rule.src.repo);
             let listed = store.list_tags(&rule.src.repo)?;
@@ -37,14 +37,14 @@ pub fn expand(ctx: &Ctx, rule: &Arc<Rule>) -> Result<(), SyncError> {
             ctx.lookups.remember_tags(&rule.src.repo, &listed);
             let referrers = ctx.opts.referrers.enabled;
             let tags = listed.into_iter().filter(|t| rule.takes(t, referrers)).collect();
-            select(&*store, rule, tags)?.into_iter().map(Reference::Tag).collect()
+            Refs::tags(select(&*store, rule, tags)?)
         }
     };
     if refs.is_empty() {
         log::warn!("{}: no tags to synchronise", rule.describe());
     }
     ctx.event(Event::ImagesFound(refs.len() as u64));
-    let refs: Arc<[Reference]> = refs.into();
+    let refs = Arc::new(refs);
     ctx.record.expanded(slot, refs.clone());
     let listed = immutable_listed(ctx, rule, &refs);
     queue_images(ctx, &Unqueued { rule: rule.clone(), slot, refs, listed, from: 0 });
@@ -81,11 +81,11 @@ pub fn queue_images(ctx: &Ctx, unqueued: &Unqueued) {
 
 /// The destination's tags, when the rule has immutable tags among the destinations of `refs`
 /// and the run takes the promise (`--force` copies and `--verify` checks regardless).
-fn immutable_listed(ctx: &Ctx, rule: &Rule, refs: &[Reference]) -> DestinationTags {
+fn immutable_listed(ctx: &Ctx, rule: &Rule, refs: &Refs) -> DestinationTags {
     if ctx.opts.force || ctx.opts.verify() || rule.immutable.is_none() {
         return None;
     }
-    let immutable = |(i, r)| match rule.dst_reference(i, r) {
+    let immutable = |(i, r)| match rule.dst_reference(i, &r) {
         Reference::Tag(t) => rule.immutable.as_ref().is_some_and(|m| m.covers(&t)),
         Reference::Digest(_) => false,
     };
@@ -156,7 +156,7 @@ fn namespace(ctx: &Ctx, rule: &Arc<Rule>, slot: u32) -> Result<(), SyncError> {
         ctx.queue.push(Task::Rule(Arc::new(child)));
     }
     log::info!("{}: {found} repositor{} in the namespace", rule.describe(), if found == 1 { "y" } else { "ies" });
-    ctx.record.expanded(slot, Arc::new([]));
+    ctx.record.expanded(slot, Arc::new(Refs::Named(Vec::new())));
     Ok(())
 }
 
@@ -280,8 +280,8 @@ mod tests {
     #[test]
     fn the_images_not_queued_yet_are_named_when_their_task_fails() {
         use crate::engine::graph::{Task, Unqueued};
-        use crate::reference::Reference;
-        let refs: Arc<[Reference]> = (0..5).map(|i| Reference::Tag(format!("v{i}"))).collect();
+        use crate::rule::Refs;
+        let refs = Arc::new(Refs::tags((0..5).map(|i| format!("v{i}"))));
         let task = Task::Images(Box::new(Unqueued {
             rule: Arc::new(rule("src.io/a", "dst.io/b")),
             slot: 7,

@@ -22,8 +22,8 @@ use parking_lot::Mutex;
 use super::queue::{Lane, Queue};
 use crate::digest::Digest;
 use crate::manifest::{BlobRef, Descriptor, MediaType};
-use crate::reference::{ImageRef, Reference, Repository};
-use crate::rule::{Pair, Rule, Slot};
+use crate::reference::{ImageRef, Repository};
+use crate::rule::{Pair, Refs, Rule, Slot};
 
 /// A manifest waiting to be pushed once everything it references is at the destination.
 pub struct Node {
@@ -233,7 +233,7 @@ pub struct Unqueued {
     /// The rule's slot number in the record.
     pub slot: u32,
     /// The source references of all its images, in slot order.
-    pub refs: Arc<[Reference]>,
+    pub refs: Arc<Refs>,
     /// The destination's tags, when the rule has immutable tags and the run takes the promise.
     pub listed: Option<Arc<HashSet<String>>>,
     pub from: usize,
@@ -243,7 +243,7 @@ impl Unqueued {
     /// The `i`th image of the rule.
     pub fn pair(&self, i: usize) -> Arc<Pair> {
         let slot = Slot { rule: self.slot, index: i as u32 };
-        Arc::new(self.rule.pair(i, self.refs[i].clone(), Some(slot)))
+        Arc::new(self.rule.pair(i, self.refs.get(i), Some(slot)))
     }
 }
 

@@ -179,7 +179,7 @@ fn unfinished(rules: &[Expansion], failures: &[Failure]) -> Vec<Failure> {
         for index in expanded.never_ended() {
             let slot = Slot { rule: n as u32, index: index as u32 };
             if !failed.contains(&slot) {
-                let pair = rule.pair(index, expanded.refs[index].clone(), Some(slot));
+                let pair = rule.pair(index, expanded.refs.get(index), Some(slot));
                 log::error!("{pair}: did not finish (an internal error: please report it)");
                 out.push(Failure::Image { pair, cause: Cause::unfinished() });
             }
@@ -208,7 +208,6 @@ fn run_task(ctx: &Ctx, task: &Task) -> Result<(), SyncError> {
 mod tests {
     use super::testing::{image, job, rule, src_dst, sync, MemStore, Op};
     use super::*;
-    use crate::reference::Reference;
 
     /// The sources (`registry/repository:tag`) and classes of the failures.
     fn failed(report: &Report) -> Vec<(String, &'static str)> {
@@ -263,8 +262,8 @@ mod tests {
     #[test]
     fn an_image_that_never_ended_is_reported_unfinished() {
         let r = Arc::new(rule("src.io/a:v1,v2", "dst.io/a"));
-        let refs: Arc<[Reference]> = vec![Reference::Tag("v1".into()), Reference::Tag("v2".into())].into();
-        let pair = |n: u32, i: usize| Arc::new(r.pair(i, refs[i].clone(), Some(Slot { rule: n, index: i as u32 })));
+        let refs = Arc::new(crate::rule::Refs::tags(["v1", "v2"]));
+        let pair = |n: u32, i: usize| Arc::new(r.pair(i, refs.get(i), Some(Slot { rule: n, index: i as u32 })));
         let run = |ends: Vec<(usize, Outcome)>| {
             let record = Record::new(false);
             let n = record.expansion_started(&r);

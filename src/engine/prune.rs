@@ -47,7 +47,7 @@ pub fn prune(ctx: &Ctx, rules: &[Expansion], pinned_by_run: &[(Repository, Diges
     let mut pinned: HashMap<Repository, Vec<Digest>> = HashMap::new();
     for (rule, expanded) in rules {
         for (i, reference) in expanded.iter().flat_map(|e| e.refs.iter().enumerate()) {
-            match rule.dst_reference(i, reference) {
+            match rule.dst_reference(i, &reference) {
                 Reference::Tag(t) => {
                     produced.entry(&rule.dst.repo).or_default().insert(t);
                 }

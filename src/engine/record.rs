@@ -22,8 +22,8 @@ use parking_lot::Mutex;
 
 use super::outcome::{ImageStats, Outcome};
 use crate::digest::Digest;
-use crate::reference::{Reference, Repository};
-use crate::rule::{Pair, Rule, Slot};
+use crate::reference::Repository;
+use crate::rule::{Pair, Refs, Rule, Slot};
 
 /// The image recorded an outcome.
 const ENDED: u8 = 1;
@@ -33,7 +33,7 @@ const IN_SYNC: u8 = 2;
 /// A rule's expansion as the record keeps it: the source references it took, in the order of
 /// its images' slots, and what became of each.
 pub struct Expanded {
-    pub refs: Arc<[Reference]>,
+    pub refs: Arc<Refs>,
     ends: Vec<u8>,
 }
 
@@ -108,7 +108,7 @@ impl Record {
     }
 
     /// The rule of slot number `rule` expanded into images of these source references.
-    pub fn expanded(&self, rule: u32, refs: Arc<[Reference]>) {
+    pub fn expanded(&self, rule: u32, refs: Arc<Refs>) {
         if let Some(entry) = self.inner.lock().rules.get_mut(rule as usize) {
             entry.1 = Some(Expanded { ends: vec![0; refs.len()], refs });
         }
@@ -203,9 +203,9 @@ mod tests {
         let record = Record::new(false);
         let n = record.expansion_started(&rule);
         assert_eq!(record.expansion_started(&rule), n, "a retried expansion keeps its slot");
-        let refs: Arc<[Reference]> = ["a", "b", "c"].iter().map(|t| Reference::Tag(t.to_string())).collect();
+        let refs = Arc::new(Refs::tags(["a", "b", "c"]));
         record.expanded(n, refs.clone());
-        let at = |i: usize| Arc::new(rule.pair(i, refs[i].clone(), Some(Slot { rule: n, index: i as u32 })));
+        let at = |i: usize| Arc::new(rule.pair(i, refs.get(i), Some(Slot { rule: n, index: i as u32 })));
         record.ended(&at(0), Outcome::Skipped("no platform".into()));
         record.ended(&at(0), Outcome::Unchanged(Digest::of(b"m")));
         record.ended(&at(1), Outcome::Planned(Digest::of(b"m")));

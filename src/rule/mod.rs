@@ -7,6 +7,7 @@
 //! cannot mean anything before any request is sent.
 
 mod immutable;
+mod refs;
 mod select;
 mod selector;
 
@@ -14,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use immutable::Immutable;
+pub use refs::Refs;
 pub use select::{rfc3339, LatestBy, Selection};
 pub use selector::{layout_ref, parse_layout_ref, parse_namespace, parse_rule_ref, split_layout, RuleRef, Selector};
 
