@@ -192,7 +192,8 @@ fn stream(
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::testing::{image, job, rule, src_dst, stats, sync, MemStore, Op};
+    use crate::digest::Digest;
+    use crate::engine::testing::{copy_v1, image, job, rule, src_dst, stats, sync, MemStore, Op};
     use crate::reference::Repository;
 
     #[test]
@@ -206,6 +207,20 @@ mod tests {
         assert_eq!(dst.tag("a", "v1"), Some(v1.digest.clone()));
         assert_eq!((src.count_on(Op::GetBlob, v1.layer(0)), dst.count_on(Op::PutBlob, v1.layer(0))), (0, 0));
         assert_eq!((report.totals.blobs_copied, report.totals.blobs_present), (2, 1));
+    }
+
+    #[test]
+    fn an_images_largest_blob_is_copied_first() {
+        let (src, dst) = src_dst();
+        let (big, mid, small) = ("b".repeat(3000), "m".repeat(700), "s".repeat(5));
+        let v1 = image("v1").layers(&[&small, &big, &mid]).build();
+        src.add("a", Some("v1"), &v1);
+        sync(copy_v1(), &[&src, &dst]);
+        let mut by_size: Vec<_> = v1.blobs.iter().map(|b| (b.len(), Digest::of(b).to_string())).collect();
+        by_size.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+        let largest_first: Vec<_> = by_size.into_iter().map(|(_, d)| d).collect();
+        let copied: Vec<_> = dst.calls(Op::PutBlob).into_iter().map(|c| c.target).collect();
+        assert_eq!(copied, largest_first);
     }
 
     #[test]

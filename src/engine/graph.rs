@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::queue::{Lane, Queue};
+use super::queue::{Lane, Priority, Queue};
 use crate::digest::Digest;
 use crate::manifest::{BlobRef, Descriptor, MediaType};
 use crate::reference::{ImageRef, Repository};
@@ -129,12 +129,18 @@ impl Graph {
         node
     }
 
-    /// Queue every task of the graph: manifests that wait for nothing, and one task per blob.
+    /// Queue every task of the graph: manifests that wait for nothing, and one task per blob,
+    /// the largest first (by the size its manifest gives; unknown sizes last). Workers take
+    /// them in this order, so an image's longest transfer starts first instead of straggling
+    /// after the short ones, alone at the end of the image, or of the run.
     pub fn enqueue<E: Send>(self, queue: &Queue<Task, E>, src: &Repository, dst: &Repository) {
         for node in self.ready {
             queue.push(Task::Manifest(node));
         }
-        for (_, (blob, waiters)) in self.blobs {
+        let mut blobs: Vec<_> = self.blobs.into_values().collect();
+        // Stable: blobs of one size stay in digest order.
+        blobs.sort_by_key(|(blob, _)| std::cmp::Reverse(blob.size));
+        for (blob, waiters) in blobs {
             let task = BlobTask { src: src.clone(), dst: dst.clone(), blob, waiters: Mutex::new(waiters) };
             queue.push(Task::Blob(Box::new(task)));
         }
@@ -269,9 +275,15 @@ pub enum Task {
 }
 
 impl Lane for Task {
-    /// An image's own children, blobs and manifests go before new images: depth first.
-    fn urgent(&self) -> bool {
-        matches!(self, Task::Child(_) | Task::Blob(_) | Task::Manifest(_))
+    /// An image's own children and blobs go before new images: depth first. A manifest, queued
+    /// once everything it references is at the destination, goes before them all: it finishes
+    /// what they are still working towards.
+    fn priority(&self) -> Priority {
+        match self {
+            Task::Manifest(_) => Priority::Next,
+            Task::Child(_) | Task::Blob(_) => Priority::Urgent,
+            Task::Rule(_) | Task::Images(_) | Task::Image(_) => Priority::Normal,
+        }
     }
 }
 

@@ -26,6 +26,8 @@
 //! rule) only when no started image has work waiting. So about `--proc` images are in flight at
 //! any time: memory is bounded by `--proc`, not by the number of tags, the first images land
 //! within seconds on a 10,000-tag run, and an interrupted run leaves whole images behind.
+//! A manifest whose blobs are all there goes to the front of the queue, and an image's blobs
+//! are queued largest first (see [`queue`] and [`graph::Graph::enqueue`]).
 //!
 //! **Retries.** Inside a task, transient failures are retried with back-off (see
 //! [`crate::retry`]). After the queue drains, tasks that failed transiently are queued again,

@@ -58,6 +58,22 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_is_pushed_once_its_blobs_are_there_before_blobs_queued_after_it() {
+        // One worker: the index's children are planned in turn, each queueing its blobs; the
+        // first child's manifest, ready after its own blobs, goes before the second's blobs.
+        let idx = multi_arch();
+        let (_, _, dst) = copy(&idx, copy_v1());
+        let writes: Vec<_> = dst.writes().into_iter().map(|c| c.target).collect();
+        let at = |target: &str| writes.iter().position(|w| w == target).expect("written");
+        let (amd, arm) = (&idx.children[0], &idx.children[1]);
+        let first = if at(amd.digest.as_str()) < at(arm.digest.as_str()) { amd } else { arm };
+        let other = if std::ptr::eq(first, amd) { arm } else { amd };
+        for blob in other.blob_digests() {
+            assert!(at(first.digest.as_str()) < at(blob.as_str()), "{writes:?}");
+        }
+    }
+
+    #[test]
     fn an_image_that_lacked_only_a_referrer_ends_unchanged() {
         let (src, dst) = src_dst();
         let (v1, sig) = add_signed(&src);

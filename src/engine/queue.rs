@@ -4,9 +4,13 @@
 //! add work), or when a stop is asked for. Failed tasks are set aside so the caller can
 //! re-queue them for another pass.
 //!
-//! Urgent tasks ([`Lane::urgent`]) are always taken first. The engine marks an image's own
-//! children, blobs and manifests urgent, so a worker starts a new image only when no started
-//! image has work waiting: depth first, with about `--proc` images in flight at any time.
+//! Urgent tasks ([`Priority::Urgent`]) are always taken before normal ones. The engine marks an
+//! image's own children, blobs and manifests urgent, so a worker starts a new image only when no
+//! started image has work waiting: depth first, with about `--proc` images in flight at any time.
+//! A task that finishes something ([`Priority::Next`]: a manifest push, whose blobs are all at the
+//! destination) goes before everything queued: behind the blobs of the images started after it,
+//! an image's push would wait for all of them, and a run would end in a burst of pushes that
+//! each waited for the last blob of the run.
 //!
 //! A task that panics fails like any other (the panic becomes its error), and the busy count is
 //! settled whatever the task did, so a pass always ends.
@@ -16,9 +20,20 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use parking_lot::{Condvar, Mutex};
 
+/// Where a task joins the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// At the front: taken before anything queued.
+    Next,
+    /// At the back of the urgent lane: before any normal task.
+    Urgent,
+    /// At the back of the normal lane.
+    Normal,
+}
+
 /// Which lane a task goes to.
 pub trait Lane {
-    fn urgent(&self) -> bool;
+    fn priority(&self) -> Priority;
 }
 
 struct State<T, E> {
@@ -44,10 +59,10 @@ impl<T: Send + Lane, E: Send> Queue<T, E> {
     pub fn push(&self, task: T) {
         {
             let mut st = self.state.lock();
-            if task.urgent() {
-                st.urgent.push_back(task);
-            } else {
-                st.normal.push_back(task);
+            match task.priority() {
+                Priority::Next => st.urgent.push_front(task),
+                Priority::Urgent => st.urgent.push_back(task),
+                Priority::Normal => st.normal.push_back(task),
             }
         }
         self.ready.notify_one();
@@ -135,9 +150,14 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// 100 and over go next; odd numbers are urgent.
     impl Lane for u32 {
-        fn urgent(&self) -> bool {
-            self % 2 == 1
+        fn priority(&self) -> Priority {
+            match self {
+                100.. => Priority::Next,
+                n if n % 2 == 1 => Priority::Urgent,
+                _ => Priority::Normal,
+            }
         }
     }
 
@@ -198,6 +218,21 @@ mod tests {
         let failed = q.take_failed();
         assert_eq!(failed.len(), 1);
         assert!(failed[0].1.contains("task six broke"));
+    }
+
+    #[test]
+    fn a_task_that_goes_next_is_taken_before_everything_queued() {
+        let q: Queue<u32, ()> = Queue::new();
+        for n in [2, 3, 5, 101, 4, 102] {
+            q.push(n);
+        }
+        let order = Mutex::new(Vec::new());
+        let work = |&n: &u32| {
+            order.lock().push(n);
+            Ok(())
+        };
+        q.run_pass(1, work, |_| (), never);
+        assert_eq!(*order.lock(), [102, 101, 3, 5, 2, 4]);
     }
 
     #[test]
