@@ -29,6 +29,7 @@ pub mod engine;
 pub mod inventory;
 pub mod layout;
 pub mod logging;
+pub mod malloc;
 pub mod manifest;
 pub mod reference;
 pub mod registry;

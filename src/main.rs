@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use image_syncer::config::{self_image_request, Config, DoctorConfig, InventoryConfig};
 use image_syncer::registry::Registries;
 use image_syncer::stores::Stores;
-use image_syncer::{cli, doctor, engine, inventory, logging, report, self_image, signals, ui};
+use image_syncer::{cli, doctor, engine, inventory, logging, malloc, report, self_image, signals, ui};
 
 fn main() -> ExitCode {
+    malloc::tune();
     let args = match cli::parse(std::env::args().collect()) {
         Ok(a) => a,
         Err(early) => {
