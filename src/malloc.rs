@@ -4,10 +4,10 @@
 //! per core), each keeping its own free memory, and raises its mmap threshold whenever a large
 //! block is freed, so that later large tables come out of the arenas too. With 32 workers a
 //! long run's resident memory kept growing though what it held did not: copying 100,000 tags
-//! at the defaults had reached 31.9 MiB after 66,000 of them (an earlier build: 36.6 MiB at the
+//! at the defaults had reached 31.1 MiB after 66,000 of them (an earlier build: 36.6 MiB at the
 //! end), while a 20,000-tag run with two arenas and a fixed 128 KiB threshold
-//! (`MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072`) levelled off at 18.1 MiB after 9,000
-//! (BENCHMARKS.md, 2026-12-07). Those two settings are made here, unless the environment sets
+//! (`MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072`) levelled off at about 17.7 MiB after
+//! 9,000; with them set here, 100,000 tags peaked at 19.8 MiB (BENCHMARKS.md, 2026-12-07). Those two settings are made here, unless the environment sets
 //! them itself. musl's allocator (the static binary) has no arenas: nothing is done there.
 
 /// Set the allocator up; call first thing, before any other thread exists.
