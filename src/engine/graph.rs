@@ -262,8 +262,8 @@ pub struct ChildTask {
     pub held: Mutex<Option<Held>>,
 }
 
-/// Every variant is one pointer wide: a rule expands into one queued image task per tag, so the
-/// queue's size is paid per tag.
+/// Every variant is one pointer wide: a rule's images wait in the queue a window at a time
+/// ([`Unqueued`]), and the queue's size is paid per task.
 pub enum Task {
     Rule(Arc<Rule>),
     /// The next window of an expanded rule's images, to be queued.
