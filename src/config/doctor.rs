@@ -2,9 +2,7 @@
 //! checked and normalised as a rule's would be, and the auth file, TLS flags and limits a sync
 //! would use — so the doctor meets the registry exactly as a sync does.
 
-use std::path::PathBuf;
-
-use super::{limits, optional_auth, resolve_auth, ConfigError, Env};
+use super::{reader_settings, ConfigError, Env};
 use crate::cli::Args;
 use crate::doctor::Target;
 use crate::reference::{normalize_registry, parse_repository, DOCKER_HUB};
@@ -36,13 +34,7 @@ impl DoctorConfig {
             return Err(ConfigError::Usage("doctor takes no --images or --config file".into()));
         }
         let target = target_of(target, args.write.as_deref())?;
-        let limits = limits(args)?;
-        let auth = resolve_auth(optional_auth(args)?, &PathBuf::from(args.auth.clone().unwrap_or_default()), env)?;
-        let tls = TlsOptions {
-            ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
-            client_cert: None,
-            skip_verify: args.skip_tls_verify,
-        };
+        let (auth, tls, limits) = reader_settings(args, env)?;
         Ok(DoctorConfig { auth, tls, limits, target })
     }
 }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::images::{self, DefaultDest};
-use super::{file, limits, optional_auth, resolve_auth, ConfigError, Env};
+use super::{file, reader_settings, ConfigError, Env};
 use crate::cli::Args;
 use crate::inventory::Target;
 use crate::layout::LayoutSpec;
@@ -64,13 +64,7 @@ impl InventoryConfig {
         if args.proc == 0 {
             return Err(ConfigError::Usage("--proc must be at least 1".into()));
         }
-        let limits = limits(args)?;
-        let auth = resolve_auth(optional_auth(args)?, &PathBuf::from(args.auth.clone().unwrap_or_default()), env)?;
-        let tls = TlsOptions {
-            ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
-            client_cert: None,
-            skip_verify: args.skip_tls_verify,
-        };
+        let (auth, tls, limits) = reader_settings(args, env)?;
         let layouts = layouts(&targets, from_images);
         let output = args.output.as_ref().map(PathBuf::from);
         Ok(InventoryConfig { auth, tls, limits, targets, layouts, output, proc: args.proc })

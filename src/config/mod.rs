@@ -380,6 +380,19 @@ fn split_archives(args: &Args, layouts: &mut [LayoutSpec]) -> Result<(), ConfigE
     Ok(())
 }
 
+/// What the commands that only read registries (doctor, inventory) take from the flags: the
+/// auth file (optional), `--ca-file` and `--skip-tls-verify` (no client certificate), the limits.
+fn reader_settings(args: &Args, env: &Env) -> Result<(Auth, TlsOptions, Limits), ConfigError> {
+    let limits = limits(args)?;
+    let auth = resolve_auth(optional_auth(args)?, &PathBuf::from(args.auth.clone().unwrap_or_default()), env)?;
+    let tls = TlsOptions {
+        ca_files: args.ca_file.iter().map(PathBuf::from).collect(),
+        client_cert: None,
+        skip_verify: args.skip_tls_verify,
+    };
+    Ok((auth, tls, limits))
+}
+
 /// `--auth FILE` when given; else none (docker's credentials may still cover the registries).
 fn optional_auth(args: &Args) -> Result<AuthFile, ConfigError> {
     match &args.auth {
