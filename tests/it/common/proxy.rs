@@ -519,8 +519,42 @@ fn serve(mut client: TcpStream, st: &State) {
     let Ok(body) = read_body(&mut reader, &head, false) else { return };
     let fault = choose_fault(st, &method, &path, body.len(), &head.headers);
     let index = record(body.len(), true, fault, &head);
-    let status = answer(&mut client, st, &method, &uri, head, body, fault);
-    st.shared.requests.lock().unwrap()[index].status = status;
+    let mut conn = Conn { stream: &mut client, st, index };
+    let status = answer(&mut conn, st, &method, &uri, head, body, fault);
+    conn.settle(status);
+}
+
+/// The client's connection while its request is answered. The status is recorded before the
+/// answer is written ([`Conn::reply`], [`Conn::settle`]): a client that has read its answer then
+/// finds it in [`Proxy::requests`], never a `0` still waiting to be filled in.
+struct Conn<'a> {
+    stream: &'a mut TcpStream,
+    st: &'a State,
+    index: usize,
+}
+
+impl Conn<'_> {
+    fn settle(&self, status: u16) {
+        self.st.shared.requests.lock().unwrap()[self.index].status = status;
+    }
+
+    fn reply(&mut self, status: u16, headers: &[(String, String)], body: &[u8], head: bool) {
+        self.settle(status);
+        write_response(self.stream, status, headers, body, head);
+    }
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        self.stream
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        self.stream
+    }
 }
 
 /// Send `reply` without reading the request body, then close the connection as nginx does: a
@@ -570,7 +604,7 @@ fn choose_fault(st: &State, method: &str, path: &str, body_len: usize, headers: 
 
 /// Answer one request; returns the status sent (0 for none).
 fn answer(
-    client: &mut TcpStream,
+    client: &mut Conn,
     st: &State,
     method: &str,
     uri: &str,
@@ -588,19 +622,19 @@ fn answer(
             if matches!(code, 429 | 503) {
                 hs.push(("Retry-After".to_string(), "1".to_string()));
             }
-            write_response(client, code, &hs, &error_body("INJECTED", "injected failure"), false);
+            client.reply(code, &hs, &error_body("INJECTED", "injected failure"), false);
             return code;
         }
         Some(Fault::Code(status, code)) => {
             let hs = vec![("Content-Type".to_string(), "application/json".to_string())];
-            write_response(client, status, &hs, &error_body(code, "injected"), false);
+            client.reply(status, &hs, &error_body(code, "injected"), false);
             return status;
         }
         Some(Fault::RetryAfterDate) => {
             let when = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(1));
             let hs =
                 vec![("Content-Type".to_string(), "application/json".to_string()), ("Retry-After".to_string(), when)];
-            write_response(client, 429, &hs, &error_body("TOOMANYREQUESTS", "injected rate limit"), false);
+            client.reply(429, &hs, &error_body("TOOMANYREQUESTS", "injected rate limit"), false);
             return 429;
         }
         Some(Fault::Drop) => {
@@ -618,7 +652,7 @@ fn answer(
             // As nginx's client_max_body_size answers: an HTML page, no registry error code.
             let hs = vec![("Content-Type".to_string(), "text/html".to_string())];
             let page = b"<html><head><title>413 Request Entity Too Large</title></head></html>";
-            write_response(client, 413, &hs, page, false);
+            client.reply(413, &hs, page, false);
             return 413;
         }
     }
@@ -628,14 +662,14 @@ fn answer(
             Verdict::Forward => {}
             Verdict::ForwardAs(to) => head.line = format!("{method} {to} HTTP/1.1"),
             Verdict::Reply(r) => {
-                write_response(client, r.status, &r.headers, &r.body, method == "HEAD");
+                client.reply(r.status, &r.headers, &r.body, method == "HEAD");
                 return r.status;
             }
         }
     }
     if let (Some(target), true) = (&st.opts.redirect_blobs_to, Match::BlobGet.matches(method, path, 0, &[])) {
         let hs = vec![("Location".to_string(), format!("http://{target}{uri}"))];
-        write_response(client, 307, &hs, b"", false);
+        client.reply(307, &hs, b"", false);
         return 307;
     }
     let pages = st.opts.page_size > 0 || st.opts.personality.as_ref().and_then(Personality::tag_page_size).is_some();
@@ -659,7 +693,7 @@ fn answer(
     }
     let manifest_head = method == "HEAD" && path.starts_with("/v2/") && path.contains("/manifests/");
     if manifest_head && st.opts.head_refused {
-        write_response(client, 405, &[], b"", false);
+        client.reply(405, &[], b"", false);
         return 405;
     }
     let manifest_read = manifest_head || Match::ManifestGet.matches(method, path, 0, &[]);
@@ -668,7 +702,7 @@ fn answer(
             ("Content-Type".to_string(), m.content_type.clone()),
             ("Docker-Content-Digest".to_string(), sha256_digest(&m.body)),
         ];
-        write_response(client, 200, &hs, &m.body, method == "HEAD");
+        client.reply(200, &hs, &m.body, method == "HEAD");
         return 200;
     }
     if let Some(listed) = &st.opts.referrers {
@@ -682,13 +716,13 @@ fn answer(
     if let Some(budget) = st.opts.pull_budget.filter(|_| manifest_read) {
         let (hs, refused) = st.shared.pull(&budget, method == "GET");
         if refused {
-            write_response(client, 429, &hs, &error_body("TOOMANYREQUESTS", "pull rate limit reached"), false);
+            client.reply(429, &hs, &error_body("TOOMANYREQUESTS", "pull rate limit reached"), false);
             return 429;
         }
         budget_headers = hs;
     }
     let Some((mut rhead, mut rbody)) = forward(st, &head, &body) else {
-        write_response(client, 502, &[], b"upstream unreachable", false);
+        client.reply(502, &[], b"upstream unreachable", false);
         return 502;
     };
     for (k, v) in &budget_headers {
@@ -716,6 +750,7 @@ fn answer(
             rhead.set("Content-Type", ct);
         }
     }
+    client.settle(status);
     let is_head = method == "HEAD";
     rhead.remove("connection");
     rhead.remove("transfer-encoding");
@@ -817,7 +852,7 @@ fn forward(st: &State, head: &Head, body: &[u8]) -> Option<(Head, Vec<u8>)> {
 /// descriptors configured for `digest` (in order), only those of the requested `artifactType`
 /// when the query names one (then `OCI-Filters-Applied: artifactType`).
 fn referrers(
-    client: &mut TcpStream,
+    client: &mut Conn,
     listed: &[(String, Vec<serde_json::Value>)],
     digest: &str,
     uri: &str,
@@ -851,7 +886,7 @@ fn referrers(
         }
         hs.push(("Link".to_string(), format!("<{next}>; rel=\"next\"")));
     }
-    write_response(client, 200, &hs, &serde_json::to_vec(&index).unwrap(), false);
+    client.reply(200, &hs, &serde_json::to_vec(&index).unwrap(), false);
     200
 }
 
@@ -860,7 +895,7 @@ fn referrers(
 /// 1000 by default, and never paginates tags). Pages hold at most [`ProxyOpts::page_size`] tags
 /// or [`ProxyOpts::catalog_page_size`] repositories, fewer when the client's `n` is smaller; the
 /// next one is named in a `Link` header as distribution writes it.
-fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
+fn paginate(client: &mut Conn, st: &State, uri: &str, head: Head) -> u16 {
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
     // `Some(NAME)` for the tags of repository NAME, `None` for the catalog.
     let tags_of = path.strip_prefix("/v2/").and_then(|p| p.strip_suffix("/tags/list"));
@@ -871,7 +906,7 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
     let mut h = head;
     h.line = format!("GET {path} HTTP/1.1");
     let Some((rhead, body)) = forward(st, &h, b"") else {
-        write_response(client, 502, &[], b"upstream unreachable", false);
+        client.reply(502, &[], b"upstream unreachable", false);
         return 502;
     };
     if rhead.status() != 200 {
@@ -883,7 +918,7 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
             })
             .cloned()
             .collect();
-        write_response(client, rhead.status(), &keep, &body, false);
+        client.reply(rhead.status(), &keep, &body, false);
         return rhead.status();
     }
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -898,7 +933,7 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
             hs.push(("Link".to_string(), format!("</v2/{name}/tags/list?{next}>; rel=\"next\"")));
         }
         let out = serde_json::json!({"name": name, "tags": chunk});
-        write_response(client, 200, &hs, &serde_json::to_vec(&out).unwrap(), false);
+        client.reply(200, &hs, &serde_json::to_vec(&out).unwrap(), false);
         return 200;
     }
     items.sort();
@@ -925,6 +960,6 @@ fn paginate(client: &mut TcpStream, st: &State, uri: &str, head: Head) -> u16 {
         Some(name) => serde_json::json!({"name": name, "tags": chunk}),
         None => serde_json::json!({"repositories": chunk}),
     };
-    write_response(client, 200, &hs, &serde_json::to_vec(&out).unwrap(), false);
+    client.reply(200, &hs, &serde_json::to_vec(&out).unwrap(), false);
     200
 }
