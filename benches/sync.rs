@@ -10,8 +10,10 @@
 //! * peak memory (`VmHWM` of the syncer, polled from `/proc/PID/status`) for a small and the large
 //!   layer: it must not grow with the layer size, as layers are streamed through a fixed buffer;
 //! * many small images (`BENCH_TAGS`, default 50, tags × 3 small layers of 8-32 KiB) with
-//!   `--proc 1`, `--proc 8` and the defaults (no `--proc` flag), with a floor line each: the CPU
-//!   seconds of the syncer and both registries over the cores, the least wall this machine allows;
+//!   `--proc 1`, `--proc 8`, the defaults (no `--proc` flag) and skopeo, with a floor line each:
+//!   the CPU seconds of the syncer and both registries over the cores, the least wall this machine
+//!   allows if nothing waited on a disk or a lock (`TMPDIR=/dev/shm` puts the registries' storage
+//!   on tmpfs and shows how much of the rest is their `fsync`s);
 //! * a no-op re-run of those tags (nothing changed), at `--proc 8` and the defaults: wall time and
 //!   the requests each registry saw;
 //! * long links: `BENCH_WAN_TAGS` (default 24) small images of the same kind copied from the source
@@ -403,7 +405,8 @@ struct SmallReport {
     floors: Vec<(String, (Duration, Duration, Duration))>,
 }
 
-/// Copies `BENCH_TAGS` small images at `--proc` 1 and 8, then re-runs the copy with nothing to do.
+/// Copies `BENCH_TAGS` small images at `--proc` 1, 8 and the defaults (and with skopeo), then
+/// re-runs the copy with nothing to do.
 fn small_section(b: &Bench, s: &Settings) -> Result<SmallReport, String> {
     let Bench { src, dst, work, auth } = b;
     let (runs, tags) = (s.runs, s.tags);
@@ -436,6 +439,26 @@ fn small_section(b: &Bench, s: &Settings) -> Result<SmallReport, String> {
         rows.push(Row::new(format!("copy {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers, {label}"), &measured));
         floors.push((label, spent));
     }
+    if let Some(bin) = &s.skopeo.bin {
+        // The same cold copy by skopeo, with its floor. A registry of its own each run: skopeo's
+        // blob-info cache (it cannot be turned off) would otherwise mount the layers earlier
+        // runs left in `dst` instead of copying them. `small/app` lands as `DEST/app`.
+        let yaml = work.write("skopeo-small.yaml", &skopeo_source_yaml(&src.addr(), &["small/app".to_string()]));
+        let mut spent = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let measured = repeat(runs, |i| {
+            let own = Registry::start();
+            let (regs, _) = harness_cpu(&[src, &own]);
+            let run = skopeo_sync(bin, &yaml, &own.repo("small"), &format!("small-skopeo-{i}"), LIMIT)?;
+            let (regs_after, _) = harness_cpu(&[src, &own]);
+            spent.0 += run.wall;
+            spent.1 += run.cpu.unwrap_or_default();
+            spent.2 += regs_after - regs;
+            check_tags(own.api(), "small/app", &digests)?;
+            Ok(run)
+        })?;
+        rows.push(Row::new(format!("skopeo sync, {tags} tags x {LAYERS_PER_SMALL_IMAGE} layers"), &measured));
+        floors.push(("skopeo".to_string(), spent));
+    }
 
     // The no-op re-run, against a destination filled by the last --proc 8 run: nothing may be
     // copied again. At --proc 8 and at the defaults; the counts are the defaults' last run.
@@ -463,7 +486,7 @@ fn small_section(b: &Bench, s: &Settings) -> Result<SmallReport, String> {
 fn print_floors(floors: &[(String, (Duration, Duration, Duration))]) {
     let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     println!(
-        "floor of the cold copies (all runs summed): (image-syncer CPU + both docker-registry CPU) / {cores} cores"
+        "floor of the cold copies (all runs summed): (the syncer's CPU + both docker-registry CPU) / {cores} cores"
     );
     for (label, (wall, syncer, regs)) in floors {
         let floor = (syncer.as_secs_f64() + regs.as_secs_f64()) / cores;
@@ -475,6 +498,10 @@ fn print_floors(floors: &[(String, (Duration, Duration, Duration))]) {
             floor,
             wall.as_secs_f64() / floor.max(1e-9)
         );
+    }
+    let wall = |label: &str| floors.iter().find(|(l, _)| l == label).map(|(_, spent)| spent.0.as_secs_f64());
+    if let (Some(ours), Some(skopeo)) = (wall(&Procs::Default.label()), wall("skopeo")) {
+        println!("  wall at the defaults / skopeo's wall: {:.2}", ours / skopeo.max(1e-9));
     }
 }
 
