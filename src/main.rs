@@ -60,11 +60,11 @@ fn run(args: &cli::Args) -> Result<bool, Box<dyn std::error::Error>> {
     // The live display: on a terminal, unless the log goes to a file or only errors are wanted.
     let display = ui::display(args.log.is_none() && !args.quiet && ui::term::stderr_is_live());
     signals::install();
-    let run = engine::run(config.job, &stores, display);
+    let mut run = engine::run(config.job, &stores, display);
     // Bundles written out (an archive is made only from a run that was not interrupted).
     let bundles = stores.finish(signals::exit_code().is_some());
     let outputs = report::Outputs { images: config.output, failed: config.failed_output, report: config.report };
-    let written = report::finish(&run, &outputs, &bundles)?;
+    let written = report::finish(&mut run, &outputs, &bundles)?;
     Ok(written && run.failures.is_empty() && signals::exit_code().is_none())
 }
 

@@ -2,7 +2,8 @@
 //! `--output-success-images` / `--output-failed-images` files (in the images-file format, so
 //! they can be fed back as `--images`) and the `--report` document. A bundle that could not be
 //! written is said in the last summary line and in the report, not only in an error line above
-//! them: its images did copy, and "0 images failed" alone would hide that they did not land.
+//! them, and what the run copied into it is failed (class `bundle`), not synced: "0 images
+//! failed" would hide that it did not land.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::config::Format;
-use crate::engine::{Failure, ImageStats, Outcome, Report};
+use crate::engine::{Cause, Failure, ImageStats, Outcome, Report};
 use crate::logging;
 use crate::stores::BundleEnd;
 
@@ -42,8 +43,9 @@ impl fmt::Display for WriteError {
 impl std::error::Error for WriteError {}
 
 /// Write the run's output files, then its failure lines and summary. `bundles` is how writing
-/// out the run's bundles went. `Ok(false)` when a bundle could not be written.
-pub fn finish(run: &Report, outputs: &Outputs, bundles: &[BundleEnd]) -> Result<bool, WriteError> {
+/// out the run's bundles went: what was copied into one that could not be written becomes a
+/// failure of `run` here. `Ok(false)` when a bundle could not be written.
+pub fn finish(run: &mut Report, outputs: &Outputs, bundles: &[BundleEnd]) -> Result<bool, WriteError> {
     let mut notes = Vec::new();
     let mut unwritten = Vec::new();
     for b in bundles {
@@ -51,7 +53,8 @@ pub fn finish(run: &Report, outputs: &Outputs, bundles: &[BundleEnd]) -> Result<
             Ok(f) => notes.extend(f.note.clone()),
             Err(e) => {
                 log::error!("{e}");
-                unwritten.push(b.location.as_str());
+                run.not_landed(&b.location, &Cause::bundle_not_written(&b.location, e));
+                unwritten.push(b.location.to_string());
             }
         }
     }
@@ -183,7 +186,7 @@ pub fn report_json(report: &Report, bundles: &[BundleEnd]) -> serde_json::Value 
 
 /// `{"bundle": "oci-archive:/…", "status": "written" | "unchanged" | "kept" | "failed", …}`.
 fn bundle_json(b: &BundleEnd) -> serde_json::Value {
-    let mut entry = json!({"bundle": b.location});
+    let mut entry = json!({"bundle": b.location.to_string()});
     match &b.result {
         Ok(f) => {
             entry["status"] = json!(f.status.as_str());

@@ -18,7 +18,7 @@ pub struct Stores {
     /// their own).
     opened: HashMap<Location, Arc<dyn Store>>,
     /// The layouts again, to be written out at the end, in the order of their locations.
-    layouts: Vec<Arc<Layout>>,
+    layouts: Vec<(Location, Arc<Layout>)>,
 }
 
 impl Stores {
@@ -33,9 +33,9 @@ impl Stores {
         for spec in specs {
             let layout = Arc::new(Layout::open(spec, base.clone())?);
             self.opened.insert(spec.location.clone(), layout.clone());
-            self.layouts.push(layout);
+            self.layouts.push((spec.location.clone(), layout));
         }
-        self.layouts.sort_by(|a, b| a.location.cmp(&b.location));
+        self.layouts.sort_by(|a, b| a.1.location.cmp(&b.1.location));
         Ok(self)
     }
 
@@ -79,8 +79,8 @@ impl Stores {
     pub fn finish(&self, interrupted: bool) -> Vec<BundleEnd> {
         self.layouts
             .iter()
-            .filter(|l| l.writes())
-            .map(|l| BundleEnd { location: l.location.clone(), result: l.finish(interrupted) })
+            .filter(|(_, l)| l.writes())
+            .map(|(location, l)| BundleEnd { location: location.clone(), result: l.finish(interrupted) })
             .collect()
     }
 }
@@ -88,6 +88,6 @@ impl Stores {
 /// How writing out one bundle ended: its status, or why it could not be completed.
 #[derive(Debug)]
 pub struct BundleEnd {
-    pub location: String,
+    pub location: Location,
     pub result: Result<Finished, Error>,
 }

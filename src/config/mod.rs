@@ -153,10 +153,13 @@ impl Config {
             force: args.force,
             mode: command.mode,
             referrers: referrers(args)?,
-            per_image: args.report.is_some() || args.output_success_images.is_some(),
+            per_image: args.report.is_some() || output.is_some(),
         };
-        let job = Job { rules, proc: args.proc, retries: args.retries, opts };
+        let mut job = Job { rules, proc: args.proc, retries: args.retries, opts };
         let mut layouts = layouts(&job);
+        // What a run copies into a bundle lands only if the bundle is written out at the end;
+        // when it is not, those images are failures, which needs to know which they were.
+        job.opts.per_image |= layouts.iter().any(|l| l.write);
         split_archives(args, &mut layouts)?;
         let base = args.base.as_ref().map(PathBuf::from);
         if base.is_some() && !layouts.iter().any(|l| l.dest) {

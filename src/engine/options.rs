@@ -31,9 +31,9 @@ pub struct Options {
     pub force: bool,
     pub mode: Mode,
     pub referrers: Referrers,
-    /// Keep how each image ended, what it moved and how long it took (for `--report` and
-    /// `--output-success-images`). Off, nothing of the kind is kept per image: the run's
-    /// memory does not grow with it.
+    /// Keep how each image ended, what it moved and how long it took (for `--report`,
+    /// `--output-success-images`, and a bundle that may not be written out). Off, nothing of
+    /// the kind is kept per image: the run's memory does not grow with it.
     pub per_image: bool,
 }
 

@@ -1,7 +1,8 @@
 //! How images end: synced, unchanged, skipped, planned, verified — or failed, with the first
 //! root cause — and the [`Report`] a run hands back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use super::error::SyncError;
 use super::events::Totals;
 use super::graph::Task;
 use crate::digest::Digest;
+use crate::reference::Location;
 use crate::rule::Pair;
 
 /// How an image ended, when it did not fail.
@@ -86,6 +88,11 @@ impl Cause {
         Cause { class: "interrupted", message: "not finished: the run was interrupted".into() }
     }
 
+    /// An image copied into a bundle that could not be written out (`why`).
+    pub fn bundle_not_written(location: &Location, why: &dyn fmt::Display) -> Cause {
+        Cause { class: "bundle", message: format!("{location} was not written: {why}") }
+    }
+
     /// An image that a rule expanded into and that never ended: a task lost on the way.
     pub fn unfinished() -> Cause {
         Cause { class: "internal", message: "did not finish (an internal error: please report it)".into() }
@@ -142,6 +149,32 @@ pub struct Report {
     pub registries: BTreeMap<String, Vec<(&'static str, String)>>,
 }
 
+impl Report {
+    /// The bundle at `location` could not be written out (`cause`): what this run copied into
+    /// it did not land, so those images are failures (in the outputs, the failure lines and the
+    /// exit), no longer synced. Images it already held (unchanged, immutable) still are: a
+    /// bundle that is not written out is left as it was. Known only with
+    /// [`super::Options::per_image`], which a run writing a bundle always has.
+    pub fn not_landed(&mut self, location: &Location, cause: &Cause) {
+        let mut lost = Vec::new();
+        self.outcomes.retain(|(pair, outcome)| {
+            let landed = pair.dst.repo.location != *location || !matches!(outcome, Outcome::Synced(_));
+            if !landed {
+                lost.push(pair.clone());
+            }
+            landed
+        });
+        if lost.is_empty() {
+            return;
+        }
+        let gone: HashSet<&Pair> = lost.iter().map(|p| &**p).collect();
+        self.synced.retain(|pair| !gone.contains(&**pair));
+        self.totals.images_synced = self.totals.images_synced.saturating_sub(lost.len() as u64);
+        let failed = lost.iter().map(|pair| Failure::Image { pair: (**pair).clone(), cause: cause.clone() });
+        self.failures.extend(failed);
+    }
+}
+
 /// The first error each image met, across passes: what its failure line says, even when a
 /// later pass failed it for another reason.
 #[derive(Default)]
@@ -172,5 +205,53 @@ impl Causes {
         }
         images.retain(|p, _| !in_sync(p));
         rules.into_iter().chain(images.into_iter().map(|(pair, cause)| Failure::Image { pair, cause })).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::reference::{parse_repository, ImageRef, Reference, Repository};
+
+    fn pair(dst: &Repository, tag: &str) -> Arc<Pair> {
+        let src = ImageRef { repo: parse_repository("a.io/x").unwrap(), reference: Reference::Tag(tag.into()) };
+        Arc::new(Pair::new(src, ImageRef { repo: dst.clone(), reference: Reference::Tag(tag.into()) }))
+    }
+
+    /// Only what this run copied into the bundle becomes a failure; what the bundle already held,
+    /// and what went elsewhere, stays in sync.
+    #[test]
+    fn not_landed_fails_only_what_was_copied_into_that_bundle() {
+        let bundle = Repository { location: Location::Dir(Path::new("/b").into()), name: "x".into() };
+        let other = Repository { location: Location::Dir(Path::new("/c").into()), name: "x".into() };
+        let registry = parse_repository("b.io/x").unwrap();
+        let d = Digest::of(b"m");
+        let (copied, kept, elsewhere, pushed) =
+            (pair(&bundle, "v2"), pair(&bundle, "v1"), pair(&other, "v2"), pair(&registry, "v2"));
+        let outcomes = vec![
+            (copied.clone(), Outcome::Synced(d.clone())),
+            (kept.clone(), Outcome::Unchanged(d.clone())),
+            (elsewhere.clone(), Outcome::Synced(d.clone())),
+            (pushed.clone(), Outcome::Synced(d.clone())),
+        ];
+        let mut report = Report {
+            failures: Vec::new(),
+            totals: Totals { images_synced: 3, images_unchanged: 1, ..Totals::default() },
+            synced: outcomes.iter().map(|(p, _)| p.clone()).collect(),
+            outcomes,
+            stats: HashMap::new(),
+            elapsed: Duration::ZERO,
+            registries: BTreeMap::new(),
+        };
+        let cause = Cause::bundle_not_written(&bundle.location, &"No space left on device");
+        report.not_landed(&bundle.location, &cause);
+        assert_eq!(report.failures, vec![Failure::Image { pair: (*copied).clone(), cause: cause.clone() }]);
+        assert_eq!(report.failures[0].cause(), "oci:/b was not written: No space left on device");
+        assert_eq!(report.failures[0].class(), "bundle");
+        assert_eq!(report.synced, vec![kept.clone(), elsewhere.clone(), pushed.clone()]);
+        assert_eq!(report.outcomes.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), report.synced);
+        assert_eq!((report.totals.images_synced, report.totals.images_unchanged), (2, 1));
     }
 }

@@ -127,14 +127,40 @@ fn a_full_disk_during_an_archive_rewrite_loses_nothing_and_says_the_bundle_was_n
     fs::write(&filler, vec![0u8; 14 << 20]).unwrap();
     let job = rules_job(&[&src], &[(format!("{}:v1,v2", src.repo("full/app")), archive.clone())]);
     let report = job.dir.join("report.json");
-    let run = job.run(&["--report", p(&report)]);
+    let (synced, failed) = (job.dir.join("synced.yaml"), job.dir.join("failed.yaml"));
+    let run =
+        job.run(&["--report", p(&report), "--output-success-images", p(&synced), "--output-failed-images", p(&failed)]);
     run.assert_failed();
     let summary = finished_line(&run);
     assert!(
-        summary.contains("1 bundle(s) not written") && summary.contains(&archive),
-        "the summary line says the bundle was not written: {summary}\n{run}"
+        summary.contains("1 images failed")
+            && summary.contains("1 bundle(s) not written")
+            && summary.contains(&archive),
+        "the summary line says v2 failed and the bundle was not written: {summary}\n{run}"
     );
+    // v2 did not land: it is a failure everywhere, and the failed-images file brings it back;
+    // v1 was in the old archive, which is kept, so it is still in sync.
     let r = read_json(&report);
+    let status = |tag: &str| {
+        let image =
+            r["images"].as_array().and_then(|i| i.iter().find(|e| e["source"] == src.repo(&format!("full/app:{tag}"))));
+        image.map(|e| {
+            (e["status"].as_str().unwrap_or("").to_string(), e["error_class"].as_str().unwrap_or("").to_string())
+        })
+    };
+    assert_eq!(status("v1"), Some(("unchanged".into(), String::new())), "{r:#}");
+    assert_eq!(status("v2"), Some(("failed".into(), "bundle".into())), "{r:#}");
+    assert_eq!((r["images_failed"].clone(), r["totals"]["images_synced"].clone()), (json!(1), json!(0)), "{r:#}");
+    let listed = |path: &Path| fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (synced, failed) = (listed(&synced), listed(&failed));
+    assert!(synced.contains("full/app:v1") && !synced.contains("full/app:v2"), "only v1 is in sync:\n{synced}");
+    assert!(failed.contains("full/app:v2") && !failed.contains("full/app:v1"), "v2 is to retry:\n{failed}");
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("failed: ") && l.contains("full/app:v2") && l.contains("was not written")),
+        "a failure line names v2 and the bundle:\n{run}"
+    );
     assert_eq!(r["bundles_failed"], 1, "{r:#}");
     let bundle = r["bundles"].as_array().and_then(|b| b.iter().find(|b| b["bundle"] == archive.as_str()));
     let bundle = bundle.unwrap_or_else(|| panic!("the report lists the bundle: {r:#}"));
