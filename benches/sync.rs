@@ -37,7 +37,8 @@
 //!   a config of their own; the seeding time is printed), and a tenth of that in another: a cold
 //!   run into an empty destination (at the defaults) and a no-op re-run of each at the defaults,
 //!   `--proc 5` and `--proc 32`, with wall time, requests per tag at
-//!   the source and the destination, peak RSS (flat in the number of tags?) and, cold, the time
+//!   the source and the destination, a floor line per no-op (as for the small images: how
+//!   much of the wall the registries' CPU explains), peak RSS (flat in the number of tags?) and, cold, the time
 //!   to the first image (the first `synced` line on the syncer's stderr); next to it one cold
 //!   and one no-op `skopeo sync` of each size up to `BENCH_SKOPEO_MAX_TAGS` (default 10000). Estimated from
 //!   small runs on 2 cores, the section takes 15-20 minutes at its defaults, about 7 of them for
@@ -480,6 +481,21 @@ fn small_section(b: &Bench, s: &Settings) -> Result<SmallReport, String> {
     Ok(SmallReport { rows, noop: counts, floors })
 }
 
+/// `LABEL wall W s, CPU S + R s, floor F s, wall / floor X` for (wall, syncer CPU, both
+/// registries' CPU): the floor is the CPU spread over the machine's cores.
+fn floor_line(label: &str, (wall, syncer, regs): (Duration, Duration, Duration)) -> String {
+    let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let floor = (syncer.as_secs_f64() + regs.as_secs_f64()) / cores;
+    format!(
+        "{label:<10} wall {:6.2} s, CPU {:5.2} + {:5.2} s, floor {:6.2} s, wall / floor {:.2}",
+        wall.as_secs_f64(),
+        syncer.as_secs_f64(),
+        regs.as_secs_f64(),
+        floor,
+        wall.as_secs_f64() / floor.max(1e-9)
+    )
+}
+
 /// The floor lines of the cold copies: the CPU the syncer and both registries spent, spread
 /// over the machine's cores, is the least wall any tool could reach on this machine; how far
 /// above it the runs were.
@@ -488,16 +504,8 @@ fn print_floors(floors: &[(String, (Duration, Duration, Duration))]) {
     println!(
         "floor of the cold copies (all runs summed): (the syncer's CPU + both docker-registry CPU) / {cores} cores"
     );
-    for (label, (wall, syncer, regs)) in floors {
-        let floor = (syncer.as_secs_f64() + regs.as_secs_f64()) / cores;
-        println!(
-            "  {label:<10} wall {:6.2} s, CPU {:5.2} + {:5.2} s, floor {:6.2} s, wall / floor {:.2}",
-            wall.as_secs_f64(),
-            syncer.as_secs_f64(),
-            regs.as_secs_f64(),
-            floor,
-            wall.as_secs_f64() / floor.max(1e-9)
-        );
+    for (label, spent) in floors {
+        println!("  {}", floor_line(label, *spent));
     }
     let wall = |label: &str| floors.iter().find(|(l, _)| l == label).map(|(_, spent)| spent.0.as_secs_f64());
     if let (Some(ours), Some(skopeo)) = (wall(&Procs::Default.label()), wall("skopeo")) {
@@ -1440,15 +1448,23 @@ fn tags_section(b: &Bench, s: &Settings) -> Result<String, String> {
         for procs in std::iter::once(Procs::Default).chain(NOOP_PROCS.map(Procs::Set)) {
             let mut counts = (Vec::new(), Vec::new(), 0usize);
             let label = procs.label();
+            // Summed over the runs: wall, the syncer's CPU, both registries' CPU.
+            let mut spent = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
             let measured = repeat(runs, |i| {
                 src.clear_requests();
                 dst.clear_requests();
+                let (regs, _) = harness_cpu(&[src, &dst]);
                 let run =
                     run_measured_within(&auth, &images, procs, &format!("tags-{count}-noop-{label}-{i}"), TAGS_LIMIT)?;
+                let (regs_after, _) = harness_cpu(&[src, &dst]);
+                spent.0 += run.wall;
+                spent.1 += run.cpu.unwrap_or_default();
+                spent.2 += regs_after - regs;
                 let unchanged = run.log.lines().filter(|l| l.contains("] unchanged ")).count();
                 counts = (src.requests(), dst.requests(), unchanged);
                 Ok(run)
             })?;
+            let _ = writeln!(notes, "{}", floor_line(&format!("no-op {count} tags, {label}"), spent));
             rows.push(tags_row(
                 format!("image-syncer no-op re-run, {count} tags, {label}"),
                 &measured,
