@@ -48,6 +48,13 @@ pub fn push_scope(name: &str) -> String {
     format!("repository:{name}:pull,push")
 }
 
+/// The scope a token needs to `DELETE` in a repository — a manifest, a blob or an upload
+/// session: distribution asks for the `delete` action for every `DELETE`, not `push`
+/// (registry/handlers/app.go, `appendAccessRecords`).
+pub fn delete_scope(name: &str) -> String {
+    format!("repository:{name}:pull,push,delete")
+}
+
 /// The scopes a request on `repo` needs: a destination's reads reuse its push token.
 pub fn scopes(access: Access, repo: &str) -> Vec<String> {
     match access {

@@ -1,7 +1,7 @@
 //! Manifest requests: HEAD for cheap "already there?" checks, GET with the byte limit and
 //! digest check, PUT with the exact bytes and media type, DELETE.
 
-use super::auth::{push_scope, scopes};
+use super::auth::{delete_scope, push_scope, scopes};
 use super::client::Body;
 use super::error;
 use super::http::header;
@@ -98,7 +98,7 @@ impl Client {
         let what = format!("DELETE manifest {repo}{}{reference}", sep(reference));
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         self.retrying(&what, || {
-            let scopes = [format!("repository:{repo}:pull,push,delete")];
+            let scopes = [delete_scope(repo)];
             let mut r = self.send("DELETE", &url, &scopes, &[], Body::Empty, &what)?;
             match r.status().as_u16() {
                 200 | 202 | 204 => Ok(true),

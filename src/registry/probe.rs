@@ -8,7 +8,7 @@
 
 use ureq::http::Response;
 
-use super::auth::{pull_scope, push_scope};
+use super::auth::{delete_scope, pull_scope, push_scope};
 use super::client::Body;
 use super::error::transport;
 use super::http::next_link;
@@ -43,7 +43,7 @@ impl Scope<'_> {
             Scope::Pull(r) => vec![pull_scope(r)],
             Scope::Push(r) => vec![push_scope(r)],
             Scope::Mount { to, from } => vec![push_scope(to), pull_scope(from)],
-            Scope::Delete(r) => vec![format!("repository:{r}:pull,push,delete")],
+            Scope::Delete(r) => vec![delete_scope(r)],
             Scope::Catalog => vec!["registry:catalog:*".to_string()],
         }
     }

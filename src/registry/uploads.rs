@@ -26,7 +26,7 @@
 
 use std::io::Read;
 
-use super::auth::{pull_scope, push_scope};
+use super::auth::{delete_scope, pull_scope, push_scope};
 use super::client::Body;
 use super::error;
 use super::http::encode_query;
@@ -124,7 +124,7 @@ impl Client {
     /// expires anyway).
     pub(crate) fn cancel_upload(&self, repo: &str, session: &Session) {
         let what = format!("cancel upload to {repo}");
-        match self.send("DELETE", session.location(), &[push_scope(repo)], &[], Body::Empty, &what) {
+        match self.send("DELETE", session.location(), &[delete_scope(repo)], &[], Body::Empty, &what) {
             Ok(r) => log::debug!("{}: {what}: HTTP {}", self.registry, r.status().as_u16()),
             Err(e) => log::debug!("{e}"),
         }
@@ -154,13 +154,13 @@ impl Client {
                 return Err(Error::new(&self.registry, format!("upload blob {repo}@{digest}"), ErrorKind::Invalid(m)));
             };
             let way = choice.way;
-            let current = match session.take() {
+            let mut current = match session.take() {
                 Some(s) => s,
                 None => self.start_upload(repo, digest)?,
             };
             let sent = match way {
                 Way::Single => self.upload_single(repo, current.location(), digest, source, &mut choice),
-                Way::Chunked => self.upload_chunks(repo, current.location(), digest, source),
+                Way::Chunked => self.upload_chunks(repo, &mut current, digest, source),
             };
             // `choice` (a probe, maybe) lives until what this attempt taught is recorded, so that
             // uploads waiting for it see the answer.
@@ -235,24 +235,25 @@ impl Client {
     fn upload_chunks(
         &self,
         repo: &str,
-        location: &str,
+        session: &mut Session,
         digest: &Digest,
         source: &mut BlobSource,
     ) -> Result<(), Failed> {
+        let mut location = session.location().to_string();
         let what = format!("upload blob {repo}@{digest} (chunked)");
         let scopes = [push_scope(repo)];
         let content_type = ("Content-Type", "application/octet-stream");
         let Some(size) = source.size() else {
             // Unknown length (rare: schema1 without Content-Length): one streamed PATCH.
             let headers = [content_type, ("Expect", "100-continue")];
-            let mut r = self.send("PATCH", location, &scopes, &headers, Body::Stream(source, None), &what)?;
+            let mut r = self.send("PATCH", &location, &scopes, &headers, Body::Stream(source, None), &what)?;
             let location = match r.status().as_u16() {
                 201 | 202 | 204 => header(&r, "location").map_or_else(|| location.to_string(), |l| self.resolve(&l)),
                 _ => return Err(self.patch_refused(&what, &mut r, 0)),
             };
+            session.move_to(location.clone());
             return self.finish_chunks(repo, &location, digest);
         };
-        let mut location = location.to_string();
         let mut chunk = self.learned.chunk_size(self.limits.chunk_size);
         let mut offset = 0u64;
         let mut backoff = Backoff::new();
@@ -275,6 +276,7 @@ impl Client {
                         // doc); the bytes sent and acknowledged are what counts.
                         if let Some(loc) = header(&r, "location") {
                             location = self.resolve(&loc);
+                            session.move_to(location.clone());
                         }
                         offset += len;
                         backoff = Backoff::new();

@@ -68,6 +68,13 @@ impl Session {
     pub fn location(&self) -> &str {
         &self.0
     }
+
+    /// The registry named another `Location` for the session (after each chunk): the next
+    /// request on it — the closing one, or its cancel — goes there. distribution's `_state`
+    /// carries the offset, and a cancel with an older one is answered `BLOB_UPLOAD_INVALID`.
+    pub fn move_to(&mut self, location: String) {
+        self.0 = location;
+    }
 }
 
 /// What came of asking for a blob to be mounted from another repository.

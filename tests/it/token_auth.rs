@@ -234,6 +234,38 @@ fn cross_repository_mount_asks_for_the_source_repository_too() {
     reg.assert_only_issued_bearer_tokens(&server);
 }
 
+/// An upload the registry refuses is cancelled with a token that allows it, at the session's
+/// latest `Location`: distribution needs the `delete` action for every `DELETE`, an upload
+/// session's too (registry/handlers/app.go, `appendAccessRecords`), and answers a push token's
+/// cancel with 401, leaving the session; a cancel at the `Location` from before the chunks went
+/// carries a stale offset in its `_state` and is answered `BLOB_UPLOAD_INVALID` (404).
+#[test]
+fn a_refused_upload_is_cancelled_with_a_token_for_delete() {
+    let server = TokenServer::start(TokenOpts::new(USER, PASS));
+    let src = Registry::start();
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    push_simple(src.api(), "app/cancel", "v1");
+    // Every closing PUT of an upload refused, as a registry refuses a blob it will not take.
+    dst.tap.set_faults(vec![FaultRule::always(Match::UploadPut, Fault::Code(400, "BLOB_UPLOAD_INVALID"))]);
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), dst.key(PASS)],
+        &[(&src.repo("app/cancel:v1"), &[&dst.repo("app/cancel")])],
+    );
+    job.run(&["--retries", "0"]).assert_failed();
+    let cancels: Vec<Request> =
+        dst.reg.requests().into_iter().filter(|r| r.method == "DELETE" && r.path.contains("/blobs/uploads/")).collect();
+    assert!(!cancels.is_empty(), "the refused uploads are cancelled:\n{}", dst.reg.log_text());
+    assert!(
+        cancels.iter().all(|r| r.status == 204),
+        "each cancel is accepted, none refused as unauthorized: {cancels:?}"
+    );
+    assert!(
+        server.scope_sets().iter().any(|s| s.contains("repository:app/cancel:") && s.contains("delete")),
+        "a token for delete was asked: {:#?}",
+        server.scope_sets()
+    );
+}
+
 #[test]
 fn wrong_password_at_the_token_server_fails_clearly() {
     let server = TokenServer::start(TokenOpts::new(USER, PASS));
