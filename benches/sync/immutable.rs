@@ -9,11 +9,11 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Instant;
 
-use super::common::{auth_yaml, Registry};
-use super::{
-    auth_for, breakdown, check_tags_parallel, env_number, grid, push_many_tags, repeat, run_measured_within,
-    run_process, syncer_bin, tags_row, Bench, Procs, Settings, SYNCED_LINE, TAGS_LIMIT,
-};
+use super::common::{auth_for, auth_yaml, p, syncer_bin, Registry};
+use super::fixtures::{check_tags_parallel, push_many_tags};
+use super::output::{breakdown, grid, tags_row};
+use super::run::{repeat, run_measured_within, run_process, Procs};
+use super::{env_number, Bench, Settings, SYNCED_LINE, TAGS_LIMIT};
 
 const DEFAULT_IMMUTABLE_TAGS: usize = 3_000;
 const DEFAULT_IMMUTABLE_REPOS: usize = 30;
@@ -53,7 +53,7 @@ pub fn section(b: &Bench, s: &Settings) -> Result<String, String> {
             src.clear_requests();
             dst.clear_requests();
             let mut cmd = Command::new(syncer_bin());
-            cmd.args(["--auth", super::p(&auth), "--images", super::p(&images)]);
+            cmd.args(["--auth", p(&auth), "--images", p(&images)]);
             if immutable {
                 cmd.arg("--immutable");
             }

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::Path;
 
 use super::common::{random_bytes, sha256_digest, unique_seed};
-use super::{config_blob, manifest, tags_in_parallel};
+use super::fixtures::{config_blob, manifest, tags_in_parallel};
 
 /// `count` tiny images (a shared 4 KiB layer, a config each) as tags `t000…` of `repo`, in the
 /// storage under `data`; returns each tag's manifest digest.
