@@ -49,13 +49,19 @@ pub fn finish(run: &mut Report, outputs: &Outputs, bundles: &[BundleEnd]) -> Res
     let mut notes = Vec::new();
     let mut unwritten = Vec::new();
     for b in bundles {
-        match &b.result {
-            Ok(f) => notes.extend(f.note.clone()),
+        let cause = match &b.result {
+            Ok(f) => {
+                notes.extend(f.note.clone());
+                Cause::bundle_kept(&b.location)
+            }
             Err(e) => {
                 log::error!("{e}");
-                run.not_landed(&b.location, &Cause::bundle_not_written(&b.location, e));
                 unwritten.push(b.location.to_string());
+                Cause::bundle_not_written(e)
             }
+        };
+        if let Some(kept) = b.in_place() {
+            run.not_landed(&b.location, &cause, |image, digest| kept.holds(&image.repo.name, &image.reference, digest));
         }
     }
     if let Some((path, format)) = &outputs.images {

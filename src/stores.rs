@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::layout::{Base, Finished, Layout, LayoutSpec};
+use crate::layout::{Base, Finished, InPlace, Layout, LayoutSpec, Status};
 use crate::reference::{Location, Repository};
 use crate::registry::Registries;
 use crate::store::{Error, Store};
@@ -80,14 +80,29 @@ impl Stores {
         self.layouts
             .iter()
             .filter(|(_, l)| l.writes())
-            .map(|(location, l)| BundleEnd { location: location.clone(), result: l.finish(interrupted) })
+            .map(|(location, l)| BundleEnd {
+                location: location.clone(),
+                result: l.finish(interrupted),
+                layout: l.clone(),
+            })
             .collect()
     }
 }
 
 /// How writing out one bundle ended: its status, or why it could not be completed.
-#[derive(Debug)]
 pub struct BundleEnd {
     pub location: Location,
     pub result: Result<Finished, Error>,
+    layout: Arc<Layout>,
+}
+
+impl BundleEnd {
+    /// What this run wrote into the bundle that is not in it where it stays: `None` when it was
+    /// written out (or had nothing to write); else what stays (see [`InPlace`]).
+    pub fn in_place(&self) -> Option<InPlace<'_>> {
+        match &self.result {
+            Ok(f) if f.status != Status::Kept => None,
+            _ => Some(self.layout.in_place()),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use super::error::SyncError;
 use super::events::Totals;
 use super::graph::Task;
 use crate::digest::Digest;
-use crate::reference::Location;
+use crate::reference::{ImageRef, Location};
 use crate::rule::Pair;
 
 /// How an image ended, when it did not fail.
@@ -88,9 +88,19 @@ impl Cause {
         Cause { class: "interrupted", message: "not finished: the run was interrupted".into() }
     }
 
-    /// An image copied into a bundle that could not be written out (`why`).
-    pub fn bundle_not_written(location: &Location, why: &dyn fmt::Display) -> Cause {
-        Cause { class: "bundle", message: format!("{location} was not written: {why}") }
+    /// An image taken as in sync in a bundle that could not be written out: `why` names the
+    /// bundle and says what happened.
+    pub fn bundle_not_written(why: &dyn fmt::Display) -> Cause {
+        Cause { class: "bundle", message: format!("did not land: {why}") }
+    }
+
+    /// An image copied into an archive that an interrupted run only staged.
+    pub fn bundle_kept(location: &Location) -> Cause {
+        let message = format!(
+            "did not land: {location} was not written, the run being interrupted; what it copied is kept and a \
+             re-run finishes the archive"
+        );
+        Cause { class: "interrupted", message }
     }
 
     /// An image that a rule expanded into and that never ended: a task lost on the way.
@@ -150,28 +160,49 @@ pub struct Report {
 }
 
 impl Report {
-    /// The bundle at `location` could not be written out (`cause`): what this run copied into
-    /// it did not land, so those images are failures (in the outputs, the failure lines and the
-    /// exit), no longer synced. Images it already held (unchanged, immutable) still are: a
-    /// bundle that is not written out is left as it was. Known only with
-    /// [`super::Options::per_image`], which a run writing a bundle always has.
-    pub fn not_landed(&mut self, location: &Location, cause: &Cause) {
+    /// The bundle at `location` was not written out (`cause`): what this run took as in sync
+    /// there landed only if `kept` says the bundle, where it stays, holds it (the image's
+    /// destination, with the digest the run saw there; none for an immutable tag). The others
+    /// become failures — in the outputs, the failure lines and the exit — no longer in sync.
+    /// Known only with [`super::Options::per_image`], which a run writing a bundle always has.
+    pub fn not_landed(
+        &mut self,
+        location: &Location,
+        cause: &Cause,
+        mut kept: impl FnMut(&ImageRef, Option<&Digest>) -> bool,
+    ) {
         let mut lost = Vec::new();
+        let totals = &mut self.totals;
         self.outcomes.retain(|(pair, outcome)| {
-            let landed = pair.dst.repo.location != *location || !matches!(outcome, Outcome::Synced(_));
-            if !landed {
-                lost.push(pair.clone());
+            if pair.dst.repo.location != *location {
+                return true;
             }
-            landed
+            let (count, digest) = match outcome {
+                Outcome::Synced(d) => (&mut totals.images_synced, Some(d)),
+                Outcome::Unchanged(d) => (&mut totals.images_unchanged, Some(d)),
+                Outcome::Immutable => (&mut totals.images_immutable, None),
+                // Nothing to land: filtered out, or not a run that writes.
+                Outcome::Skipped(_) | Outcome::Planned(_) | Outcome::Verified(_) => return true,
+            };
+            if kept(&pair.dst, digest) {
+                return true;
+            }
+            *count = count.saturating_sub(1);
+            lost.push(pair.clone());
+            false
         });
         if lost.is_empty() {
             return;
         }
         let gone: HashSet<&Pair> = lost.iter().map(|p| &**p).collect();
         self.synced.retain(|pair| !gone.contains(&**pair));
-        self.totals.images_synced = self.totals.images_synced.saturating_sub(lost.len() as u64);
         let failed = lost.iter().map(|pair| Failure::Image { pair: (**pair).clone(), cause: cause.clone() });
         self.failures.extend(failed);
+        // As `Causes::failures` orders them: the rules, then the images.
+        self.failures.sort_by(|a, b| match (a.image(), b.image()) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (x, y) => x.is_some().cmp(&y.is_some()),
+        });
     }
 }
 
@@ -213,43 +244,55 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::reference::{parse_repository, ImageRef, Reference, Repository};
+    use crate::reference::{parse_repository, Reference, Repository};
 
     fn pair(dst: &Repository, tag: &str) -> Arc<Pair> {
         let src = ImageRef { repo: parse_repository("a.io/x").unwrap(), reference: Reference::Tag(tag.into()) };
         Arc::new(Pair::new(src, ImageRef { repo: dst.clone(), reference: Reference::Tag(tag.into()) }))
     }
 
-    /// Only what this run copied into the bundle becomes a failure; what the bundle already held,
-    /// and what went elsewhere, stays in sync.
+    /// What the bundle, where it stays, does not hold becomes a failure — copied or found
+    /// `unchanged` (in what an earlier run staged); what it holds, and what went elsewhere,
+    /// stays in sync.
     #[test]
-    fn not_landed_fails_only_what_was_copied_into_that_bundle() {
+    fn not_landed_fails_what_the_bundle_in_place_does_not_hold() {
         let bundle = Repository { location: Location::Dir(Path::new("/b").into()), name: "x".into() };
         let other = Repository { location: Location::Dir(Path::new("/c").into()), name: "x".into() };
         let registry = parse_repository("b.io/x").unwrap();
         let d = Digest::of(b"m");
-        let (copied, kept, elsewhere, pushed) =
-            (pair(&bundle, "v2"), pair(&bundle, "v1"), pair(&other, "v2"), pair(&registry, "v2"));
+        let (copied, kept, staged, elsewhere, pushed) =
+            (pair(&bundle, "v3"), pair(&bundle, "v1"), pair(&bundle, "v2"), pair(&other, "v3"), pair(&registry, "v3"));
         let outcomes = vec![
             (copied.clone(), Outcome::Synced(d.clone())),
             (kept.clone(), Outcome::Unchanged(d.clone())),
+            (staged.clone(), Outcome::Unchanged(d.clone())),
             (elsewhere.clone(), Outcome::Synced(d.clone())),
             (pushed.clone(), Outcome::Synced(d.clone())),
         ];
         let mut report = Report {
-            failures: Vec::new(),
-            totals: Totals { images_synced: 3, images_unchanged: 1, ..Totals::default() },
+            failures: vec![Failure::Rule { src_text: "r".into(), dst_text: "s".into(), cause: Cause::interrupted() }],
+            totals: Totals { images_synced: 3, images_unchanged: 2, ..Totals::default() },
             synced: outcomes.iter().map(|(p, _)| p.clone()).collect(),
             outcomes,
             stats: HashMap::new(),
             elapsed: Duration::ZERO,
             registries: BTreeMap::new(),
         };
-        let cause = Cause::bundle_not_written(&bundle.location, &"No space left on device");
-        report.not_landed(&bundle.location, &cause);
-        assert_eq!(report.failures, vec![Failure::Image { pair: (*copied).clone(), cause: cause.clone() }]);
-        assert_eq!(report.failures[0].cause(), "oci:/b was not written: No space left on device");
-        assert_eq!(report.failures[0].class(), "bundle");
+        let cause = Cause::bundle_not_written(&"oci:/b: cannot write index.json: No space left on device");
+        let mut asked = Vec::new();
+        report.not_landed(&bundle.location, &cause, |image, digest| {
+            asked.push((image.reference.to_string(), digest.cloned()));
+            image.reference == Reference::Tag("v1".into())
+        });
+        assert_eq!(asked.len(), 3, "each image in the bundle is looked up once, with its digest: {asked:?}");
+        assert!(asked.iter().all(|(_, digest)| digest.as_ref() == Some(&d)));
+        let failed: Vec<Option<&Pair>> = report.failures.iter().map(Failure::image).collect();
+        assert_eq!(failed, vec![None, Some(&*staged), Some(&*copied)], "the rule first, then the images in order");
+        assert_eq!(
+            report.failures[1].cause(),
+            "did not land: oci:/b: cannot write index.json: No space left on device"
+        );
+        assert_eq!(report.failures[1].class(), "bundle");
         assert_eq!(report.synced, vec![kept.clone(), elsewhere.clone(), pushed.clone()]);
         assert_eq!(report.outcomes.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), report.synced);
         assert_eq!((report.totals.images_synced, report.totals.images_unchanged), (2, 1));

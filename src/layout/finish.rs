@@ -12,8 +12,11 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::delta::RECORD;
+use super::index::Index;
 use super::lock::Writer;
-use super::{archive, parts, read_member, Layout, LAYOUT_FILE, LAYOUT_VERSION};
+use super::{archive, parts, read_member, rel, Layout, LAYOUT_FILE, LAYOUT_VERSION};
+use crate::digest::Digest;
+use crate::reference::Reference;
 use crate::store::{Error, ErrorKind};
 
 /// What became of a written bundle at the end of a run.
@@ -44,7 +47,46 @@ pub struct Finished {
     pub note: Option<String>,
 }
 
+/// A written bundle as it stays where the run did not write it out (an error, or an archive
+/// only staged by an interrupted run): an archive as it was before the run, a directory as its
+/// `index.json` was last saved. What the run took as in sync there and is not in it did not
+/// land — even an image found `unchanged` in what an earlier failed run had staged.
+pub struct InPlace<'a> {
+    layout: &'a Layout,
+    index: Index,
+}
+
+impl InPlace<'_> {
+    /// Whether it holds the image `name` by `reference`, with `digest` when one is given, its
+    /// manifest file included.
+    pub fn holds(&self, name: &str, reference: &Reference, digest: Option<&Digest>) -> bool {
+        let manifest = match reference {
+            Reference::Tag(tag) => match self.index.find(name, tag) {
+                Some(entry) if digest.is_none_or(|d| *d == entry.digest) => entry.digest.clone(),
+                _ => return false,
+            },
+            Reference::Digest(d) => d.clone(),
+        };
+        let path = rel(&manifest);
+        match (&self.layout.output, &self.layout.dir) {
+            (Some(_), _) => self.layout.tar.as_ref().is_some_and(|t| t.size(&path).is_some()),
+            (None, Some(dir)) => dir.join(&path).is_file(),
+            (None, None) => false,
+        }
+    }
+}
+
 impl Layout {
+    /// What stays in place of this bundle if it is not written out (see [`InPlace`]).
+    pub fn in_place(&self) -> InPlace<'_> {
+        let index = match (&self.output, &self.dir) {
+            (Some(_), _) => self.archived.as_deref().and_then(|b| Index::parse(b).ok()),
+            (None, Some(dir)) => std::fs::read(dir.join("index.json")).ok().and_then(|b| Index::parse(&b).ok()),
+            (None, None) => None,
+        };
+        InPlace { layout: self, index: index.unwrap_or_default() }
+    }
+
     /// Whether this layout is written in this run.
     pub fn writes(&self) -> bool {
         self.writable

@@ -48,7 +48,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 pub use delta::Base;
-pub use finish::{Finished, Status};
+pub use finish::{Finished, InPlace, Status};
 
 use crate::digest::{Algorithm, Digest};
 use crate::manifest::{MediaType, MAX_MANIFEST_BYTES};

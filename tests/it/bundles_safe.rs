@@ -1,6 +1,7 @@
 //! Bundles that never lose what they were given (issue 23): an archive rewrite that fails — the
 //! disk fills up, or the process is killed while it writes the archive — keeps everything it
-//! staged, says in its summary line and its report that the bundle was not written, and a re-run
+//! staged, says in its summary line and its report that the bundle was not written, fails what
+//! did not land in it (an interrupted run's too) instead of listing it in sync, and a re-run
 //! ends with an archive holding every tag, each importable byte-exact; `--prune` into an archive
 //! takes the tag out of it (and a re-run prunes nothing); writers of one directory layout
 //! (parallel shards) take turns on its `index.json`, a writer that has to wait says so, and no
@@ -104,8 +105,10 @@ fn read_log(log: &Path) -> String {
 }
 
 /// A tag added to an archive on a disk too small for the rewrite: the run fails, its summary line
-/// and its report say the bundle was not written, the old archive is untouched and the staged
-/// files are kept; once there is room, the re-run writes an archive holding both tags, each
+/// and its report say the bundle was not written, the tag it copied is failed (class `bundle`)
+/// in its outputs, the old archive is untouched and the staged files are kept; the failed tag
+/// fed back while the disk is still full fails again (it is only staged); once there is room,
+/// the re-run writes an archive holding both tags, each
 /// importable byte-exact. (Before: the staged blobs were deleted as they went into the archive
 /// that was never finished, the run said `0 images failed`, and the re-run called the new tag
 /// `unchanged`, exited 0 and left it out.)
@@ -127,9 +130,15 @@ fn a_full_disk_during_an_archive_rewrite_loses_nothing_and_says_the_bundle_was_n
     fs::write(&filler, vec![0u8; 14 << 20]).unwrap();
     let job = rules_job(&[&src], &[(format!("{}:v1,v2", src.repo("full/app")), archive.clone())]);
     let report = job.dir.join("report.json");
-    let (synced, failed) = (job.dir.join("synced.yaml"), job.dir.join("failed.yaml"));
-    let run =
-        job.run(&["--report", p(&report), "--output-success-images", p(&synced), "--output-failed-images", p(&failed)]);
+    let (synced_file, failed_file) = (job.dir.join("synced.yaml"), job.dir.join("failed.yaml"));
+    let run = job.run(&[
+        "--report",
+        p(&report),
+        "--output-success-images",
+        p(&synced_file),
+        "--output-failed-images",
+        p(&failed_file),
+    ]);
     run.assert_failed();
     let summary = finished_line(&run);
     assert!(
@@ -152,7 +161,7 @@ fn a_full_disk_during_an_archive_rewrite_loses_nothing_and_says_the_bundle_was_n
     assert_eq!(status("v2"), Some(("failed".into(), "bundle".into())), "{r:#}");
     assert_eq!((r["images_failed"].clone(), r["totals"]["images_synced"].clone()), (json!(1), json!(0)), "{r:#}");
     let listed = |path: &Path| fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (synced, failed) = (listed(&synced), listed(&failed));
+    let (synced, failed) = (listed(&synced_file), listed(&failed_file));
     assert!(synced.contains("full/app:v1") && !synced.contains("full/app:v2"), "only v1 is in sync:\n{synced}");
     assert!(failed.contains("full/app:v2") && !failed.contains("full/app:v1"), "v2 is to retry:\n{failed}");
     assert!(
@@ -167,6 +176,31 @@ fn a_full_disk_during_an_archive_rewrite_loses_nothing_and_says_the_bundle_was_n
     assert_eq!(bundle["status"], "failed", "{r:#}");
     assert!(bundle["error"].as_str().is_some_and(|e| e.contains("space")), "the error says why: {r:#}");
     assert!(fs::read(&tar).unwrap() == old, "the old archive is untouched");
+
+    // The failed images fed back while the disk is still full: v2 is in what the first run
+    // staged, not in the archive, which is not written again. It is failed again, not taken
+    // as `unchanged` and listed as in sync.
+    let (synced2, failed2) = (job.dir.join("synced2.yaml"), job.dir.join("failed2.yaml"));
+    let retry = run_syncer_within(
+        &[
+            "--auth",
+            p(&job.auth),
+            "--images",
+            p(&failed_file),
+            "--output-success-images",
+            p(&synced2),
+            "--output-failed-images",
+            p(&failed2),
+        ],
+        Duration::from_secs(60),
+    );
+    retry.assert_failed();
+    let summary = finished_line(&retry);
+    assert!(summary.contains("1 images failed"), "v2 fails again: {summary}\n{retry}");
+    let (synced2, failed2) = (listed(&synced2), listed(&failed2));
+    assert!(!synced2.contains("full/app:v2"), "v2 is not in sync:\n{synced2}");
+    assert!(failed2.contains("full/app:v2"), "v2 is still to retry:\n{failed2}");
+    assert!(fs::read(&tar).unwrap() == old, "the old archive is still untouched");
 
     fs::remove_file(&filler).unwrap();
     let rerun = job.run(&[]);
@@ -322,5 +356,48 @@ fn shards_writing_one_directory_at_once_keep_every_image() {
     reachable(&dir);
     for (i, log) in logs.iter().enumerate() {
         assert!(waits(log), "shard {i} says it waits for the layout's lock:\n{}", read_log(log));
+    }
+}
+
+/// SIGTERM while images are copied into a new archive: the archive is not made (its staging
+/// directory is kept for a re-run), so nothing the run copied landed. The success file lists no
+/// image and the failed file lists every tag, those staged included: a retry of the failed images
+/// brings them all.
+#[test]
+fn images_staged_by_an_interrupted_archive_run_are_not_reported_in_sync() {
+    let src = Registry::start();
+    let imgs: Vec<Image> = (0..6).map(|i| push_simple(src.api(), "staged/app", &format!("t{i}"))).collect();
+    // Every request held 60 ms and one worker: the run takes seconds, the signal lands mid-way.
+    let proxy = Proxy::start_with(&src.addr(), ProxyOpts { delay: Duration::from_millis(60), ..ProxyOpts::default() });
+    let bundle = TestDir::new("staged");
+    let tar = bundle.join("bundle.tar");
+    let staged = PathBuf::from(format!("{}.partial", tar.display()));
+    let job = Job::new(
+        &[AuthEntry::insecure(&proxy.addr())],
+        &images_yaml_values(&[(proxy.repo("staged/app"), format!("oci-archive:{}", p(&tar)))]),
+    );
+    let (synced, failed) = (job.dir.join("synced.yaml"), job.dir.join("failed.yaml"));
+    let args = ["--proc", "1", "--output-success-images", p(&synced), "--output-failed-images", p(&failed)];
+    let mut running = Running::spawn(&job.args(&args), &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !staged.join("index.json").exists() || entries(&staged).is_empty() {
+        if !running.is_running() {
+            let run = running.wait(Duration::from_secs(5));
+            panic!("the run ended before it staged an image:\n{run}");
+        }
+        assert!(Instant::now() < deadline, "no image staged within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal("TERM");
+    let run = running.wait(Duration::from_secs(30));
+    assert_eq!(run.code, Some(143), "SIGTERM exits 143:\n{run}");
+    assert!(!tar.exists(), "no archive was made:\n{run}");
+    assert!(!entries(&staged).is_empty(), "the staged images are kept");
+
+    let synced = fs::read_to_string(&synced).expect("the success file");
+    assert!(!synced.contains("staged/app"), "nothing landed, so nothing is in sync:\n{synced}\n{run}");
+    let failed = fs::read_to_string(&failed).expect("the failed file");
+    for i in 0..imgs.len() {
+        assert!(failed.contains(&format!("staged/app:t{i}")), "t{i} is to retry:\n{failed}\n{run}");
     }
 }
