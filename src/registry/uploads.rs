@@ -121,10 +121,20 @@ impl Client {
     }
 
     /// Cancel an upload session (best effort: registries may not support it, and the session
-    /// expires anyway).
+    /// expires anyway). distribution asks for the `delete` action (see [`delete_scope`]); a
+    /// token server that refuses that scope outright is asked for the push token instead, which
+    /// is all some registries want for a cancel.
     pub(crate) fn cancel_upload(&self, repo: &str, session: &Session) {
         let what = format!("cancel upload to {repo}");
-        match self.send("DELETE", session.location(), &[delete_scope(repo)], &[], Body::Empty, &what) {
+        let cancel = |scope: String| self.send("DELETE", session.location(), &[scope], &[], Body::Empty, &what);
+        let sent = match cancel(delete_scope(repo)) {
+            Err(e) if !e.is_transient() => {
+                log::debug!("{e}; cancelling with the push token");
+                cancel(push_scope(repo))
+            }
+            other => other,
+        };
+        match sent {
             Ok(r) => log::debug!("{}: {what}: HTTP {}", self.registry, r.status().as_u16()),
             Err(e) => log::debug!("{e}"),
         }

@@ -266,6 +266,43 @@ fn a_refused_upload_is_cancelled_with_a_token_for_delete() {
     );
 }
 
+/// A token server that refuses a scope with `delete` outright (an error, not a token with fewer
+/// actions): the cancel asks for the push token instead, once, and the run fails only for
+/// the upload the registry refused, as before.
+#[test]
+fn a_cancel_whose_delete_token_is_refused_is_sent_with_the_push_token() {
+    let server = TokenServer::start(TokenOpts { refuse_action: Some("delete".into()), ..TokenOpts::new(USER, PASS) });
+    let src = Registry::start();
+    let dst = TokenRegistry::start(&server, Duration::ZERO);
+    push_simple(src.api(), "app/pushonly", "v1");
+    dst.tap.set_faults(vec![FaultRule::always(Match::UploadPut, Fault::Code(400, "BLOB_UPLOAD_INVALID"))]);
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), dst.key(PASS)],
+        &[(&src.repo("app/pushonly:v1"), &[&dst.repo("app/pushonly")])],
+    );
+    let run = job.run(&["--retries", "0"]);
+    run.assert_failed();
+    assert!(
+        run.failed_lines().iter().all(|l| !l.contains("delete") && !l.contains("token")),
+        "the image fails for the refused upload, not for the cancel:\n{run}"
+    );
+    let reqs = server.requests();
+    let refused = reqs.iter().filter(|r| r.token.is_none() && r.scopes.iter().any(|s| s.ends_with("delete"))).count();
+    assert!(refused >= 1, "the delete token was asked for and refused: {reqs:#?}");
+    let push_tokens: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.scopes == ["repository:app/pushonly:pull,push"])
+        .filter_map(|r| r.token.clone())
+        .collect();
+    let cancels: Vec<Option<String>> =
+        dst.tap.requests().into_iter().filter(|r| r.method == "DELETE").map(|r| r.authorization).collect();
+    assert!(!cancels.is_empty(), "the cancels were still sent");
+    for authorization in &cancels {
+        let token = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+        assert!(token.is_some_and(|t| push_tokens.iter().any(|p| p == t)), "each cancel went with the push token");
+    }
+}
+
 #[test]
 fn wrong_password_at_the_token_server_fails_clearly() {
     let server = TokenServer::start(TokenOpts::new(USER, PASS));

@@ -46,6 +46,9 @@ pub struct TokenOpts {
     pub anonymous: bool,
     /// How long every answer is held after the request arrived.
     pub delay: Duration,
+    /// Refuse (401) a request asking for this action in any scope, as a token server does
+    /// that answers a scope it will not grant with an error, not with fewer actions.
+    pub refuse_action: Option<String>,
 }
 
 impl TokenOpts {
@@ -61,6 +64,7 @@ impl TokenOpts {
             refresh_token: None,
             anonymous: false,
             delay: Duration::ZERO,
+            refuse_action: None,
         }
     }
 
@@ -286,6 +290,11 @@ fn handle(mut stream: TcpStream, opts: &TokenOpts, shared: &Shared, signer: &Jwt
         let anonymous = opts.anonymous && record.authorization.is_none();
         anonymous || record.basic.as_ref().is_some_and(|(u, p)| *u == opts.user && *p == opts.pass)
     };
+    let refused = |scope: &String| {
+        let actions = scope.rsplit(':').next().unwrap_or_default();
+        opts.refuse_action.as_ref().is_some_and(|a| actions.split(',').any(|x| x == a))
+    };
+    let ok = ok && !record.scopes.iter().any(refused);
     if !ok {
         shared.requests.lock().unwrap().push(record);
         if method == "POST" {
