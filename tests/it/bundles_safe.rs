@@ -315,10 +315,13 @@ fn prune_into_an_archive_takes_the_tag_out_of_it_once() {
 /// Three `--shard i/3` runs writing one directory layout at once, started while another process
 /// holds the layout's lock: each says it waits, all succeed, and `index.json` lists every image
 /// of every shard. (Before: each rewrote `index.json` from its own copy, and the last one won.)
+/// Shards are chosen by a hash of the destination repository, whose name holds the source's
+/// random port: with 24 repositories a shard is left without any (and so never waits) about
+/// once in 5,000 runs, which the test allows for one shard (with 9 it was one run in 13).
 #[test]
 fn shards_writing_one_directory_at_once_keep_every_image() {
     let src = Registry::start();
-    let repos: Vec<String> = (0..9).map(|i| format!("shard/app{i}")).collect();
+    let repos: Vec<String> = (0..24).map(|i| format!("shard/app{i}")).collect();
     let images: Vec<Image> =
         repos.iter().map(|r| push_image(src.api(), r, "v1", ImageKind::Oci, "linux", "amd64", "")).collect();
     let bundle = TestDir::new("shards");
@@ -354,9 +357,16 @@ fn shards_writing_one_directory_at_once_keep_every_image() {
     let all_logs: Vec<String> = logs.iter().map(|l| read_log(l)).collect();
     assert_eq!(entries(&dir), want, "index.json lists every shard's images:\n{}", all_logs.join("\n"));
     reachable(&dir);
+    let mut waited = 0;
     for (i, log) in logs.iter().enumerate() {
-        assert!(waits(log), "shard {i} says it waits for the layout's lock:\n{}", read_log(log));
+        let text = read_log(log);
+        if text.contains(&format!("shard {}: 0 of", shards[i])) {
+            continue;
+        }
+        assert!(waits(log), "shard {i} says it waits for the layout's lock:\n{text}");
+        waited += 1;
     }
+    assert!(waited >= 2, "at least two shards wrote the layout at once:\n{}", all_logs.join("\n"));
 }
 
 /// SIGTERM while images are copied into a new archive: the archive is not made (its staging
