@@ -296,7 +296,7 @@ impl Client {
                         let e = error::status(&self.registry, &what, &mut r);
                         // Too large, or out of step? The registry's offset tells: unchanged
                         // means it took nothing of this chunk.
-                        let at = self.resume_offset(repo, &location, &what, &e)?;
+                        let at = self.resume_offset(repo, &mut location, session, &what, &e)?;
                         if at == offset {
                             let smaller = (len / 2).max(MIN_CHUNK);
                             self.learned.chunk_refused(len, smaller);
@@ -320,7 +320,7 @@ impl Client {
                     }
                 };
             // Resume where the registry says it is, but never before what it acknowledged.
-            let at = self.resume_offset(repo, &location, &what, &cause)?;
+            let at = self.resume_offset(repo, &mut location, session, &what, &cause)?;
             let resume_at = if at < offset {
                 log::info!(
                     "{}: {what}: the registry reports {at} bytes after acknowledging {offset}; trusting {offset} \
@@ -361,10 +361,24 @@ impl Client {
     }
 
     /// How many bytes of the upload the registry has, after `cause` interrupted it; an upload
-    /// the registry cannot resume is lost (the engine sends the blob again).
-    fn resume_offset(&self, repo: &str, location: &str, what: &str, cause: &Error) -> Result<u64, Failed> {
+    /// the registry cannot resume is lost (the engine sends the blob again). The session goes on
+    /// at the `Location` the status answer names (distribution's carries a new `_state`).
+    fn resume_offset(
+        &self,
+        repo: &str,
+        location: &mut String,
+        session: &mut Session,
+        what: &str,
+        cause: &Error,
+    ) -> Result<u64, Failed> {
         match self.upload_offset(repo, location) {
-            Ok(at) => Ok(at),
+            Ok((at, moved)) => {
+                if let Some(moved) = moved {
+                    session.move_to(moved.clone());
+                    *location = moved;
+                }
+                Ok(at)
+            }
             Err(e) if session_gone(&e) => {
                 log::info!(
                     "{}: {what}: the registry cannot resume the upload after: {} ({}); restarting the blob",
@@ -379,15 +393,16 @@ impl Client {
         }
     }
 
-    /// How many bytes of an upload session the registry has: its `Range: 0-N` answer.
-    fn upload_offset(&self, repo: &str, location: &str) -> Result<u64, Error> {
+    /// How many bytes of an upload session the registry has (its `Range: 0-N` answer), and the
+    /// `Location` it names for the session, if any.
+    fn upload_offset(&self, repo: &str, location: &str) -> Result<(u64, Option<String>), Error> {
         let what = format!("upload status of {repo}");
         self.retrying(&what, || {
             let mut r = self.send("GET", location, &[push_scope(repo)], &[], Body::Empty, &what)?;
             match r.status().as_u16() {
                 200 | 204 => {
                     let range = header(&r, "range").unwrap_or_default();
-                    Ok(parse_upload_range(&range))
+                    Ok((parse_upload_range(&range), header(&r, "location").map(|l| self.resolve(&l))))
                 }
                 _ => Err(error::status(&self.registry, &what, &mut r)),
             }
