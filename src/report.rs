@@ -2,8 +2,8 @@
 //! `--output-success-images` / `--output-failed-images` files (in the images-file format, so
 //! they can be fed back as `--images`) and the `--report` document. A bundle that could not be
 //! written is said in the last summary line and in the report, not only in an error line above
-//! them, and what the run copied into it is failed (class `bundle`), not synced: "0 images
-//! failed" would hide that it did not land.
+//! them, and what the run took as in sync there but the bundle where it stays does not hold is
+//! failed (class `bundle`), not synced: "0 images failed" would hide that it did not land.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,7 +43,7 @@ impl fmt::Display for WriteError {
 impl std::error::Error for WriteError {}
 
 /// Write the run's output files, then its failure lines and summary. `bundles` is how writing
-/// out the run's bundles went: what was copied into one that could not be written becomes a
+/// out the run's bundles went: what did not land in one that was not written out becomes a
 /// failure of `run` here. `Ok(false)` when a bundle could not be written.
 pub fn finish(run: &mut Report, outputs: &Outputs, bundles: &[BundleEnd]) -> Result<bool, WriteError> {
     let mut notes = Vec::new();

@@ -97,8 +97,8 @@ pub struct BundleEnd {
 }
 
 impl BundleEnd {
-    /// What this run wrote into the bundle that is not in it where it stays: `None` when it was
-    /// written out (or had nothing to write); else what stays (see [`InPlace`]).
+    /// What stays in place of the bundle, which was not written out (an error, or an archive an
+    /// interrupted run only staged); `None` when it was written out or had nothing to write.
     pub fn in_place(&self) -> Option<InPlace<'_>> {
         match &self.result {
             Ok(f) if f.status != Status::Kept => None,
