@@ -388,16 +388,10 @@ fn images_staged_by_an_interrupted_archive_run_are_not_reported_in_sync() {
     );
     let (synced, failed) = (job.dir.join("synced.yaml"), job.dir.join("failed.yaml"));
     let args = ["--proc", "1", "--output-success-images", p(&synced), "--output-failed-images", p(&failed)];
-    let mut running = Running::spawn(&job.args(&args), &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !staged.join("index.json").exists() || entries(&staged).is_empty() {
-        if !running.is_running() {
-            let run = running.wait(Duration::from_secs(5));
-            panic!("the run ended before it staged an image:\n{run}");
-        }
-        assert!(Instant::now() < deadline, "no image staged within 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let running =
+        Running::spawn(&job.args(&args), &[]).wait_until("it staged an image", Duration::from_secs(60), || {
+            staged.join("index.json").exists() && !entries(&staged).is_empty()
+        });
     running.signal("TERM");
     let run = running.wait(Duration::from_secs(30));
     assert_eq!(run.code, Some(143), "SIGTERM exits 143:\n{run}");

@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::signed::{assert_referrers_tag_lists, Published, Signed, SIGNED};
 use crate::common::*;
@@ -599,20 +599,12 @@ fn sigterm_while_writing_a_layout_leaves_it_readable_and_a_rerun_completes_it() 
     let name = proxy.repo("slow/app");
     let want_entry = |i: usize| Entry::new(&name, &format!("t{i}"), &imgs[i].digest, OCI_MANIFEST);
 
-    let mut running = Running::spawn(&job.args(&["--proc", "1"]), &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // index.json is replaced atomically: whenever it is there, it parses.
-        if dir.join("index.json").exists() && !entries(&dir).is_empty() {
-            break;
-        }
-        if !running.is_running() {
-            let run = running.wait(Duration::from_secs(5));
-            panic!("the run ended before index.json listed an image:\n{run}");
-        }
-        assert!(Instant::now() < deadline, "no image listed in index.json within 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // index.json is replaced atomically: whenever it is there, it parses.
+    let running = Running::spawn(&job.args(&["--proc", "1"]), &[]).wait_until(
+        "index.json listed an image",
+        Duration::from_secs(60),
+        || dir.join("index.json").exists() && !entries(&dir).is_empty(),
+    );
     running.signal("TERM");
     let run = running.wait(Duration::from_secs(30));
     assert_eq!(run.code, Some(143), "SIGTERM exits 143:\n{run}");
@@ -839,19 +831,9 @@ fn interrupted_archive_write_resumes(old: bool) {
         es.iter().filter(|e| e.name.as_deref().is_some_and(|n| n.starts_with(&format!("{name}:")))).count()
     };
 
-    let mut running = Running::spawn(&job.args(&["--proc", "1"]), &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if try_entries(&partial).is_some_and(|es| slow_listed(&es) > 0) {
-            break;
-        }
-        if !running.is_running() {
-            let run = running.wait(Duration::from_secs(5));
-            panic!("the run ended before {}/index.json listed an image:\n{run}", partial.display());
-        }
-        assert!(Instant::now() < deadline, "no image listed in {}/index.json within 60 s", partial.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("{}/index.json listed an image", partial.display());
+    let running = Running::spawn(&job.args(&["--proc", "1"]), &[])
+        .wait_until(&what, Duration::from_secs(60), || try_entries(&partial).is_some_and(|es| slow_listed(&es) > 0));
     running.signal("TERM");
     let run = running.wait(Duration::from_secs(30));
     assert_eq!(run.code, Some(143), "SIGTERM exits 143:\n{run}");

@@ -234,6 +234,21 @@ fn cross_repository_mount_asks_for_the_source_repository_too() {
     reg.assert_only_issued_bearer_tokens(&server);
 }
 
+/// `repo:v1` on a plain source, copied by the job to a token registry (of `server`) behind a
+/// proxy that refuses every closing `PUT` of an upload, as a registry refuses a blob it will not
+/// take: each upload fails, and is cancelled.
+fn refused_uploads(server: &TokenServer, repo: &str) -> (Registry, TokenRegistry, PrivateJob) {
+    let src = Registry::start();
+    let dst = TokenRegistry::start(server, Duration::ZERO);
+    push_simple(src.api(), repo, "v1");
+    dst.tap.set_faults(vec![FaultRule::always(Match::UploadPut, Fault::Code(400, "BLOB_UPLOAD_INVALID"))]);
+    let job = PrivateJob::new(
+        &[AuthKey::new(&src.addr()).insecure(), dst.key(PASS)],
+        &[(&src.repo(&format!("{repo}:v1")), &[&dst.repo(repo)])],
+    );
+    (src, dst, job)
+}
+
 /// An upload the registry refuses is cancelled with a token that allows it, at the session's
 /// latest `Location`: distribution needs the `delete` action for every `DELETE`, an upload
 /// session's too (registry/handlers/app.go, `appendAccessRecords`), and answers a push token's
@@ -242,15 +257,7 @@ fn cross_repository_mount_asks_for_the_source_repository_too() {
 #[test]
 fn a_refused_upload_is_cancelled_with_a_token_for_delete() {
     let server = TokenServer::start(TokenOpts::new(USER, PASS));
-    let src = Registry::start();
-    let dst = TokenRegistry::start(&server, Duration::ZERO);
-    push_simple(src.api(), "app/cancel", "v1");
-    // Every closing PUT of an upload refused, as a registry refuses a blob it will not take.
-    dst.tap.set_faults(vec![FaultRule::always(Match::UploadPut, Fault::Code(400, "BLOB_UPLOAD_INVALID"))]);
-    let job = PrivateJob::new(
-        &[AuthKey::new(&src.addr()).insecure(), dst.key(PASS)],
-        &[(&src.repo("app/cancel:v1"), &[&dst.repo("app/cancel")])],
-    );
+    let (_src, dst, job) = refused_uploads(&server, "app/cancel");
     job.run(&["--retries", "0"]).assert_failed();
     let cancels: Vec<Request> =
         dst.reg.requests().into_iter().filter(|r| r.method == "DELETE" && r.path.contains("/blobs/uploads/")).collect();
@@ -272,14 +279,7 @@ fn a_refused_upload_is_cancelled_with_a_token_for_delete() {
 #[test]
 fn a_cancel_whose_delete_token_is_refused_is_sent_with_the_push_token() {
     let server = TokenServer::start(TokenOpts { refuse_action: Some("delete".into()), ..TokenOpts::new(USER, PASS) });
-    let src = Registry::start();
-    let dst = TokenRegistry::start(&server, Duration::ZERO);
-    push_simple(src.api(), "app/pushonly", "v1");
-    dst.tap.set_faults(vec![FaultRule::always(Match::UploadPut, Fault::Code(400, "BLOB_UPLOAD_INVALID"))]);
-    let job = PrivateJob::new(
-        &[AuthKey::new(&src.addr()).insecure(), dst.key(PASS)],
-        &[(&src.repo("app/pushonly:v1"), &[&dst.repo("app/pushonly")])],
-    );
+    let (_src, dst, job) = refused_uploads(&server, "app/pushonly");
     let run = job.run(&["--retries", "0"]);
     run.assert_failed();
     assert!(

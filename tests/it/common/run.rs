@@ -213,6 +213,22 @@ impl Running {
         self.child.try_wait().ok().flatten().is_none()
     }
 
+    /// Polls `done` while the process runs, until it holds (then the process is handed back).
+    /// The test fails, with the run's output, if the process ends first, and after `limit`:
+    /// `what` says what was awaited.
+    pub fn wait_until(mut self, what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Running {
+        let deadline = Instant::now() + limit;
+        while !done() {
+            if !self.is_running() {
+                let run = self.wait(Duration::from_secs(5));
+                panic!("the run ended before {what}:\n{run}");
+            }
+            assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+            thread::sleep(Duration::from_millis(20));
+        }
+        self
+    }
+
     /// Waits for the process to end; one still running after `limit` is killed, and the test
     /// fails with its output (a hang must fail, not block the suite).
     pub fn wait(mut self, limit: Duration) -> Run {
