@@ -49,18 +49,18 @@ pub fn finish(run: &mut Report, outputs: &Outputs, bundles: &[BundleEnd]) -> Res
     let mut notes = Vec::new();
     let mut unwritten = Vec::new();
     for b in bundles {
-        let cause = match &b.result {
-            Ok(f) => {
-                notes.extend(f.note.clone());
-                Cause::bundle_kept(&b.location)
-            }
+        match &b.result {
+            Ok(f) => notes.extend(f.note.clone()),
             Err(e) => {
                 log::error!("{e}");
                 unwritten.push(b.location.to_string());
-                Cause::bundle_not_written(e)
             }
-        };
+        }
         if let Some(kept) = b.in_place() {
+            let cause = match &b.result {
+                Ok(_) => Cause::bundle_kept(&b.location),
+                Err(e) => Cause::bundle_not_written(e),
+            };
             run.not_landed(&b.location, &cause, |image, digest| kept.holds(&image.repo.name, &image.reference, digest));
         }
     }
